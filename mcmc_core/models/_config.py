@@ -1,0 +1,43 @@
+"""Typed configuration of a model (also the Hydra schema of the ``model`` group)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mcmc_core._validation import check, check_choice
+
+MODEL_NAMES = ("mlp", "cnn", "alexnet", "resnet18")
+
+
+@dataclass
+class ModelConfig:
+    """Which binary network to build. Input size and class count come from the data.
+
+    Args:
+        name: ``mlp``, ``cnn`` (a small conv net), ``alexnet`` or ``resnet18`` (torchvision,
+            adapted to the data's channels and classes).
+        hidden: hidden layer widths of ``mlp``; ``[]`` is a single binary layer
+            (input -> classes), ``[256]`` gives input -> 256 -> classes.
+        channels: conv channels of ``cnn``, one conv block per entry.
+        output_scale: the last binary layer's output is ``output_scale / sqrt(fan_in)`` times its
+            integer pre-activation, so one temperature means the same for narrow and wide nets.
+        keep_activations: keep ``ReLU``/``PReLU`` layers (dropped by default: binary layers
+            binarize their inputs by sign anyway).
+    """
+
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=list)
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    output_scale: float = 1.0
+    keep_activations: bool = False
+
+    def errors(self, prefix: str = "model") -> list[str]:
+        """Every violation of this config, one line each (empty when valid)."""
+        errors: list[str] = []
+        check_choice(errors, f"{prefix}.name", self.name, MODEL_NAMES)
+        check(errors, all(h >= 1 for h in self.hidden), f"{prefix}.hidden", list(self.hidden),
+              "a list of positive layer widths")
+        check(errors, len(self.channels) >= 1 and all(c >= 1 for c in self.channels),
+              f"{prefix}.channels", list(self.channels), "a non-empty list of positive widths")
+        check(errors, self.output_scale > 0, f"{prefix}.output_scale", self.output_scale, "> 0")
+        return errors
