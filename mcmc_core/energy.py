@@ -1,0 +1,186 @@
+"""Energy evaluation: the loss a sampler minimises, measured with forward passes only.
+
+The model runs in eval mode under ``torch.no_grad()``: no dropout noise, and BatchNorm uses (and
+never updates) its running statistics, so a rejected candidate leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from mcmc_core.data import Split
+
+__all__ = ["ENERGIES", "Energy", "FullEnergy", "MinibatchEnergy", "evaluate"]
+
+ENERGIES = ("full", "minibatch")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int = 4096,
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``(inputs, targets)``, in eval mode, in chunks.
+
+    ``criterion`` must average over the batch (``reduction="mean"``, as CrossEntropyLoss does).
+    Inputs are moved chunk by chunk to the model's device.
+    """
+    n = len(targets)
+    if n == 0:
+        return float("nan"), float("nan")
+    device = _device_of(model)
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, n, batch_size):
+        x = inputs[start : start + batch_size].to(device, non_blocking=True)
+        y = targets[start : start + batch_size].to(device, non_blocking=True)
+        out = model(x)
+        loss_sum += float(criterion(out, y)) * len(y)
+        correct += int((out.argmax(dim=1) == y).sum())
+    return loss_sum / n, correct / n
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class Energy:
+    """A target for the sampler: hands out closures that measure a model's energy.
+
+    ``fixed`` tells whether every closure measures the same target; then a sampler may cache the
+    current energy (``SignFlipSampler(cache_energy=True)``).
+    """
+
+    fixed: bool
+
+    def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
+        """Closures for the next sampler step, one per model, all on the same target."""
+        raise NotImplementedError
+
+    def closure(self, model: nn.Module) -> Callable[[], float]:
+        """The closure for the next sampler step of a single model."""
+        return self.closures([model])[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class FullEnergy(Energy):
+    """Mean loss on the whole training split, or on a fixed seeded subset of ``samples`` points.
+
+    The target never changes, so the chain samples one well-defined distribution and the current
+    energy can be cached: a step costs one forward pass over the target.
+
+    Args:
+        criterion: batch-mean loss, e.g. ``nn.CrossEntropyLoss()``.
+        split: the training split.
+        samples: size of the fixed subset; ``None`` uses the whole split (default: None).
+        seed: seed of the subset choice (default: 0).
+        batch_size: chunk size of the forward passes (default: 8192).
+        device: where the target is kept (default: ``"cpu"``).
+    """
+
+    fixed = True
+
+    def __init__(
+        self,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        split: Split,
+        *,
+        samples: int | None = None,
+        seed: int = 0,
+        batch_size: int = 8192,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if samples is not None and samples < 1:
+            raise ValueError(f"samples must be >= 1 or None, but got {samples=}.")
+        self.criterion, self.batch_size = criterion, batch_size
+        inputs, targets = split.inputs, split.targets
+        if samples is not None and samples < len(targets):
+            g = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(len(targets), generator=g)[:samples]
+            inputs, targets = inputs[keep], targets[keep]
+        # Kept on the device once: the target is read at every step.
+        self.inputs, self.targets = inputs.to(device), targets.to(device)
+
+    def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
+        def closure_for(model: nn.Module) -> Callable[[], float]:
+            return lambda: evaluate(
+                model, self.criterion, self.inputs, self.targets, self.batch_size
+            )[0]
+
+        return [closure_for(m) for m in models]
+
+
+class MinibatchEnergy(Energy):
+    """The original's energy: each step takes the next mini-batch of a shuffled pass over the data
+    and measures both the current and the candidate energy on it (a noisy, moving target).
+
+    Args:
+        criterion: batch-mean loss.
+        split: the training split.
+        batch_size: mini-batch size (default: 128).
+        seed: seed of the shuffling generator (default: 0).
+        device: where the data is kept (default: ``"cpu"``).
+    """
+
+    fixed = False
+
+    def __init__(
+        self,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        split: Split,
+        *,
+        batch_size: int = 128,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, but got {batch_size=}.")
+        self.criterion, self.batch_size = criterion, batch_size
+        self.inputs, self.targets = split.inputs.to(device), split.targets.to(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._order = torch.randperm(len(self.targets), generator=self.generator)
+        self._position = 0
+
+    def _next_batch(self) -> torch.Tensor:
+        if self._position >= len(self._order):
+            self._order = torch.randperm(len(self.targets), generator=self.generator)
+            self._position = 0
+        idx = self._order[self._position : self._position + self.batch_size]
+        self._position += self.batch_size
+        return idx.to(self.inputs.device)
+
+    def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
+        idx = self._next_batch()
+        x, y = self.inputs[idx], self.targets[idx]
+
+        def closure_for(model: nn.Module) -> Callable[[], float]:
+            @torch.no_grad()
+            def energy() -> float:
+                model.eval()
+                return float(self.criterion(model(x), y))
+
+            return energy
+
+        return [closure_for(m) for m in models]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "order": self._order.clone(),
+                "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self._order, self._position = state["order"].clone(), state["position"]

@@ -1,0 +1,122 @@
+"""Pure maths of a sign-flip MCMC step: proposals and acceptance rules.
+
+Kept apart from the sampler's bookkeeping (the ``torch.optim.adam`` pattern) so each rule can be
+tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "ACCEPTANCE_RULES",
+    "acceptance_probability",
+    "accept",
+    "flip_count",
+    "propose_flips",
+    "apply_flips",
+    "swap_log_acceptance",
+]
+
+ACCEPTANCE_RULES = ("metropolis", "barker")
+
+# Below this size (or for dense proposals) a full random permutation is cheap enough.
+_RANDPERM_MAX_NUMEL = 1 << 16
+
+
+def flip_count(flip_ratio: float, numel: int) -> int:
+    """Number of signs to flip: ``round(flip_ratio * numel)``, at least 1 and at most ``numel``.
+
+    Rounding (not the original's ``ceil``) keeps the count proportional to the ratio.
+    """
+    return min(numel, max(1, round(flip_ratio * numel)))
+
+
+def propose_flips(numel: int, flip_ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """Sample ``flip_count(flip_ratio, numel)`` distinct flat indices uniformly, without replacement.
+
+    Args:
+        numel: number of weights in the tensor.
+        flip_ratio: fraction of them to flip, in (0, 1].
+        generator: the chain's CPU generator.
+
+    Returns:
+        A 1-D ``int64`` CPU tensor of distinct indices.
+    """
+    k = flip_count(flip_ratio, numel)
+    if k == 1:
+        return torch.randint(numel, (1,), generator=generator)
+    if numel <= _RANDPERM_MAX_NUMEL or 4 * k > numel:
+        return torch.randperm(numel, generator=generator)[:k]
+    # Sparse proposal in a big tensor: the first k distinct values of a stream of uniform draws
+    # form a uniform random k-subset, at O(k log k) cost instead of O(numel).
+    draws = torch.empty(0, dtype=torch.int64)
+    while True:
+        more = torch.randint(numel, (k + k // 8 + 16,), generator=generator)
+        draws = torch.cat([draws, more])
+        values, inverse = torch.unique(draws, return_inverse=True)
+        if len(values) >= k:
+            break
+    first = torch.full((len(values),), len(draws), dtype=torch.int64)
+    first.scatter_reduce_(0, inverse, torch.arange(len(draws)), reduce="amin")
+    return draws[first.sort().values[:k]]
+
+
+@torch.no_grad()
+def apply_flips(param: torch.Tensor, indices: torch.Tensor) -> None:
+    """Flip the signs of ``param`` at flat ``indices`` in place (its own inverse)."""
+    flat = param.view(-1)
+    flat[indices] = flat[indices].neg()
+
+
+def acceptance_probability(
+    delta_energy: float, temperature: float, rule: str = "metropolis", boltzmann: float = 1.0
+) -> float:
+    """Probability of accepting a move that changes the energy by ``delta_energy``.
+
+    ``metropolis``: ``min(1, exp(-dE / (k T)))``; ``barker`` (Gibbs): ``1 / (1 + exp(dE / (k T)))``.
+    At ``temperature == 0`` both become greedy (Barker accepts ties with probability 1/2).
+    """
+    if rule not in ACCEPTANCE_RULES:
+        raise ValueError(f"rule must be one of {ACCEPTANCE_RULES}, but got {rule=}.")
+    kt = boltzmann * temperature
+    if kt == 0.0:
+        if delta_energy == 0.0:
+            return 1.0 if rule == "metropolis" else 0.5
+        return 1.0 if delta_energy < 0 else 0.0
+    z = delta_energy / kt
+    if rule == "metropolis":
+        return 1.0 if z <= 0 else math.exp(-z)
+    # Numerically stable logistic 1 / (1 + e^z).
+    if z >= 0:
+        e = math.exp(-z)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(z))
+
+
+def accept(
+    delta_energy: float,
+    temperature: float,
+    generator: torch.Generator,
+    rule: str = "metropolis",
+    boltzmann: float = 1.0,
+) -> bool:
+    """Draw the accept/reject decision. Always consumes exactly one uniform from ``generator``."""
+    u = torch.rand((), generator=generator).item()
+    return u < acceptance_probability(delta_energy, temperature, rule, boltzmann)
+
+
+def swap_log_acceptance(
+    energy_i: float, energy_j: float, temperature_i: float, temperature_j: float,
+    boltzmann: float = 1.0,
+) -> float:
+    """Log acceptance of exchanging the states of two tempering replicas.
+
+    ``log min(1, exp((1/(k T_i) - 1/(k T_j)) (E_i - E_j)))``: a colder replica holding the higher
+    energy always swaps.
+    """
+    beta_i = 1.0 / (boltzmann * temperature_i)
+    beta_j = 1.0 / (boltzmann * temperature_j)
+    return min(0.0, (beta_i - beta_j) * (energy_i - energy_j))

@@ -1,0 +1,22 @@
+"""Training loops: the MCMC chain and the straight-through-estimator baseline."""
+
+from mcmc_core.trainers._base import DEVICES, BaseTrainer, resolve_device
+from mcmc_core.trainers._callbacks import Callback
+from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from mcmc_core.trainers._config import TRAINER_NAMES, TrainerConfig
+from mcmc_core.trainers._mcmc import TrainerMCMC
+from mcmc_core.trainers._ste import TrainerSTE
+
+__all__ = [
+    "BaseTrainer",
+    "CHECKPOINT_NAME",
+    "Callback",
+    "DEVICES",
+    "TRAINER_NAMES",
+    "TrainerConfig",
+    "TrainerMCMC",
+    "TrainerSTE",
+    "load_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+]
