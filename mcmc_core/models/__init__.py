@@ -1,0 +1,11 @@
+"""The model zoo: binary MLP, small CNN, AlexNet and ResNet-18 built from a ``ModelConfig``."""
+
+from __future__ import annotations
+
+from mcmc_core.models._build import build_model
+from mcmc_core.models._cnn import SmallCNN
+from mcmc_core.models._config import MODEL_NAMES
+from mcmc_core.models._config import ModelConfig
+from mcmc_core.models._mlp import MLP
+
+__all__ = ["MLP", "MODEL_NAMES", "ModelConfig", "SmallCNN", "build_model"]
