@@ -14,7 +14,7 @@ from torch import nn
 
 from mcmc_core.data import Split
 
-__all__ = ["ENERGIES", "Energy", "FullEnergy", "MinibatchEnergy", "evaluate"]
+__all__ = ["ENERGIES", "Energy", "FullEnergy", "MinibatchEnergy", "evaluate", "mean_loss"]
 
 ENERGIES = ("full", "minibatch")
 
@@ -45,6 +45,30 @@ def evaluate(
         loss_sum += float(criterion(out, y)) * len(y)
         correct += int((out.argmax(dim=1) == y).sum())
     return loss_sum / n, correct / n
+
+
+@torch.no_grad()
+def mean_loss(
+    model: nn.Module,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int = 8192,
+) -> float:
+    """Mean loss of ``model`` on ``(inputs, targets)`` in eval mode: the energy, nothing more.
+
+    Inputs are expected on the model's device already (the energies keep them there). One chunk
+    when ``len(targets) <= batch_size``, so the first layer sees the same tensor at every call.
+    """
+    model.eval()
+    n = len(targets)
+    if n <= batch_size:
+        return float(criterion(model(inputs), targets))
+    total = 0.0
+    for start in range(0, n, batch_size):
+        y = targets[start : start + batch_size]
+        total += float(criterion(model(inputs[start : start + batch_size]), y)) * len(y)
+    return total / n
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -117,9 +141,9 @@ class FullEnergy(Energy):
 
     def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
         def closure_for(model: nn.Module) -> Callable[[], float]:
-            return lambda: evaluate(
+            return lambda: mean_loss(
                 model, self.criterion, self.inputs, self.targets, self.batch_size
-            )[0]
+            )
 
         return [closure_for(m) for m in models]
 

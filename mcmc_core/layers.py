@@ -129,6 +129,30 @@ class BinaryLayer(nn.Module):
         binary.set_output_factor(output_factor)
         return binary
 
+    def binary_input(self, input: Tensor) -> Tensor:
+        """``sign(input)``, memoised for an input that does not require grad.
+
+        The energy of a fixed target feeds the same input tensor to the first layer at every
+        sampler step; binarizing it costs more than the matmul. The memo keeps a reference to the
+        input (so its memory cannot be reused by another tensor) and is valid while the input's
+        data pointer, shape, strides and version counter (bumped by in-place writes) are unchanged.
+        """
+        if input.requires_grad:
+            return sign(input)
+        key = (input.data_ptr(), input.shape, input.stride(), input.dtype, input._version)
+        memo = self.__dict__.get("_sign_memo")
+        if memo is not None and memo[0] == key:
+            return memo[2]
+        out = sign(input)
+        self.__dict__["_sign_memo"] = (key, input, out)
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling and deepcopy leave the memo behind: it is a cache, not state.
+        state = super().__getstate__()
+        state.pop("_sign_memo", None)
+        return state
+
     def _get_name(self) -> str:
         return "[Binary]" + self._float_cls.__name__
 
@@ -146,7 +170,7 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         return {"in_features": layer.in_features, "out_features": layer.out_features}
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.linear(sign(input), self.weight).mul_(self.scale)
+        return F.linear(self.binary_input(input), self.weight).mul_(self.scale)
 
 
 class _BinaryConvNd(BinaryLayer):
@@ -157,7 +181,7 @@ class _BinaryConvNd(BinaryLayer):
         return {name: getattr(layer, name) for name in names}
 
     def forward(self, input: Tensor) -> Tensor:
-        return self._conv_forward(sign(input), self.weight, None).mul_(self.scale)
+        return self._conv_forward(self.binary_input(input), self.weight, None).mul_(self.scale)
 
 
 class BinaryConv1d(_BinaryConvNd, nn.Conv1d):
