@@ -7,11 +7,12 @@ The dataclasses are the Hydra schema of ``conf/train.yaml`` (registered in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcmc_core._validation import check, check_choice, raise_if_any
-from mcmc_core.data import DataConfig, load_dataset
+from mcmc_core.data import DataConfig, DataSplits, load_dataset
 from mcmc_core.models import ModelConfig, build_model
 from mcmc_core.optim import SamplerConfig
 from mcmc_core.schedules import FlipRatioScheduleConfig, TemperatureScheduleConfig
@@ -57,7 +58,8 @@ class TrainConfig:
         """Every violation in the whole configuration, one line each."""
         errors = (self.model.errors() + self.dataset.errors() + self.sampler.errors()
                   + self.schedule.errors() + self.flip_schedule.errors() + self.trainer.errors())
-        check_choice(errors, "device", self.device, DEVICES)
+        check(errors, self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device) is not None,
+              "device", self.device, "one of " + ", ".join(DEVICES) + " or cuda:N")
         check(errors, self.seed >= 0, "seed", self.seed, ">= 0")
         return errors
 
@@ -69,11 +71,12 @@ class TrainConfig:
 
 def build_trainer(
     cfg: TrainConfig, *, callbacks: list[Callback] | None = None,
-    config: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None, data: DataSplits | None = None,
 ) -> BaseTrainer:
-    """Validate ``cfg``, load the data, build the binary model and return its trainer."""
+    """Validate ``cfg``, load the data (unless ``data`` is given: it must match
+    ``cfg.dataset``), build the binary model and return its trainer."""
     cfg.validate()
-    data = load_dataset(cfg.dataset)
+    data = data if data is not None else load_dataset(cfg.dataset)
     model = build_model(cfg.model, data.input_shape, data.n_classes, seed=cfg.seed)
     common: dict[str, Any] = dict(data=data, trainer=cfg.trainer, seed=cfg.seed, device=cfg.device,
                                   callbacks=callbacks or [], config=config)

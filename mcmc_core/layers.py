@@ -136,8 +136,10 @@ class BinaryLayer(nn.Module):
         sampler step; binarizing it costs more than the matmul. The memo keeps a reference to the
         input (so its memory cannot be reused by another tensor) and is valid while the input's
         data pointer, shape, strides and version counter (bumped by in-place writes) are unchanged.
+        Inference tensors have no version counter and are never memoised.
         """
-        if input.requires_grad:
+        if input.requires_grad or input.is_inference():
+            # Inference tensors (made under torch.inference_mode) have no version counter.
             return sign(input)
         key = (input.data_ptr(), input.shape, input.stride(), input.dtype, input._version)
         memo = self.__dict__.get("_sign_memo")

@@ -79,8 +79,8 @@ class ParallelTempering:
                 if a.cache_energy:
                     a.energy, b.energy = b.energy, a.energy
                 else:
-                    a.invalidate_energy()
-                    b.invalidate_energy()
+                    # Measured on this exchange's target; the next step measures afresh anyway.
+                    a.energy, b.energy = energies[i], energies[i + 1]
         self.n_rounds += 1
 
     def swap_rates(self) -> list[float]:

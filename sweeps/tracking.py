@@ -48,11 +48,19 @@ class MLflowCallback(Callback):
     Args:
         tracking: where and under which experiment to log.
         config: the resolved run configuration (a plain nested dict).
+        parent_run_id: open the run as a child of this run (a sweep's trial).
+        tags: tags set on the run, also when it is re-opened.
+        params: extra params logged on a new run (a trial's sampled values).
     """
 
-    def __init__(self, tracking: TrackingConfig, config: dict[str, Any]) -> None:
+    def __init__(self, tracking: TrackingConfig, config: dict[str, Any], *,
+                 parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None) -> None:
         self.tracking = tracking
         self.config = config
+        self.parent_run_id = parent_run_id
+        self.tags = dict(tags or {})
+        self.params = dict(params or {})
         self.run_id: str | None = None
 
     def _run_id_file(self, trainer: BaseTrainer) -> Path | None:
@@ -69,9 +77,14 @@ class MLflowCallback(Callback):
         if previous and trainer.epoch > 0:
             run = mlflow.start_run(run_id=previous)
         else:
-            run = mlflow.start_run(run_name=self.tracking.run_name)
-            mlflow.log_params({k: str(v) for k, v in flatten(self.config).items()})
+            run = mlflow.start_run(run_name=self.tracking.run_name,
+                                   parent_run_id=self.parent_run_id)
+            flat = {k: str(v) for k, v in flatten(self.config).items()}
+            flat.update({k: str(v) for k, v in self.params.items()})
+            mlflow.log_params(flat)
             mlflow.log_dict(self.config, "config.yaml")
+        if self.tags:
+            mlflow.set_tags({k: str(v) for k, v in self.tags.items()})
         self.run_id = run.info.run_id
         if id_file is not None:
             id_file.parent.mkdir(parents=True, exist_ok=True)
@@ -84,20 +97,89 @@ class MLflowCallback(Callback):
 
     def on_train_end(self, trainer: BaseTrainer, metrics: dict[str, Any]) -> None:
         import mlflow
-        import torch
 
         mlflow.log_metrics({f"final_{k}" if not k.startswith("best_") else k: float(v)
                             for k, v in metrics.items()})
-        if self.tracking.log_model:
-            with tempfile.TemporaryDirectory() as tmp:
-                torch.save(trainer.model.state_dict(), Path(tmp) / "state_dict.pt")
-                (Path(tmp) / "model.txt").write_text(repr(trainer.model))
-                mlflow.log_artifacts(tmp, artifact_path="model")
+        self.log_model(trainer)
 
-    def close(self, failed: bool = False) -> None:
-        """End the MLflow run (FAILED when ``failed``); safe to call twice."""
+    def log_model(self, trainer: BaseTrainer) -> None:
+        """Log the trainer's current model (``model/state_dict.pt``, ``model/model.txt``)."""
+        import mlflow
+        import torch
+
+        if not self.tracking.log_model or self.run_id is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(trainer.model.state_dict(), Path(tmp) / "state_dict.pt")
+            (Path(tmp) / "model.txt").write_text(repr(trainer.model))
+            mlflow.log_artifacts(tmp, artifact_path="model")
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set tags on the open run (no-op when none is open)."""
         import mlflow
 
         if self.run_id is not None and mlflow.active_run() is not None:
-            mlflow.end_run(status="FAILED" if failed else "FINISHED")
+            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def close(self, failed: bool = False, *, status: str | None = None) -> None:
+        """End the MLflow run: ``status`` (FINISHED, FAILED, KILLED), else FAILED when ``failed``,
+        else FINISHED. Safe to call twice."""
+        import mlflow
+
+        if self.run_id is not None and mlflow.active_run() is not None:
+            mlflow.end_run(status=status or ("FAILED" if failed else "FINISHED"))
         self.run_id = None
+
+
+def _client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def open_parent_run(uri: str, experiment: str, run_id: str | None, *,
+                    run_name: str, tags: dict[str, Any]) -> str:
+    """Re-open the sweep's parent run ``run_id`` (status RUNNING again), or create it (and the
+    experiment) when ``run_id`` is None or gone. Returns the run id."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    if run_id is not None:
+        try:
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except MlflowException:
+            pass  # deleted or in another store: make a new one
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    run = client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
+    return run.info.run_id
+
+
+def end_run(uri: str, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
+    """Set ``tags`` on a run and end it with ``status`` (FINISHED, FAILED or KILLED)."""
+    client = _client(uri)
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, str(value))
+    client.set_terminated(run_id, status=status)
+
+
+def run_status(uri: str, run_id: str) -> str:
+    """The status of a run (RUNNING, FINISHED, FAILED, KILLED)."""
+    return _client(uri).get_run(run_id).info.status
+
+
+def log_to_run(uri: str, run_id: str, *, metrics: dict[str, float] | None = None,
+               params: dict[str, Any] | None = None, folder: Path | None = None,
+               artifact_path: str | None = None) -> None:
+    """Log metrics, params (new keys only: MLflow params are immutable) and a folder of
+    artifacts to an existing run."""
+    client = _client(uri)
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, float(value))
+    existing = client.get_run(run_id).data.params
+    for key, value in (params or {}).items():
+        if key not in existing:
+            client.log_param(run_id, key, str(value))
+    if folder is not None:
+        client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)

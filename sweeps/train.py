@@ -8,23 +8,30 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
-from typing import Any
+import typing
+from importlib import resources
+from typing import Any, NoReturn
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from mcmc_core._validation import ConfigError
+from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig, build_trainer, register_configs
 from mcmc_core.data import DatasetNotFoundError
 from sweeps.tracking import MLflowCallback
 
-__all__ = ["main", "run"]
+__all__ = ["fail", "main", "override_errors", "run"]
 
 _logger = logging.getLogger(__name__)
 
 register_configs()
+
+_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -48,15 +55,87 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             tracker.close(failed=failed)
 
 
+def _expected(tp: Any) -> str:
+    """What a value of the schema type ``tp`` looks like, in words."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is list:
+        return f"a list of {_PLURALS.get(args[0], 'values')}, e.g. [1, 2]"
+    if len(args) < len(typing.get_args(tp)):  # Optional[X]
+        return f"{_expected(args[0])} or null"
+    return _WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def override_errors(args: list[str], schema_cls: type = TrainConfig) -> list[str]:
+    """One line per command-line override of the packaged config that Hydra would reject with a
+    multi-line report: an unknown group option (``model=nope``), an unknown key, or a value of the
+    wrong type (``sampler.temperature=abc``). Other overrides are left to Hydra."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    known, _ = get_args_parser().parse_known_args(args)
+    if known.config_dir or known.config_path:  # other configs: only Hydra knows them
+        return []
+    conf = resources.files("conf")
+    groups = {d.name: sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
+              for d in conf.iterdir() if d.is_dir() and not d.name.startswith("_")}
+    schema, parser, errors = OmegaConf.structured(schema_cls), OverridesParser.create(), []
+    for arg in known.overrides:
+        try:
+            ov = parser.parse_override(arg)
+        except HydraException:  # a syntax error: Hydra reports it
+            continue
+        key = ov.key_or_group
+        if (ov.type != OverrideType.CHANGE or ov.is_sweep_override() or ov.package is not None
+                or key.split(".")[0] == "hydra"):
+            continue
+        value = ov.value()
+        if key in groups:
+            if isinstance(value, str) and value not in groups[key]:
+                errors.append(violation(key, value, "one of " + ", ".join(groups[key])))
+            continue
+        tp, parent = schema_cls, ""
+        for part in key.split("."):
+            if not dataclasses.is_dataclass(tp):  # inside a list or dict: OmegaConf checks it
+                break
+            hints = typing.get_type_hints(tp)
+            if part not in hints:
+                names = [*hints, *(g for g in groups if g not in hints)] if not parent else hints
+                where = f"a key of {parent}" if parent else "a top-level key or group"
+                errors.append(violation(key, value, f"{where}: {', '.join(names)}"))
+                break
+            tp, parent = hints[part], f"{parent}.{part}".lstrip(".")
+        else:
+            try:
+                OmegaConf.update(schema, key, value, merge=True)
+            except OmegaConfBaseException:
+                errors.append(violation(key, value, _expected(tp)))
+    return errors
+
+
+def fail(lines: list[str]) -> NoReturn:
+    """Print ``error: <line>`` per line on stderr and exit with status 2 (no traceback)."""
+    print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)
+    raise SystemExit(2)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Console entry point; returns the final validation accuracy (for Hydra sweepers)."""
+def train_app(cfg: DictConfig) -> float:
+    """The Hydra task; returns the final validation accuracy (for Hydra sweepers)."""
     try:
         final = run(cfg)
     except (ConfigError, DatasetNotFoundError) as err:
-        print(f"error: {err}".replace("\n", "\nerror: "), file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(err).splitlines())
     return float(final["val_accuracy"])
+
+
+def main() -> Any:
+    """Console entry point: bad overrides are reported one line each before Hydra composes."""
+    errors = override_errors(sys.argv[1:])
+    if errors:
+        fail(errors)
+    return train_app()
 
 
 if __name__ == "__main__":

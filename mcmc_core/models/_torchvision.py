@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torchvision
 from torch import nn
+
+if TYPE_CHECKING:  # imported where used: torchvision adds about a second to every start-up
+    import torchvision
 
 __all__ = ["alexnet", "resnet18"]
 
@@ -29,6 +32,8 @@ def alexnet(input_shape: Sequence[int], n_classes: int) -> torchvision.models.Al
         input_shape: ``(channels, height, width)`` of one input.
         n_classes: Number of output logits.
     """
+    import torchvision
+
     model = torchvision.models.alexnet(weights=None, num_classes=n_classes)
     channels = input_shape[0]
     if _is_small(input_shape):
@@ -51,6 +56,8 @@ def resnet18(input_shape: Sequence[int], n_classes: int) -> torchvision.models.R
         input_shape: ``(channels, height, width)`` of one input.
         n_classes: Number of output logits.
     """
+    import torchvision
+
     model = torchvision.models.resnet18(weights=None, num_classes=n_classes)
     channels = input_shape[0]
     if _is_small(input_shape):

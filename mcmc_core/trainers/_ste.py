@@ -113,7 +113,15 @@ class TrainerSTE(BaseTrainer):
     def _state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "model": self.model.state_dict(),
                 "latent": [t.detach().clone() for t in self.latent],
-                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                "rng": self._rng_state()}
+
+    def _rng_state(self) -> dict[str, Any]:
+        # Dropout and other random layers draw from the global generators in training mode.
+        state: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = state["step"]
@@ -123,3 +131,8 @@ class TrainerSTE(BaseTrainer):
                 latent.copy_(saved)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)

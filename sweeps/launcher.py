@@ -1,0 +1,199 @@
+"""The sweep loop of the parent process: create or load the study and the MLflow parent run,
+start the workers, show progress, stop cleanly on SIGINT, and write the report.
+
+The parent creates the Optuna storage and the MLflow store before any worker starts, so the
+workers never race to create their schemas.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from sweeps.config import SweepConfig
+from sweeps.progress import SweepProgress
+from sweeps.report import format_best, write_report
+from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study
+from sweeps.tracking import end_run, open_parent_run, run_status, tracking_uri
+from sweeps.worker import WorkerSpec, run_worker, stop_file
+
+__all__ = ["SweepPlan", "close_killed_run", "launch", "plan"]
+
+ATTR_PARENT_RUN = "mlflow_parent_run_id"
+
+
+@dataclass
+class SweepPlan:
+    """Where a sweep lives and what it runs: computed before any work."""
+
+    name: str
+    output_dir: Path
+    storage_url: str
+    tracking_uri: str | None
+    devices: list[str]
+    threads: int
+
+
+def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
+    """Name, folders, storage, tracking and the device of each worker."""
+    import torch
+
+    name = cfg.study_name(resolved)
+    workers = cfg.study.workers
+    use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        gpus = cfg.study.gpus if cfg.study.gpus is not None else list(range(torch.cuda.device_count()))
+        devices = [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
+    else:
+        devices = ["cpu"] * workers
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    uri = tracking_uri(cfg.tracking) if cfg.tracking.enabled else None
+    return SweepPlan(name=name, output_dir=cfg.output_dir(name), storage_url=cfg.storage_url(name),
+                     tracking_uri=uri, devices=devices, threads=threads)
+
+
+def close_killed_run(uri: str | None, trial: optuna.trial.FrozenTrial) -> None:
+    """A trial's process died: end its MLflow run as KILLED (its retry re-opens it when it
+    continues from the checkpoint, or links a new run to it)."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if uri is None or run_id is None:
+        return
+    try:
+        if run_status(uri, run_id) == "RUNNING":
+            end_run(uri, run_id, "KILLED", {"optuna.state": "KILLED", "optuna.retried": "true"})
+    except Exception:  # the store may be unreachable; the retry will fix the run's status
+        pass
+
+
+def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, Any],
+           group_options: dict[str, dict]) -> int:
+    """Run the sweep to ``n_trials`` finished trials; returns the process exit status
+    (0 done, 1 ended by ``max_failures``, 130 interrupted)."""
+    p = plan(cfg, resolved)
+    p.output_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(p.storage_url, cfg.study,
+                           on_retry=lambda t: close_killed_run(p.tracking_uri, t))
+    study = open_study(storage, p.name, cfg.study, create=True)
+    parent_run_id = None
+    if p.tracking_uri:
+        parent_run_id = open_parent_run(
+            p.tracking_uri, p.name, study.user_attrs.get(ATTR_PARENT_RUN),
+            run_name=f"sweep-{p.name}", tags={"optuna.study": p.name,
+                                              "optuna.storage": p.storage_url})
+        study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
+    # Trials of a previous launch whose processes died are failed and queued for a retry.
+    optuna.storages.fail_stale_trials(study)
+    fail_dead_trials(study)
+
+    n_trials = cfg.study.n_trials
+    before = count_trials(study.get_trials(deepcopy=False))
+    print(f"study {p.name!r}: {before.finished}/{n_trials} finished trials, storage "
+          f"{p.storage_url}, output {p.output_dir}", flush=True)
+    session = uuid.uuid4().hex[:12]
+    deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
+    specs = [WorkerSpec(index=i, study_name=p.name, storage_url=p.storage_url, study=cfg.study,
+                        base_config=base_config, search=dict(cfg.search),
+                        group_options=group_options, output_dir=str(p.output_dir),
+                        session=session, parent_run_id=parent_run_id,
+                        tracking_uri=p.tracking_uri, device=p.devices[i], threads=p.threads,
+                        deadline=deadline)
+             for i in range(cfg.study.workers)]
+    reasons, interrupted = _run_workers(specs, study, n_trials, cfg.study.metric,
+                                        stop_file(p.output_dir, session))
+    stop_file(p.output_dir, session).unlink(missing_ok=True)
+    fail_dead_trials(study)  # workers killed by a second Ctrl-C leave RUNNING trials
+
+    counts = count_trials(study.get_trials(deepcopy=False))
+    summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
+                           parent_run_id=parent_run_id)
+    print(format_best(summary, cfg.study.metric), flush=True)
+    print(f"report: {p.output_dir / 'report'}", flush=True)
+    if interrupted:
+        status, code = "KILLED", 130
+        print(f"interrupted: {counts.finished}/{n_trials} finished; run the same command to "
+              "continue", flush=True)
+    elif "max_failures" in reasons:
+        status, code = "FAILED", 1
+        print(f"stopped: {cfg.study.max_failures} trials failed in this launch "
+              f"(study.max_failures); see the 'error' of each failed trial in trials.csv",
+              flush=True)
+    elif counts.finished >= n_trials:
+        status, code = "FINISHED", 0
+    else:
+        status, code = "KILLED", 0
+        print(f"timeout: {counts.finished}/{n_trials} finished; run the same command to "
+              "continue", flush=True)
+    if parent_run_id is not None and p.tracking_uri:
+        end_run(p.tracking_uri, parent_run_id, status)
+    return code
+
+
+def _run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, metric: str,
+                 stop: Path) -> tuple[list[str], bool]:
+    """Run the workers (joblib processes; inline for one worker) while the main thread shows
+    progress. The first SIGINT asks the workers to stop after their current epoch, re-queueing
+    their trials; a second one kills them."""
+    from joblib import Parallel, delayed
+
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def pool() -> None:
+        try:
+            if len(specs) == 1:
+                results.append(run_worker(specs[0]))
+            else:
+                results.extend(Parallel(n_jobs=len(specs), backend="loky")(
+                    delayed(run_worker)(s) for s in specs))
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+
+    interrupted = False
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        if interrupted:  # second Ctrl-C: stop waiting
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        interrupted = True
+        stop.touch()
+        print("\nstopping: trials end after their current epoch and are queued to resume "
+              "(Ctrl-C again to kill them)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    thread = threading.Thread(target=pool, name="sweep-workers", daemon=True)
+    progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty())
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(timeout=1.0)
+            progress.update()
+    except KeyboardInterrupt:
+        interrupted = True
+        _kill_workers()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.close()
+    if errors and not interrupted:
+        raise errors[0]
+    return [r for r in results if isinstance(r, str)], interrupted
+
+
+def _kill_workers() -> None:
+    """Terminate joblib's worker processes (after a second Ctrl-C)."""
+    try:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=False, kill_workers=True)
+    except Exception:
+        pass

@@ -1,0 +1,195 @@
+"""The Optuna study of a sweep: storage with heartbeats, sampler, pruner, and trial accounting.
+
+A sweep's target is ``n_trials`` *finished* trials (COMPLETE or PRUNED). Failed trials do not
+count; a trial whose process died (stale heartbeat, or a dead worker on this host) is failed and
+re-queued with the same parameters, to continue from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.config import StudyConfig
+
+__all__ = [
+    "Counts",
+    "count_trials",
+    "fail_dead_trials",
+    "is_surplus",
+    "make_pruner",
+    "make_sampler",
+    "open_storage",
+    "open_study",
+    "retry_key",
+]
+
+# Heartbeats, stale-trial retries and ask/tell are used deliberately together: not noise to show.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+#: Trial user attributes written by the workers.
+ATTR_HOST, ATTR_PID, ATTR_SESSION, ATTR_ERROR = "host", "pid", "session", "error"
+
+
+def make_sampler(cfg: StudyConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The configured Optuna sampler, seeded with ``cfg.seed + seed_offset`` (one per worker, so
+    concurrent workers do not propose the same point)."""
+    seed = cfg.seed + seed_offset
+    if cfg.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.sampler == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if cfg.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if cfg.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    raise ValueError(f"study.sampler={cfg.sampler!r} is not allowed")
+
+
+def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    """The configured Optuna pruner (``none`` never prunes)."""
+    if cfg.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=3)
+    if cfg.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=3)
+    if cfg.pruner == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner()
+    if cfg.pruner == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"study.pruner={cfg.pruner!r} is not allowed")
+
+
+def open_storage(url: str, cfg: StudyConfig,
+                 on_retry: Callable[[FrozenTrial], None] | None = None) -> RDBStorage:
+    """An RDB storage with heartbeats; a stale trial is failed and re-queued (same parameters)
+    up to ``cfg.max_retries`` times, and ``on_retry`` is told about it."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retries)
+
+    def stale(study: optuna.Study, trial: FrozenTrial) -> None:
+        retry(study, trial)
+        if on_retry is not None:
+            on_retry(trial)
+
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_interval,
+                      grace_period=cfg.grace_period, heartbeat_stale_trial_callback=stale)
+
+
+def open_study(storage: RDBStorage, name: str, cfg: StudyConfig, *, create: bool = False,
+               seed_offset: int = 0) -> optuna.Study:
+    """Create (``create=True``, the parent) or load (a worker) the study."""
+    sampler, pruner = make_sampler(cfg, seed_offset), make_pruner(cfg)
+    if create:
+        return optuna.create_study(storage=storage, study_name=name, direction=cfg.direction,
+                                   sampler=sampler, pruner=pruner, load_if_exists=True)
+    return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
+
+
+@dataclass
+class Counts:
+    """Trials of a study by state."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def finished(self) -> int:
+        """What counts towards ``n_trials``: complete and pruned trials."""
+        return self.complete + self.pruned
+
+
+def count_trials(trials: list[FrozenTrial]) -> Counts:
+    """Count ``trials`` by state."""
+    by_state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
+                TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+                TrialState.WAITING: "waiting"}
+    counts = Counts()
+    for t in trials:
+        name = by_state[t.state]
+        setattr(counts, name, getattr(counts, name) + 1)
+    return counts
+
+
+def is_surplus(trials: list[FrozenTrial], mine: FrozenTrial, n_trials: int) -> bool:
+    """Whether ``mine`` (just asked) would take the study past ``n_trials`` finished trials.
+
+    Running trials are ranked by (start time, number); every worker ranks the same stored
+    values the same way, so when two workers ask at once exactly the later one gives way.
+    """
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    rank = (mine.datetime_start, mine.number)
+    ahead = sum(t.state == TrialState.RUNNING and t.number != mine.number
+                and (t.datetime_start, t.number) < rank for t in trials)
+    return finished + ahead >= n_trials
+
+
+def retry_key(trial: FrozenTrial) -> int:
+    """The number of the first trial of a retry chain (its checkpoint folder is keyed by it)."""
+    original = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if original is None else original
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_trials(study: optuna.Study, *, exclude_session: str | None = None) -> list[int]:
+    """Fail and re-queue RUNNING trials whose worker process on this host is gone.
+
+    Faster than waiting for the heartbeat grace period after a crash of this machine's sweep;
+    trials of other hosts are left to the heartbeat check (:func:`optuna.storages.fail_stale_trials`).
+    Returns the failed trial numbers.
+    """
+    storage = study._storage
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = t.user_attrs
+        if attrs.get(ATTR_HOST) != host or ATTR_PID not in attrs:
+            continue
+        if attrs.get(ATTR_SESSION) == exclude_session or _pid_alive(int(attrs[ATTR_PID])):
+            continue
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                failed.append(t.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        callback = storage.get_heartbeat_stale_trial_callback()
+        if callback is not None:
+            callback(study, storage.get_trial(t._trial_id))
+    return failed
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Fail ``trial`` (interrupted, not broken) and queue a retry with the same parameters."""
+    storage = study._storage
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if callback is not None:
+        callback(study, storage.get_trial(trial._trial_id))
+
+
+def trial_summary(t: FrozenTrial) -> dict[str, Any]:
+    """Number, state, value and parameters of a trial, for one-line reports."""
+    return {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}

@@ -1,0 +1,182 @@
+"""One trial: sampled values applied onto the composed config, a training run reported to Optuna
+and logged to MLflow as a child of the sweep's parent run.
+
+A trial continues from its checkpoint folder (keyed by the first trial of its retry chain), so a
+trial killed with its process and retried picks up at its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from mcmc_core.config import TrainConfig, build_trainer
+from mcmc_core.data import DataSplits, load_dataset
+from mcmc_core.trainers import BaseTrainer, Callback
+from sweeps.space import SearchSpace
+from sweeps.study import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, requeue, retry_key
+from sweeps.tracking import MLflowCallback
+
+__all__ = ["Interrupted", "OptunaReporter", "TrialContext", "run_trial"]
+
+
+class Interrupted(Exception):
+    """The sweep was asked to stop (SIGINT): the trial is re-queued, not failed."""
+
+
+class OptunaReporter(Callback):
+    """Reports the study metric to the trial every epoch; stops on NaN, on request, on pruning."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, stop: Callable[[], bool]) -> None:
+        self.trial, self.metric, self.stop = trial, metric, stop
+
+    def on_train_start(self, trainer: BaseTrainer) -> None:
+        # A resumed (retried) trial re-reports the epochs done before, for the pruner.
+        for m in trainer.history:
+            self.trial.report(float(m[self.metric]), int(m["epoch"]))
+
+    def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
+        for key in ("energy", "train_loss", self.metric):
+            if key in metrics and not math.isfinite(metrics[key]):
+                raise FloatingPointError(f"{key}={metrics[key]} at epoch {epoch}: "
+                                         "the chain diverged")
+        self.trial.report(float(metrics[self.metric]), epoch)
+        if self.stop():
+            raise Interrupted(f"interrupted after epoch {epoch}")
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+
+class RunLink(Callback):
+    """Keeps the trial's MLflow run id on the trial, and links a retry's new run to the run of
+    the attempt it replaces. Goes after the :class:`MLflowCallback` in the callback list."""
+
+    def __init__(self, tracker: MLflowCallback, trial: optuna.Trial,
+                 previous_run: str | None) -> None:
+        self.tracker, self.trial, self.previous_run = tracker, trial, previous_run
+
+    def on_train_start(self, trainer: BaseTrainer) -> None:
+        self.trial.set_user_attr("mlflow_run_id", self.tracker.run_id)
+        if self.previous_run and self.previous_run != self.tracker.run_id:
+            self.tracker.set_tags({"optuna.retry_of_run_id": self.previous_run})
+
+
+@dataclass
+class TrialContext:
+    """What a worker needs to run trials of one study."""
+
+    study_name: str
+    base_config: dict[str, Any]
+    space: SearchSpace
+    metric: str
+    output_dir: Path
+    session: str
+    parent_run_id: str | None
+    device: str
+    stop: Callable[[], bool]
+    _data: dict[str, DataSplits] = field(default_factory=dict)
+
+    def data(self, cfg: TrainConfig) -> DataSplits:
+        """The trial's dataset, loaded once per worker for each distinct dataset config."""
+        key = repr(cfg.dataset)
+        if key not in self._data:
+            self._data[key] = load_dataset(cfg.dataset)
+        return self._data[key]
+
+
+def trial_config(ctx: TrialContext, values: dict[str, Any], key: int,
+                 number: int) -> tuple[TrainConfig, dict[str, Any]]:
+    """The validated training config of a trial and its resolved plain-dict form."""
+    cfg: DictConfig = ctx.space.apply(OmegaConf.create(ctx.base_config), values)
+    cfg.trainer.checkpoint_dir = str(ctx.output_dir / "checkpoints" / f"trial-{key:04d}")
+    cfg.trainer.resume = True
+    cfg.trainer.verbose = False
+    cfg.device = ctx.device
+    cfg.tracking.experiment = ctx.study_name
+    cfg.tracking.run_name = f"trial-{number:04d}"
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+    train_cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    resolved: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore
+    return train_cfg.validate(), resolved
+
+
+def best_value(history: list[dict[str, float]], metric: str,
+               direction: optuna.study.StudyDirection) -> float:
+    """The trial's value: its best epoch by ``metric`` (the trainer keeps that epoch's weights)."""
+    values = [float(m[metric]) for m in history]
+    return max(values) if direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> TrialState:
+    """Run ``trial`` to its end and tell the study; returns the trial's final state.
+
+    COMPLETE: the best epoch's metric is the value. PRUNED: the pruner stopped it. FAIL: it raised
+    (the error is kept as the ``error`` user attribute and an MLflow tag) or was interrupted (then
+    a retry with the same parameters is queued).
+    """
+    frozen = study._storage.get_trial(trial._trial_id)
+    key = retry_key(frozen)
+    previous_run = frozen.user_attrs.get("mlflow_run_id")
+    for attr, value in ((ATTR_HOST, socket.gethostname()), (ATTR_PID, os.getpid()),
+                        (ATTR_SESSION, ctx.session)):
+        trial.set_user_attr(attr, value)
+    tracker: MLflowCallback | None = None
+    trainer: BaseTrainer | None = None
+    try:
+        values = ctx.space.suggest(trial)
+        train_cfg, resolved = trial_config(ctx, values, key, trial.number)
+        if train_cfg.tracking.enabled:
+            tags = {"optuna.study": ctx.study_name, "optuna.trial_number": trial.number,
+                    "optuna.state": "RUNNING"}
+            if key != trial.number:
+                tags["optuna.retry_of"] = key
+            tracker = MLflowCallback(train_cfg.tracking, resolved, parent_run_id=ctx.parent_run_id,
+                                     tags=tags, params=values)
+        # The tracker logs an epoch before the reporter may stop the run after it.
+        callbacks: list[Callback] = [tracker, RunLink(tracker, trial, previous_run)] if tracker else []
+        callbacks.append(OptunaReporter(trial, ctx.metric, ctx.stop))
+        trainer = build_trainer(train_cfg, callbacks=callbacks, config=resolved,
+                                data=ctx.data(train_cfg))
+        final = trainer.train()
+        value = best_value(trainer.history, ctx.metric, study.direction)
+        for k in ("test_accuracy", "test_loss", "best_val_accuracy", "best_test_accuracy"):
+            if k in final:
+                trial.set_user_attr(k, float(final[k]))
+        study.tell(trial, value)
+        _close(tracker, "FINISHED", {"optuna.state": "COMPLETE", "optuna.value": value})
+        return TrialState.COMPLETE
+    except optuna.TrialPruned as pruned:
+        study.tell(trial, state=TrialState.PRUNED)
+        if tracker is not None and trainer is not None:
+            tracker.log_model(trainer)
+        _close(tracker, "FINISHED", {"optuna.state": "PRUNED", "optuna.pruned": str(pruned)})
+        return TrialState.PRUNED
+    except (Interrupted, KeyboardInterrupt):
+        trial.set_user_attr("interrupted", True)
+        study.tell(trial, state=TrialState.FAIL)
+        requeue(study, study._storage.get_trial(trial._trial_id))
+        _close(tracker, "KILLED", {"optuna.state": "INTERRUPTED"})
+        return TrialState.FAIL
+    except Exception as err:  # a trial that raises fails alone; the sweep goes on
+        message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+        trial.set_user_attr(ATTR_ERROR, message)
+        trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        study.tell(trial, state=TrialState.FAIL)
+        _close(tracker, "FAILED", {"optuna.state": "FAIL", "error": message})
+        return TrialState.FAIL
+
+
+def _close(tracker: MLflowCallback | None, status: str, tags: dict[str, Any]) -> None:
+    if tracker is not None:
+        tracker.set_tags(tags)
+        tracker.close(status=status)

@@ -1,0 +1,148 @@
+"""A sweep worker: pulls trials from the shared study until it holds ``n_trials`` finished ones.
+
+Workers never wait for each other: each asks for its next trial as soon as its last one ends.
+A worker stops when the study is done, when the sweep's stop file appears (SIGINT in the parent,
+or ``max_failures`` reached), or after ``timeout``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeps.config import ParamSpec, StudyConfig
+from sweeps.space import SearchSpace
+from sweeps.study import (
+    ATTR_ERROR,
+    ATTR_SESSION,
+    count_trials,
+    fail_dead_trials,
+    is_surplus,
+    open_storage,
+    open_study,
+)
+from sweeps.trial import TrialContext, run_trial
+
+__all__ = ["WorkerSpec", "run_worker", "session_failures"]
+
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs (picklable: it crosses the process boundary)."""
+
+    index: int
+    study_name: str
+    storage_url: str
+    study: StudyConfig
+    base_config: dict[str, Any]
+    search: dict[str, ParamSpec]
+    group_options: dict[str, dict]
+    output_dir: str
+    session: str
+    parent_run_id: str | None
+    tracking_uri: str | None
+    device: str
+    threads: int
+    deadline: float | None
+
+    @property
+    def stop_file(self) -> Path:
+        return stop_file(Path(self.output_dir), self.session)
+
+
+def stop_file(output_dir: Path, session: str) -> Path:
+    """The file whose existence asks this launch's workers to stop after their current epoch."""
+    return output_dir / f".stop-{session}"
+
+
+def session_failures(trials: list[optuna.trial.FrozenTrial], session: str) -> int:
+    """Trials of launch ``session`` that failed by raising (not interrupted, not killed)."""
+    return sum(t.state == TrialState.FAIL and ATTR_ERROR in t.user_attrs
+               and t.user_attrs.get(ATTR_SESSION) == session for t in trials)
+
+
+@contextmanager
+def heartbeat(storage: optuna.storages.RDBStorage, trial: optuna.Trial,
+              interval: float) -> Iterator[None]:
+    """Record the trial's heartbeat every ``interval`` seconds while the block runs."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.is_set():
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # a transient storage error must not kill the trial
+                pass
+            done.wait(interval)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def run_worker(spec: WorkerSpec) -> str:
+    """The worker loop; returns why it stopped (``done``, ``stopped``, ``timeout``,
+    ``max_failures``)."""
+    import torch
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    torch.set_num_threads(spec.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if spec.tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(spec.tracking_uri)
+
+    from sweeps.launcher import close_killed_run  # the same retry hook as the parent's
+
+    storage = open_storage(spec.storage_url, spec.study,
+                           on_retry=lambda t: close_killed_run(spec.tracking_uri, t))
+    study = open_study(storage, spec.study_name, spec.study, seed_offset=spec.index)
+    space = SearchSpace(spec.search, spec.group_options)
+    ctx = TrialContext(study_name=spec.study_name, base_config=spec.base_config, space=space,
+                       metric=spec.study.metric, output_dir=Path(spec.output_dir),
+                       session=spec.session, parent_run_id=spec.parent_run_id,
+                       device=spec.device, stop=spec.stop_file.exists)
+    n_trials = spec.study.n_trials
+    while True:
+        if spec.stop_file.exists():
+            return "stopped"
+        if spec.deadline is not None and time.time() >= spec.deadline:
+            return "timeout"
+        optuna.storages.fail_stale_trials(study)
+        fail_dead_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        counts = count_trials(trials)
+        if counts.finished >= n_trials:
+            return "done"
+        if session_failures(trials, spec.session) >= spec.study.max_failures:
+            spec.stop_file.touch()
+            return "max_failures"
+        if counts.finished + counts.running >= n_trials:
+            time.sleep(POLL_SECONDS)  # the last trials are running: wait in case one fails
+            continue
+        trial = study.ask()
+        frozen = storage.get_trial(trial._trial_id)
+        if is_surplus(study.get_trials(deepcopy=False), frozen, n_trials):
+            # Another worker took the last slot at the same moment: give this one back.
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
+            time.sleep(POLL_SECONDS)
+            continue
+        with heartbeat(storage, trial, spec.study.heartbeat_interval):
+            run_trial(study, trial, ctx)
