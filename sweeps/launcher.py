@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from mcmc_core._validation import ConfigError, violation
 from sweeps.config import SweepConfig
 from sweeps.progress import SweepProgress
 from sweeps.report import format_best, write_report
@@ -52,6 +53,13 @@ def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
     use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     if use_cuda:
         gpus = cfg.study.gpus if cfg.study.gpus is not None else list(range(torch.cuda.device_count()))
+        visible = torch.cuda.device_count()
+        bad = [g for g in gpus if g >= visible]
+        if not gpus or bad:
+            raise ConfigError([violation("study.gpus" if cfg.study.gpus else "device",
+                                         cfg.study.gpus or cfg.device,
+                                         f"GPU indices below {visible} (visible CUDA GPUs)"
+                                         if visible else "cpu or auto: no CUDA GPU is visible")])
         devices = [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
     else:
         devices = ["cpu"] * workers

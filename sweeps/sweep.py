@@ -121,7 +121,7 @@ def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="sweep")
 def sweep_app(cfg: DictConfig) -> None:
     """The Hydra task: validate, then dry run, report, or launch the sweep."""
-    from sweeps.launcher import launch
+    from sweeps.launcher import launch, plan
 
     try:
         sweep, resolved, base, group_options = prepare(cfg)
@@ -130,7 +130,8 @@ def sweep_app(cfg: DictConfig) -> None:
             return
         if sweep.report:
             raise SystemExit(report(sweep, resolved))
-        load_dataset(sweep.dataset)  # fail fast, in the parent, with a clear message
+        plan(sweep, resolved)  # devices: fail fast with a clear message
+        load_dataset(sweep.dataset)  # likewise for missing data files
     except (ConfigError, DatasetNotFoundError) as err:
         fail(str(err).splitlines())
     raise SystemExit(launch(sweep, resolved, base, group_options))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from mcmc_core._validation import check, check_choice
 
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "idx", "synthetic")
-BINARIZE_CHOICES = ("mean", "half", "none")
+BINARIZE_CHOICES = ("mean", "half", "thermometer", "none")
 
 
 @dataclass
@@ -25,7 +25,10 @@ class DataConfig:
             (``digits``, ``idx`` with a single file pair, ``synthetic``).
         split_seed: seed of the permutation behind every split.
         binarize: ``mean`` (feature > its training-set mean -> +1, else -1: the original),
-            ``half`` (feature > half of its range -> +1), ``none`` (real values scaled to [0, 1]).
+            ``half`` (feature > half of its range -> +1), ``thermometer`` (``levels`` ±1 inputs
+            per feature, one per evenly spaced threshold: more input bits for a binary net),
+            ``none`` (real values scaled to [0, 1]).
+        levels: thresholds per feature of ``thermometer``.
         synthetic_samples / synthetic_shape / synthetic_classes: size of ``synthetic``.
     """
 
@@ -36,6 +39,7 @@ class DataConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     binarize: str = "mean"
+    levels: int = 3
     synthetic_samples: int = 600
     synthetic_shape: list[int] = field(default_factory=lambda: [1, 4, 4])
     synthetic_classes: int = 3
@@ -45,6 +49,7 @@ class DataConfig:
         errors: list[str] = []
         check_choice(errors, f"{prefix}.name", self.name, DATASET_NAMES)
         check_choice(errors, f"{prefix}.binarize", self.binarize, BINARIZE_CHOICES)
+        check(errors, self.levels >= 1, f"{prefix}.levels", self.levels, "an integer >= 1")
         check(errors, 0 < self.val_fraction < 1, f"{prefix}.val_fraction", self.val_fraction,
               "0 < val_fraction < 1")
         check(errors, 0 < self.test_fraction < 1, f"{prefix}.test_fraction", self.test_fraction,

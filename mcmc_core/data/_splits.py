@@ -121,19 +121,22 @@ def binarize(
     *,
     train_mean: torch.Tensor | None = None,
     value_range: tuple[float, float] = (0.0, 1.0),
+    levels: int = 3,
 ) -> torch.Tensor:
     """Turn raw inputs into float32 model inputs.
 
     Args:
         inputs: ``(N, C, H, W)`` raw values.
         rule: ``mean`` (feature > ``train_mean`` -> +1, else -1), ``half`` (feature > middle
-            of ``value_range`` -> +1, else -1) or ``none`` (scaled from ``value_range`` to
-            ``[0, 1]``, clamped).
+            of ``value_range`` -> +1, else -1), ``thermometer`` (``levels`` ±1 channels per
+            channel: feature > the k-th of ``levels`` evenly spaced thresholds inside
+            ``value_range``) or ``none`` (scaled from ``value_range`` to ``[0, 1]``, clamped).
         train_mean: ``(C, H, W)`` per-feature mean of the training split (``mean`` only).
-        value_range: ``(low, high)`` of the raw values (``half`` and ``none``).
+        value_range: ``(low, high)`` of the raw values (``half``, ``thermometer``, ``none``).
+        levels: thresholds per feature of ``thermometer``.
 
     Returns:
-        A float32 tensor shaped like ``inputs``.
+        A float32 tensor shaped like ``inputs`` (``thermometer``: ``C * levels`` channels).
     """
     one = torch.ones((), dtype=torch.float32)
     if rule == "mean":
@@ -143,10 +146,13 @@ def binarize(
     low, high = value_range
     if rule == "half":
         return torch.where(inputs > (low + high) / 2, one, -one)
+    if rule == "thermometer":
+        thresholds = [low + (high - low) * k / (levels + 1) for k in range(1, levels + 1)]
+        return torch.cat([torch.where(inputs > t, one, -one) for t in thresholds], dim=1)
     if rule == "none":
         scale = high - low if high > low else 1.0
         return ((inputs.to(torch.float32) - low) / scale).clamp_(0.0, 1.0)
-    raise ValueError(f"rule must be one of mean, half, none, but got {rule=}.")
+    raise ValueError(f"rule must be one of mean, half, thermometer, none, but got {rule=}.")
 
 
 def feature_mean(inputs: torch.Tensor) -> torch.Tensor:
@@ -185,10 +191,12 @@ def make_splits(raw: RawData, cfg: DataConfig) -> DataSplits:
         value_range = (float(train_x.min()), float(train_x.max()))
 
     def finish(x: torch.Tensor, y: torch.Tensor) -> Split:
-        x = binarize(x, cfg.binarize, train_mean=train_mean, value_range=value_range)
+        x = binarize(x, cfg.binarize, train_mean=train_mean, value_range=value_range,
+                     levels=cfg.levels)
         return Split(inputs=x.contiguous(), targets=y.to(torch.int64).contiguous())
 
     c, h, w = (int(s) for s in raw.inputs.shape[1:])
+    c *= cfg.levels if cfg.binarize == "thermometer" else 1
     return DataSplits(
         name=cfg.name,
         train=finish(train_x, raw.targets[train_idx]),
