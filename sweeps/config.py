@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcmc_core._validation import check, check_choice, raise_if_any
+from mcmc_core._validation import ConfigError, check, check_choice, raise_if_any
 from mcmc_core.config import TrainConfig
 
 __all__ = [
@@ -20,10 +20,12 @@ __all__ = [
     "PARAM_TYPES",
     "PRUNERS",
     "SAMPLERS",
+    "ComposedSweepConfig",
     "ParamSpec",
     "StudyConfig",
     "SweepConfig",
     "register_sweep_configs",
+    "typed_config",
 ]
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
@@ -198,6 +200,32 @@ class SweepConfig(TrainConfig):
         return self.study.storage or f"sqlite:///{self.output_dir(name) / 'optuna.db'}"
 
 
+@dataclass
+class ComposedSweepConfig(SweepConfig):
+    """The schema Hydra composes ``conf/sweep.yaml`` with: :class:`SweepConfig` with untyped
+    search entries, so that ``+search.<name>={key:...,type:...}`` can add an entry (OmegaConf
+    refuses a plain dict as a new value of a ``dict[str, ParamSpec]``). :func:`typed_config`
+    turns the composed config into a :class:`SweepConfig` one."""
+
+    search: dict[str, Any] = field(default_factory=dict)
+
+
+def typed_config(cfg: Any) -> Any:
+    """The composed ``cfg`` merged into the :class:`SweepConfig` schema (every search entry a
+    :class:`ParamSpec`).
+
+    Raises:
+        ConfigError: one line for a search entry with an unknown key or a wrong type.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.merge(OmegaConf.structured(SweepConfig), cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError([f"{err.full_key}: {str(err).splitlines()[0]}"]) from None
+
+
 def register_sweep_configs() -> None:
     """Register ``sweep_schema`` (and the train schemas) in Hydra's ConfigStore."""
     from hydra.core.config_store import ConfigStore
@@ -205,4 +233,4 @@ def register_sweep_configs() -> None:
     from mcmc_core.config import register_configs
 
     register_configs()
-    ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
+    ConfigStore.instance().store(name="sweep_schema", node=ComposedSweepConfig)

@@ -107,6 +107,8 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     before = count_trials(study.get_trials(deepcopy=False))
     print(f"study {p.name!r}: {before.finished}/{n_trials} finished trials, storage "
           f"{p.storage_url}, output {p.output_dir}", flush=True)
+    if before.finished >= n_trials:  # nothing to run: just refresh the report
+        return _finish(cfg, p, study, parent_run_id, reasons=[], interrupted=False)
     session = uuid.uuid4().hex[:12]
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     specs = [WorkerSpec(index=i, study_name=p.name, storage_url=p.storage_url, study=cfg.study,
@@ -120,7 +122,13 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
                                         stop_file(p.output_dir, session))
     stop_file(p.output_dir, session).unlink(missing_ok=True)
     fail_dead_trials(study)  # workers killed by a second Ctrl-C leave RUNNING trials
+    return _finish(cfg, p, study, parent_run_id, reasons, interrupted)
 
+
+def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: str | None,
+            reasons: list[str], interrupted: bool) -> int:
+    """Write the report, print the outcome, close the parent run; return the exit status."""
+    n_trials = cfg.study.n_trials
     counts = count_trials(study.get_trials(deepcopy=False))
     summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
                            parent_run_id=parent_run_id)
@@ -129,6 +137,10 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     if interrupted:
         status, code = "KILLED", 130
         print(f"interrupted: {counts.finished}/{n_trials} finished; run the same command to "
+              "continue", flush=True)
+    elif "worker_error" in reasons:
+        status, code = "FAILED", 1
+        print(f"stopped: {counts.finished}/{n_trials} finished; run the same command to "
               "continue", flush=True)
     elif "max_failures" in reasons:
         status, code = "FAILED", 1
@@ -192,9 +204,13 @@ def _run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, me
     finally:
         signal.signal(signal.SIGINT, previous)
         progress.close()
+    reasons = [r for r in results if isinstance(r, str)]
     if errors and not interrupted:
-        raise errors[0]
-    return [r for r in results if isinstance(r, str)], interrupted
+        # A worker process died (e.g. out of memory): its trial is retried on the next launch.
+        print(f"error: a worker stopped: {type(errors[0]).__name__}: "
+              f"{str(errors[0]).splitlines()[0] if str(errors[0]) else ''}", flush=True)
+        reasons.append("worker_error")
+    return reasons, interrupted
 
 
 def _kill_workers() -> None:

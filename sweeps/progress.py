@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -62,7 +63,9 @@ class SweepProgress:
         values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         best = (max(values) if self.study.direction.name == "MAXIMIZE" else min(values)
                 ) if values else math.nan
-        for t in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start or 0):
+        # Queued (WAITING) trials have no dates yet: they sort first (and are not printed).
+        for t in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start
+                        or datetime.min):
             if t.state.is_finished() and t.number not in self._seen:
                 self._seen.add(t.number)
                 self.bar.write(f"[{counts.finished}/{self.n_trials} best {best:.4f}] "

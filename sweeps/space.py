@@ -98,9 +98,12 @@ class SearchSpace:
         return cases
 
     def apply(self, cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
-        """A copy of ``cfg`` with ``values`` set (group entries swap in the composed option)."""
+        """A copy of ``cfg`` with ``values`` set: group entries swap in the composed option first,
+        so dotted keys inside a group (``model.hidden``) apply on the chosen option."""
         cfg = OmegaConf.create(OmegaConf.to_container(cfg))  # plain copy, no struct flag
-        for name, value in values.items():
+        in_group = [name for name in values if self.specs[name].key in GROUPS]
+        for name in [*in_group, *(n for n in values if n not in in_group)]:
+            value = values[name]
             key = self.specs[name].key
             if key in GROUPS:
                 options = self.group_options.get(name, {})

@@ -7,6 +7,7 @@ re-queued with the same parameters, to continue from its checkpoint.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import warnings
@@ -27,6 +28,7 @@ __all__ = [
     "is_surplus",
     "make_pruner",
     "make_sampler",
+    "new_attempt",
     "open_storage",
     "open_study",
     "retry_key",
@@ -38,6 +40,8 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 #: Trial user attributes written by the workers.
 ATTR_HOST, ATTR_PID, ATTR_SESSION, ATTR_ERROR = "host", "pid", "session", "error"
+#: User attributes of one attempt (its process and how it ended): a retry starts without them.
+ATTEMPT_ATTRS = (ATTR_HOST, ATTR_PID, ATTR_SESSION, ATTR_ERROR, "traceback", "interrupted")
 
 
 def make_sampler(cfg: StudyConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -79,13 +83,46 @@ def open_storage(url: str, cfg: StudyConfig,
     retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retries)
 
     def stale(study: optuna.Study, trial: FrozenTrial) -> None:
-        retry(study, trial)
+        retry(study, new_attempt(trial))
         if on_retry is not None:
             on_retry(trial)
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_interval,
-                      grace_period=cfg.grace_period, heartbeat_stale_trial_callback=stale)
+    storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_interval,
+                         grace_period=cfg.grace_period, heartbeat_stale_trial_callback=stale)
+    if url.startswith("sqlite"):
+        lock_sqlite_transactions(storage.engine)
+    return storage
+
+
+def lock_sqlite_transactions(engine: Any) -> None:
+    """Start every transaction on an SQLite ``engine`` with ``BEGIN IMMEDIATE`` (its write lock).
+
+    Optuna pops a queued (WAITING) trial -- a retry -- with ``SELECT ... FOR UPDATE`` then an
+    update; SQLite ignores ``FOR UPDATE`` and pysqlite only begins a transaction at the update,
+    so two workers could both pop the same trial and run it twice. Under the write lock the read
+    and the update are atomic: the second worker sees the trial RUNNING and pops the next one.
+    """
+    from sqlalchemy import event
+
+    def no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite: let the "begin" hook emit BEGIN
+
+    def begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", no_implicit_begin)
+    event.listen(engine, "begin", begin_immediate)
+    engine.dispose()  # pooled connections were opened before the hooks
+
+
+def new_attempt(trial: FrozenTrial) -> FrozenTrial:
+    """A copy of ``trial`` without the user attributes of its attempt (:data:`ATTEMPT_ATTRS`),
+    to queue as its retry. A retry a worker has just popped must not look like its dead
+    predecessor (same host and pid) to :func:`fail_dead_trials` before it records its own."""
+    retry = copy.deepcopy(trial)
+    retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
+    return retry
 
 
 def open_study(storage: RDBStorage, name: str, cfg: StudyConfig, *, create: bool = False,
@@ -169,7 +206,8 @@ def fail_dead_trials(study: optuna.Study, *, exclude_session: str | None = None)
         attrs = t.user_attrs
         if attrs.get(ATTR_HOST) != host or ATTR_PID not in attrs:
             continue
-        if attrs.get(ATTR_SESSION) == exclude_session or _pid_alive(int(attrs[ATTR_PID])):
+        if ((exclude_session is not None and attrs.get(ATTR_SESSION) == exclude_session)
+                or _pid_alive(int(attrs[ATTR_PID]))):
             continue
         try:
             if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -23,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig
 from mcmc_core.data import DatasetNotFoundError, load_dataset
-from sweeps.config import SweepConfig, register_sweep_configs
+from sweeps.config import SweepConfig, register_sweep_configs, typed_config
 from sweeps.space import SearchSpace
 from sweeps.train import fail, override_errors
 
@@ -47,6 +48,7 @@ def prepare(cfg: DictConfig) -> tuple[SweepConfig, dict[str, Any], dict[str, Any
     Raises:
         ConfigError: one line per violation, before any work starts.
     """
+    cfg = typed_config(cfg)
     sweep: SweepConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     errors = sweep.errors()
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore
@@ -96,6 +98,15 @@ def dry_run(sweep: SweepConfig, resolved: dict[str, Any]) -> None:
           f"{data.n_classes} classes: loads")
 
 
+def _sqlite_file_missing(url: str) -> bool:
+    """Whether ``url`` names an SQLite file that does not exist."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return (parsed.get_backend_name() == "sqlite" and bool(parsed.database)
+            and parsed.database != ":memory:" and not Path(parsed.database).exists())
+
+
 def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
     """Write the report of an existing study; no trial runs."""
     import optuna
@@ -104,11 +115,14 @@ def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
     from sweeps.report import format_best, write_report
 
     p = plan(sweep, resolved)
+    missing = [f"study.name={p.name!r} is not in storage {p.storage_url}: run the same "
+               "mcmc-sweep command without report=true first"]
+    if _sqlite_file_missing(p.storage_url):  # opening it would create an empty storage
+        fail(missing)
     try:
         study = optuna.load_study(study_name=p.name, storage=p.storage_url)
     except KeyError:
-        fail([f"study.name={p.name!r} is not in storage {p.storage_url}: run the same "
-              "mcmc-sweep command without report=true first"])
+        fail(missing)
     summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
                            parent_run_id=study.user_attrs.get(ATTR_PARENT_RUN))
     print(f"study {p.name!r}: {summary['complete']} complete, {summary['pruned']} pruned, "

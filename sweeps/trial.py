@@ -168,6 +168,12 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
         _close(tracker, "KILLED", {"optuna.state": "INTERRUPTED"})
         return TrialState.FAIL
     except Exception as err:  # a trial that raises fails alone; the sweep goes on
+        stored = study._storage.get_trial(trial._trial_id).state
+        if stored.is_finished():
+            # Another process failed this trial meanwhile, taking it for dead (stale heartbeat),
+            # and queued its retry: this attempt just stops, leaving the stored trial alone.
+            _close(tracker, "KILLED", {"optuna.state": "TAKEN_OVER"})
+            return stored
         message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
         trial.set_user_attr(ATTR_ERROR, message)
         trial.set_user_attr("traceback", traceback.format_exc()[-4000:])

@@ -1,0 +1,270 @@
+"""Helpers of the ``mcmc-sweep`` end-to-end tests: the real console script in a subprocess, its
+real SQLite Optuna storage and its real SQLite MLflow store, all under one temporary folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Tiny trials: 3 epochs of 20 MCMC steps on the seeded 600-example ``synthetic`` set.
+TINY = ["device=cpu", "dataset=synthetic", "trainer.epochs=3", "trainer.steps_per_epoch=20"]
+#: The first line of every launch: ``study 'NAME': 0/4 finished trials, storage ..., output ...``.
+STUDY_LINE = re.compile(r"^study '([^']+)': (\d+)/(\d+) finished trials", re.MULTILINE)
+
+
+def command() -> list[str]:
+    """The installed ``mcmc-sweep`` next to this interpreter, else on PATH, else the module."""
+    script = Path(sys.executable).parent / "mcmc-sweep"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("mcmc-sweep")
+    return [found] if found else [sys.executable, "-m", "sweeps.sweep"]
+
+
+def env() -> dict[str, str]:
+    """Offline, unbuffered, and without tracking settings inherited from the caller."""
+    out = {k: v for k, v in os.environ.items()
+           if k not in ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+    out.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out.update({k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                                  "https_proxy")})
+    out.pop("NO_PROXY", None)
+    out.pop("no_proxy", None)
+    return out
+
+
+@dataclass
+class Result:
+    """What one ``mcmc-sweep`` process did."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    pid: int | None = None
+
+    def ok(self) -> Result:
+        """Assert exit status 0 (showing the output otherwise) and return self."""
+        assert self.returncode == 0, self.describe()
+        return self
+
+    def describe(self) -> str:
+        return (f"mcmc-sweep {' '.join(self.args)} -> {self.returncode}\n--- stdout\n"
+                f"{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}")
+
+    @property
+    def study_name(self) -> str:
+        found = STUDY_LINE.search(self.stdout)
+        assert found, f"no study line:\n{self.describe()}"
+        return found.group(1)
+
+    @property
+    def finished_before(self) -> int:
+        """Finished trials the study held when this launch started."""
+        found = STUDY_LINE.search(self.stdout)
+        assert found, f"no study line:\n{self.describe()}"
+        return int(found.group(2))
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+@dataclass
+class Sweep:
+    """One sweep's places: ``<root>/work`` (its working directory), ``<root>/out`` (its output
+    folder: storage, checkpoints, report) and ``<root>/mlflow.db`` (its MLflow store)."""
+
+    root: Path
+
+    @property
+    def cwd(self) -> Path:
+        path = self.root / "work"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def storage(self) -> str:
+        return f"sqlite:///{self.out / 'optuna.db'}"
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def args(self, *extra: str, base: Sequence[str] = TINY) -> list[str]:
+        """``base`` settings, this sweep's folders and store, then ``extra`` overrides."""
+        return [*base, f"study.output_dir={self.out}", f"tracking.uri={self.uri}", *extra]
+
+    def run(self, args: Sequence[str], timeout: float = 150) -> Result:
+        """Run ``mcmc-sweep *args`` to its end."""
+        start = time.perf_counter()
+        proc = subprocess.Popen([*command(), *args], cwd=self.cwd, env=env(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        return Result(list(args), proc.returncode, stdout, stderr,
+                      time.perf_counter() - start, proc.pid)
+
+    def start(self, args: Sequence[str]) -> Launch:
+        """Start ``mcmc-sweep *args`` in a new session (its own process group)."""
+        log = self.root / f"launch-{time.monotonic_ns()}"
+        stdout, stderr = open(f"{log}.out", "w"), open(f"{log}.err", "w")
+        proc = subprocess.Popen([*command(), *args], cwd=self.cwd, env=env(), stdout=stdout,
+                                stderr=stderr, start_new_session=True)
+        stdout.close(), stderr.close()
+        return Launch(list(args), proc, Path(f"{log}.out"), Path(f"{log}.err"))
+
+    def study(self, name: str) -> Any:
+        import optuna
+
+        return optuna.load_study(study_name=name, storage=self.storage)
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
+    def runs(self, name: str) -> Runs:
+        """The MLflow runs of study ``name`` (its experiment)."""
+        client = self.client()
+        experiment = client.get_experiment_by_name(name)
+        assert experiment is not None, f"no MLflow experiment {name!r}"
+        return Runs(client, client.search_runs([experiment.experiment_id], max_results=1000))
+
+    def checkpoints(self) -> dict[int, Path]:
+        """``{key: last.pt}`` of every trial checkpoint folder (key: first trial of the chain)."""
+        found = {}
+        for path in (self.out / "checkpoints").glob("trial-*/last.pt"):
+            found[int(path.parent.name.split("-")[1])] = path
+        return found
+
+
+@dataclass
+class Launch:
+    """A sweep started in the background."""
+
+    args: list[str]
+    proc: subprocess.Popen
+    stdout_path: Path
+    stderr_path: Path
+
+    def signal_group(self, signum: int) -> None:
+        os.killpg(self.proc.pid, signum)
+
+    def wait(self, timeout: float = 120) -> Result:
+        start = time.perf_counter()
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        return Result(self.args, code, self.stdout_path.read_text(), self.stderr_path.read_text(),
+                      time.perf_counter() - start, self.proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (no-op once it is gone)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def output(self) -> str:
+        return self.stdout_path.read_text() + self.stderr_path.read_text()
+
+
+@dataclass
+class Runs:
+    """A study's MLflow runs: one parent, the trials' children."""
+
+    client: Any
+    all: list[Any]
+
+    @property
+    def parents(self) -> list[Any]:
+        return [r for r in self.all if "mlflow.parentRunId" not in r.data.tags]
+
+    @property
+    def children(self) -> list[Any]:
+        return [r for r in self.all if "mlflow.parentRunId" in r.data.tags]
+
+    def with_status(self, status: str) -> list[Any]:
+        return [r for r in self.children if r.info.status == status]
+
+    def by_id(self, run_id: str) -> Any:
+        return next(r for r in self.all if r.info.run_id == run_id)
+
+    def steps(self, run_id: str, metric: str) -> list[tuple[int, int]]:
+        """``[(step, timestamp_ms)]`` of a metric's history, by step."""
+        history = self.client.get_metric_history(run_id, metric)
+        return sorted((m.step, m.timestamp) for m in history)
+
+    def artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        return [a.path for a in self.client.list_artifacts(run_id, path)]
+
+
+def run_many(jobs: Sequence[tuple[Sweep, Sequence[str]]], workers: int = 2) -> list[Result]:
+    """Run independent ``(sweep, args)`` jobs ``workers`` at a time; results in job order."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: job[0].run(job[1]), jobs))
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str,
+             launch: Launch | None = None, poll: float = 0.1) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds
+    (killing ``launch`` and showing its output)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if launch is not None and launch.proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before {what}:\n{launch.output()[-4000:]}")
+        time.sleep(poll)
+    if launch is not None:
+        launch.kill()
+        raise AssertionError(f"timeout waiting for {what}:\n{launch.output()[-4000:]}")
+    raise AssertionError(f"timeout waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def finished(trials: list[Any]) -> list[Any]:
+    """COMPLETE and PRUNED trials: what counts towards ``study.n_trials``."""
+    from optuna.trial import TrialState
+
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def states(trials: list[Any]) -> dict[str, int]:
+    """Trial counts by state name."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts

@@ -1,0 +1,146 @@
+"""``kill -9`` of a whole 2-worker sweep (parent and workers) in the middle of its trials, then the
+same command again: the killed trials are retried with the same parameters from their epoch
+checkpoints, the study ends with exactly ``n_trials`` finished trials, and MLflow holds one parent
+run and one finished child run per finished trial, none left RUNNING."""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import SimpleNamespace
+
+import pytest
+from optuna.trial import TrialState
+
+from mcmc_core.trainers import load_checkpoint
+from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
+
+N_TRIALS, EPOCHS = 2, 5
+#: Trials of a few seconds: epochs long enough that the kill lands between two checkpoints.
+LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
+        "trainer.steps_per_epoch=2500"]
+
+
+def checkpoint_epochs(s) -> dict[int, int]:
+    """``{key: epoch}`` of every trial checkpoint written so far."""
+    epochs = {}
+    for key, path in s.checkpoints().items():
+        try:
+            epochs[key] = int(load_checkpoint(path)["epoch"])
+        except (FileNotFoundError, EOFError, RuntimeError):
+            continue  # replaced while reading: the next poll sees the new one
+    return epochs
+
+
+@pytest.fixture(scope="module")
+def killed(new_sweep):
+    """Start the sweep, SIGKILL its process group once a RUNNING trial has checkpointed an early
+    epoch, then run the same command to its end."""
+    s = new_sweep("kill-9")
+    args = s.args("study.n_trials=2", "study.workers=2", "study.pruner=none", base=LONG)
+    launch = s.start(args)
+    name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
+                    m.group(1), 90, "the study line", launch)
+
+    study = s.study(name)
+
+    def mid_trial() -> bool:
+        running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+        return any(1 <= epoch <= EPOCHS - 3 and key in running
+                   for key, epoch in checkpoint_epochs(s).items())
+
+    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
+    killed_ms = int(time.time() * 1000)
+    launch.signal_group(signal.SIGKILL)
+    launch.proc.wait(timeout=30)
+    at_kill = checkpoint_epochs(s)
+    before = s.study(name).get_trials()
+    workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
+    wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
+    rerun = s.run(args).ok()
+    return SimpleNamespace(s=s, name=name, args=args, killed_ms=killed_ms, at_kill=at_kill,
+                           before=before, rerun=rerun, trials=s.study(name).get_trials(),
+                           runs=s.runs(name), first_output=launch.output())
+
+
+def killed_trials(k) -> list:
+    return [t for t in k.before if t.state == TrialState.RUNNING]
+
+
+def retry_of(k, trial):
+    retries = [t for t in k.trials if t.system_attrs.get("failed_trial") == trial.number]
+    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in k.trials]
+    return retries[0]
+
+
+def test_kill_left_running_trials_with_checkpoints(killed) -> None:
+    assert killed_trials(killed), states(killed.before)
+    assert any(1 <= killed.at_kill.get(t.number, 0) < EPOCHS for t in killed_trials(killed))
+    assert not finished(killed.before)
+    assert "Traceback" not in killed.first_output
+
+
+def test_rerun_ends_with_exactly_n_trials(killed) -> None:
+    assert killed.rerun.study_name == killed.name
+    assert len(finished(killed.trials)) == N_TRIALS, states(killed.trials)
+    assert not [t for t in killed.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_killed_trials_were_retried_with_same_params(killed) -> None:
+    for old in killed_trials(killed):
+        now = killed.trials[old.number]
+        assert now.state == TrialState.FAIL
+        assert "error" not in now.user_attrs  # died, did not raise
+        retry = retry_of(killed, old)
+        assert retry.state == TrialState.COMPLETE
+        assert retry.params == old.params
+        assert retry.system_attrs["retry_history"] == [old.number]
+        assert retry.user_attrs["pid"] != old.user_attrs["pid"]
+
+
+def test_retries_continued_from_their_checkpoints(killed) -> None:
+    runs = killed.runs
+    resumed = [t for t in killed_trials(killed) if killed.at_kill.get(t.number, 0) >= 1]
+    assert resumed
+    for old in resumed:
+        retry, epoch = retry_of(killed, old), killed.at_kill[old.number]
+        # The same checkpoint folder (keyed by the first trial) now holds the whole run.
+        state = load_checkpoint(killed.s.checkpoints()[old.number])
+        assert state["epoch"] == EPOCHS and len(state["history"]) == EPOCHS
+        assert [h["epoch"] for h in state["history"]] == list(range(1, EPOCHS + 1))
+        # Every epoch reported to Optuna once, the early ones re-reported from the checkpoint.
+        assert sorted(retry.intermediate_values) == list(range(1, EPOCHS + 1))
+        for step, value in old.intermediate_values.items():
+            if step <= epoch:
+                assert retry.intermediate_values[step] == pytest.approx(value)
+        # The same MLflow run, continued: epochs up to the checkpoint were logged before the
+        # kill, the later ones after it, none twice (a restart would log epoch 1 again).
+        assert retry.user_attrs["mlflow_run_id"] == old.user_attrs["mlflow_run_id"]
+        logged = runs.steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
+        steps = [s for s, _ in logged]
+        assert len(steps) == len(set(steps)), logged
+        assert set(range(epoch + 1, EPOCHS + 1)) <= set(steps) <= set(range(1, EPOCHS + 1))
+        assert all(ts < killed.killed_ms for s, ts in logged if s <= epoch), logged
+        assert all(ts > killed.killed_ms for s, ts in logged if s > epoch), logged
+
+
+def test_mlflow_one_parent_and_one_finished_child_per_finished_trial(killed) -> None:
+    runs = killed.runs
+    assert len(runs.parents) == 1
+    assert runs.parents[0].info.status == "FINISHED"
+    done = finished(killed.trials)
+    assert len(runs.with_status("FINISHED")) == len(done) == N_TRIALS
+    assert not [r for r in runs.all if r.info.status == "RUNNING"]
+    by_id = {r.info.run_id: r for r in runs.children}
+    for t in done:
+        run = by_id[t.user_attrs["mlflow_run_id"]]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["optuna.trial_number"] == str(t.number)
+        assert run.data.tags["optuna.state"] == "COMPLETE"
+        assert run.data.metrics["final_epoch"] == EPOCHS
+    # A trial killed before its first checkpoint left a run closed as KILLED, linked to its retry.
+    for r in runs.children:
+        if r.info.status != "FINISHED":
+            assert r.info.status == "KILLED" and r.data.tags["optuna.retried"] == "true"
+            assert any(o.data.tags.get("optuna.retry_of_run_id") == r.info.run_id
+                       for o in runs.children)

@@ -1,0 +1,167 @@
+"""A 2-worker ``mcmc-sweep`` reaches exactly ``study.n_trials`` finished trials, logs them to
+MLflow under one parent run, resumes to the same total with the same command (running nothing),
+continues the same study to a larger ``study.n_trials``, and writes its report on demand."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from sweeptools import finished, states
+
+N_TRIALS, MORE_TRIALS, EPOCHS = 4, 5, 3
+SAMPLED = ("temperature", "cooling_rate", "flip_ratio")
+EPOCH_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "test_accuracy", "temperature")
+
+
+@pytest.fixture(scope="module")
+def sweep(new_sweep):
+    """The same command twice, then with a larger ``n_trials``, with snapshots of the study and
+    the MLflow store after each."""
+    s = new_sweep("two-workers")
+    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2")
+    first = s.run(args).ok()
+    name = first.study_name
+    after_first = s.study(name).get_trials()
+    runs_first = s.runs(name)
+    again = s.run(args).ok()
+    after_again = s.study(name).get_trials()
+    runs_again = s.runs(name)
+    # The number of workers is how the study runs, not what it is: one worker continues it.
+    more = s.run([*args, f"study.n_trials={MORE_TRIALS}", "study.workers=1"]).ok()
+    return SimpleNamespace(s=s, args=args, name=name, first=first, again=again, more=more,
+                           after_first=after_first, after_again=after_again,
+                           runs_first=runs_first, runs_again=runs_again,
+                           study=s.study(name), runs=s.runs(name))
+
+
+def test_two_workers_reach_exactly_n_trials(sweep) -> None:
+    trials = sweep.after_first
+    assert len(finished(trials)) == N_TRIALS, states(trials)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert sweep.first.finished_before == 0
+    # Trials ran in the worker processes (at most two), not in the sweep's own process.
+    pids = {t.user_attrs["pid"] for t in finished(trials)}
+    assert 1 <= len(pids) <= 2 and sweep.first.pid not in pids
+    assert "best: trial" in sweep.first.stdout
+
+
+def test_mlflow_one_parent_and_one_finished_child_per_trial(sweep) -> None:
+    runs = sweep.runs_first
+    assert len(runs.parents) == 1
+    parent = runs.parents[0]
+    assert parent.info.status == "FINISHED"
+    assert sweep.study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    done = finished(sweep.after_first)
+    assert len(runs.children) == len(done)
+    assert all(r.info.status == "FINISHED" for r in runs.children)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs.children)
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in runs.children}
+    assert sorted(by_number) == sorted(t.number for t in done)
+    for t in done:
+        assert t.user_attrs["mlflow_run_id"] == by_number[t.number].info.run_id
+
+
+def test_child_runs_hold_params_metrics_config_and_model(sweep) -> None:
+    runs = sweep.runs_first
+    for t in finished(sweep.after_first):
+        run = runs.by_id(t.user_attrs["mlflow_run_id"])
+        params, tags = run.data.params, run.data.tags
+        for name in SAMPLED:  # the sampled values, under their names and their config keys
+            assert float(params[name]) == pytest.approx(t.params[name]), name
+        assert float(params["sampler.temperature"]) == pytest.approx(t.params["temperature"])
+        assert float(params["schedule.cooling_rate"]) == pytest.approx(t.params["cooling_rate"])
+        assert params["dataset.name"] == "synthetic"
+        assert params["trainer.epochs"] == str(EPOCHS)
+        assert tags["optuna.trial_number"] == str(t.number)
+        assert tags["optuna.state"] == t.state.name
+        assert tags["optuna.study"] == sweep.name
+        for metric in EPOCH_METRICS:
+            assert [step for step, _ in runs.steps(run.info.run_id, metric)] == [1, 2, 3], metric
+        logged = [v for _, v in sorted(t.intermediate_values.items())]
+        history = sorted((m.step, m.value) for m in
+                         runs.client.get_metric_history(run.info.run_id, "val_accuracy"))
+        assert [v for _, v in history] == pytest.approx(logged)
+        assert run.data.metrics["final_epoch"] == EPOCHS
+        assert t.value == pytest.approx(run.data.metrics["best_val_accuracy"])
+        assert "config.yaml" in runs.artifacts(run.info.run_id)
+        assert {"model/state_dict.pt", "model/model.txt"} <= set(
+            runs.artifacts(run.info.run_id, "model"))
+        config = yaml.safe_load(open(runs.client.download_artifacts(run.info.run_id,
+                                                                    "config.yaml")))
+        assert config["sampler"]["temperature"] == pytest.approx(t.params["temperature"])
+        assert config["sampler"]["flip_ratio"] == pytest.approx(t.params["flip_ratio"])
+
+
+def test_parent_run_carries_best_and_report(sweep) -> None:
+    parent = sweep.runs_first.parents[0]
+    best = max(finished(sweep.after_first), key=lambda t: t.value)
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    assert parent.data.metrics["n_complete"] == N_TRIALS
+    report = set(sweep.runs_first.artifacts(parent.info.run_id, "report"))
+    assert {"report/best.json", "report/trials.csv"} <= report
+
+
+def test_same_command_runs_no_new_trial(sweep) -> None:
+    assert sweep.again.study_name == sweep.name
+    assert sweep.again.finished_before == N_TRIALS
+    before = {t.number: (t.state, t.datetime_complete) for t in sweep.after_first}
+    after = {t.number: (t.state, t.datetime_complete) for t in sweep.after_again}
+    assert after == before
+    assert "trial " not in "".join(line for line in sweep.again.stdout.splitlines()
+                                   if line.startswith("["))
+    # The same parent run, finished again; no new child.
+    assert [r.info.run_id for r in sweep.runs_again.parents] == [
+        r.info.run_id for r in sweep.runs_first.parents]
+    assert sweep.runs_again.parents[0].info.status == "FINISHED"
+    assert len(sweep.runs_again.children) == len(sweep.runs_first.children)
+
+
+def test_larger_n_trials_continues_the_same_study(sweep) -> None:
+    assert sweep.more.study_name == sweep.name
+    assert sweep.more.finished_before == N_TRIALS
+    trials = sweep.study.get_trials()
+    assert len(finished(trials)) == MORE_TRIALS, states(trials)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    old = {t.number for t in finished(sweep.after_first)}
+    assert old < {t.number for t in finished(trials)}
+    runs = sweep.runs
+    assert len(runs.parents) == 1
+    assert runs.parents[0].info.run_id == sweep.runs_first.parents[0].info.run_id
+    assert runs.parents[0].info.status == "FINISHED"
+    assert len(runs.with_status("FINISHED")) == MORE_TRIALS == len(runs.children)
+
+
+def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
+    folder = sweep.s.out / "report"
+    for path in folder.iterdir():
+        path.unlink()
+    before = sweep.study.get_trials()
+    start = time.time()
+    result = sweep.s.run([*sweep.args, "report=true"]).ok()
+    trials = sweep.study.get_trials()
+    assert [(t.number, t.state) for t in trials] == [(t.number, t.state) for t in before]
+    best = json.loads((folder / "best.json").read_text())
+    top = max(finished(trials), key=lambda t: t.value)
+    assert best["best"]["value"] == pytest.approx(top.value)
+    assert best["complete"] + best["pruned"] == MORE_TRIALS
+    lines = (folder / "trials.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + len(trials)
+    assert "params_temperature" in lines[0]
+    plots = {p.name for p in folder.glob("*.html")}
+    assert {"optimization_history.html", "slice.html", "parallel_coordinate.html"} <= plots
+    assert f"study {sweep.name!r}: " in result.stdout
+    parent = sweep.s.runs(sweep.name).parents[0]
+    logged = set(sweep.runs.artifacts(parent.info.run_id, "report"))
+    assert {f"report/{p}" for p in plots} | {"report/best.json", "report/trials.csv"} <= logged
+    # Logged again by this command (not only by the sweep before it).
+    artifacts = Path(urlparse(parent.info.artifact_uri).path) / "report"
+    assert (artifacts / "best.json").stat().st_mtime >= start - 1
+    assert json.loads((artifacts / "best.json").read_text()) == best
