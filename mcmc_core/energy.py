@@ -6,6 +6,7 @@ never updates) its running statistics, so a rejected candidate leaves no trace.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,8 @@ import torch
 from torch import nn
 
 from mcmc_core.data import Split
+from mcmc_core.energy_incremental import LinearChainEnergy, linear_chain
+from mcmc_core.layers import sign
 
 __all__ = ["ENERGIES", "Energy", "FullEnergy", "MinibatchEnergy", "evaluate", "mean_loss"]
 
@@ -105,7 +108,17 @@ class FullEnergy(Energy):
     """Mean loss on the whole training split, or on a fixed seeded subset of ``samples`` points.
 
     The target never changes, so the chain samples one well-defined distribution and the current
-    energy can be cached: a step costs one forward pass over the target.
+    energy can be cached: a step costs one forward pass over the target. For a chain of binary
+    linear layers (the binary MLP) the closures are :class:`LinearChainEnergy` objects, which a
+    sampler with ``incremental=True`` evaluates from the flipped weights alone (see
+    :mod:`mcmc_core.energy_incremental`); other models get plain full-forward closures. One
+    closure object is kept per model for the energy's lifetime (it holds that model's caches).
+
+    The loss is computed from all logits at once, in a ``(classes, N)`` layout; a plain
+    ``nn.CrossEntropyLoss()`` is evaluated as ``mean(logsumexp - picked logit)`` there (PyTorch's
+    CPU ``log_softmax`` over 10 classes costs ~10x more). Full and incremental evaluations share
+    this function, so they give bit-identical energies; it differs from ``criterion(logits, y)``
+    only by float rounding.
 
     Args:
         criterion: batch-mean loss, e.g. ``nn.CrossEntropyLoss()``.
@@ -138,14 +151,65 @@ class FullEnergy(Energy):
             inputs, targets = inputs[keep], targets[keep]
         # Kept on the device once: the target is read at every step.
         self.inputs, self.targets = inputs.to(device), targets.to(device)
+        self._plain_ce = _is_plain_cross_entropy(criterion, self.targets)
+        self._targets_row = self.targets.unsqueeze(0)
+        self._input_signs: torch.Tensor | None = None
+        self._closures: dict[int, tuple[nn.Module, Callable[[], float]]] = {}
+
+    @torch.no_grad()
+    def logits(self, model: nn.Module) -> torch.Tensor:
+        """``model``'s outputs on the target in eval mode, ``(N, classes)``, in chunks."""
+        model.eval()
+        n, size = len(self.targets), self.batch_size
+        if n <= size:  # one chunk: the first layer sees the same tensor at every call (sign memo)
+            return model(self.inputs)
+        return torch.cat([model(self.inputs[s : s + size]) for s in range(0, n, size)])
+
+    @torch.no_grad()
+    def _full(self, model: nn.Module) -> float:
+        logits = self.logits(model)
+        if logits.dim() != 2:
+            return float(self.criterion(logits, self.targets))
+        return self.loss_t(logits.t().contiguous())
+
+    def loss_t(self, logits_t: torch.Tensor) -> float:
+        """The energy of contiguous ``(classes, N)`` logits: ``criterion(logits_t.t(), targets)``.
+
+        No autograd (the sampler's hot path): pass logits that do not require grad.
+        """
+        if self._plain_ce:
+            top = logits_t.amax(0)
+            lse = (logits_t - top).exp_().sum(0).log_().add_(top)
+            return float(lse.sub_(logits_t.gather(0, self._targets_row)[0]).mean())
+        return float(self.criterion(logits_t.t(), self.targets))
+
+    def input_signs_t(self) -> torch.Tensor:
+        """``sign(flatten(inputs))`` transposed to ``(features, N)``, computed once."""
+        if self._input_signs is None:
+            self._input_signs = sign(self.inputs.flatten(1)).t().contiguous()
+        return self._input_signs
+
+    def _closure(self, model: nn.Module) -> Callable[[], float]:
+        entry = self._closures.get(id(model))
+        if entry is None or entry[0] is not model:
+            layers = linear_chain(model) if self.inputs.dim() >= 2 else None
+            if layers is None:
+                closure: Callable[[], float] = functools.partial(self._full, model)
+            else:
+                closure = LinearChainEnergy(model, layers, self)
+            entry = self._closures[id(model)] = (model, closure)
+        return entry[1]
 
     def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
-        def closure_for(model: nn.Module) -> Callable[[], float]:
-            return lambda: mean_loss(
-                model, self.criterion, self.inputs, self.targets, self.batch_size
-            )
+        return [self._closure(m) for m in models]
 
-        return [closure_for(m) for m in models]
+
+def _is_plain_cross_entropy(criterion: object, targets: torch.Tensor) -> bool:
+    """``nn.CrossEntropyLoss()`` with defaults, on class-index targets it does not ignore."""
+    return (type(criterion) is nn.CrossEntropyLoss and criterion.weight is None
+            and criterion.reduction == "mean" and criterion.label_smoothing == 0.0
+            and targets.dtype == torch.int64 and targets.dim() == 1
+            and not bool((targets == criterion.ignore_index).any()))
 
 
 class MinibatchEnergy(Energy):

@@ -24,6 +24,9 @@ ACCEPTANCE_RULES = ("metropolis", "barker")
 
 # Below this size (or for dense proposals) a full random permutation is cheap enough.
 _RANDPERM_MAX_NUMEL = 1 << 16
+# Sparse proposals of at most this many indices are deduplicated in Python (per-call overhead
+# of the tensor ops dominates there).
+_PY_DEDUP_MAX_K = 2048
 
 
 def flip_count(flip_ratio: float, numel: int) -> int:
@@ -52,6 +55,13 @@ def propose_flips(numel: int, flip_ratio: float, generator: torch.Generator) -> 
         return torch.randperm(numel, generator=generator)[:k]
     # Sparse proposal in a big tensor: the first k distinct values of a stream of uniform draws
     # form a uniform random k-subset, at O(k log k) cost instead of O(numel).
+    if k <= _PY_DEDUP_MAX_K:
+        return _first_distinct_py(numel, k, generator)
+    return _first_distinct_torch(numel, k, generator)
+
+
+def _first_distinct_torch(numel: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """The first ``k`` distinct values of chunks of ``randint(numel)`` draws, in order."""
     draws = torch.empty(0, dtype=torch.int64)
     while True:
         more = torch.randint(numel, (k + k // 8 + 16,), generator=generator)
@@ -62,6 +72,15 @@ def propose_flips(numel: int, flip_ratio: float, generator: torch.Generator) -> 
     first = torch.full((len(values),), len(draws), dtype=torch.int64)
     first.scatter_reduce_(0, inverse, torch.arange(len(draws)), reduce="amin")
     return draws[first.sort().values[:k]]
+
+
+def _first_distinct_py(numel: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Same draws and result as :func:`_first_distinct_torch`, ~10x faster for small ``k``."""
+    distinct: dict[int, None] = {}  # insertion-ordered: values in order of first appearance
+    while len(distinct) < k:
+        distinct.update(dict.fromkeys(
+            torch.randint(numel, (k + k // 8 + 16,), generator=generator).tolist()))
+    return torch.tensor(list(distinct)[:k], dtype=torch.int64)
 
 
 @torch.no_grad()

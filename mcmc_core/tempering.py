@@ -28,8 +28,8 @@ class ParallelTempering:
     Replica ``k`` is sampled by ``samplers[k]`` at its own temperature (coldest first). An exchange
     round alternates between even pairs ``(0,1), (2,3), ...`` and odd pairs ``(1,2), ...``; a pair
     ``(i, j)`` swaps states with probability ``min(1, exp((1/(k T_i) - 1/(k T_j)) (E_i - E_j)))``.
-    A swap exchanges the weight storage of the two replicas (no copy) and their cached energies,
-    so replica 0 always holds the coldest chain's state.
+    A swap exchanges the weight storage of the two replicas (no copy), their cached energies and
+    incremental caches, so replica 0 always holds the coldest chain's state.
 
     Args:
         samplers: one sampler per replica, all over parameters of the same shapes.
@@ -73,8 +73,7 @@ class ParallelTempering:
             self.attempts[i] += 1
             if u > 0 and math.log(u) < log_p:
                 self.accepts[i] += 1
-                for (p, _), (q, _) in zip(a._params, b._params):
-                    p.data, q.data = q.data, p.data
+                a.swap_weights(b)
                 energies[i], energies[i + 1] = energies[i + 1], energies[i]
                 if a.cache_energy:
                     a.energy, b.energy = b.energy, a.energy

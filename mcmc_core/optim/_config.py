@@ -26,6 +26,9 @@ class SamplerConfig:
             ``energy_samples``: a fixed target, cached) or ``minibatch`` (the original: a fresh
             mini-batch of ``batch_size`` per step).
         energy_samples: size of the fixed subset for ``full``; null = the whole training split.
+        incremental: with ``full``, evaluate a candidate by updating cached pre-activations
+            instead of a forward pass, where the model allows (a binary MLP; others fall back
+            to full passes). Same chain either way, only faster.
         batch_size: mini-batch size for ``minibatch``.
         n_replicas: parallel tempering replicas (1 = a single chain).
         ladder_ratio: ratio between neighbouring replica temperatures (geometric ladder).
@@ -40,6 +43,7 @@ class SamplerConfig:
     coupled: bool = False
     energy: str = "full"
     energy_samples: int | None = None
+    incremental: bool = True
     batch_size: int = 128
     n_replicas: int = 1
     ladder_ratio: float = 2.0

@@ -119,6 +119,7 @@ class TrainerMCMC(BaseTrainer):
                 boltzmann=sampler.boltzmann,
                 coupled=sampler.coupled,
                 cache_energy=self.energy.fixed,
+                incremental=sampler.incremental,
                 seed=s,
             )
             for m, t, s in zip(self.models, temperatures, seeds)

@@ -219,3 +219,16 @@ def test_swap_of_a_colder_replica_holding_the_higher_energy_is_certain() -> None
     assert F.swap_log_acceptance(2.0, 1.0, 0.1, 0.2) == 0.0
     # ...and the reverse situation is exponentially unlikely.
     assert F.swap_log_acceptance(1.0, 2.0, 0.1, 0.2) == pytest.approx(-5.0)
+
+
+@pytest.mark.parametrize(("numel", "k"), [(1 << 17, 2), (1 << 17, 8), (1 << 17, 157),
+                                          (1 << 12, 900), (1 << 20, 3000)])
+def test_sparse_proposal_paths_draw_the_same_indices(numel: int, k: int) -> None:
+    """The Python and the tensor deduplication consume the same draws and agree exactly."""
+    for seed in range(3):
+        g_py, g_torch = (torch.Generator().manual_seed(seed) for _ in range(2))
+        for _ in range(3):
+            py = F._first_distinct_py(numel, k, g_py)
+            assert torch.equal(py, F._first_distinct_torch(numel, k, g_torch))
+            assert py.dtype == torch.int64 and len(py) == k
+        assert torch.equal(g_py.get_state(), g_torch.get_state())

@@ -1,0 +1,254 @@
+"""Chain-steps per second: K = 32 chains as one population against the same chains one by one.
+
+Two binary MLPs (``output_scale`` 4, ``proposal=layer``, Metropolis, full cached energy):
+
+* digits 64-128-10 on the whole digits training split (1,294 samples);
+* 784-100-10 on 8,000 samples of MNIST t10k (``idx`` loader, ``../shared/data/mnist-t10k``;
+  without that folder, synthetic data of the same shape, and it says so).
+
+The 32 chains (seeds 0..31, temperatures log-spaced 1e-4..1e-2, cooling rates 0.999..0.99999,
+one flip ratio per table row) are run three ways, in interleaved timed rounds (median kept):
+
+* ``batched``: one :class:`~mcmc_core.population.Population` of 32 chains;
+* ``sequential``: 32 populations of one, one after another: the same code path and the same
+  trajectories (checked: after the same steps the weights are bit-identical);
+* ``reference``: the single-chain ``SignFlipSampler`` + ``FullEnergy`` path (incremental
+  energy, exponential temperature schedule), one chain after another.
+
+Where the batched/sequential ratio is small, the ``ops`` columns estimate the arithmetic of the
+batched step (multiply-adds as 2, every elementwise op including exp/log as 1, per the
+algorithm's formulas) against this machine's float32 matmul and ``exp`` throughput measured in
+the same run: far below both means memory traffic, not arithmetic, bounds the step.
+
+    python benchmarks/population_throughput.py [--threads 1 2] [--rounds 5]
+        [--mnist ../shared/data/mnist-t10k] [--json benchmarks/results/population_throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mcmc_core import SignFlipSampler, binary_parameters
+from mcmc_core.data import DataConfig, DatasetNotFoundError, Split, load_dataset
+from mcmc_core.energy import FullEnergy
+from mcmc_core.functional import flip_count
+from mcmc_core.models import ModelConfig, build_model
+from mcmc_core.population import Population
+from mcmc_core.schedules import ExponentialSchedule
+
+DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "population_throughput.json"
+K, OUTPUT_SCALE = 32, 4.0
+TEMPERATURES = torch.logspace(-4, -2, K, dtype=torch.float64).tolist()
+COOLING = torch.linspace(0.999, 0.99999, K, dtype=torch.float64).tolist()
+METHODS = ("batched", "sequential", "reference")
+
+
+@dataclass
+class Net:
+    """One benchmarked net: its energy split, widths and per-method step counts per round."""
+
+    name: str
+    data: str
+    split: Split
+    hidden: list[int]
+    samples: int | None
+    flip_ratios: list[float]
+    batched_steps: dict[float, int]  # steps of the 32-chain population per round
+    chain_steps: dict[float, int]  # steps of each single chain per round
+
+
+def load_nets(mnist: Path) -> list[Net]:
+    digits = load_dataset(DataConfig(name="digits"))
+    nets = [Net("digits 64-128-10", f"digits train ({len(digits.train)} samples, full)",
+                digits.train, [128], None, [1e-4, 2e-3], {1e-4: 128, 2e-3: 64},
+                {1e-4: 32, 2e-3: 16})]
+    splits = dict(test_fraction=0.1, val_fraction=0.05)  # 10,000 -> 8,550 train
+    try:
+        data = load_dataset(DataConfig(name="idx", root=str(mnist), **splits))
+        name = f"MNIST t10k ({mnist})"
+    except DatasetNotFoundError:
+        print(f"note: {mnist} not found; using synthetic data of the same shape")
+        data = load_dataset(DataConfig(name="synthetic", synthetic_samples=10000,
+                                       synthetic_shape=[1, 28, 28], synthetic_classes=10,
+                                       **splits))
+        name = "synthetic 1x28x28, 10 classes (MNIST t10k not found)"
+    nets.append(Net("784-100-10", f"{name}, 8000 energy samples", data.train, [100], 8000,
+                    [1e-4, 2e-3], {1e-4: 24, 2e-3: 4}, {1e-4: 8, 2e-3: 4}))
+    return nets
+
+
+def population(net: Net, fr: float, seeds: list[int], **kwargs: object) -> Population:
+    k = [TEMPERATURES[s] for s in seeds], [COOLING[s] for s in seeds]
+    return Population.build(net.split, net.hidden, 10, seeds, output_scale=OUTPUT_SCALE,
+                            samples=net.samples, temperature=k[0], cooling_rate=k[1],
+                            flip_ratio=fr, **kwargs)  # type: ignore[arg-type]
+
+
+def reference_chains(net: Net, fr: float) -> list[Callable[[], object]]:
+    """32 ``SignFlipSampler`` chains with the population's start weights and hyperparameters."""
+    energy = FullEnergy(nn.CrossEntropyLoss(), net.split, samples=net.samples, seed=0)
+    cfg = ModelConfig(name="mlp", hidden=net.hidden, output_scale=OUTPUT_SCALE)
+    steps = []
+    for seed in range(K):
+        model = build_model(cfg, tuple(net.split.inputs.shape[1:]), 10, seed=seed)
+        sampler = SignFlipSampler(binary_parameters(model), temperature=TEMPERATURES[seed],
+                                  flip_ratio=fr, cache_energy=True, seed=seed)
+        schedule = ExponentialSchedule(sampler, cooling_rate=COOLING[seed])
+        closure = energy.closure(model)
+
+        def step(s: SignFlipSampler = sampler, c: Callable[[], float] = closure,
+                 sch: ExponentialSchedule = schedule) -> None:
+            s.step(c)
+            sch.step()
+
+        steps.append(step)
+    return steps
+
+
+def ops_per_chain_step(net: Net, counts: list[int], n: int) -> float:
+    """Arithmetic of one chain-step of the incremental population step (see module doc),
+    averaged over the two layers ``proposal=layer`` picks uniformly."""
+    classes = 10
+    m0, m1 = counts
+    agg0 = 0 if m0 == 1 else (2 * m0 * m0 * n if m0 <= 16 else 3 * m0 * n)
+    hidden_step = 7 * m0 * n + agg0 + 2 * classes * m0 * n + 5 * classes * n + 2 * n
+    agg1 = 0 if m1 == 1 else (2 * m1 * m1 * n if m1 <= 16 else 3 * m1 * n)
+    last_step = 5 * m1 * n + agg1 + 2 * classes * m1 * n + classes * n + 2 * n
+    return (hidden_step + last_step) / 2
+
+
+def machine_throughput() -> dict[str, float]:
+    """float32 matmul GFLOP/s (1024^3) and exp Gelem/s (4M floats) at the current threads."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    x, out = torch.randn(1 << 22), torch.empty(1 << 22)
+    torch.mm(a, b)
+    best_mm = best_exp = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best_mm = min(best_mm, time.perf_counter() - t)
+        t = time.perf_counter()
+        torch.exp(x, out=out)
+        best_exp = min(best_exp, time.perf_counter() - t)
+    return {"sgemm_gflops": 2 * 1024**3 / best_mm / 1e9,
+            "exp_gelem_per_s": x.numel() / best_exp / 1e9}
+
+
+def same_trajectories(net: Net, fr: float, steps: int) -> bool:
+    """Batched and one-by-one runs of the 32 chains end with bit-identical weights."""
+    batched = population(net, fr, list(range(K)))
+    batched.run(steps)
+    for seed in range(K):
+        alone = population(net, fr, [seed])
+        alone.run(steps)
+        if not all(torch.equal(w[seed], v[0])
+                   for w, v in zip(batched.net.weights, alone.net.weights)):
+            return False
+    return True
+
+
+def measure(net: Net, fr: float, rounds: int) -> dict[str, object]:
+    batched = population(net, fr, list(range(K)))
+    singles = [population(net, fr, [seed]) for seed in range(K)]
+    reference = reference_chains(net, fr)
+    n_b, n_c = net.batched_steps[fr], net.chain_steps[fr]
+    batched.run(2)  # warm-up: work buffers, first blocks, incremental caches
+    for s in singles:
+        s.run(2)
+    for r in reference:
+        r()
+        r()
+    rates: dict[str, list[float]] = {m: [] for m in METHODS}
+    for _ in range(rounds):
+        t = time.perf_counter()
+        batched.run(n_b)
+        rates["batched"].append(K * n_b / (time.perf_counter() - t))
+        t = time.perf_counter()
+        for s in singles:
+            s.run(n_c)
+        rates["sequential"].append(K * n_c / (time.perf_counter() - t))
+        t = time.perf_counter()
+        for step in reference:
+            for _ in range(n_c):
+                step()
+        rates["reference"].append(K * n_c / (time.perf_counter() - t))
+    rate = {m: statistics.median(v) for m, v in rates.items()}
+    counts = [flip_count(fr, w[0].numel()) for w in batched.net.weights]
+    ops = ops_per_chain_step(net, counts, len(batched.energy_set))
+    return {"flip_ratio": fr, "flips_per_layer": counts, "chunk": batched._chunk_size(),
+            **{f"{m}_chain_steps_per_s": rate[m] for m in METHODS},
+            **{f"{m}_rounds": rates[m] for m in METHODS},
+            "batched_over_sequential": rate["batched"] / rate["sequential"],
+            "batched_over_reference": rate["batched"] / rate["reference"],
+            "ops_per_chain_step": ops, "batched_gops": ops * rate["batched"] / 1e9,
+            "acceptance_rate_median": float(batched.acceptance_rates().median())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--check-steps", type=int, default=40)
+    parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args()
+
+    nets = load_nets(args.mnist)
+    torch.set_num_threads(1)
+    checks = {f"{net.name} flip_ratio {fr:g}": same_trajectories(net, fr, args.check_steps)
+              for net in nets for fr in net.flip_ratios}
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        machine = machine_throughput()
+        for net in nets:
+            for fr in net.flip_ratios:
+                row = {"threads": threads, "net": net.name, "data": net.data,
+                       **measure(net, fr, args.rounds), **machine,
+                       "load_average": os.getloadavg()[0]}
+                rows.append(row)
+                print(f"done: {threads} thread(s), {net.name}, flip_ratio {fr:g}: "
+                      f"{row['batched_over_sequential']:.1f}x", flush=True)
+
+    print(f"\nK={K} chains, proposal=layer, metropolis, output_scale {OUTPUT_SCALE}, "
+          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
+    print("| threads | net | flip_ratio | flips (layer 0/1) | batched chain-steps/s "
+          "| sequential | reference (SignFlipSampler) | batched / sequential "
+          "| batched / reference | batched Gop/s | sgemm GFLOP/s | exp Gelem/s |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        flips = "/".join(map(str, r["flips_per_layer"]))
+        cells = [str(r["threads"]), r["net"], f"{r['flip_ratio']:g}", flips,
+                 *(f"{r[f'{m}_chain_steps_per_s']:,.0f}" for m in METHODS),
+                 f"{r['batched_over_sequential']:.1f}x", f"{r['batched_over_reference']:.1f}x",
+                 f"{r['batched_gops']:.2f}", f"{r['sgemm_gflops']:.0f}",
+                 f"{r['exp_gelem_per_s']:.2f}"]
+        print("| " + " | ".join(cells) + " |")
+    for name, ok in checks.items():
+        print(f"same trajectories batched vs one by one ({args.check_steps} steps), {name}: {ok}")
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "benchmark": "population_throughput", "chains": K, "proposal": "layer",
+        "acceptance": "metropolis", "output_scale": OUTPUT_SCALE,
+        "temperatures": "log-spaced 1e-4..1e-2", "cooling_rates": "linear 0.999..0.99999",
+        "rounds": args.rounds, "torch": torch.__version__, "machine": platform.platform(),
+        "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "same_trajectories": checks, "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Steps per second of one chain: the naive reference against ours, full-forward and incremental.
+
+MLP 784-100-10 (binary, seed 0), full energy on 8,000 samples of MNIST t10k (``idx`` loader;
+without the folder, synthetic data of the same shape, and it says so), Metropolis at T = 1e-3,
+``proposal=layer``. Three chains from the same weights and seed, measured in the same run:
+
+* ``naive``: :mod:`naive_reference`, the original algorithm (two full forwards per step,
+  whole-tensor backup and restore);
+* ``full``: ``SignFlipSampler`` with ``incremental=False`` (cached energy: one forward a step);
+* ``incremental``: ``SignFlipSampler`` with ``incremental=True`` (no forward pass at all).
+
+For each thread count and flip ratio the three are timed in interleaved rounds of ``--seconds``
+each; the table shows each chain's best round (the least disturbed by other jobs on a shared
+machine, as ``timeit`` advises), the JSON also every round and the medians. A short check from
+a common start also reports whether the three chains took the same steps (``full`` and
+``incremental`` must be bit-identical; ``naive`` computes its loss differently, see
+:mod:`naive_reference`).
+
+    python benchmarks/step_throughput.py [--threads 1 2] [--flip-ratio 0.0001 0.002]
+        [--seconds 1.5] [--repeats 5] [--mnist ../shared/data/mnist-t10k] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from naive_reference import NaiveSampler  # noqa: E402
+
+from mcmc_core import SignFlipSampler, binary_parameters  # noqa: E402
+from mcmc_core.data import DataConfig, DatasetNotFoundError, load_dataset  # noqa: E402
+from mcmc_core.energy import FullEnergy  # noqa: E402
+from mcmc_core.functional import flip_count  # noqa: E402
+from mcmc_core.models import ModelConfig, build_model  # noqa: E402
+
+DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "step_throughput.json"
+TEMPERATURE, SAMPLES, HIDDEN = 1e-3, 8000, [100]
+METHODS = ("naive", "full", "incremental")
+
+
+def energy_set(mnist: Path) -> tuple[FullEnergy, str]:
+    """8,000 energy samples: MNIST t10k when present, else synthetic 1x28x28 with 10 classes."""
+    splits = dict(test_fraction=0.1, val_fraction=0.05)  # 10,000 -> 8,550 train
+    try:
+        data = load_dataset(DataConfig(name="idx", root=str(mnist), **splits))
+        name = f"MNIST t10k ({mnist})"
+    except DatasetNotFoundError:
+        print(f"note: {mnist} not found; using synthetic data of the same shape")
+        data = load_dataset(DataConfig(name="synthetic", synthetic_samples=10000,
+                                       synthetic_shape=[1, 28, 28], synthetic_classes=10,
+                                       **splits))
+        name = "synthetic 1x28x28, 10 classes"
+    energy = FullEnergy(nn.CrossEntropyLoss(), data.train, samples=SAMPLES, seed=0)
+    return energy, f"{name}, {len(energy.targets)} energy samples"
+
+
+Chain = tuple[Callable[[], float], Callable[[], tuple[int, int]], list[torch.Tensor]]
+
+
+def make_chains(model: nn.Module, energy: FullEnergy, flip_ratio: float) -> dict[str, Chain]:
+    """``{method: (step, counts, weights)}`` for three copies of ``model``, all with seed 0."""
+    chains: dict[str, Chain] = {}
+    naive = NaiveSampler(copy.deepcopy(model), nn.CrossEntropyLoss(), energy.inputs,
+                         energy.targets, temperature=TEMPERATURE, flip_ratio=flip_ratio, seed=0)
+    chains["naive"] = (naive.step, lambda: (naive.n_steps, naive.n_accepted), naive.weights)
+    for method in METHODS[1:]:
+        m = copy.deepcopy(model)
+        sampler = SignFlipSampler(binary_parameters(m), temperature=TEMPERATURE,
+                                  flip_ratio=flip_ratio, cache_energy=True, seed=0,
+                                  incremental=method == "incremental")
+        closure = energy.closure(m)
+        chains[method] = (lambda s=sampler, c=closure: s.step(c), sampler.counts,
+                          binary_parameters(m))
+    return chains
+
+
+def steps_per_second(step: Callable[[], float], seconds: float) -> float:
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        step()
+        n += 1
+    return n / elapsed
+
+
+def same_steps(model: nn.Module, energy: FullEnergy, flip_ratio: float, steps: int) -> dict:
+    """Run each chain ``steps`` steps from the same start; which end with the same weights?"""
+    chains = make_chains(model, energy, flip_ratio)
+    for step, _, _ in chains.values():
+        for _ in range(steps):
+            step()
+    w = {k: v[2] for k, v in chains.items()}
+    equal = lambda a, b: all(torch.equal(p, q) for p, q in zip(w[a], w[b]))  # noqa: E731
+    return {"steps": steps, "full_vs_incremental": equal("full", "incremental"),
+            "naive_vs_incremental": equal("naive", "incremental")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--flip-ratio", type=float, nargs="+", default=[1e-4, 2e-3])
+    parser.add_argument("--seconds", type=float, default=1.5, help="length of one timed round")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds per chain (best kept)")
+    parser.add_argument("--check-steps", type=int, default=40)
+    parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    energy, data_name = energy_set(args.mnist)
+    model = build_model(ModelConfig(name="mlp", hidden=HIDDEN), (1, 28, 28), 10, seed=0)
+    sizes = [w.numel() for w in binary_parameters(model)]
+    torch.set_num_threads(1)
+    checks = {fr: same_steps(model, energy, fr, args.check_steps) for fr in args.flip_ratio}
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for fr in args.flip_ratio:
+            chains = make_chains(model, energy, fr)
+            for step, _, _ in chains.values():
+                for _ in range(3):  # warm-up; the incremental chain builds its caches
+                    step()
+            rounds: dict[str, list[float]] = {m: [] for m in METHODS}
+            for _ in range(args.repeats):
+                for method, (step, _, _) in chains.items():
+                    rounds[method].append(steps_per_second(step, args.seconds))
+            rate = {m: max(r) for m, r in rounds.items()}
+            median = {m: statistics.median(r) for m, r in rounds.items()}
+            proposed, accepted = chains["incremental"][1]()
+            rows.append({"threads": threads, "flip_ratio": fr,
+                         "flips_per_layer": [flip_count(fr, n) for n in sizes],
+                         **{f"{m}_steps_per_s": rate[m] for m in METHODS},
+                         **{f"{m}_rounds": rounds[m] for m in METHODS},
+                         "median_incremental_over_naive": median["incremental"] / median["naive"],
+                         "full_over_naive": rate["full"] / rate["naive"],
+                         "incremental_over_naive": rate["incremental"] / rate["naive"],
+                         "incremental_over_full": rate["incremental"] / rate["full"],
+                         "acceptance_rate": accepted / max(1, proposed),
+                         "same_steps": checks[fr]})
+
+    load = (load_before, os.getloadavg()[0])
+    print(f"\nMLP 784-100-10 on {data_name}; T={TEMPERATURE}, proposal=layer, "
+          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"1-min load average {load[0]:.2f} before / {load[1]:.2f} after")
+    print("| threads | flip_ratio | flips (layer 0/1) | naive steps/s | full steps/s "
+          "| incremental steps/s | full / naive | incremental / naive | incremental / full |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        rates = [f"{r[f'{m}_steps_per_s']:.1f}" for m in METHODS]
+        ratios = [f"{r[k]:.1f}x" for k in ("full_over_naive", "incremental_over_naive",
+                                           "incremental_over_full")]
+        flips = "/".join(map(str, r["flips_per_layer"]))
+        cells = [str(r["threads"]), f"{r['flip_ratio']:g}", flips, *rates, *ratios]
+        print("| " + " | ".join(cells) + " |")
+    for fr, c in checks.items():
+        print(f"same weights after {c['steps']} steps (flip_ratio {fr:g}): full vs incremental "
+              f"{c['full_vs_incremental']}, naive vs incremental {c['naive_vs_incremental']}")
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "benchmark": "step_throughput", "model": "mlp 784-100-10", "data": data_name,
+        "temperature": TEMPERATURE, "proposal": "layer", "seconds_per_round": args.seconds,
+        "repeats": args.repeats, "torch": torch.__version__, "machine": platform.platform(),
+        "cpu_count": os.cpu_count(), "load_average_before_after": load,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Populations: ``K`` sign-flip MCMC chains on binary MLPs, advanced together by batched tensor
+operations (weights ``[K, out, in]`` per layer, one batched incremental update per layer and
+step, per-chain accept/reject through masks).
+
+A single chain is a population of one, run by the same code. It samples what
+:class:`~mcmc_core.optim.SignFlipSampler` samples on a ``FullEnergy`` of a binary MLP (the same
+proposals, acceptance rules and energy, with an exponential temperature schedule built in), but
+from a counter-based random stream per chain instead of a ``torch.Generator``: the same seed gives
+a different, equally distributed trajectory than ``SignFlipSampler``, and the same trajectory
+alone as in any population.
+
+Modules: :mod:`._weights` (stacked weights, export), :mod:`._energy` (energy set and batched
+loss), :mod:`._random` (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of
+steps at a time), :mod:`._incremental` (the cached pre-activations), :mod:`._sampler`
+(:class:`Population`).
+
+Example:
+    >>> from mcmc_core.data import DataConfig, load_dataset
+    >>> from mcmc_core.population import Population
+    >>> data = load_dataset(DataConfig(name="synthetic"))
+    >>> pop = Population.build(data.train, [], data.n_classes, seeds=[0, 1],
+    ...                        temperature=1e-3, flip_ratio=0.05)
+    >>> pop.run(10).shape
+    torch.Size([2])
+"""
+
+from mcmc_core.population._energy import EnergySet, cross_entropy_t, evaluate_stacked
+from mcmc_core.population._incremental import ChainCache
+from mcmc_core.population._proposal import (
+    LayerFlips,
+    ProposalBlock,
+    acceptance_probability_t,
+    acceptance_thresholds,
+    distinct_indices,
+    layer_schedule,
+)
+from mcmc_core.population._random import ChainRandom, mix64
+from mcmc_core.population._sampler import PROPOSALS, Population
+from mcmc_core.population._weights import StackedMLP
+
+__all__ = [
+    "PROPOSALS",
+    "ChainCache",
+    "ChainRandom",
+    "EnergySet",
+    "LayerFlips",
+    "ProposalBlock",
+    "Population",
+    "StackedMLP",
+    "acceptance_probability_t",
+    "acceptance_thresholds",
+    "cross_entropy_t",
+    "distinct_indices",
+    "evaluate_stacked",
+    "layer_schedule",
+    "mix64",
+]

@@ -1,0 +1,148 @@
+"""The energy set of a population and its batched loss: mean cross-entropy per chain."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mcmc_core.data import Split
+from mcmc_core.layers import sign
+from mcmc_core.population._weights import StackedMLP
+
+__all__ = ["EnergySet", "cross_entropy_t"]
+
+# Without subtracting the max, exp() of logits up to this size neither overflows nor underflows
+# in float32 (exp(80) * classes < 3.4e38 for up to ~6,000 classes; exp(-80) > 1.2e-38).
+_NO_SHIFT_BOUND = 80.0
+
+
+def cross_entropy_t(logits: Tensor, targets: Tensor, *, shift: bool = True) -> Tensor:
+    """Per-sample cross-entropy ``[K, N]`` of logits laid out ``[K, classes, N]``.
+
+    Args:
+        logits: the logits (overwritten: used as scratch space).
+        targets: ``[N]`` int64 class indices.
+        shift: subtract the per-sample max logit before ``exp`` (needed when logits can exceed
+            about 80 in size).
+    """
+    index = targets.view(1, 1, -1).expand(logits.shape[0], 1, -1)
+    picked = logits.gather(1, index).squeeze(1)
+    if shift:
+        top = logits.amax(1, keepdim=True)
+        lse = logits.sub_(top).exp_().sum(1).log_().add_(top.squeeze(1))
+    else:
+        lse = logits.exp_().sum(1).log_()
+    return lse.sub_(picked)
+
+
+class EnergySet:
+    """The fixed set the energy is measured on, as the first layer sees it.
+
+    The energy of a chain is the mean cross-entropy of its logits over this set: the whole
+    ``split``, or a fixed subset of ``samples`` points drawn by a seeded permutation (the same
+    subset :class:`~mcmc_core.energy.FullEnergy` takes for the same ``samples`` and ``seed``).
+
+    Args:
+        split: usually the training split.
+        samples: subset size; ``None`` takes the whole split (default: None).
+        seed: seed of the subset (default: 0).
+        device: where the set is kept (default: ``"cpu"``).
+    """
+
+    def __init__(self, split: Split, *, samples: int | None = None, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        if samples is not None and samples < 1:
+            raise ValueError(f"samples must be >= 1 or None, but got {samples=}.")
+        inputs, targets = split.inputs, split.targets
+        if samples is not None and samples < len(targets):
+            keep = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
+            inputs, targets = inputs[keep[:samples]], targets[keep[:samples]]
+        self.input_shape = tuple(inputs.shape[1:])
+        #: ``sign(flatten(inputs))`` transposed, ``[features, N]`` (one row per input unit).
+        self.inputs_t = sign(inputs.flatten(1).to(device, torch.float32)).t().contiguous()
+        self.targets = targets.to(device=device, dtype=torch.int64)
+        self._one_hot: Tensor | None = None  # [classes * N], the targets' (class, sample) cells
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    @staticmethod
+    def needs_shift(net: StackedMLP) -> bool:
+        """Whether logits can exceed about 80 in size (then ``exp`` needs the max subtracted)."""
+        return net.scale * net.weights[-1].shape[2] > _NO_SHIFT_BOUND
+
+    def one_hot(self, classes: int, like: Tensor) -> Tensor:
+        """``[classes, N]``: 1 at ``(targets[n], n)``, else 0 (float, cached)."""
+        if self._one_hot is None or self._one_hot.shape[0] != classes:
+            cells = torch.nn.functional.one_hot(self.targets, classes).t()
+            self._one_hot = cells.to(like.dtype).contiguous()
+        return self._one_hot
+
+    def picked(self, z_last: Tensor, bound: int) -> Tensor:
+        """``sum_n Z[k, y_n, n]`` per chain, float64 ``[K]``, exactly (a sum of integers).
+
+        One matrix-vector product with the targets' one-hot cells when every partial sum stays
+        below ``2**24`` in size (``N * bound`` with ``|Z| <= bound``; exact in float32), else a
+        gather summed in float64."""
+        k, c, n = z_last.shape
+        if n * bound < 1 << 24:
+            return torch.mv(z_last.view(k, -1), self.one_hot(c, z_last).view(-1)).to(torch.float64)
+        index = self.targets.view(1, 1, -1).expand(k, 1, n)
+        return z_last.gather(1, index).squeeze(1).sum(1, dtype=torch.float64)
+
+    @staticmethod
+    def log_partition(exp_logits: Tensor, lse_out: Tensor | None = None,
+                      lse64_out: Tensor | None = None) -> Tensor:
+        """``sum_n log sum_c exp_logits[k, c, n]`` per chain, float64 ``[K]``."""
+        k, _, n = exp_logits.shape
+        lse = torch.sum(exp_logits, 1, out=lse_out).log_()  # [K, N]
+        lse64 = lse.to(torch.float64) if lse64_out is None else lse64_out.copy_(lse)
+        return lse64.sum(1)
+
+    def energies(self, z_last: Tensor, net: StackedMLP, scratch: Tensor | None = None,
+                 lse_out: Tensor | None = None, lse64_out: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy per chain, float64 ``[K]``, from the last pre-activations
+        ``z_last`` (``[K, classes, N]``, integers) and the last layer's scale ``s``.
+
+        ``mean_n(log sum_c exp(s Z[c, n])) - s mean_n(Z[y_n, n])`` (:meth:`log_partition` of
+        ``exp(s Z)`` and :meth:`picked`); with large logits (:meth:`needs_shift`) the per-sample
+        max is subtracted before ``exp``. The function of a chain's ``Z`` is the same whatever
+        the batch. Without shift, ``scratch`` holds ``exp(s Z)`` afterwards. ``scratch``
+        (shaped like ``z_last``), ``lse_out`` and ``lse64_out`` (``[K, N]``, float32 and
+        float64) are optional work buffers: on CPU, fresh large allocations page-fault at every
+        step.
+        """
+        n = z_last.shape[-1]
+        picked = self.picked(z_last, net.weights[-1].shape[2])  # |Z| <= fan_in
+        logits = torch.mul(z_last, net.scale, out=scratch)
+        if not self.needs_shift(net):
+            return (self.log_partition(logits.exp_(), lse_out, lse64_out)
+                    - picked * net.scale) / n
+        top = logits.amax(1, keepdim=True)
+        lse = torch.sum(logits.sub_(top).exp_(), 1, out=lse_out).log_().add_(top.squeeze(1))
+        lse64 = lse.to(torch.float64) if lse64_out is None else lse64_out.copy_(lse)
+        return (lse64.sum(1) - picked * net.scale) / n
+
+
+@torch.no_grad()
+def evaluate_stacked(net: StackedMLP, split: Split,
+                     batch_size: int = 4096) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy and accuracy of every chain on ``split``: float64 ``[K]`` each.
+
+    Chunks of ``batch_size`` samples are binarized and run through all chains at once (one
+    batched matmul per layer). An empty split gives NaNs.
+    """
+    k, n = len(net), len(split)
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=net.device)
+    correct = torch.zeros(k, dtype=torch.int64, device=net.device)
+    shift = EnergySet.needs_shift(net)
+    for start in range(0, n, batch_size):
+        x = split.inputs[start : start + batch_size].to(net.device, torch.float32)
+        y = split.targets[start : start + batch_size].to(net.device)
+        z = net.preactivations(sign(x.flatten(1)).t().contiguous())[-1]  # [K, classes, B]
+        loss_sum += cross_entropy_t(z * net.scale, y, shift=shift).sum(1, dtype=torch.float64)
+        correct += (z.argmax(1) == y).sum(1)
+    if n == 0:
+        nan = torch.full((k,), float("nan"), dtype=torch.float64)
+        return nan, nan.clone()
+    return loss_sum / n, correct.to(torch.float64) / n

@@ -1,0 +1,239 @@
+"""Proposals and acceptance of population steps, drawn a block of steps at a time.
+
+Every chain draws its flips and acceptance uniforms from its own stream (:mod:`._random`), so a
+chain's moves do not depend on the other chains in the batch. With ``proposal="layer"`` all
+chains flip the same layer at a given step (which one is a uniform pseudo-random function of the
+step and a ``layer_seed``, not of any chain), so a step is one batched update of one layer,
+padded only where chains' flip counts differ. Drawing a block of ``B`` steps costs the same few tensor operations as drawing
+one; the draws are laid out ``[B, K, ...]`` so that a step's slice is contiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mcmc_core.population._random import (
+    MAX_J,
+    MAX_ROUND,
+    ChainRandom,
+    draw_bits,
+    mix64,
+    slot,
+    slot_offsets,
+    step_offsets,
+)
+
+__all__ = [
+    "LayerFlips",
+    "ProposalBlock",
+    "acceptance_probability_t",
+    "acceptance_thresholds",
+    "distinct_indices",
+    "layer_schedule",
+]
+
+# Slot purposes: 0 = the acceptance uniform, 1 + l = flip indices of layer l (1 for every layer
+# with proposal="layer": a step flips one layer).
+DENSE_ROUND = MAX_ROUND - 1  # the round whose slots key the "random permutation" draws
+_BLOCK_ELEMENTS = 1 << 20  # bound on the random draws held per block
+
+
+@dataclass
+class LayerFlips:
+    """The flips of one layer in one step, for all ``K`` chains, padded to ``M`` per chain.
+
+    All indices are global: they already include the chain's offset into the stacked tensors.
+
+    Attributes:
+        weight: ``[K, M]`` int64 indices into ``W_l.view(-1)`` (``W_l`` is ``[K, out, in]``).
+        row: ``[K, M]`` int64 indices into ``Z_l.view(-1, N)``: the touched output rows.
+        source: ``[K, M]`` int64 rows holding the flipped weights' inputs: of the shared
+            ``[in_0, N]`` inputs for layer 0, else of ``Z_{l-1}.view(-1, N)`` (their signs).
+        column: ``[K, M]`` int64, for a hidden layer: ``W_{l+1}.view(-1)`` index of the column
+            of unit ``row`` in output 0 of the next layer (None for the last layer).
+        valid: ``[K, M]`` bool, or None when every entry is valid. A chain's valid entries are
+            distinct; the others are padding and flip nothing.
+    """
+
+    weight: Tensor
+    row: Tensor
+    source: Tensor
+    column: Tensor | None
+    valid: Tensor | None
+
+
+def layer_schedule(layer_seed: int, start: int, length: int, n_layers: int) -> list[int]:
+    """The layer flipped at steps ``start .. start + length - 1`` with ``proposal="layer"``:
+    uniform pseudo-random (splitmix64 of the step) and the same for every chain."""
+    if n_layers == 1:
+        return [0] * length
+    key = mix64(torch.tensor([layer_seed], dtype=torch.int64))
+    bits = draw_bits(key, step_offsets(start, length), slot_offsets([slot(1, 0)]))
+    return (bits.view(-1) % n_layers).tolist()
+
+
+def _later_duplicates(idx: Tensor, valid: Tensor) -> Tensor:
+    """Bool, shaped like ``idx`` (``[..., M]``): valid entries equal to an earlier valid entry
+    of the same row."""
+    m = idx.shape[-1]
+    pad = -1 - torch.arange(m, device=idx.device)  # distinct negative values for padding
+    values, order = torch.where(valid, idx, pad).sort(dim=-1, stable=True)
+    dup = torch.zeros_like(valid)
+    # Stable sort: within a run of equal values the earliest entry comes first, the rest repeat.
+    dup.scatter_(-1, order[..., 1:], values[..., 1:] == values[..., :-1])
+    return dup
+
+
+def distinct_indices(keys: Tensor, steps: Tensor, purpose: int, bits: Tensor, numel: int,
+                     counts: list[int]) -> Tensor:
+    """Flat indices ``[K, B, M]`` into a layer of ``numel`` weights: for each chain ``k`` and
+    step, the first ``counts[k]`` are a uniformly random set of distinct indices, the rest
+    padding.
+
+    Sparse draws (``4 * count <= numel``) take ``bits % numel`` and redraw entries that repeat an
+    earlier one from fresh slots until none does. The process treats all index values alike,
+    so the resulting set is uniform; an entry only depends on the entries before it, so a chain's
+    set does not depend on ``M`` or on the other chains. Dense draws (``4 * count > numel``) take
+    the first ``M`` entries of a random permutation (argsort of one random key per weight).
+
+    Args:
+        keys: ``[K]`` the chains' stream keys (:attr:`ChainRandom.keys`).
+        steps: ``[B]`` the steps' :func:`step_offsets`.
+        purpose: the slot purpose of these draws.
+        bits: ``[K, B, M]`` random bits of the round-0 slots ``slot(j, purpose)``.
+        numel: size of the layer.
+        counts: valid entries per chain.
+    """
+    m = bits.shape[-1]
+    idx = bits % numel
+    dense = [k for k, c in enumerate(counts) if c > 1 and 4 * c > numel]
+    if m > 1 and len(dense) < len(counts):
+        j = torch.arange(m, device=bits.device)
+        valid = j < torch.tensor(counts, device=bits.device).view(-1, 1, 1)  # [K, 1, M]
+        if dense:
+            valid[dense] = False
+        valid = valid.expand(idx.shape)
+        for round in range(1, DENSE_ROUND + 1):
+            dup = _later_duplicates(idx, valid)
+            if not bool(dup.any()):
+                break
+            if round == DENSE_ROUND:
+                raise RuntimeError("could not draw distinct flips (too many collisions).")
+            slots = slot_offsets([slot(i, purpose, round) for i in range(m)], bits.device)
+            idx = torch.where(dup, draw_bits(keys, steps, slots) % numel, idx)
+    for k in dense:
+        if numel > MAX_J:
+            raise ValueError(f"a layer of {numel} weights is too large for flip counts above "
+                             f"a quarter of it (at most {MAX_J}).")
+        slots = slot_offsets(torch.arange(numel, device=bits.device)
+                             | slot(0, purpose, DENSE_ROUND), bits.device)
+        idx[k] = draw_bits(keys[k : k + 1], steps, slots)[0].argsort(dim=-1)[:, :m]
+    return idx
+
+
+def acceptance_probability_t(delta: Tensor, kt: Tensor, rule: str) -> Tensor:
+    """Elementwise :func:`mcmc_core.functional.acceptance_probability` on float64 tensors.
+
+    ``metropolis``: ``min(1, exp(-dE / kT))``; ``barker``: ``1 / (1 + exp(dE / kT))``; at
+    ``kT == 0`` both are greedy (a tie gives 1 and 1/2).
+    """
+    z = torch.where(delta == 0, torch.zeros_like(delta), delta / kt)  # 0/0 -> 0
+    if rule == "metropolis":
+        return torch.exp(torch.clamp(-z, max=0.0))
+    return torch.sigmoid(-z)
+
+
+def acceptance_thresholds(u: Tensor, kt: Tensor, rule: str) -> tuple[Tensor, Tensor | None]:
+    """``(threshold, tie)`` such that a move is accepted iff ``dE < threshold``, or ``dE <= 0``
+    (Metropolis), or ``dE == 0 and tie`` (Barker): the decision
+    ``u < acceptance_probability(dE, kT)`` up to rounding, with the logarithms taken once per
+    block instead of an exponential per step.
+
+    Metropolis: ``u < exp(-dE / kT)`` iff ``dE < -kT log u``. Barker:
+    ``u < 1 / (1 + exp(dE / kT))`` iff ``dE < kT log((1 - u) / u)``; a tie is accepted with
+    probability 1/2 (``u < 1/2``), also at ``kT == 0``. ``u`` must lie in ``(0, 1)``.
+    """
+    if rule == "metropolis":
+        return kt * -torch.log(u), None
+    return kt * (torch.log1p(-u) - torch.log(u)), u < 0.5
+
+
+class ProposalBlock:
+    """Everything random of steps ``start .. start + length - 1`` of every chain.
+
+    Args:
+        random: the chains' streams.
+        start: the first step.
+        length: number of steps.
+        layers: the layer flipped at each step (``proposal="layer"``), or None for every layer.
+        counts: ``counts[k][l]``, flips of layer ``l`` in a proposal of chain ``k``.
+        shapes: ``(out, in)`` of every layer.
+        kt: ``[K, length]`` float64, ``k T`` of every chain at each step.
+        rule: the acceptance rule.
+    """
+
+    def __init__(self, random: ChainRandom, start: int, length: int, layers: list[int] | None,
+                 counts: list[list[int]], shapes: list[tuple[int, int]], kt: Tensor,
+                 rule: str) -> None:
+        device = random.keys.device
+        n_layers, k = len(shapes), len(counts)
+        self.start, self.length, self.layers = start, length, layers
+        most = [max(c[i] for c in counts) for i in range(n_layers)]
+        purposes = [1] * n_layers if layers is not None else [1 + i for i in range(n_layers)]
+        slots = [slot(0, 0)]
+        starts = []
+        for i in range(n_layers):
+            starts.append(len(slots) if layers is None or i == 0 else 1)
+            if layers is None or i == 0:
+                slots += [slot(j, purposes[i]) for j in range(max(most) if layers else most[i])]
+        steps = step_offsets(start, length, device)
+        bits = draw_bits(random.keys, steps, slot_offsets(slots, device))  # [K, B, S]
+        u = ChainRandom.uniform(bits[:, :, 0])
+        threshold, tie = acceptance_thresholds(u, kt, rule)
+        self.threshold = threshold.t().contiguous()  # [B, K]
+        self.tie = None if tie is None else tie.t().contiguous()
+        chain = torch.arange(k, device=device).view(-1, 1, 1)
+        self._flips: list[tuple[Tensor, ...]] = []
+        self._valid: list[Tensor | None] = []
+        for i, (out, fan_in) in enumerate(shapes):
+            if layers is not None and i not in layers:
+                self._flips.append(())
+                self._valid.append(None)
+                continue
+            layer_counts = [c[i] for c in counts]
+            idx = distinct_indices(random.keys, steps, purposes[i],
+                                   bits[:, :, starts[i] : starts[i] + most[i]], out * fan_in,
+                                   layer_counts)  # [K, B, M]
+            row, col = idx // fan_in, idx % fan_in
+            parts = [chain * (out * fan_in) + idx, chain * out + row,
+                     col if i == 0 else chain * fan_in + col]
+            if i < n_layers - 1:
+                next_out = shapes[i + 1][0]
+                parts.append(chain * (next_out * out) + row)
+            self._flips.append(tuple(p.transpose(0, 1).contiguous() for p in parts))  # [B, K, M]
+            valid = None
+            if min(layer_counts) < most[i]:
+                valid = (torch.arange(most[i], device=device)
+                         < torch.tensor(layer_counts, device=device).unsqueeze(1))  # [K, M]
+            self._valid.append(valid)
+
+    @staticmethod
+    def block_length(k: int, counts: list[list[int]], numels: list[int]) -> int:
+        """Steps per block: up to 64, keeping the draws of a block near ``2**20`` numbers."""
+        per_step = k * (1 + sum(max(c[i] for c in counts) for i in range(len(numels))))
+        dense = max((n for i, n in enumerate(numels)
+                     if any(c[i] > 1 and 4 * c[i] > n for c in counts)), default=0)
+        return max(1, min(64, _BLOCK_ELEMENTS // max(per_step, dense, 1)))
+
+    def flips(self, b: int) -> dict[int, LayerFlips]:
+        """``{layer: LayerFlips}`` of step ``start + b``."""
+        layers = range(len(self._flips)) if self.layers is None else (self.layers[b],)
+        out = {}
+        for i in layers:
+            parts = [p[b] for p in self._flips[i]]
+            column = parts[3] if len(parts) > 3 else None
+            out[i] = LayerFlips(parts[0], parts[1], parts[2], column, self._valid[i])
+        return out

@@ -1,0 +1,375 @@
+"""A population of sign-flip MCMC chains advanced together: :class:`Population`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mcmc_core import functional as F
+from mcmc_core.data import Split
+from mcmc_core.population._energy import EnergySet, evaluate_stacked
+from mcmc_core.population._incremental import ChainCache
+from mcmc_core.population._proposal import LayerFlips, ProposalBlock, layer_schedule
+from mcmc_core.population._random import MAX_PURPOSE, ChainRandom
+from mcmc_core.population._weights import StackedMLP
+
+__all__ = ["PROPOSALS", "Population"]
+
+PROPOSALS = ("layer", "all")
+_CHUNK_BYTES = 24 << 20  # measured on a 2-core Xeon (2 MB L2 per core): see benchmarks/README
+_HYPER = ("temperature", "cooling_rate", "min_temperature", "flip_ratio")
+
+
+def _per_chain(value: float | Sequence[float] | Tensor, k: int, name: str,
+               device: torch.device) -> Tensor:
+    t = torch.as_tensor(value, dtype=torch.float64).flatten()
+    if t.numel() == 1:
+        t = t.expand(k)
+    if t.numel() != k:
+        raise ValueError(f"{name} must be one value or one per chain ({k}), but got {t.numel()}.")
+    return t.clone().to(device)
+
+
+class Population:
+    """``K`` sign-flip MCMC chains on binary MLPs of one architecture, stepped together.
+
+    Chain ``k`` is the sampler of :class:`~mcmc_core.optim.SignFlipSampler` on a fixed energy
+    set (mean cross-entropy, cached), with its own temperature, cooling rate, temperature floor,
+    flip ratio and seed. A :meth:`step` proposes for every chain a candidate that flips
+    ``flip_count(flip_ratio_k, n_l)`` distinct weights of layer ``l`` (``proposal="layer"``)
+    or of every layer (``proposal="all"``), evaluates all candidates at once from the flips
+    alone (:class:`~mcmc_core.population.ChainCache`: one batched update per layer, no full
+    forward), and accepts or rejects each with the Metropolis rule ``min(1, exp(-dE / (k T)))``
+    or the Barker rule ``1 / (1 + exp(dE / (k T)))``, chain by chain through masks. At step
+    ``t`` (from 0) chain ``k``'s temperature is
+    ``max(min_temperature_k, temperature_k * cooling_rate_k ** t)``.
+
+    With ``proposal="layer"`` every chain flips the same layer at a given step: a uniform
+    pseudo-random function of the step and ``layer_seed`` (not of any chain), so that a step
+    is one unpadded batched update of one layer. Each chain still sees a uniformly random layer
+    per step; only the scan order is shared.
+
+    All of a chain's randomness comes from its own counter-based stream
+    (:class:`~mcmc_core.population.ChainRandom`, drawn a block of steps at a time): given its
+    seed, hyperparameters and start weights, a chain takes the same steps alone (a population
+    of one: the same code) or in any batch, and after other chains are dropped. The same seeds
+    give identical weights; :meth:`state_dict` resumes bit-identically.
+
+    Example:
+        >>> from mcmc_core.data import DataConfig, load_dataset
+        >>> data = load_dataset(DataConfig(name="synthetic"))
+        >>> pop = Population.build(data.train, [8], data.n_classes, seeds=range(4),
+        ...                        temperature=[1e-3, 1e-3, 1e-2, 1e-2], flip_ratio=0.02)
+        >>> energies = pop.run(100)  # float64 [4]
+        >>> loss, accuracy = pop.evaluate(data.test)
+        >>> best = pop.export(int(loss.argmin()))  # an ordinary binary MLP
+
+    Args:
+        net: the chains' start weights (updated in place).
+        energy_set: the fixed set the energy is measured on.
+        temperature: initial temperature ``T_k >= 0``, one value or one per chain (0 is greedy).
+        flip_ratio: fraction of a layer's weights flipped per proposal, in (0, 1]; at least
+            one weight is flipped (default: 0.01).
+        cooling_rate: factor applied to the temperature every step, in (0, 1] (default: 1.0).
+        min_temperature: the temperature's floor, >= 0 (default: 0.0).
+        seeds: one integer per chain, the key of its random stream (default: ``0 .. K-1``).
+        acceptance: ``"metropolis"`` or ``"barker"`` (default: ``"metropolis"``).
+        proposal: ``"layer"`` or ``"all"`` (default: ``"layer"``).
+        boltzmann: the constant ``k`` in ``exp(-dE / (k T))`` (default: 1.0).
+        layer_seed: seed of the shared layer schedule of ``proposal="layer"`` (default: 0).
+        ids: one label per chain (e.g. Optuna trial numbers), kept through :meth:`keep`
+            (default: ``0 .. K-1``).
+        chunk: chains per batched operation; None picks as many as keep a step's work buffers
+            in cache (all 32 on the digits MLP, 1 on MNIST 784-100 with 157 flips). Results do
+            not depend on it (default: None).
+
+    The four per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
+    one per chain) validates it and takes effect at the next step.
+    """
+
+    def __init__(self, net: StackedMLP, energy_set: EnergySet, *,
+                 temperature: float | Sequence[float] | Tensor,
+                 flip_ratio: float | Sequence[float] | Tensor = 0.01,
+                 cooling_rate: float | Sequence[float] | Tensor = 1.0,
+                 min_temperature: float | Sequence[float] | Tensor = 0.0,
+                 seeds: Sequence[int] | Tensor | None = None, acceptance: str = "metropolis",
+                 proposal: str = "layer", boltzmann: float = 1.0, layer_seed: int = 0,
+                 ids: Sequence[Any] | None = None, chunk: int | None = None) -> None:
+        k, device = len(net), net.device
+        if acceptance not in F.ACCEPTANCE_RULES:
+            raise ValueError(f"acceptance must be one of {F.ACCEPTANCE_RULES}, but got "
+                             f"{acceptance=}.")
+        if proposal not in PROPOSALS:
+            raise ValueError(f"proposal must be one of {PROPOSALS}, but got {proposal=}.")
+        if not boltzmann > 0:
+            raise ValueError(f"boltzmann must be positive, but got {boltzmann=}.")
+        if len(net.weights) >= MAX_PURPOSE:
+            raise ValueError(f"at most {MAX_PURPOSE - 1} layers are supported.")
+        self.acceptance, self.proposal, self.boltzmann = acceptance, proposal, float(boltzmann)
+        self.layer_seed = int(layer_seed)
+        self.chunk = chunk
+        self.cache = ChainCache(net, energy_set)
+        for name, value in zip(_HYPER, (temperature, cooling_rate, min_temperature, flip_ratio)):
+            setattr(self, f"_{name}", _per_chain(value, k, name, device))
+        self._check_hyper()
+        seeds = torch.arange(k) if seeds is None else torch.as_tensor(
+            seeds if isinstance(seeds, Tensor) else list(seeds))
+        if seeds.numel() != k:
+            raise ValueError(f"seeds must have one entry per chain ({k}), but got "
+                             f"{seeds.numel()}.")
+        self.random = ChainRandom(seeds.flatten(), device)
+        self.ids: list[Any] = list(range(k)) if ids is None else list(ids)
+        if len(self.ids) != k:
+            raise ValueError(f"ids must have one entry per chain ({k}), but got {len(self.ids)}.")
+        self.n_steps = 0
+        self.n_accepted = torch.zeros(k, dtype=torch.int64, device=device)
+        self._layout()
+
+    @classmethod
+    def build(cls, split: Split, hidden: Sequence[int], n_classes: int, seeds: Sequence[int], *,
+              output_scale: float = 1.0, samples: int | None = None, sample_seed: int = 0,
+              device: torch.device | str = "cpu", **kwargs: Any) -> Population:
+        """Chains whose start weights are ``build_model(ModelConfig("mlp", hidden,
+        output_scale=...), ..., seed=seeds[k])`` and whose streams are keyed by the same seeds,
+        on the energy set ``EnergySet(split, samples=samples, seed=sample_seed)``. ``kwargs``
+        go to the constructor."""
+        seeds = [int(s) for s in seeds]
+        net = StackedMLP.build(split.inputs.shape[1:], hidden, n_classes, seeds,
+                               output_scale=output_scale, device=device)
+        energy_set = EnergySet(split, samples=samples, seed=sample_seed, device=device)
+        return cls(net, energy_set, seeds=seeds, **kwargs)
+
+    def _check_hyper(self) -> None:
+        t, fr = self._temperature, self._flip_ratio
+        rate, floor = self._cooling_rate, self._min_temperature
+        checks = {"temperature": (t >= 0, ">= 0"),
+                  "flip_ratio": ((fr > 0) & (fr <= 1), "in (0, 1]"),
+                  "cooling_rate": ((rate > 0) & (rate <= 1), "in (0, 1]"),
+                  "min_temperature": (floor >= 0, ">= 0")}
+        for name, (ok, what) in checks.items():
+            if not bool(ok.all()):
+                bad = getattr(self, f"_{name}").tolist()
+                raise ValueError(f"{name} must be {what} for every chain, but got {bad}.")
+
+    def _set_hyper(self, name: str, value: float | Sequence[float] | Tensor) -> None:
+        old = getattr(self, f"_{name}")
+        setattr(self, f"_{name}", _per_chain(value, len(self), name, self.net.device))
+        try:
+            self._check_hyper()
+        except ValueError:
+            setattr(self, f"_{name}", old)
+            raise
+        self._layout()
+
+    temperature = property(lambda self: self._temperature,
+                           lambda self, v: self._set_hyper("temperature", v),
+                           doc="Initial temperature of every chain, float64 ``[K]``.")
+    cooling_rate = property(lambda self: self._cooling_rate,
+                            lambda self, v: self._set_hyper("cooling_rate", v),
+                            doc="Per-step cooling factor of every chain, float64 ``[K]``.")
+    min_temperature = property(lambda self: self._min_temperature,
+                               lambda self, v: self._set_hyper("min_temperature", v),
+                               doc="Temperature floor of every chain, float64 ``[K]``.")
+    flip_ratio = property(lambda self: self._flip_ratio,
+                          lambda self, v: self._set_hyper("flip_ratio", v),
+                          doc="Flip ratio of every chain, float64 ``[K]``.")
+
+    def _layout(self) -> None:
+        """Flip counts per chain and layer; forget the drawn block."""
+        numels = [w[0].numel() for w in self.net.weights]
+        self._counts = [[F.flip_count(fr, n) for n in numels] for fr in self.flip_ratio.tolist()]
+        self._block: ProposalBlock | None = None
+
+    def _next_block(self) -> ProposalBlock:
+        numels = [w[0].numel() for w in self.net.weights]
+        length = ProposalBlock.block_length(len(self), self._counts, numels)
+        layers = None
+        if self.proposal == "layer":
+            layers = layer_schedule(self.layer_seed, self.n_steps, length, len(numels))
+        t = torch.arange(self.n_steps, self.n_steps + length, dtype=torch.float64,
+                         device=self.temperature.device)
+        temperature = torch.maximum(self.min_temperature.unsqueeze(1),
+                                    self.temperature.unsqueeze(1)
+                                    * self.cooling_rate.unsqueeze(1).pow(t))
+        return ProposalBlock(self.random, self.n_steps, length, layers, self._counts,
+                             [tuple(w.shape[1:]) for w in self.net.weights],
+                             temperature * self.boltzmann, self.acceptance)
+
+    # ----------------------------------------------------------------------------- state
+    def __len__(self) -> int:
+        return len(self.net)
+
+    @property
+    def net(self) -> StackedMLP:
+        """The stacked weights (``net.weights[l]`` is ``[K, out_l, in_l]``)."""
+        return self.cache.net
+
+    @property
+    def energy_set(self) -> EnergySet:
+        """What the energy is measured on."""
+        return self.cache.energy_set
+
+    @property
+    def energies(self) -> Tensor:
+        """Current energy of every chain, float64 ``[K]`` (a copy of the cached values)."""
+        return self.cache.energies.clone()
+
+    @property
+    def seeds(self) -> Tensor:
+        """Every chain's seed, int64 ``[K]``."""
+        return self.random.seeds
+
+    def temperatures(self, step: int | None = None) -> Tensor:
+        """Every chain's temperature at ``step`` (default: the next step), float64 ``[K]``."""
+        t = self.n_steps if step is None else step
+        return torch.maximum(self.min_temperature, self.temperature * self.cooling_rate.pow(t))
+
+    def acceptance_rates(self) -> Tensor:
+        """Accepted fraction of each chain's proposals so far, float64 ``[K]``."""
+        return self.n_accepted.to(torch.float64) / max(1, self.n_steps)
+
+    def flip_counts(self) -> list[list[int]]:
+        """``counts[k][l]``: how many weights of layer ``l`` a proposal of chain ``k`` flips."""
+        return [list(c) for c in self._counts]
+
+    # ----------------------------------------------------------------------------- stepping
+    @torch.no_grad()
+    def step(self) -> Tensor:
+        """Advance every chain by one step.
+
+        Returns:
+            The energies after the step, float64 ``[K]`` (a candidate's where accepted).
+        """
+        block = self._block
+        if block is None or self.n_steps >= block.start + block.length:
+            block = self._block = self._next_block()
+        b = self.n_steps - block.start
+        flips = block.flips(b)
+        k, chunk = len(self), self._chunk_size()
+        for start in range(0, k, chunk):
+            part = slice(start, min(k, start + chunk))
+            part_flips = flips if chunk >= k else {
+                i: LayerFlips(*(None if t is None else t[part] for t in (
+                    f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
+                for i, f in flips.items()}
+            delta = self.cache.propose(part_flips, part) - self.cache.energies[part]
+            accepted = delta < block.threshold[b, part]
+            if block.tie is None:  # Metropolis: downhill and level moves are always accepted
+                accepted |= delta <= 0
+            else:  # Barker: a level move with probability 1/2
+                accepted |= (delta == 0) & block.tie[b, part]
+            self.cache.commit(accepted)
+            self.n_accepted[part] += accepted
+        self.n_steps += 1
+        return self.cache.energies.clone()
+
+    def _chunk_size(self) -> int:
+        """Chains per batched operation: ``chunk``, or by default as many as keep a step's
+        work buffers near ``_CHUNK_BYTES`` (about ``4 N (5 M + 4 classes)`` bytes per chain for
+        ``M`` flips per layer): beyond the caches, batching more chains only adds memory
+        traffic."""
+        if self.chunk is not None:
+            return max(1, self.chunk)
+        n = self.energy_set.inputs_t.shape[1]
+        flips = max(max(c) for c in self._counts)
+        per_chain = 4 * n * (5 * flips + 4 * self.net.n_classes)
+        return max(1, min(len(self), _CHUNK_BYTES // per_chain))
+
+    def run(self, n_steps: int) -> Tensor:
+        """Take ``n_steps`` steps; returns the energies after the last (float64 ``[K]``)."""
+        for _ in range(n_steps):
+            self.step()
+        return self.cache.energies.clone()
+
+    # ----------------------------------------------------------------------------- chains
+    def keep(self, mask: Tensor | Sequence[bool] | Sequence[int]) -> None:
+        """Keep only some chains, in order: ``mask`` is a bool ``[K]`` mask or chain indices.
+        The kept chains' states are untouched and they continue exactly as they would have.
+
+        Raises:
+            ValueError: if no chain would remain.
+        """
+        mask = torch.as_tensor(mask)
+        if mask.dtype == torch.bool:
+            if mask.shape != (len(self),):
+                raise ValueError(f"a bool mask must have shape ({len(self)},), "
+                                 f"but got {tuple(mask.shape)}.")
+            index = mask.nonzero().squeeze(1)
+        else:
+            index = mask.to(torch.int64).flatten()
+        if index.numel() == 0:
+            raise ValueError("a population needs at least one chain.")
+        index_list = index.tolist()
+        index = index.to(self.net.device)
+        self.cache.keep(index)
+        self.random.keep(index)
+        for name in _HYPER:
+            setattr(self, f"_{name}", getattr(self, f"_{name}")[index])
+        self.n_accepted = self.n_accepted[index]
+        self.ids = [self.ids[i] for i in index_list]
+        self._layout()
+
+    def drop(self, k: int) -> None:
+        """Remove chain ``k`` (e.g. a pruned trial); the others continue unchanged."""
+        k = range(len(self))[k]
+        self.keep([i for i in range(len(self)) if i != k])
+
+    # ----------------------------------------------------------------------------- results
+    def evaluate(self, split: Split, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy and accuracy of every chain on ``split`` (all chains at once).
+
+        Returns:
+            ``(loss, accuracy)``, float64 ``[K]`` each.
+        """
+        return evaluate_stacked(self.net, split, batch_size)
+
+    def export(self, k: int) -> nn.Module:
+        """Chain ``k`` as an ordinary binary MLP (``build_model``'s ``MLP``, CPU, eval mode)
+        with a copy of its weights: usable by ``mcmc_core.energy.evaluate``, MLflow, etc."""
+        return self.net.export(k)
+
+    @torch.no_grad()
+    def full_energies(self) -> Tensor:
+        """Energies recomputed by a full forward pass of every chain (ignores the caches)."""
+        return self.energy_set.energies(self.net.preactivations(self.energy_set.inputs_t)[-1],
+                                        self.net)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, step count, per-chain hyperparameters, random-stream state (the seeds: a
+        chain's stream is a function of its seed and the step), acceptance counts, energies
+        and ids. The energy set is not included."""
+        return {"weights": [w.clone() for w in self.net.weights],
+                "output_scale": self.net.output_scale, "n_steps": self.n_steps,
+                "seeds": self.random.seeds.clone(), "n_accepted": self.n_accepted.clone(),
+                "energies": self.cache.energies.clone(), "ids": list(self.ids),
+                "acceptance": self.acceptance, "proposal": self.proposal,
+                "boltzmann": self.boltzmann, "layer_seed": self.layer_seed,
+                **{name: getattr(self, name).clone() for name in _HYPER}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (its number of chains may differ from the current one);
+        the caches are rebuilt from the weights, so the next step is the one the saved
+        population would have taken."""
+        shapes = [tuple(w.shape[1:]) for w in self.net.weights]
+        saved = [tuple(w.shape[1:]) for w in state["weights"]]
+        if saved != shapes or state["output_scale"] != self.net.output_scale:
+            raise ValueError(f"the state is of another architecture: layers {saved}, "
+                             f"output_scale {state['output_scale']}; this population has "
+                             f"{shapes}, {self.net.output_scale}.")
+        device = self.net.device
+        self.net.weights = [w.to(device, torch.float32).clone() for w in state["weights"]]
+        self.acceptance, self.proposal = state["acceptance"], state["proposal"]
+        self.boltzmann = float(state["boltzmann"])
+        self.layer_seed = int(state["layer_seed"])
+        for name in _HYPER:
+            setattr(self, f"_{name}", state[name].to(device, torch.float64).clone())
+        self.random = ChainRandom(state["seeds"], device)
+        self.n_steps = int(state["n_steps"])
+        self.n_accepted = state["n_accepted"].to(device).clone()
+        self.ids = list(state["ids"])
+        self.cache.rebuild()
+        self.cache.energies = state["energies"].to(device, torch.float64).clone()
+        self._layout()
