@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcmc_core._validation import check, check_choice, raise_if_any
+from mcmc_core._validation import check, raise_if_any
 from mcmc_core.data import DataConfig, DataSplits, load_dataset
 from mcmc_core.models import ModelConfig, build_model
 from mcmc_core.optim import SamplerConfig

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcmc_core._validation import ConfigError, check, check_choice, raise_if_any
+from mcmc_core._validation import ConfigError, check, check_choice
 from mcmc_core.config import TrainConfig
 
 __all__ = [

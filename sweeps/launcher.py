@@ -24,10 +24,10 @@ from sweeps.config import SweepConfig
 from sweeps.progress import SweepProgress
 from sweeps.report import format_best, write_report
 from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study
-from sweeps.tracking import end_run, open_parent_run, run_status, tracking_uri
+from sweeps.tracking import close_killed_run, end_run, open_parent_run, tracking_uri
 from sweeps.worker import WorkerSpec, run_worker, stop_file
 
-__all__ = ["SweepPlan", "close_killed_run", "launch", "plan"]
+__all__ = ["SweepPlan", "launch", "plan"]
 
 ATTR_PARENT_RUN = "mlflow_parent_run_id"
 
@@ -67,19 +67,6 @@ def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
     uri = tracking_uri(cfg.tracking) if cfg.tracking.enabled else None
     return SweepPlan(name=name, output_dir=cfg.output_dir(name), storage_url=cfg.storage_url(name),
                      tracking_uri=uri, devices=devices, threads=threads)
-
-
-def close_killed_run(uri: str | None, trial: optuna.trial.FrozenTrial) -> None:
-    """A trial's process died: end its MLflow run as KILLED (its retry re-opens it when it
-    continues from the checkpoint, or links a new run to it)."""
-    run_id = trial.user_attrs.get("mlflow_run_id")
-    if uri is None or run_id is None:
-        return
-    try:
-        if run_status(uri, run_id) == "RUNNING":
-            end_run(uri, run_id, "KILLED", {"optuna.state": "KILLED", "optuna.retried": "true"})
-    except Exception:  # the store may be unreachable; the retry will fix the run's status
-        pass
 
 
 def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, Any],

@@ -31,6 +31,7 @@ __all__ = [
     "new_attempt",
     "open_storage",
     "open_study",
+    "requeue",
     "retry_key",
 ]
 
@@ -192,7 +193,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_trials(study: optuna.Study, *, exclude_session: str | None = None) -> list[int]:
+def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker process on this host is gone.
 
     Faster than waiting for the heartbeat grace period after a crash of this machine's sweep;
@@ -206,28 +207,22 @@ def fail_dead_trials(study: optuna.Study, *, exclude_session: str | None = None)
         attrs = t.user_attrs
         if attrs.get(ATTR_HOST) != host or ATTR_PID not in attrs:
             continue
-        if ((exclude_session is not None and attrs.get(ATTR_SESSION) == exclude_session)
-                or _pid_alive(int(attrs[ATTR_PID]))):
+        if _pid_alive(int(attrs[ATTR_PID])):
             continue
         try:
             if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 failed.append(t.number)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        callback = storage.get_heartbeat_stale_trial_callback()
-        if callback is not None:
-            callback(study, storage.get_trial(t._trial_id))
+        requeue(study, t)
     return failed
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Fail ``trial`` (interrupted, not broken) and queue a retry with the same parameters."""
+    """Queue a retry of the failed ``trial`` with the same parameters, through the storage's
+    stale-trial callback (see :func:`open_storage`)."""
     storage = study._storage
     callback = storage.get_heartbeat_stale_trial_callback()
     if callback is not None:
         callback(study, storage.get_trial(trial._trial_id))
 
-
-def trial_summary(t: FrozenTrial) -> dict[str, Any]:
-    """Number, state, value and parameters of a trial, for one-line reports."""
-    return {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}

@@ -9,10 +9,21 @@ from typing import TYPE_CHECKING, Any
 from mcmc_core.trainers import Callback
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from mcmc_core.config import TrackingConfig
     from mcmc_core.trainers import BaseTrainer
 
-__all__ = ["DEFAULT_TRACKING_URI", "MLflowCallback", "flatten", "tracking_uri"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "MLflowCallback",
+    "close_killed_run",
+    "end_run",
+    "flatten",
+    "open_parent_run",
+    "run_status",
+    "tracking_uri",
+]
 
 #: MLflow 3 refuses the ./mlruns file store; an embedded SQLite store in the working directory.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -169,17 +180,14 @@ def run_status(uri: str, run_id: str) -> str:
     return _client(uri).get_run(run_id).info.status
 
 
-def log_to_run(uri: str, run_id: str, *, metrics: dict[str, float] | None = None,
-               params: dict[str, Any] | None = None, folder: Path | None = None,
-               artifact_path: str | None = None) -> None:
-    """Log metrics, params (new keys only: MLflow params are immutable) and a folder of
-    artifacts to an existing run."""
-    client = _client(uri)
-    for key, value in (metrics or {}).items():
-        client.log_metric(run_id, key, float(value))
-    existing = client.get_run(run_id).data.params
-    for key, value in (params or {}).items():
-        if key not in existing:
-            client.log_param(run_id, key, str(value))
-    if folder is not None:
-        client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+def close_killed_run(uri: str | None, trial: FrozenTrial) -> None:
+    """A trial's process died: end its MLflow run as KILLED (its retry re-opens it when it
+    continues from the checkpoint, or links a new run to it)."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if uri is None or run_id is None:
+        return
+    try:
+        if run_status(uri, run_id) == "RUNNING":
+            end_run(uri, run_id, "KILLED", {"optuna.state": "KILLED", "optuna.retried": "true"})
+    except Exception:  # the store may be unreachable; the retry will fix the run's status
+        pass

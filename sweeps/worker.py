@@ -30,6 +30,7 @@ from sweeps.study import (
     open_storage,
     open_study,
 )
+from sweeps.tracking import close_killed_run
 from sweeps.trial import TrialContext, run_trial
 
 __all__ = ["WorkerSpec", "run_worker", "session_failures"]
@@ -108,8 +109,6 @@ def run_worker(spec: WorkerSpec) -> str:
         import mlflow
 
         mlflow.set_tracking_uri(spec.tracking_uri)
-
-    from sweeps.launcher import close_killed_run  # the same retry hook as the parent's
 
     storage = open_storage(spec.storage_url, spec.study,
                            on_retry=lambda t: close_killed_run(spec.tracking_uri, t))

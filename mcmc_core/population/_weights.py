@@ -8,13 +8,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mcmc_core.energy import _device_of
+from mcmc_core.energy_incremental import _PASS_THROUGH
 from mcmc_core.layers import BinaryLayer, BinaryLinear, sign
 from mcmc_core.models import ModelConfig, build_model
 
 __all__ = ["StackedMLP"]
-
-# Leaf modules that are the identity on a 2-D activation in eval mode.
-_PASS_THROUGH = (nn.Flatten, nn.Identity, nn.Dropout)
 
 
 class StackedMLP:
@@ -177,7 +176,3 @@ def _linear_layers(model: nn.Module) -> list[BinaryLinear]:
     if any(layer.output_factor != 1.0 for layer in layers[:-1]):
         raise ValueError("hidden layers must have output factor 1 (as binarize_model sets).")
     return layers
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
