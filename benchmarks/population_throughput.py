@@ -10,10 +10,9 @@ The 32 chains (seeds 0..31, temperatures log-spaced 1e-4..1e-2, cooling rates 0.
 one flip ratio per table row) are run three ways, in interleaved timed rounds (median kept):
 
 * ``batched``: one :class:`~mcmc_core.population.Population` of 32 chains;
-* ``sequential``: 32 populations of one, one after another: the same code path and the same
-  trajectories (checked: after the same steps the weights are bit-identical);
-* ``reference``: the single-chain ``SignFlipSampler`` + ``FullEnergy`` path (incremental
-  energy, exponential temperature schedule), one chain after another.
+* ``sequential``: 32 populations of one (what ``mcmc-train`` runs for one chain), one after
+  another: the same code path and the same trajectories (checked: after the same steps the
+  weights are bit-identical).
 
 Where the batched/sequential ratio is small, the ``ops`` columns estimate the arithmetic of the
 batched step (multiply-adds as 2, every elementwise op including exp/log as 1, per the
@@ -32,27 +31,21 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from mcmc_core import SignFlipSampler, binary_parameters
 from mcmc_core.data import DataConfig, DatasetNotFoundError, Split, load_dataset
-from mcmc_core.energy import FullEnergy
 from mcmc_core.functional import flip_count
-from mcmc_core.models import ModelConfig, build_model
 from mcmc_core.population import Population
-from mcmc_core.schedules import ExponentialSchedule
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "population_throughput.json"
 K, OUTPUT_SCALE = 32, 4.0
 TEMPERATURES = torch.logspace(-4, -2, K, dtype=torch.float64).tolist()
 COOLING = torch.linspace(0.999, 0.99999, K, dtype=torch.float64).tolist()
-METHODS = ("batched", "sequential", "reference")
+METHODS = ("batched", "sequential")
 
 
 @dataclass
@@ -94,27 +87,6 @@ def population(net: Net, fr: float, seeds: list[int], **kwargs: object) -> Popul
     return Population.build(net.split, net.hidden, 10, seeds, output_scale=OUTPUT_SCALE,
                             samples=net.samples, temperature=k[0], cooling_rate=k[1],
                             flip_ratio=fr, **kwargs)  # type: ignore[arg-type]
-
-
-def reference_chains(net: Net, fr: float) -> list[Callable[[], object]]:
-    """32 ``SignFlipSampler`` chains with the population's start weights and hyperparameters."""
-    energy = FullEnergy(nn.CrossEntropyLoss(), net.split, samples=net.samples, seed=0)
-    cfg = ModelConfig(name="mlp", hidden=net.hidden, output_scale=OUTPUT_SCALE)
-    steps = []
-    for seed in range(K):
-        model = build_model(cfg, tuple(net.split.inputs.shape[1:]), 10, seed=seed)
-        sampler = SignFlipSampler(binary_parameters(model), temperature=TEMPERATURES[seed],
-                                  flip_ratio=fr, cache_energy=True, seed=seed)
-        schedule = ExponentialSchedule(sampler, cooling_rate=COOLING[seed])
-        closure = energy.closure(model)
-
-        def step(s: SignFlipSampler = sampler, c: Callable[[], float] = closure,
-                 sch: ExponentialSchedule = schedule) -> None:
-            s.step(c)
-            sch.step()
-
-        steps.append(step)
-    return steps
 
 
 def ops_per_chain_step(net: Net, counts: list[int], n: int) -> float:
@@ -162,14 +134,10 @@ def same_trajectories(net: Net, fr: float, steps: int) -> bool:
 def measure(net: Net, fr: float, rounds: int) -> dict[str, object]:
     batched = population(net, fr, list(range(K)))
     singles = [population(net, fr, [seed]) for seed in range(K)]
-    reference = reference_chains(net, fr)
     n_b, n_c = net.batched_steps[fr], net.chain_steps[fr]
     batched.run(2)  # warm-up: work buffers, first blocks, incremental caches
     for s in singles:
         s.run(2)
-    for r in reference:
-        r()
-        r()
     rates: dict[str, list[float]] = {m: [] for m in METHODS}
     for _ in range(rounds):
         t = time.perf_counter()
@@ -179,11 +147,6 @@ def measure(net: Net, fr: float, rounds: int) -> dict[str, object]:
         for s in singles:
             s.run(n_c)
         rates["sequential"].append(K * n_c / (time.perf_counter() - t))
-        t = time.perf_counter()
-        for step in reference:
-            for _ in range(n_c):
-                step()
-        rates["reference"].append(K * n_c / (time.perf_counter() - t))
     rate = {m: statistics.median(v) for m, v in rates.items()}
     counts = [flip_count(fr, w[0].numel()) for w in batched.net.weights]
     ops = ops_per_chain_step(net, counts, len(batched.energy_set))
@@ -191,7 +154,6 @@ def measure(net: Net, fr: float, rounds: int) -> dict[str, object]:
             **{f"{m}_chain_steps_per_s": rate[m] for m in METHODS},
             **{f"{m}_rounds": rates[m] for m in METHODS},
             "batched_over_sequential": rate["batched"] / rate["sequential"],
-            "batched_over_reference": rate["batched"] / rate["reference"],
             "ops_per_chain_step": ops, "batched_gops": ops * rate["batched"] / 1e9,
             "acceptance_rate_median": float(batched.acceptance_rates().median())}
 
@@ -225,14 +187,13 @@ def main() -> None:
     print(f"\nK={K} chains, proposal=layer, metropolis, output_scale {OUTPUT_SCALE}, "
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
     print("| threads | net | flip_ratio | flips (layer 0/1) | batched chain-steps/s "
-          "| sequential | reference (SignFlipSampler) | batched / sequential "
-          "| batched / reference | batched Gop/s | sgemm GFLOP/s | exp Gelem/s |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| sequential | batched / sequential | batched Gop/s | sgemm GFLOP/s | exp Gelem/s |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         flips = "/".join(map(str, r["flips_per_layer"]))
         cells = [str(r["threads"]), r["net"], f"{r['flip_ratio']:g}", flips,
                  *(f"{r[f'{m}_chain_steps_per_s']:,.0f}" for m in METHODS),
-                 f"{r['batched_over_sequential']:.1f}x", f"{r['batched_over_reference']:.1f}x",
+                 f"{r['batched_over_sequential']:.1f}x",
                  f"{r['batched_gops']:.2f}", f"{r['sgemm_gflops']:.0f}",
                  f"{r['exp_gelem_per_s']:.2f}"]
         print("| " + " | ".join(cells) + " |")

@@ -1,4 +1,4 @@
-"""Steps per second of one chain: the naive reference against ours, full-forward and incremental.
+"""Steps per second of one chain: the naive reference against ours (full-forward and population).
 
 MLP 784-100-10 (binary, seed 0), full energy on 8,000 samples of MNIST t10k (``idx`` loader;
 without the folder, synthetic data of the same shape, and it says so), Metropolis at T = 1e-3,
@@ -6,15 +6,18 @@ without the folder, synthetic data of the same shape, and it says so), Metropoli
 
 * ``naive``: :mod:`naive_reference`, the original algorithm (two full forwards per step,
   whole-tensor backup and restore);
-* ``full``: ``SignFlipSampler`` with ``incremental=False`` (cached energy: one forward a step);
-* ``incremental``: ``SignFlipSampler`` with ``incremental=True`` (no forward pass at all).
+* ``full``: ``SignFlipSampler`` on ``FullEnergy`` (cached energy: one forward a step), the
+  trainer's general engine (``sampler.incremental=false``, CNNs, ...);
+* ``population``: a :class:`~mcmc_core.population.Population` of one, the trainer's engine for
+  binary MLPs (no forward pass: cached pre-activations updated from the flips).
 
 For each thread count and flip ratio the three are timed in interleaved rounds of ``--seconds``
 each; the table shows each chain's best round (the least disturbed by other jobs on a shared
 machine, as ``timeit`` advises), the JSON also every round and the medians. A short check from
-a common start also reports whether the three chains took the same steps (``full`` and
-``incremental`` must be bit-identical; ``naive`` computes its loss differently, see
-:mod:`naive_reference`).
+a common start reports whether ``naive`` and ``full`` took the same steps (the same random
+stream; ``naive`` computes its loss differently, see :mod:`naive_reference`) and whether the
+population's cached energy equals a full forward of its weights (it draws from its own
+counter-based stream, so its steps differ).
 
     python benchmarks/step_throughput.py [--threads 1 2] [--flip-ratio 0.0001 0.002]
         [--seconds 1.5] [--repeats 5] [--mnist ../shared/data/mnist-t10k] [--json PATH]
@@ -44,11 +47,12 @@ from mcmc_core.data import DataConfig, DatasetNotFoundError, load_dataset  # noq
 from mcmc_core.energy import FullEnergy  # noqa: E402
 from mcmc_core.functional import flip_count  # noqa: E402
 from mcmc_core.models import ModelConfig, build_model  # noqa: E402
+from mcmc_core.population import EnergySet, Population, StackedMLP  # noqa: E402
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "step_throughput.json"
 TEMPERATURE, SAMPLES, HIDDEN = 1e-3, 8000, [100]
-METHODS = ("naive", "full", "incremental")
+METHODS = ("naive", "full", "population")
 
 
 def energy_set(mnist: Path) -> tuple[FullEnergy, str]:
@@ -64,27 +68,32 @@ def energy_set(mnist: Path) -> tuple[FullEnergy, str]:
                                        **splits))
         name = "synthetic 1x28x28, 10 classes"
     energy = FullEnergy(nn.CrossEntropyLoss(), data.train, samples=SAMPLES, seed=0)
+    energy.split = data.train  # the population builds its own (identical) energy set from it
     return energy, f"{name}, {len(energy.targets)} energy samples"
 
 
 Chain = tuple[Callable[[], float], Callable[[], tuple[int, int]], list[torch.Tensor]]
 
 
-def make_chains(model: nn.Module, energy: FullEnergy, flip_ratio: float) -> dict[str, Chain]:
-    """``{method: (step, counts, weights)}`` for three copies of ``model``, all with seed 0."""
+def make_chains(model: nn.Module, energy: FullEnergy,
+                flip_ratio: float) -> tuple[dict[str, Chain], Population]:
+    """``{method: (step, counts, weights)}`` for three copies of ``model``, all with seed 0, and
+    the population behind ``population``."""
     chains: dict[str, Chain] = {}
     naive = NaiveSampler(copy.deepcopy(model), nn.CrossEntropyLoss(), energy.inputs,
                          energy.targets, temperature=TEMPERATURE, flip_ratio=flip_ratio, seed=0)
     chains["naive"] = (naive.step, lambda: (naive.n_steps, naive.n_accepted), naive.weights)
-    for method in METHODS[1:]:
-        m = copy.deepcopy(model)
-        sampler = SignFlipSampler(binary_parameters(m), temperature=TEMPERATURE,
-                                  flip_ratio=flip_ratio, cache_energy=True, seed=0,
-                                  incremental=method == "incremental")
-        closure = energy.closure(m)
-        chains[method] = (lambda s=sampler, c=closure: s.step(c), sampler.counts,
-                          binary_parameters(m))
-    return chains
+    m = copy.deepcopy(model)
+    sampler = SignFlipSampler(binary_parameters(m), temperature=TEMPERATURE,
+                              flip_ratio=flip_ratio, cache_energy=True, seed=0)
+    closure = energy.closure(m)
+    chains["full"] = (lambda: sampler.step(closure), sampler.counts, binary_parameters(m))
+    pop = Population(StackedMLP.from_models([model], (1, 28, 28)),
+                     EnergySet(energy.split, samples=SAMPLES, seed=0),
+                     temperature=TEMPERATURE, flip_ratio=flip_ratio, seeds=[0])
+    chains["population"] = (pop.step, lambda: (pop.n_steps, int(pop.n_accepted[0])),
+                            pop.net.weights)
+    return chains, pop
 
 
 def steps_per_second(step: Callable[[], float], seconds: float) -> float:
@@ -97,14 +106,17 @@ def steps_per_second(step: Callable[[], float], seconds: float) -> float:
 
 def same_steps(model: nn.Module, energy: FullEnergy, flip_ratio: float, steps: int) -> dict:
     """Run each chain ``steps`` steps from the same start; which end with the same weights?"""
-    chains = make_chains(model, energy, flip_ratio)
+    chains, pop = make_chains(model, energy, flip_ratio)
     for step, _, _ in chains.values():
         for _ in range(steps):
             step()
     w = {k: v[2] for k, v in chains.items()}
-    equal = lambda a, b: all(torch.equal(p, q) for p, q in zip(w[a], w[b]))  # noqa: E731
-    return {"steps": steps, "full_vs_incremental": equal("full", "incremental"),
-            "naive_vs_incremental": equal("naive", "incremental")}
+    same = all(torch.equal(p, q) for p, q in zip(w["naive"], w["full"]))
+    model = pop.export(0)
+    forward = energy.closure(model)()
+    return {"steps": steps, "naive_vs_full": same,
+            "population_energy": float(pop.energies[0]), "population_forward_energy": forward,
+            "population_cache_exact": bool(torch.equal(pop.energies, pop.full_energies()))}
 
 
 def main() -> None:
@@ -128,9 +140,9 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for fr in args.flip_ratio:
-            chains = make_chains(model, energy, fr)
+            chains, _ = make_chains(model, energy, fr)
             for step, _, _ in chains.values():
-                for _ in range(3):  # warm-up; the incremental chain builds its caches
+                for _ in range(3):  # warm-up; the population builds its caches
                     step()
             rounds: dict[str, list[float]] = {m: [] for m in METHODS}
             for _ in range(args.repeats):
@@ -138,15 +150,15 @@ def main() -> None:
                     rounds[method].append(steps_per_second(step, args.seconds))
             rate = {m: max(r) for m, r in rounds.items()}
             median = {m: statistics.median(r) for m, r in rounds.items()}
-            proposed, accepted = chains["incremental"][1]()
+            proposed, accepted = chains["population"][1]()
             rows.append({"threads": threads, "flip_ratio": fr,
                          "flips_per_layer": [flip_count(fr, n) for n in sizes],
                          **{f"{m}_steps_per_s": rate[m] for m in METHODS},
                          **{f"{m}_rounds": rounds[m] for m in METHODS},
-                         "median_incremental_over_naive": median["incremental"] / median["naive"],
+                         "median_population_over_naive": median["population"] / median["naive"],
                          "full_over_naive": rate["full"] / rate["naive"],
-                         "incremental_over_naive": rate["incremental"] / rate["naive"],
-                         "incremental_over_full": rate["incremental"] / rate["full"],
+                         "population_over_naive": rate["population"] / rate["naive"],
+                         "population_over_full": rate["population"] / rate["full"],
                          "acceptance_rate": accepted / max(1, proposed),
                          "same_steps": checks[fr]})
 
@@ -155,18 +167,20 @@ def main() -> None:
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"1-min load average {load[0]:.2f} before / {load[1]:.2f} after")
     print("| threads | flip_ratio | flips (layer 0/1) | naive steps/s | full steps/s "
-          "| incremental steps/s | full / naive | incremental / naive | incremental / full |")
+          "| population steps/s | full / naive | population / naive | population / full |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         rates = [f"{r[f'{m}_steps_per_s']:.1f}" for m in METHODS]
-        ratios = [f"{r[k]:.1f}x" for k in ("full_over_naive", "incremental_over_naive",
-                                           "incremental_over_full")]
+        ratios = [f"{r[k]:.1f}x" for k in ("full_over_naive", "population_over_naive",
+                                           "population_over_full")]
         flips = "/".join(map(str, r["flips_per_layer"]))
         cells = [str(r["threads"]), f"{r['flip_ratio']:g}", flips, *rates, *ratios]
         print("| " + " | ".join(cells) + " |")
     for fr, c in checks.items():
-        print(f"same weights after {c['steps']} steps (flip_ratio {fr:g}): full vs incremental "
-              f"{c['full_vs_incremental']}, naive vs incremental {c['naive_vs_incremental']}")
+        print(f"after {c['steps']} steps (flip_ratio {fr:g}): naive and full same weights "
+              f"{c['naive_vs_full']}; population cached energy {c['population_energy']:.6f}, "
+              f"full forward {c['population_forward_energy']:.6f}, caches exact "
+              f"{c['population_cache_exact']}")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({

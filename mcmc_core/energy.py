@@ -14,8 +14,6 @@ import torch
 from torch import nn
 
 from mcmc_core.data import Split
-from mcmc_core.energy_incremental import LinearChainEnergy, linear_chain
-from mcmc_core.layers import sign
 
 __all__ = ["ENERGIES", "Energy", "FullEnergy", "MinibatchEnergy", "evaluate", "mean_loss"]
 
@@ -108,17 +106,13 @@ class FullEnergy(Energy):
     """Mean loss on the whole training split, or on a fixed seeded subset of ``samples`` points.
 
     The target never changes, so the chain samples one well-defined distribution and the current
-    energy can be cached: a step costs one forward pass over the target. For a chain of binary
-    linear layers (the binary MLP) the closures are :class:`LinearChainEnergy` objects, which a
-    sampler with ``incremental=True`` evaluates from the flipped weights alone (see
-    :mod:`mcmc_core.energy_incremental`); other models get plain full-forward closures. One
-    closure object is kept per model for the energy's lifetime (it holds that model's caches).
+    energy can be cached: a step costs one forward pass over the target. (Binary MLPs on this
+    target are sampled without any forward pass by :class:`~mcmc_core.population.Population`.)
 
     The loss is computed from all logits at once, in a ``(classes, N)`` layout; a plain
     ``nn.CrossEntropyLoss()`` is evaluated as ``mean(logsumexp - picked logit)`` there (PyTorch's
-    CPU ``log_softmax`` over 10 classes costs ~10x more). Full and incremental evaluations share
-    this function, so they give bit-identical energies; it differs from ``criterion(logits, y)``
-    only by float rounding.
+    CPU ``log_softmax`` over 10 classes costs ~10x more); it differs from
+    ``criterion(logits, y)`` only by float rounding.
 
     Args:
         criterion: batch-mean loss, e.g. ``nn.CrossEntropyLoss()``.
@@ -151,10 +145,8 @@ class FullEnergy(Energy):
             inputs, targets = inputs[keep], targets[keep]
         # Kept on the device once: the target is read at every step.
         self.inputs, self.targets = inputs.to(device), targets.to(device)
-        self._plain_ce = _is_plain_cross_entropy(criterion, self.targets)
+        self._plain_ce = is_plain_cross_entropy(criterion, self.targets)
         self._targets_row = self.targets.unsqueeze(0)
-        self._input_signs: torch.Tensor | None = None
-        self._closures: dict[int, tuple[nn.Module, Callable[[], float]]] = {}
 
     @torch.no_grad()
     def logits(self, model: nn.Module) -> torch.Tensor:
@@ -183,28 +175,11 @@ class FullEnergy(Energy):
             return float(lse.sub_(logits_t.gather(0, self._targets_row)[0]).mean())
         return float(self.criterion(logits_t.t(), self.targets))
 
-    def input_signs_t(self) -> torch.Tensor:
-        """``sign(flatten(inputs))`` transposed to ``(features, N)``, computed once."""
-        if self._input_signs is None:
-            self._input_signs = sign(self.inputs.flatten(1)).t().contiguous()
-        return self._input_signs
-
-    def _closure(self, model: nn.Module) -> Callable[[], float]:
-        entry = self._closures.get(id(model))
-        if entry is None or entry[0] is not model:
-            layers = linear_chain(model) if self.inputs.dim() >= 2 else None
-            if layers is None:
-                closure: Callable[[], float] = functools.partial(self._full, model)
-            else:
-                closure = LinearChainEnergy(model, layers, self)
-            entry = self._closures[id(model)] = (model, closure)
-        return entry[1]
-
     def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
-        return [self._closure(m) for m in models]
+        return [functools.partial(self._full, m) for m in models]
 
 
-def _is_plain_cross_entropy(criterion: object, targets: torch.Tensor) -> bool:
+def is_plain_cross_entropy(criterion: object, targets: torch.Tensor) -> bool:
     """``nn.CrossEntropyLoss()`` with defaults, on class-index targets it does not ignore."""
     return (type(criterion) is nn.CrossEntropyLoss and criterion.weight is None
             and criterion.reduction == "mean" and criterion.label_smoothing == 0.0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from mcmc_core import functional as F
-from mcmc_core.optim import SignFlipSampler
 
 __all__ = ["ParallelTempering", "geometric_ladder"]
 
@@ -23,64 +23,59 @@ def geometric_ladder(temperature: float, n_replicas: int, ratio: float) -> list[
 
 
 class ParallelTempering:
-    """Exchanges states between neighbouring replicas of one model.
+    """Decides the state exchanges between neighbouring replicas of one model.
 
-    Replica ``k`` is sampled by ``samplers[k]`` at its own temperature (coldest first). An exchange
-    round alternates between even pairs ``(0,1), (2,3), ...`` and odd pairs ``(1,2), ...``; a pair
-    ``(i, j)`` swaps states with probability ``min(1, exp((1/(k T_i) - 1/(k T_j)) (E_i - E_j)))``.
-    A swap exchanges the weight storage of the two replicas (no copy), their cached energies and
-    incremental caches, so replica 0 always holds the coldest chain's state.
+    Replica ``k`` runs at its own temperature (coldest first). An exchange round alternates
+    between even pairs ``(0,1), (2,3), ...`` and odd pairs ``(1,2), ...``; a pair ``(i, j)``
+    swaps states with probability ``min(1, exp((1/(k T_i) - 1/(k T_j)) (E_i - E_j)))``. The
+    caller's ``swap(i, j)`` exchanges the two states (weights, caches, energies), so replica 0
+    always holds the coldest chain's state. The same rule serves a list of
+    :class:`~mcmc_core.optim.SignFlipSampler` and a :class:`~mcmc_core.population.Population`.
 
     Args:
-        samplers: one sampler per replica, all over parameters of the same shapes.
+        n_replicas: number of replicas (>= 2).
+        boltzmann: the constant ``k`` (default: 1.0).
         seed: seed of the exchange generator (default: 0).
     """
 
-    def __init__(self, samplers: list[SignFlipSampler], *, seed: int = 0) -> None:
-        if len(samplers) < 2:
-            raise ValueError(f"parallel tempering needs >= 2 replicas, but got {len(samplers)}.")
-        self.samplers = samplers
+    def __init__(self, n_replicas: int, *, boltzmann: float = 1.0, seed: int = 0) -> None:
+        if n_replicas < 2:
+            raise ValueError(f"parallel tempering needs >= 2 replicas, but got {n_replicas=}.")
+        self.n_replicas, self.boltzmann = n_replicas, boltzmann
         self.generator = torch.Generator().manual_seed(seed)
         self.n_rounds = 0
-        n_pairs = len(samplers) - 1
-        self.attempts = [0] * n_pairs
-        self.accepts = [0] * n_pairs
-
-    @staticmethod
-    def _temperature(sampler: SignFlipSampler) -> float:
-        return sampler.param_groups[0]["temperature"]
+        self.attempts = [0] * (n_replicas - 1)
+        self.accepts = [0] * (n_replicas - 1)
 
     @torch.no_grad()
-    def exchange(self, energies: list[float] | None = None) -> None:
+    def exchange(self, energies: Sequence[float | None], temperatures: Sequence[float],
+                 swap: Callable[[int, int], None]) -> list[float]:
         """One round of neighbour exchanges.
 
         Args:
-            energies: each replica's current energy on a common target; by default the samplers'
-                cached energies (valid when the energy target is fixed).
+            energies: each replica's current energy on a common target.
+            temperatures: each replica's current temperature (> 0).
+            swap: exchanges the states of replicas ``i`` and ``i + 1``.
+
+        Returns:
+            The energies after the round (swapped where the states were).
         """
-        if energies is None:
-            energies = [s.energy for s in self.samplers]  # type: ignore[misc]
-        if any(e is None for e in energies):
-            raise RuntimeError("exchange() needs every replica's energy: step each sampler first.")
-        energies = list(energies)
-        for i in range(self.n_rounds % 2, len(self.samplers) - 1, 2):
-            a, b = self.samplers[i], self.samplers[i + 1]
-            t_a, t_b = self._temperature(a), self._temperature(b)
+        if len(energies) != self.n_replicas or any(e is None for e in energies):
+            raise RuntimeError("exchange() needs every replica's energy: step each replica first.")
+        energies = [float(e) for e in energies]  # type: ignore[arg-type]
+        for i in range(self.n_rounds % 2, self.n_replicas - 1, 2):
+            t_a, t_b = temperatures[i], temperatures[i + 1]
             if t_a <= 0 or t_b <= 0:
                 raise ValueError(f"tempering needs temperatures > 0, but got {t_a=}, {t_b=}.")
-            log_p = F.swap_log_acceptance(energies[i], energies[i + 1], t_a, t_b, a.boltzmann)
+            log_p = F.swap_log_acceptance(energies[i], energies[i + 1], t_a, t_b, self.boltzmann)
             u = torch.rand((), generator=self.generator).item()
             self.attempts[i] += 1
             if u > 0 and math.log(u) < log_p:
                 self.accepts[i] += 1
-                a.swap_weights(b)
+                swap(i, i + 1)
                 energies[i], energies[i + 1] = energies[i + 1], energies[i]
-                if a.cache_energy:
-                    a.energy, b.energy = b.energy, a.energy
-                else:
-                    # Measured on this exchange's target; the next step measures afresh anyway.
-                    a.energy, b.energy = energies[i], energies[i + 1]
         self.n_rounds += 1
+        return energies
 
     def swap_rates(self) -> list[float]:
         """Fraction of accepted exchanges per neighbour pair ``(k, k+1)`` so far."""

@@ -26,9 +26,11 @@ class SamplerConfig:
             ``energy_samples``: a fixed target, cached) or ``minibatch`` (the original: a fresh
             mini-batch of ``batch_size`` per step).
         energy_samples: size of the fixed subset for ``full``; null = the whole training split.
-        incremental: with ``full``, evaluate a candidate by updating cached pre-activations
-            instead of a forward pass, where the model allows (a binary MLP; others fall back
-            to full passes). Same chain either way, only faster.
+        incremental: with ``full`` and cross-entropy, run a binary MLP's replicas as one
+            :class:`~mcmc_core.population.Population` (candidates evaluated from the flips by
+            updating cached pre-activations, all replicas batched); false, or any other model
+            or energy, runs one ``SignFlipSampler`` per replica with a forward pass per
+            candidate. The two draw from different random streams.
         batch_size: mini-batch size for ``minibatch``.
         n_replicas: parallel tempering replicas (1 = a single chain).
         ladder_ratio: ratio between neighbouring replica temperatures (geometric ladder).

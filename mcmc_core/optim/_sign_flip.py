@@ -9,7 +9,6 @@ import torch
 from torch.optim.optimizer import Optimizer, required
 
 from mcmc_core import functional as F
-from mcmc_core.energy_incremental import IncrementalEnergy
 
 __all__ = ["SignFlipSampler", "PROPOSALS"]
 
@@ -26,14 +25,9 @@ class SignFlipSampler(Optimizer):
     Barker/Gibbs rule ``1 / (1 + exp(dE / (k T)))``. A rejected candidate is restored exactly by
     flipping the same weights back; no tensor is copied.
 
-    With ``incremental`` and ``cache_energy``, a closure that is an
-    :class:`~mcmc_core.energy_incremental.IncrementalEnergy` (``FullEnergy`` on a binary MLP)
-    evaluates the candidate from the flips alone, by updating cached pre-activations, instead of
-    a full forward pass; it is told whether the candidate was accepted. The random stream and
-    hence the proposals are the same either way, and so are the decisions given the same
-    energies: ``FullEnergy`` computes both paths' energies with one loss function from identical
-    integer pre-activations, so on or off give bit-identical chains. Any other closure (a
-    mini-batch energy, a CNN) is simply called.
+    This is the general chain: any model, any energy closure (a mini-batch energy, a CNN).
+    Binary MLPs on a fixed energy are sampled faster, from the flips alone, by
+    :class:`~mcmc_core.population.Population` (a population of one is a single chain).
 
     ``temperature`` and ``flip_ratio`` live in the param groups, so schedules can anneal them as
     ``torch.optim.lr_scheduler`` anneals ``lr``; groups may have their own ``flip_ratio``.
@@ -60,8 +54,6 @@ class SignFlipSampler(Optimizer):
             subset), so the current energy is remembered and a step costs one evaluation. Leave
             False for mini-batch energies, where both energies are measured on each step's batch
             (default: False).
-        incremental: evaluate candidates incrementally when the closure supports it (see
-            above; needs ``cache_energy``) (default: True).
         seed: seed of the chain's own ``torch.Generator`` (default: None, a random seed).
         generator: a CPU generator to use instead of ``seed``.
     """
@@ -77,7 +69,6 @@ class SignFlipSampler(Optimizer):
         boltzmann: float = 1.0,
         coupled: bool = False,
         cache_energy: bool = False,
-        incremental: bool = True,
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -97,9 +88,6 @@ class SignFlipSampler(Optimizer):
         self.boltzmann = boltzmann
         self.coupled = coupled
         self.cache_energy = cache_energy
-        self.incremental = incremental
-        #: The incremental closure of the last step (its caches follow this chain's weights).
-        self._incremental: IncrementalEnergy | None = None
         if generator is None:
             generator = torch.Generator()
             if seed is None:
@@ -142,11 +130,6 @@ class SignFlipSampler(Optimizer):
         """
         if self.energy is None or not self.cache_energy:
             self.energy = float(closure())
-        inc = None
-        if self.incremental and self.cache_energy and isinstance(closure, IncrementalEnergy):
-            self._incremental = closure
-            if closure.prepare():
-                inc = closure
         chosen = self._pick()
         temperatures = {g["temperature"] for _, g in chosen}
         if len(temperatures) != 1:
@@ -162,19 +145,15 @@ class SignFlipSampler(Optimizer):
         ]
         for p, idx in flips:
             F.apply_flips(p, idx)
-        candidate = float(closure() if inc is None else inc.propose(flips))
+        candidate = float(closure())
         accepted = F.accept(
             candidate - self.energy, temperature, self.generator, self.acceptance, self.boltzmann
         )
         if accepted:
             self.energy = candidate
-            if inc is not None:
-                inc.accept()
         else:
             for p, idx in flips:
                 F.apply_flips(p, idx)
-            if inc is not None:
-                inc.reject()
         for p, _ in chosen:
             self.state[p]["n_proposed"] += 1
             self.state[p]["n_accepted"] += int(accepted)
@@ -191,28 +170,16 @@ class SignFlipSampler(Optimizer):
         return proposed, accepted
 
     def invalidate_energy(self) -> None:
-        """Forget the cached energy and incremental caches (call after changing the weights or
-        the target outside)."""
+        """Forget the cached energy (call after changing the weights or the target outside)."""
         self.energy = None
-        if self._incremental is not None:
-            self._incremental.invalidate()
 
     @torch.no_grad()
     def swap_weights(self, other: SignFlipSampler) -> None:
-        """Exchange the weights (their storage, no copy) and incremental caches with ``other``,
-        a sampler over parameters of the same shapes (parallel tempering). Cached energies are
-        left to the caller."""
-        mine, theirs = self._incremental, other._incremental
-        both_current = (mine is not None and theirs is not None and mine.is_current()
-                        and theirs.is_current())
+        """Exchange the weights (their storage, no copy) with ``other``, a sampler over
+        parameters of the same shapes (parallel tempering). Cached energies are left to the
+        caller."""
         for (p, _), (q, _) in zip(self._params, other._params):
             p.data, q.data = q.data, p.data
-        if both_current:
-            mine.swap_cache(theirs)  # type: ignore[union-attr]
-        else:
-            for inc in (mine, theirs):
-                if inc is not None:
-                    inc.invalidate()
 
     def state_dict(self) -> dict[str, Any]:
         """Param groups, counters, and (at top level) the generator state and cached energy."""
@@ -227,7 +194,5 @@ class SignFlipSampler(Optimizer):
         self.generator.set_state(state_dict.pop("generator"))
         self.energy = state_dict.pop("energy")
         self.n_steps = state_dict.pop("n_steps")
-        if self._incremental is not None:
-            self._incremental.invalidate()  # rebuilt from the (loaded) weights at the next step
         super().load_state_dict(state_dict)
         self._params = [(p, g) for g in self.param_groups for p in g["params"]]

@@ -144,6 +144,17 @@ class ChainCache:
         self._last_rows = None
         self._ws.clear()
 
+    def exchange(self, i: int, j: int) -> None:
+        """Swap chains ``i`` and ``j``: weights, caches and energies, in place."""
+        pair, swapped = [i, j], [j, i]
+        tensors = [*self.net.weights, *self.pre, self.energies]
+        if self.exp_last is not None and self.picked is not None:
+            tensors += [self.exp_last, self.picked]
+        for t in tensors:
+            t[pair] = t[swapped]
+        self._candidate = None
+        self._last_rows = None
+
     # ------------------------------------------------------------------------------ helpers
     def _gather_rows(self, name: str, t: Tensor, rows: Tensor) -> Tensor:
         """``t.view(-1, N)[rows]`` into the work buffer ``name``: ``[len(rows), N]``."""

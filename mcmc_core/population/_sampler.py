@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -85,6 +85,11 @@ class Population:
         chunk: chains per batched operation; None picks as many as keep a step's work buffers
             in cache (all 32 on the digits MLP, 1 on MNIST 784-100 with 157 flips). Results do
             not depend on it (default: None).
+        schedule: another temperature schedule than the exponential one: a function of
+            ``(start, length)`` giving every chain's temperature at steps ``start .. start +
+            length - 1``, float64 ``[K, length]`` (e.g. a trainer's schedule objects). It
+            replaces ``temperature``, ``cooling_rate`` and ``min_temperature``; a population
+            with one cannot :meth:`keep` chains (default: None).
 
     The four per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
     one per chain) validates it and takes effect at the next step.
@@ -97,7 +102,8 @@ class Population:
                  min_temperature: float | Sequence[float] | Tensor = 0.0,
                  seeds: Sequence[int] | Tensor | None = None, acceptance: str = "metropolis",
                  proposal: str = "layer", boltzmann: float = 1.0, layer_seed: int = 0,
-                 ids: Sequence[Any] | None = None, chunk: int | None = None) -> None:
+                 ids: Sequence[Any] | None = None, chunk: int | None = None,
+                 schedule: Callable[[int, int], Tensor] | None = None) -> None:
         k, device = len(net), net.device
         if acceptance not in F.ACCEPTANCE_RULES:
             raise ValueError(f"acceptance must be one of {F.ACCEPTANCE_RULES}, but got "
@@ -110,7 +116,7 @@ class Population:
             raise ValueError(f"at most {MAX_PURPOSE - 1} layers are supported.")
         self.acceptance, self.proposal, self.boltzmann = acceptance, proposal, float(boltzmann)
         self.layer_seed = int(layer_seed)
-        self.chunk = chunk
+        self.chunk, self.schedule = chunk, schedule
         self.cache = ChainCache(net, energy_set)
         for name, value in zip(_HYPER, (temperature, cooling_rate, min_temperature, flip_ratio)):
             setattr(self, f"_{name}", _per_chain(value, k, name, device))
@@ -189,14 +195,22 @@ class Population:
         layers = None
         if self.proposal == "layer":
             layers = layer_schedule(self.layer_seed, self.n_steps, length, len(numels))
-        t = torch.arange(self.n_steps, self.n_steps + length, dtype=torch.float64,
-                         device=self.temperature.device)
-        temperature = torch.maximum(self.min_temperature.unsqueeze(1),
-                                    self.temperature.unsqueeze(1)
-                                    * self.cooling_rate.unsqueeze(1).pow(t))
         return ProposalBlock(self.random, self.n_steps, length, layers, self._counts,
                              [tuple(w.shape[1:]) for w in self.net.weights],
-                             temperature * self.boltzmann, self.acceptance)
+                             self._temperatures(self.n_steps, length) * self.boltzmann,
+                             self.acceptance)
+
+    def _temperatures(self, start: int, length: int) -> Tensor:
+        """Every chain's temperature at steps ``start .. start + length - 1``: ``[K, length]``."""
+        if self.schedule is not None:
+            values = torch.as_tensor(self.schedule(start, length), dtype=torch.float64)
+            if values.shape != (len(self), length) or not bool((values >= 0).all()):
+                raise ValueError(f"schedule({start}, {length}) must give temperatures >= 0 "
+                                 f"shaped ({len(self)}, {length}), but got {values}.")
+            return values.to(self.net.device)
+        t = torch.arange(start, start + length, dtype=torch.float64, device=self.net.device)
+        return torch.maximum(self.min_temperature.unsqueeze(1),
+                             self.temperature.unsqueeze(1) * self.cooling_rate.unsqueeze(1).pow(t))
 
     # ----------------------------------------------------------------------------- state
     def __len__(self) -> int:
@@ -224,8 +238,7 @@ class Population:
 
     def temperatures(self, step: int | None = None) -> Tensor:
         """Every chain's temperature at ``step`` (default: the next step), float64 ``[K]``."""
-        t = self.n_steps if step is None else step
-        return torch.maximum(self.min_temperature, self.temperature * self.cooling_rate.pow(t))
+        return self._temperatures(self.n_steps if step is None else step, 1).squeeze(1)
 
     def acceptance_rates(self) -> Tensor:
         """Accepted fraction of each chain's proposals so far, float64 ``[K]``."""
@@ -292,6 +305,8 @@ class Population:
         Raises:
             ValueError: if no chain would remain.
         """
+        if self.schedule is not None:
+            raise ValueError("a population with a custom schedule cannot keep or drop chains.")
         mask = torch.as_tensor(mask)
         if mask.dtype == torch.bool:
             if mask.shape != (len(self),):
@@ -316,6 +331,13 @@ class Population:
         """Remove chain ``k`` (e.g. a pruned trial); the others continue unchanged."""
         k = range(len(self))[k]
         self.keep([i for i in range(len(self)) if i != k])
+
+    def exchange(self, i: int, j: int) -> None:
+        """Swap the states (weights, caches, energies) of chains ``i`` and ``j``; each keeps its
+        own temperature, flip ratio, random stream and counts (a parallel-tempering swap)."""
+        i, j = range(len(self))[i], range(len(self))[j]
+        if i != j:
+            self.cache.exchange(i, j)
 
     # ----------------------------------------------------------------------------- results
     def evaluate(self, split: Split, batch_size: int = 4096) -> tuple[Tensor, Tensor]:

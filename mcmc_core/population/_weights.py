@@ -9,11 +9,13 @@ import torch
 from torch import Tensor, nn
 
 from mcmc_core.energy import _device_of
-from mcmc_core.energy_incremental import _PASS_THROUGH
 from mcmc_core.layers import BinaryLayer, BinaryLinear, sign
 from mcmc_core.models import ModelConfig, build_model
 
 __all__ = ["StackedMLP"]
+
+# Leaf modules that are the identity on a 2-D activation in eval mode (energies run in eval).
+_PASS_THROUGH = (nn.Flatten, nn.Identity, nn.Dropout)
 
 
 class StackedMLP:
@@ -153,11 +155,21 @@ class StackedMLP:
         """Chain ``k`` as an ordinary binary model: the ``MLP`` that
         :func:`~mcmc_core.models.build_model` builds for :meth:`model_config`, on CPU, in eval
         mode, holding (a copy of) chain ``k``'s weights."""
-        k = range(len(self))[k]  # negative indices, bounds check
         model = build_model(self.model_config(), self.input_shape, self.n_classes)
-        for layer, w in zip(_linear_layers(model), self.weights):
+        return self.write(k, model).eval()
+
+    @torch.no_grad()
+    def write(self, k: int, model: nn.Module) -> nn.Module:
+        """Copy chain ``k``'s weights into ``model``, a binary MLP of this architecture (one
+        :meth:`from_models` accepts); returns it."""
+        k = range(len(self))[k]  # negative indices, bounds check
+        layers = _linear_layers(model)
+        if [tuple(layer.weight.shape) for layer in layers] != [tuple(w.shape[1:])
+                                                               for w in self.weights]:
+            raise ValueError("the model has another architecture than the stacked chains.")
+        for layer, w in zip(layers, self.weights):
             layer.weight.copy_(w[k])
-        return model.eval()
+        return model
 
 
 def _linear_layers(model: nn.Module) -> list[BinaryLinear]:

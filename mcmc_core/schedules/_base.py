@@ -77,13 +77,14 @@ class BaseSchedule(abc.ABC):
         """Unfloored value after ``t`` steps for a group whose initial value is ``base``."""
         raise NotImplementedError
 
+    def value_at(self, t: int) -> list[float]:
+        """Every group's (floored) value after ``t`` units; the schedule itself is unchanged."""
+        return [max(self.min_value, float(self._get_closed_form_value(base, t)))
+                for base in self.base_values]
+
     def _apply(self) -> None:
         """Write value(``last_epoch``) into every group and cache it."""
-        t = max(self.last_epoch, 0)
-        values = [
-            max(self.min_value, float(self._get_closed_form_value(base, t)))
-            for base in self.base_values
-        ]
+        values = self.value_at(max(self.last_epoch, 0))
         for group, value in zip(self.sampler.param_groups, values):
             group[self.key] = value
         self._last_value = values

@@ -16,18 +16,16 @@ from torch import nn
 from mcmc_core._validation import ConfigError
 from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.energy import Energy, FullEnergy, MinibatchEnergy
-from mcmc_core.layers import binary_parameters
-from mcmc_core.optim import SamplerConfig, SignFlipSampler
-from mcmc_core.schedules import (
-    BaseSchedule,
-    FlipRatioScheduleConfig,
-    TemperatureScheduleConfig,
-    build_schedule,
-)
+from mcmc_core.optim import SamplerConfig
+from mcmc_core.population import EnergySet
+from mcmc_core.schedules import FlipRatioScheduleConfig, TemperatureScheduleConfig
 from mcmc_core.tempering import ParallelTempering, geometric_ladder
 from mcmc_core.trainers._base import BaseTrainer, Criterion, resolve_data
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._config import TrainerConfig
+from mcmc_core.trainers._engine import ChainEngine
+from mcmc_core.trainers._population_engine import PopulationEngine, population_unsupported
+from mcmc_core.trainers._sampler_engine import SamplerEngine
 
 __all__ = ["TrainerMCMC", "child_seeds"]
 
@@ -49,8 +47,16 @@ class TrainerMCMC(BaseTrainer):
 
     Each epoch runs ``steps_per_epoch`` sampler steps on every replica, then evaluates train,
     validation and test loss/accuracy and reports that epoch's acceptance rate, temperature,
-    flip ratio and steps/s. Randomness comes only from the chains' own seeded generators, so the
+    flip ratio and steps/s. Randomness comes only from the chains' own seeded streams, so the
     same seed and configuration give identical weights.
+
+    The replicas run on one of two engines (:attr:`engine`). A binary MLP on the full energy
+    with cross-entropy (the default) runs as a :class:`~mcmc_core.population.Population`:
+    candidates are evaluated from the flipped weights alone and all replicas step together; a
+    single chain is a population of one. Anything else (a CNN, the mini-batch energy,
+    ``coupled``, another criterion, ``sampler.incremental=false``) runs one
+    :class:`~mcmc_core.optim.SignFlipSampler` per replica with a forward pass per candidate;
+    :attr:`engine_reason` says why.
 
     Args:
         model: a binarized model (see :func:`mcmc_core.binarize_model`).
@@ -107,28 +113,33 @@ class TrainerMCMC(BaseTrainer):
         n = sampler.n_replicas
         seeds = child_seeds(seed, n + 2)
         self.models = [self.model] + [copy.deepcopy(self.model) for _ in range(n - 1)]
-        self.energy = self._make_energy(seeds[-1])
         temperatures = geometric_ladder(sampler.temperature, n, sampler.ladder_ratio)
-        self.samplers = [
-            SignFlipSampler(
-                binary_parameters(m),
-                temperature=t,
-                flip_ratio=sampler.flip_ratio,
-                acceptance=sampler.acceptance,
-                proposal=sampler.proposal,
-                boltzmann=sampler.boltzmann,
-                coupled=sampler.coupled,
-                cache_energy=self.energy.fixed,
-                incremental=sampler.incremental,
-                seed=s,
-            )
-            for m, t, s in zip(self.models, temperatures, seeds)
-        ]
-        self.tempering = ParallelTempering(self.samplers, seed=seeds[-2]) if n > 1 else None
+        schedules = (self.schedule_cfg, self.flip_schedule_cfg)
+        #: Why the replicas are not a population (None when they are).
+        self.engine_reason = population_unsupported(self.models, self.criterion,
+                                                    self.data.train, sampler)
+        self.engine: ChainEngine
+        if self.engine_reason is None:
+            engine = PopulationEngine(self.models, self.data.train, sampler, temperatures,
+                                      seeds, *schedules, device=self.device)
+            self.energy: Energy | EnergySet = engine.energy_set
+        else:
+            self.energy = self._make_energy(seeds[-1])
+            engine = SamplerEngine(self.models, self.energy, sampler, temperatures, seeds,
+                                   *schedules)
+        self.engine = engine
         n_train = len(self.data.train)
         self.steps_per_epoch = trainer.steps_per_epoch or math.ceil(n_train / sampler.batch_size)
-        self.step = 0
-        self.schedules: list[BaseSchedule] = []
+
+    @property
+    def step(self) -> int:
+        """Steps taken so far (by every replica)."""
+        return self.engine.step
+
+    @property
+    def tempering(self) -> ParallelTempering | None:
+        """The replica exchange rule, or None for a single chain."""
+        return self.engine.tempering
 
     def _make_energy(self, seed: int) -> Energy:
         s = self.sampler_cfg
@@ -139,45 +150,28 @@ class TrainerMCMC(BaseTrainer):
                                seed=seed, device=self.device)
 
     def _setup(self, epochs: int) -> None:
-        for cfg, key in ((self.schedule_cfg, "temperature"), (self.flip_schedule_cfg, "flip_ratio")):
-            horizon = epochs * self.steps_per_epoch if cfg.unit == "steps" else epochs
-            self.schedules += [build_schedule(cfg, s, key=key, horizon=horizon)
-                               for s in self.samplers]
+        self.engine.setup(epochs, self.steps_per_epoch)
 
     def _train_epoch(self) -> dict[str, float]:
-        proposed0, accepted0 = self.samplers[0].counts()
-        per_step = [s for s in self.schedules if s.unit == "steps"]
-        interval = self.sampler_cfg.swap_interval
+        engine = self.engine
+        proposed0, accepted0 = engine.counts()
         start = time.perf_counter()
-        for _ in range(self.steps_per_epoch):
-            for sampler, closure in zip(self.samplers, self.energy.closures(self.models)):
-                sampler.step(closure)
-            self.step += 1
-            if self.tempering is not None and self.step % interval == 0:
-                energies = None
-                if not self.energy.fixed:
-                    energies = [c() for c in self.energy.closures(self.models)]
-                self.tempering.exchange(energies)
-            for schedule in per_step:
-                schedule.step()
+        engine.run(self.steps_per_epoch)
         seconds = time.perf_counter() - start
-        group = self.samplers[0].param_groups[0]
-        proposed, accepted = self.samplers[0].counts()
+        engine.sync()
+        proposed, accepted = engine.counts()
         metrics = {
-            "step": float(self.step),
-            "energy": float(self.samplers[0].energy),
+            "step": float(engine.step),
+            "energy": engine.current_energy(),
             "acceptance_rate": (accepted - accepted0) / max(1, proposed - proposed0),
-            "temperature": group["temperature"],
-            "flip_ratio": min(1.0, group["temperature"]) if self.sampler_cfg.coupled
-            else group["flip_ratio"],
+            "temperature": engine.temperatures()[0],
+            "flip_ratio": engine.flip_ratio(),
             "steps_per_s": self.steps_per_epoch / seconds if seconds > 0 else float("inf"),
         }
-        if self.tempering is not None:
-            for k, rate in enumerate(self.tempering.swap_rates()):
+        if engine.tempering is not None:
+            for k, rate in enumerate(engine.tempering.swap_rates()):
                 metrics[f"swap_rate_{k}_{k + 1}"] = rate
-        for schedule in self.schedules:
-            if schedule.unit == "epochs":
-                schedule.step()
+        engine.end_epoch()
         return metrics
 
     def _state_dict(self) -> dict[str, Any]:
@@ -185,22 +179,12 @@ class TrainerMCMC(BaseTrainer):
             "step": self.step,
             "model": self.model.state_dict(),
             "replicas": [m.state_dict() for m in self.models[1:]],
-            "sampler": [s.state_dict() for s in self.samplers],
-            "schedule": [s.state_dict() for s in self.schedules],
-            "energy": self.energy.state_dict(),
-            "tempering": self.tempering.state_dict() if self.tempering else None,
+            "engine": self.engine.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
         }
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = state["step"]
         for m, s in zip(self.models, [state["model"], *state["replicas"]]):
             m.load_state_dict(s)
-        for sampler, s in zip(self.samplers, state["sampler"]):
-            sampler.load_state_dict(s)
-        for schedule, s in zip(self.schedules, state["schedule"]):
-            schedule.load_state_dict(s)
-        self.energy.load_state_dict(state["energy"])
-        if self.tempering is not None:
-            self.tempering.load_state_dict(state["tempering"])
+        self.engine.load_state_dict(state["engine"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core._validation import ConfigError
+from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.layers import binary_parameters, sign
 from mcmc_core.trainers._base import BaseTrainer, Criterion, resolve_data
 from mcmc_core.trainers._callbacks import Callback

@@ -113,8 +113,8 @@ def test_build_trainer_validates_before_any_work(tmp_path: Path) -> None:
 def test_build_trainer_builds_the_named_trainer() -> None:
     mcmc = build_trainer(_config(sampler={"temperature": 0.01, "acceptance": "barker"}))
     assert isinstance(mcmc, TrainerMCMC)
-    assert mcmc.samplers[0].acceptance == "barker"
-    assert mcmc.samplers[0].param_groups[0]["temperature"] == 0.01
+    assert mcmc.engine.acceptance == "barker"
+    assert mcmc.engine.temperatures()[0] == 0.01
     assert mcmc.train()["epoch"] == 1
     ste = build_trainer(_config(trainer={"name": "ste"}))
     assert isinstance(ste, TrainerSTE)

@@ -241,6 +241,44 @@ def test_dropped_chains_leave_the_others_unchanged(synthetic: DataSplits) -> Non
         pop.keep(torch.tensor([False, False]))
 
 
+@pytest.mark.parametrize("hidden", [[], [8]])
+def test_exchange_swaps_two_chains_states_and_keeps_their_parameters(synthetic: DataSplits,
+                                                                     hidden: list[int]) -> None:
+    pop = _population(synthetic, hidden, k=3, temperature=[1e-3, 1e-2, 1e-1],
+                      flip_ratio=[0.02, 0.05, 0.1])
+    pop.run(30)
+    before, energies, temperatures = _weights(pop), pop.energies, pop.temperatures()
+    accepted = pop.n_accepted.clone()
+    pop.exchange(0, 2)
+    assert all(torch.equal(w, b[[2, 1, 0]]) for w, b in zip(pop.net.weights, before))
+    assert torch.equal(pop.energies, energies[[2, 1, 0]])
+    # Temperatures, flip ratios and counts stay with their slot: only states move.
+    assert torch.equal(pop.temperatures(), temperatures)
+    assert torch.equal(pop.n_accepted, accepted)
+    _assert_caches_fresh(pop)
+    pop.run(30)
+    _assert_caches_fresh(pop)
+
+
+def test_custom_schedule_gives_every_steps_temperatures(synthetic: DataSplits) -> None:
+    calls = []
+
+    def schedule(start: int, length: int) -> torch.Tensor:
+        calls.append((start, length))
+        steps = torch.arange(start, start + length, dtype=torch.float64)
+        return torch.stack([1e-2 / (1 + steps), torch.full_like(steps, 1e-3)])
+
+    pop = _population(synthetic, [8], k=2, schedule=schedule)
+    assert pop.temperatures(5).tolist() == pytest.approx([1e-2 / 6, 1e-3])
+    pop.run(70)
+    assert calls[-1][0] + calls[-1][1] >= 70  # drawn a block at a time
+    with pytest.raises(ValueError, match="custom schedule"):
+        pop.drop(0)
+    bad = _population(synthetic, [8], k=2, schedule=lambda start, n: torch.zeros(3, n))
+    with pytest.raises(ValueError, match="shaped"):
+        bad.run(1)
+
+
 # -- construction ---------------------------------------------------------------------------------
 def test_stacked_mlp_round_trips_build_model(synthetic: DataSplits) -> None:
     from mcmc_core.models import ModelConfig, build_model

@@ -43,6 +43,20 @@ def _replicas(make_model: Callable[..., nn.Module], temperatures: list[float],
     return models, samplers
 
 
+def _exchange(pt: ParallelTempering, samplers: list[SignFlipSampler],
+              energies: list[float] | None = None) -> None:
+    """One round over samplers, as the trainer's sampler engine does it."""
+    def swap(i: int, j: int) -> None:
+        samplers[i].swap_weights(samplers[j])
+        samplers[i].energy, samplers[j].energy = samplers[j].energy, samplers[i].energy
+
+    energies = [s.energy for s in samplers] if energies is None else energies
+    after = pt.exchange(energies, [s.param_groups[0]["temperature"] for s in samplers], swap)
+    if not samplers[0].cache_energy:
+        for sampler, energy in zip(samplers, after):
+            sampler.energy = energy
+
+
 def _weights(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in binary_parameters(model)]
 
@@ -52,8 +66,8 @@ def test_exchange_swaps_weights_and_energies(make_model: Callable[..., nn.Module
     params = [binary_parameters(m) for m in models]
     before = [_weights(m) for m in models]
     samplers[0].energy, samplers[1].energy = 2.0, 1.0  # the cold replica is worse: sure swap
-    pt = ParallelTempering(samplers, seed=0)
-    pt.exchange()
+    pt = ParallelTempering(len(samplers), seed=0)
+    _exchange(pt, samplers)
     assert all(torch.equal(a, b) for a, b in zip(_weights(models[0]), before[1]))
     assert all(torch.equal(a, b) for a, b in zip(_weights(models[1]), before[0]))
     assert (samplers[0].energy, samplers[1].energy) == (1.0, 2.0)
@@ -70,9 +84,9 @@ def test_exchange_of_a_very_unlikely_swap_keeps_the_states(make_model: Callable[
     models, samplers = _replicas(make_model, [0.1, 0.2])
     before = [_weights(m) for m in models]
     samplers[0].energy, samplers[1].energy = 1.0, 100.0  # p = exp(-495)
-    pt = ParallelTempering(samplers, seed=0)
+    pt = ParallelTempering(len(samplers), seed=0)
     for _ in range(10):
-        pt.exchange()
+        _exchange(pt, samplers)
     assert all(torch.equal(a, b) for a, b in zip(_weights(models[0]), before[0]))
     assert (samplers[0].energy, samplers[1].energy) == (1.0, 100.0)
     assert pt.swap_rates() == [0.0]
@@ -88,8 +102,8 @@ def test_swapped_replicas_keep_sampling_their_new_states(make_model: Callable[..
     # Make the replica with the higher energy the colder one (first): a sure swap.
     cold, hot = sorted(samplers, key=lambda s: -s.energy)
     cold.param_groups[0]["temperature"], hot.param_groups[0]["temperature"] = 0.01, 0.02
-    pt = ParallelTempering([cold, hot], seed=0)
-    pt.exchange()
+    pt = ParallelTempering(2, seed=0)
+    _exchange(pt, [cold, hot])
     assert pt.swap_rates() == [1.0]
     # Each cached energy is still the energy of the weights its replica now holds.
     for s, c in zip(samplers, closures):
@@ -108,9 +122,9 @@ def test_swap_rate_matches_the_acceptance_formula(make_model: Callable[..., nn.M
     _, samplers = _replicas(make_model, temperatures)
     for s in samplers:
         s.energy = 0.0
-    pt = ParallelTempering(samplers, seed=1)
+    pt = ParallelTempering(len(samplers), seed=1)
     for _ in range(2400):  # 1200 attempts: two replicas have a pair on even rounds only
-        pt.exchange(list(energies))  # the same energies each round
+        _exchange(pt, samplers, list(energies))  # the same energies each round
     expected = math.exp(F.swap_log_acceptance(*energies, *temperatures))
     assert pt.attempts == [1200]
     assert pt.swap_rates()[0] == pytest.approx(expected, abs=0.05)  # sd <= 0.015
@@ -120,13 +134,13 @@ def test_exchange_alternates_even_and_odd_pairs(make_model: Callable[..., nn.Mod
     _, samplers = _replicas(make_model, geometric_ladder(0.05, 4, 2.0))
     for i, s in enumerate(samplers):
         s.energy = 1.0 - 0.1 * i  # hotter replicas are better: every swap is likely
-    pt = ParallelTempering(samplers, seed=0)
-    pt.exchange()
+    pt = ParallelTempering(len(samplers), seed=0)
+    _exchange(pt, samplers)
     assert pt.attempts == [1, 0, 1]
-    pt.exchange()
+    _exchange(pt, samplers)
     assert pt.attempts == [1, 1, 1]
     for _ in range(6):
-        pt.exchange()
+        _exchange(pt, samplers)
     assert pt.attempts == [4, 4, 4]
     rates = pt.swap_rates()
     assert len(rates) == 3 and all(0.0 <= r <= 1.0 for r in rates)
@@ -137,9 +151,9 @@ def test_swap_rates_are_nan_before_any_attempt(make_model: Callable[..., nn.Modu
     _, samplers = _replicas(make_model, [0.1, 0.2, 0.4])
     for s in samplers:
         s.energy = 1.0
-    pt = ParallelTempering(samplers)
+    pt = ParallelTempering(len(samplers))
     assert all(math.isnan(r) for r in pt.swap_rates())
-    pt.exchange()
+    _exchange(pt, samplers)
     rates = pt.swap_rates()
     assert rates[0] in (0.0, 1.0) and math.isnan(rates[1])
 
@@ -150,12 +164,12 @@ def test_tempering_keeps_the_ladder_distribution_of_energies(
     energy = FullEnergy(nn.CrossEntropyLoss(), synthetic.train)
     models, samplers = _replicas(make_model, geometric_ladder(2e-3, 3, 8.0))
     closures = energy.closures(models)
-    pt = ParallelTempering(samplers, seed=0)
+    pt = ParallelTempering(len(samplers), seed=0)
     for step in range(1, 301):
         for s, c in zip(samplers, closures):
             s.step(c)
         if step % 5 == 0:
-            pt.exchange()
+            _exchange(pt, samplers)
     assert sum(pt.attempts) == 60
     assert all(0.0 <= r <= 1.0 for r in pt.swap_rates())
     assert sum(pt.accepts) > 0
@@ -166,11 +180,11 @@ def test_tempering_keeps_the_ladder_distribution_of_energies(
 
 def test_exchange_needs_energies(make_model: Callable[..., nn.Module]) -> None:
     _, samplers = _replicas(make_model, [0.1, 0.2])
-    pt = ParallelTempering(samplers)
+    pt = ParallelTempering(len(samplers))
     with pytest.raises(RuntimeError, match="energy"):
-        pt.exchange()
+        _exchange(pt, samplers)
     with pytest.raises(ValueError, match="2 replicas"):
-        ParallelTempering(samplers[:1])
+        ParallelTempering(1)
 
 
 def test_uncached_replicas_take_the_exchange_energies_after_a_swap(
@@ -182,8 +196,8 @@ def test_uncached_replicas_take_the_exchange_energies_after_a_swap(
     for s, c in zip(samplers, energy.closures(models)):
         s.step(c)
     before = [_weights(m) for m in models]
-    pt = ParallelTempering(samplers, seed=0)
-    pt.exchange([2.0, 1.0])
+    pt = ParallelTempering(len(samplers), seed=0)
+    _exchange(pt, samplers, [2.0, 1.0])
     assert all(torch.equal(a, b) for a, b in zip(_weights(models[0]), before[1]))
     assert (samplers[0].energy, samplers[1].energy) == (1.0, 2.0)
     calls = []
@@ -197,7 +211,7 @@ def test_state_dict_round_trip_continues_identically(make_model: Callable[..., n
         decisions = []
         for _ in range(rounds):
             energies = torch.rand(4, generator=g).tolist()
-            pt.exchange(energies)
+            _exchange(pt, samplers, energies)
             decisions.append(list(pt.accepts))
         return decisions
 
@@ -205,7 +219,7 @@ def test_state_dict_round_trip_continues_identically(make_model: Callable[..., n
     _, samplers = _replicas(make_model, temperatures)
     for s in samplers:
         s.energy = 0.0
-    pt = ParallelTempering(samplers, seed=3)
+    pt = ParallelTempering(len(samplers), seed=3)
     run(pt, 7, torch.Generator().manual_seed(0))
     state = copy.deepcopy(pt.state_dict())
     energies_g = torch.Generator().manual_seed(1)
@@ -214,7 +228,7 @@ def test_state_dict_round_trip_continues_identically(make_model: Callable[..., n
     _, other_samplers = _replicas(make_model, temperatures)
     for s in other_samplers:
         s.energy = 0.0
-    other = ParallelTempering(other_samplers, seed=42)
+    other = ParallelTempering(len(other_samplers), seed=42)
     other.load_state_dict(state)
     assert run(other, 20, torch.Generator().manual_seed(1)) == expected
     assert other.attempts == pt.attempts and other.n_rounds == pt.n_rounds == 27

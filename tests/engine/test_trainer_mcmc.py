@@ -17,9 +17,13 @@ from torch import nn
 from mcmc_core import Callback, TrainerMCMC, binarize_model, binary_parameters
 from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.data._synthetic import make_synthetic
+from mcmc_core.energy import FullEnergy
+from mcmc_core.functional import flip_count
 from mcmc_core.optim import SamplerConfig
 from mcmc_core.schedules import SCHEDULE_NAMES, FlipRatioScheduleConfig, TemperatureScheduleConfig
 from mcmc_core.trainers import CHECKPOINT_NAME, TrainerConfig, load_checkpoint
+from mcmc_core.trainers._population_engine import PopulationEngine
+from mcmc_core.trainers._sampler_engine import SamplerEngine
 
 SPLITS = ("train", "val", "test")
 EPOCH_KEYS = {f"{s}_{m}" for s in SPLITS for m in ("loss", "accuracy")} | {
@@ -51,7 +55,7 @@ class Recorder(Callback):
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
         self.calls.append(("epoch", (epoch, dict(metrics))))
-        self.counts.append(trainer.samplers[0].counts())
+        self.counts.append(trainer.engine.counts())
 
     def on_checkpoint(self, trainer: Any, path: str) -> None:
         self.calls.append(("checkpoint", path))
@@ -160,7 +164,7 @@ def test_acceptance_rules_and_proposals_learn(make_model: Callable[..., nn.Modul
     trainer = _trainer(make_model(hidden=[8]), synthetic, epochs=3, steps=100, sampler=sampler)
     start = trainer.evaluate()
     final = trainer.train()
-    assert (trainer.samplers[0].acceptance, trainer.samplers[0].proposal) == (acceptance, proposal)
+    assert (trainer.engine.acceptance, trainer.engine.proposal) == (acceptance, proposal)
     assert final["train_accuracy"] > max(0.6, start["train_accuracy"] + 0.2)
     assert final["test_accuracy"] > 0.5
     assert all(0 < m["acceptance_rate"] < 1 for m in trainer.history[:1])
@@ -222,7 +226,62 @@ def test_steps_per_epoch_defaults_to_one_pass_in_minibatches(make_model: Callabl
                        sampler=SamplerConfig(batch_size=64))
     assert trainer.steps_per_epoch == math.ceil(len(synthetic.train) / 64) == 7
     trainer.train()
-    assert trainer.samplers[0].counts()[0] == 7
+    assert trainer.engine.counts()[0] == 7
+
+
+# -- engines -------------------------------------------------------------------------------------
+def test_a_binary_mlp_on_the_full_energy_runs_as_a_population(
+        make_model: Callable[..., nn.Module], synthetic: DataSplits) -> None:
+    trainer = _trainer(make_model(hidden=[8]), synthetic, epochs=1, steps=20)
+    assert trainer.engine_reason is None
+    assert isinstance(trainer.engine, PopulationEngine) and len(trainer.engine.population) == 1
+    trainer.train()
+    # The model holds the chain's weights, and the cached energy is its full-forward loss.
+    full = FullEnergy(nn.CrossEntropyLoss(), synthetic.train).closure(trainer.model)()
+    assert trainer.engine.current_energy() == pytest.approx(full, rel=1e-6)
+
+
+@pytest.mark.parametrize(("model_kwargs", "sampler", "criterion", "reason"), [
+    ({}, SamplerConfig(incremental=False), None, "incremental=false"),
+    ({}, SamplerConfig(energy="minibatch"), None, "energy=minibatch"),
+    ({}, SamplerConfig(coupled=True), None, "coupled=true"),
+    ({}, SamplerConfig(), nn.CrossEntropyLoss(label_smoothing=0.1), "CrossEntropyLoss"),
+    ({"conv": True}, SamplerConfig(), None, "only binary MLPs"),
+])
+def test_other_settings_run_one_sampler_per_replica(make_model: Callable[..., nn.Module],
+                                                     synthetic: DataSplits,
+                                                     model_kwargs: dict[str, Any],
+                                                     sampler: SamplerConfig,
+                                                     criterion: nn.Module | None,
+                                                     reason: str) -> None:
+    model = make_model()
+    if model_kwargs.get("conv"):
+        model = binarize_model(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 3)))
+    trainer = _trainer(model, synthetic, epochs=1, steps=10, sampler=sampler,
+                       criterion=criterion)
+    assert isinstance(trainer.engine, SamplerEngine)
+    assert reason in str(trainer.engine_reason)
+    trainer.train()
+    assert trainer.engine.counts()[0] == 10
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_per_step_flip_schedules_set_every_steps_flip_count(make_model: Callable[..., nn.Module],
+                                                            synthetic: DataSplits,
+                                                            incremental: bool) -> None:
+    flip = FlipRatioScheduleConfig(name="exponential", cooling_rate=0.9)
+    trainer = _trainer(make_model(hidden=[8]), synthetic, epochs=2, steps=15,
+                       flip_schedule=flip,
+                       sampler=SamplerConfig(temperature=1e-3, flip_ratio=0.5,
+                                             incremental=incremental))
+    trainer.train()
+    assert [m["flip_ratio"] for m in trainer.history] == pytest.approx([0.5 * 0.9**15,
+                                                                        0.5 * 0.9**30])
+    if incremental:  # the population flips as many weights as the schedule asks for
+        numels = [w[0].numel() for w in trainer.engine.population.net.weights]
+        ratio = 0.5 * 0.9**29  # that of the last step taken
+        assert trainer.engine.population.flip_counts() == [[flip_count(ratio, n)
+                                                            for n in numels]]
 
 
 # -- parallel tempering --------------------------------------------------------------------------
@@ -233,8 +292,8 @@ def test_parallel_tempering_runs_a_ladder_and_reports_swap_rates(
     trainer = _trainer(make_model(hidden=[8]), synthetic, epochs=2, steps=50, sampler=sampler,
                        schedule=TemperatureScheduleConfig(name="constant"))
     assert len(trainer.models) == 3 and trainer.models[0] is trainer.model
-    assert [s.param_groups[0]["temperature"] for s in trainer.samplers] == pytest.approx(
-        [2e-3, 8e-3, 32e-3])
+    assert trainer.engine_reason is None  # a population of three
+    assert trainer.engine.temperatures() == pytest.approx([2e-3, 8e-3, 32e-3])
     start = trainer.evaluate()
     final = trainer.train()
     for m in trainer.history:
@@ -243,7 +302,7 @@ def test_parallel_tempering_runs_a_ladder_and_reports_swap_rates(
     assert trainer.tempering is not None and sum(trainer.tempering.attempts) == 20
     assert final["train_accuracy"] > start["train_accuracy"] + 0.2
     # Every replica sampled: each has its own counts.
-    assert all(s.counts()[0] == 100 for s in trainer.samplers)
+    assert all(trainer.engine.counts(k)[0] == 100 for k in range(3))
     # The metrics are those of the coldest chain, replica 0.
     assert final["temperature"] == pytest.approx(2e-3)
 
@@ -255,7 +314,7 @@ def test_annealing_keeps_the_tempering_ladder(make_model: Callable[..., nn.Modul
     trainer = _trainer(make_model(), synthetic, epochs=1, steps=20, sampler=sampler,
                        schedule=schedule)
     trainer.train()
-    temperatures = [s.param_groups[0]["temperature"] for s in trainer.samplers]
+    temperatures = trainer.engine.temperatures()
     assert temperatures == pytest.approx([0.01 * 0.9**20 * 2**k for k in range(3)])
 
 
@@ -292,8 +351,8 @@ def test_each_temperature_schedule_anneals_the_chain(make_model: Callable[..., n
                        sampler=SamplerConfig(temperature=t0, flip_ratio=0.05))
     trainer.train()
     reported = [m["temperature"] for m in trainer.history]
-    last = trainer.samplers[0].param_groups[0]["temperature"]
-    units = epochs * steps if unit == "steps" else epochs
+    last = reported[-1]  # per step: the next step's; per epoch: the epoch just run
+    units = epochs * steps if unit == "steps" else epochs - 1
     expected_last = {
         "constant": t0,
         "exponential": t0 * 0.95 ** units,
@@ -339,6 +398,12 @@ RESUME_CASES = {
         schedule=TemperatureScheduleConfig(name="step", unit="epochs", step_size=1, gamma=0.5)),
     "tempering-3": dict(
         sampler=SamplerConfig(temperature=5e-3, flip_ratio=0.05, n_replicas=3, swap_interval=7)),
+    "sampler-engine-tempering-2": dict(
+        sampler=SamplerConfig(temperature=5e-3, flip_ratio=0.05, n_replicas=2, swap_interval=3,
+                              incremental=False)),
+    "per-step-flip-decay": dict(
+        sampler=SamplerConfig(temperature=0.01, flip_ratio=0.2),
+        flip_schedule=FlipRatioScheduleConfig(name="exponential", cooling_rate=0.97)),
     "barker-all-subset-linear-flipdecay": dict(
         sampler=SamplerConfig(temperature=0.02, flip_ratio=0.1, acceptance="barker",
                               proposal="all", energy_samples=200),
@@ -385,11 +450,10 @@ def test_resume_from_a_checkpoint_is_bit_identical(make_model: Callable[..., nn.
     assert not _same_weights(_state(first), _state(uninterrupted))  # the test can tell
     assert _untimed(resumed.history) == _untimed(uninterrupted.history)
     assert resumed.step == uninterrupted.step == epochs * steps
-    for a, b in zip(resumed.samplers, uninterrupted.samplers):
-        assert a.counts() == b.counts()
-        assert a.param_groups[0]["temperature"] == b.param_groups[0]["temperature"]
-        assert a.param_groups[0]["flip_ratio"] == b.param_groups[0]["flip_ratio"]
-        assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    a, b = resumed.engine, uninterrupted.engine
+    assert [a.counts(k) for k in range(len(a.models))] == [b.counts(k)
+                                                          for k in range(len(b.models))]
+    assert (a.temperatures(), a.flip_ratio()) == (b.temperatures(), b.flip_ratio())
     assert resumed.best == uninterrupted.best
     assert resumed.best_state is not None and uninterrupted.best_state is not None
     assert _same_weights([resumed.best_state], [uninterrupted.best_state])
@@ -409,8 +473,8 @@ def test_resume_of_a_finished_run_does_no_more_work(make_model: Callable[..., nn
                      resume=True)
     final = again.train()
     assert _same_weights(_state(again), _state(done))
-    assert again.samplers[0].counts() == done.samplers[0].counts()
-    assert done.samplers[0].counts()[0] == 20
+    assert again.engine.counts() == done.engine.counts()
+    assert done.engine.counts()[0] == 20
     assert final["test_accuracy"] == done.history[-1]["test_accuracy"]
 
 
@@ -423,12 +487,11 @@ def test_checkpoint_holds_the_chain_state_and_the_temperature(
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no temp files left
     ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert ckpt["trainer"] == "mcmc" and ckpt["epoch"] == 2 and ckpt["step"] == 20
-    temperature = ckpt["sampler"][0]["param_groups"][0]["temperature"]
-    assert temperature == pytest.approx(0.01 * 0.9**20)
-    assert temperature == trainer.samplers[0].param_groups[0]["temperature"]
-    assert ckpt["schedule"][0]["last_epoch"] == 20
-    assert isinstance(ckpt["sampler"][0]["generator"], torch.Tensor)
-    assert ckpt["sampler"][0]["energy"] == trainer.samplers[0].energy
+    population = ckpt["engine"]["population"]
+    assert ckpt["engine"]["step"] == population["n_steps"] == 20
+    assert trainer.engine.temperatures()[0] == pytest.approx(0.01 * 0.9**20)
+    assert float(population["energies"][0]) == trainer.engine.current_energy()
+    assert torch.equal(population["weights"][-1][0], trainer.model.layers[-1].weight)
     assert torch.equal(ckpt["model"]["layers.1.weight"], trainer.model.layers[1].weight)
     assert ckpt["best_model"] is not None and ckpt["history"] == trainer.history
 
