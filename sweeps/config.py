@@ -101,6 +101,10 @@ class StudyConfig:
         heartbeat_interval / grace_period: seconds between trial heartbeats, and without one
             before a RUNNING trial of a dead process counts as stale and is retried.
         seed: seed of the Optuna sampler.
+        population: trials a worker runs together as one batched population of chains
+            (:mod:`sweeps.population`); 1 runs each trial alone. Above 1, trials may differ
+            only in ``sampler.temperature``, ``schedule.cooling_rate``, ``sampler.flip_ratio``
+            and ``seed`` (a binary MLP on the full energy, exponential cooling per step).
     """
 
     name: str | None = None
@@ -119,6 +123,7 @@ class StudyConfig:
     heartbeat_interval: int = 10
     grace_period: int = 30
     seed: int = 0
+    population: int = 1
 
     def errors(self, prefix: str = "study") -> list[str]:
         errors: list[str] = []
@@ -130,6 +135,8 @@ class StudyConfig:
         check(errors, self.timeout is None or self.timeout > 0, f"{prefix}.timeout",
               self.timeout, "null or > 0 seconds")
         check(errors, self.workers >= 1, f"{prefix}.workers", self.workers, "an integer >= 1")
+        check(errors, self.population >= 1, f"{prefix}.population", self.population,
+              "an integer >= 1 (trials run together by one worker)")
         check(errors, self.max_failures >= 1, f"{prefix}.max_failures", self.max_failures,
               "an integer >= 1")
         check(errors, self.max_retries >= 0, f"{prefix}.max_retries", self.max_retries,

@@ -25,6 +25,7 @@ from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig
 from mcmc_core.data import DatasetNotFoundError, load_dataset
 from sweeps.config import SweepConfig, register_sweep_configs, typed_config
+from sweeps.population import population_errors
 from sweeps.space import SearchSpace
 from sweeps.train import fail, override_errors
 
@@ -42,7 +43,8 @@ def _compose_with(extra: list[str]) -> DictConfig:
 
 def prepare(cfg: DictConfig) -> tuple[SweepConfig, dict[str, Any], dict[str, Any], dict]:
     """Validate a composed sweep config, including every search entry at its bounds and each
-    group choice. Returns the typed config, the resolved config, the base training config of a
+    group choice, and whether its trials can run as populations (``study.population`` > 1).
+    Returns the typed config, the resolved config, the base training config of a
     trial (plain dict) and the composed group options.
 
     Raises:
@@ -71,6 +73,8 @@ def prepare(cfg: DictConfig) -> tuple[SweepConfig, dict[str, Any], dict[str, Any
                 errors += [f"{label} gives {line}" for line in typed.errors()]
             except (OmegaConfBaseException, ValueError, KeyError) as err:
                 errors.append(f"{label}: {str(err).splitlines()[0]}")
+    if not errors and sweep.study.population > 1:
+        errors += population_errors(sweep.train_config(), sweep.search, sweep.study.population)
     if errors:
         raise ConfigError(errors)
     return sweep, resolved, base, group_options

@@ -10,12 +10,14 @@ from mcmc_core.trainers import Callback
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
+    from torch import nn
 
     from mcmc_core.config import TrackingConfig
     from mcmc_core.trainers import BaseTrainer
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "ClientRun",
     "MLflowCallback",
     "close_killed_run",
     "end_run",
@@ -90,39 +92,33 @@ class MLflowCallback(Callback):
         else:
             run = mlflow.start_run(run_name=self.tracking.run_name,
                                    parent_run_id=self.parent_run_id)
-            flat = {k: str(v) for k, v in flatten(self.config).items()}
-            flat.update({k: str(v) for k, v in self.params.items()})
-            mlflow.log_params(flat)
+            mlflow.log_params(run_params(self.config, self.params))
             mlflow.log_dict(self.config, "config.yaml")
         if self.tags:
             mlflow.set_tags({k: str(v) for k, v in self.tags.items()})
         self.run_id = run.info.run_id
         if id_file is not None:
-            id_file.parent.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(self.run_id)
+            write_run_id(id_file, self.run_id)
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
         import mlflow
 
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if k != "epoch"}, step=epoch)
+        mlflow.log_metrics(epoch_metrics(metrics), step=epoch)
 
     def on_train_end(self, trainer: BaseTrainer, metrics: dict[str, Any]) -> None:
         import mlflow
 
-        mlflow.log_metrics({f"final_{k}" if not k.startswith("best_") else k: float(v)
-                            for k, v in metrics.items()})
+        mlflow.log_metrics(closing_metrics(metrics))
         self.log_model(trainer)
 
     def log_model(self, trainer: BaseTrainer) -> None:
         """Log the trainer's current model (``model/state_dict.pt``, ``model/model.txt``)."""
         import mlflow
-        import torch
 
         if not self.tracking.log_model or self.run_id is None:
             return
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save(trainer.model.state_dict(), Path(tmp) / "state_dict.pt")
-            (Path(tmp) / "model.txt").write_text(repr(trainer.model))
+            save_model_files(trainer.model, Path(tmp))
             mlflow.log_artifacts(tmp, artifact_path="model")
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -140,6 +136,120 @@ class MLflowCallback(Callback):
         if self.run_id is not None and mlflow.active_run() is not None:
             mlflow.end_run(status=status or ("FAILED" if failed else "FINISHED"))
         self.run_id = None
+
+
+class ClientRun:
+    """A run logged through :class:`mlflow.MlflowClient` by its id, never the fluent active run:
+    one process may keep several open at once (a population's trials). It logs what
+    :class:`MLflowCallback` logs, in the same places.
+
+    Args:
+        tracking: the run's tracking settings (URI, experiment, run name, ``log_model``).
+        config: the resolved run configuration (params and ``config.yaml`` of a new run).
+        parent_run_id: open a new run as a child of this run.
+        tags: tags set on the run, also when it is re-opened.
+        params: extra params logged on a new run (a trial's sampled values).
+    """
+
+    def __init__(self, tracking: TrackingConfig, config: dict[str, Any], *,
+                 parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None) -> None:
+        self.tracking, self.config, self.parent_run_id = tracking, config, parent_run_id
+        self.tags, self.params = dict(tags or {}), dict(params or {})
+        self.client = _client(tracking_uri(tracking))
+        self.run_id: str | None = None
+
+    def open(self, id_file: Path | None, resume: bool) -> str:
+        """Re-open the run recorded in ``id_file`` when ``resume`` (the trial continues from a
+        checkpoint), else create one; record its id in ``id_file``. Returns the run id."""
+        from mlflow.entities import Param
+        from mlflow.tracking.context.registry import resolve_tags
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        previous = id_file.read_text().strip() if id_file and id_file.exists() else None
+        if previous and resume:
+            self.client.update_run(previous, status="RUNNING")
+            self.run_id = previous
+        else:
+            name = self.tracking.experiment
+            exp = self.client.get_experiment_by_name(name)
+            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+            system = {MLFLOW_PARENT_RUN_ID: self.parent_run_id} if self.parent_run_id else {}
+            run = self.client.create_run(exp_id, run_name=self.tracking.run_name,
+                                         tags=resolve_tags(system))
+            self.run_id = run.info.run_id
+            params = run_params(self.config, self.params)
+            self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+            self.client.log_dict(self.run_id, self.config, "config.yaml")
+        self.set_tags(self.tags)
+        if id_file is not None:
+            write_run_id(id_file, self.run_id)
+        return self.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        """Log ``metrics`` at ``step`` (one request)."""
+        import time
+
+        from mlflow.entities import Metric
+
+        if self.run_id is None:
+            return
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+                                                    for k, v in metrics.items()])
+
+    def log_model(self, model: nn.Module) -> None:
+        """Log ``model`` as ``model/state_dict.pt`` and ``model/model.txt``."""
+        if not self.tracking.log_model or self.run_id is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model_files(model, Path(tmp))
+            self.client.log_artifacts(self.run_id, tmp, artifact_path="model")
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set tags on the open run (no-op when none is open)."""
+        from mlflow.entities import RunTag
+
+        if self.run_id is not None and tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def close(self, status: str) -> None:
+        """End the run with ``status`` (FINISHED, FAILED, KILLED). Safe to call twice."""
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status=status)
+        self.run_id = None
+
+
+def run_params(config: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    """The params of a new run: the flattened ``config``, then ``params`` (sampled values)."""
+    flat = {k: str(v) for k, v in flatten(config).items()}
+    flat.update({k: str(v) for k, v in params.items()})
+    return flat
+
+
+def epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """An epoch's metrics as logged at ``step=epoch`` (the epoch itself is the step)."""
+    return {k: float(v) for k, v in metrics.items() if k != "epoch"}
+
+
+def closing_metrics(final: dict[str, Any]) -> dict[str, float]:
+    """A run's closing metrics: ``final_<k>`` for the last epoch's, ``best_<k>`` as they are."""
+    return {f"final_{k}" if not k.startswith("best_") else k: float(v) for k, v in final.items()}
+
+
+def save_model_files(model: nn.Module, folder: Path) -> None:
+    """``state_dict.pt`` and ``model.txt`` of ``model`` into ``folder`` (the ``model/``
+    artifacts)."""
+    import torch
+
+    torch.save(model.state_dict(), folder / "state_dict.pt")
+    (folder / "model.txt").write_text(repr(model))
+
+
+def write_run_id(path: Path, run_id: str) -> None:
+    """Record a run id next to a checkpoint, so that a resumed run re-opens the same run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id)
 
 
 def _client(uri: str) -> Any:

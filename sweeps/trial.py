@@ -11,9 +11,9 @@ import math
 import os
 import socket
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -27,7 +27,21 @@ from sweeps.space import SearchSpace
 from sweeps.study import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, requeue, retry_key
 from sweeps.tracking import MLflowCallback
 
-__all__ = ["Interrupted", "OptunaReporter", "TrialContext", "run_trial"]
+__all__ = [
+    "Interrupted",
+    "OptunaReporter",
+    "TrialContext",
+    "best_value",
+    "check_finite",
+    "fail",
+    "interrupt",
+    "link_run",
+    "record_final",
+    "run_tags",
+    "run_trial",
+    "start_attempt",
+    "trial_config",
+]
 
 
 class Interrupted(Exception):
@@ -46,15 +60,20 @@ class OptunaReporter(Callback):
             self.trial.report(float(m[self.metric]), int(m["epoch"]))
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
-        for key in ("energy", "train_loss", self.metric):
-            if key in metrics and not math.isfinite(metrics[key]):
-                raise FloatingPointError(f"{key}={metrics[key]} at epoch {epoch}: "
-                                         "the chain diverged")
+        check_finite(metrics, self.metric, epoch)
         self.trial.report(float(metrics[self.metric]), epoch)
         if self.stop():
             raise Interrupted(f"interrupted after epoch {epoch}")
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+
+def check_finite(metrics: dict[str, float], metric: str, epoch: int) -> None:
+    """Raise :class:`FloatingPointError` if the epoch's energy, training loss or ``metric`` is not
+    finite: the chain diverged."""
+    for key in ("energy", "train_loss", metric):
+        if key in metrics and not math.isfinite(metrics[key]):
+            raise FloatingPointError(f"{key}={metrics[key]} at epoch {epoch}: the chain diverged")
 
 
 class RunLink(Callback):
@@ -66,9 +85,19 @@ class RunLink(Callback):
         self.tracker, self.trial, self.previous_run = tracker, trial, previous_run
 
     def on_train_start(self, trainer: BaseTrainer) -> None:
-        self.trial.set_user_attr("mlflow_run_id", self.tracker.run_id)
-        if self.previous_run and self.previous_run != self.tracker.run_id:
-            self.tracker.set_tags({"optuna.retry_of_run_id": self.previous_run})
+        tags = link_run(self.trial, self.tracker.run_id, self.previous_run)
+        if tags:
+            self.tracker.set_tags(tags)
+
+
+def link_run(trial: optuna.Trial, run_id: str | None,
+             previous_run: str | None) -> dict[str, Any]:
+    """Keep the trial's MLflow run id on the trial; returns the tags that link a retry's new run
+    to the run of the attempt it replaces (none for the same run, continued)."""
+    trial.set_user_attr("mlflow_run_id", run_id)
+    if previous_run and previous_run != run_id:
+        return {"optuna.retry_of_run_id": previous_run}
+    return {}
 
 
 @dataclass
@@ -117,6 +146,58 @@ def best_value(history: list[dict[str, float]], metric: str,
     return max(values) if direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
 
 
+def start_attempt(study: optuna.Study, trial: optuna.Trial,
+                  ctx: TrialContext) -> tuple[int, str | None]:
+    """Record this attempt's host, process and launch on ``trial``; returns its retry key (its
+    checkpoint folder) and the MLflow run of the attempt it retries (None for a first one)."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    for attr, value in ((ATTR_HOST, socket.gethostname()), (ATTR_PID, os.getpid()),
+                        (ATTR_SESSION, ctx.session)):
+        trial.set_user_attr(attr, value)
+    return retry_key(frozen), frozen.user_attrs.get("mlflow_run_id")
+
+
+def run_tags(ctx: TrialContext, trial: optuna.Trial, key: int) -> dict[str, Any]:
+    """The tags of a trial's MLflow run while it runs."""
+    tags: dict[str, Any] = {"optuna.study": ctx.study_name, "optuna.trial_number": trial.number,
+                            "optuna.state": "RUNNING"}
+    if key != trial.number:
+        tags["optuna.retry_of"] = key
+    return tags
+
+
+def record_final(trial: optuna.Trial, final: dict[str, Any]) -> None:
+    """Keep a finished trial's test and best metrics as user attributes."""
+    for k in ("test_accuracy", "test_loss", "best_val_accuracy", "best_test_accuracy"):
+        if k in final:
+            trial.set_user_attr(k, float(final[k]))
+
+
+def interrupt(study: optuna.Study, trial: optuna.Trial) -> tuple[str, dict[str, Any]]:
+    """Fail an interrupted trial and queue its retry; returns its MLflow run's status and tags."""
+    trial.set_user_attr("interrupted", True)
+    study.tell(trial, state=TrialState.FAIL)
+    requeue(study, study._storage.get_trial(trial._trial_id))
+    return "KILLED", {"optuna.state": "INTERRUPTED"}
+
+
+def fail(study: optuna.Study, trial: optuna.Trial,
+         err: BaseException) -> tuple[TrialState, str, dict[str, Any]]:
+    """Fail ``trial`` with ``err`` kept as its ``error`` (call in the ``except`` block: the
+    traceback is kept too). Returns its state and its MLflow run's status and tags.
+
+    If another process failed the trial meanwhile, taking it for dead (stale heartbeat), and
+    queued its retry, this attempt just stops, leaving the stored trial alone."""
+    stored = study._storage.get_trial(trial._trial_id).state
+    if stored.is_finished():
+        return stored, "KILLED", {"optuna.state": "TAKEN_OVER"}
+    message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+    trial.set_user_attr(ATTR_ERROR, message)
+    trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+    study.tell(trial, state=TrialState.FAIL)
+    return TrialState.FAIL, "FAILED", {"optuna.state": "FAIL", "error": message}
+
+
 def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> TrialState:
     """Run ``trial`` to its end and tell the study; returns the trial's final state.
 
@@ -124,24 +205,15 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
     (the error is kept as the ``error`` user attribute and an MLflow tag) or was interrupted (then
     a retry with the same parameters is queued).
     """
-    frozen = study._storage.get_trial(trial._trial_id)
-    key = retry_key(frozen)
-    previous_run = frozen.user_attrs.get("mlflow_run_id")
-    for attr, value in ((ATTR_HOST, socket.gethostname()), (ATTR_PID, os.getpid()),
-                        (ATTR_SESSION, ctx.session)):
-        trial.set_user_attr(attr, value)
+    key, previous_run = start_attempt(study, trial, ctx)
     tracker: MLflowCallback | None = None
     trainer: BaseTrainer | None = None
     try:
         values = ctx.space.suggest(trial)
         train_cfg, resolved = trial_config(ctx, values, key, trial.number)
         if train_cfg.tracking.enabled:
-            tags = {"optuna.study": ctx.study_name, "optuna.trial_number": trial.number,
-                    "optuna.state": "RUNNING"}
-            if key != trial.number:
-                tags["optuna.retry_of"] = key
             tracker = MLflowCallback(train_cfg.tracking, resolved, parent_run_id=ctx.parent_run_id,
-                                     tags=tags, params=values)
+                                     tags=run_tags(ctx, trial, key), params=values)
         # The tracker logs an epoch before the reporter may stop the run after it.
         callbacks: list[Callback] = [tracker, RunLink(tracker, trial, previous_run)] if tracker else []
         callbacks.append(OptunaReporter(trial, ctx.metric, ctx.stop))
@@ -149,9 +221,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
                                 data=ctx.data(train_cfg))
         final = trainer.train()
         value = best_value(trainer.history, ctx.metric, study.direction)
-        for k in ("test_accuracy", "test_loss", "best_val_accuracy", "best_test_accuracy"):
-            if k in final:
-                trial.set_user_attr(k, float(final[k]))
+        record_final(trial, final)
         study.tell(trial, value)
         _close(tracker, "FINISHED", {"optuna.state": "COMPLETE", "optuna.value": value})
         return TrialState.COMPLETE
@@ -162,24 +232,12 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
         _close(tracker, "FINISHED", {"optuna.state": "PRUNED", "optuna.pruned": str(pruned)})
         return TrialState.PRUNED
     except (Interrupted, KeyboardInterrupt):
-        trial.set_user_attr("interrupted", True)
-        study.tell(trial, state=TrialState.FAIL)
-        requeue(study, study._storage.get_trial(trial._trial_id))
-        _close(tracker, "KILLED", {"optuna.state": "INTERRUPTED"})
+        _close(tracker, *interrupt(study, trial))
         return TrialState.FAIL
     except Exception as err:  # a trial that raises fails alone; the sweep goes on
-        stored = study._storage.get_trial(trial._trial_id).state
-        if stored.is_finished():
-            # Another process failed this trial meanwhile, taking it for dead (stale heartbeat),
-            # and queued its retry: this attempt just stops, leaving the stored trial alone.
-            _close(tracker, "KILLED", {"optuna.state": "TAKEN_OVER"})
-            return stored
-        message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-        trial.set_user_attr(ATTR_ERROR, message)
-        trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-        study.tell(trial, state=TrialState.FAIL)
-        _close(tracker, "FAILED", {"optuna.state": "FAIL", "error": message})
-        return TrialState.FAIL
+        state, status, tags = fail(study, trial, err)
+        _close(tracker, status, tags)
+        return state
 
 
 def _close(tracker: MLflowCallback | None, status: str, tags: dict[str, Any]) -> None:

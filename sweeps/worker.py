@@ -1,6 +1,7 @@
 """A sweep worker: pulls trials from the shared study until it holds ``n_trials`` finished ones.
 
-Workers never wait for each other: each asks for its next trial as soon as its last one ends.
+Workers never wait for each other: each asks for its next trial as soon as its last one ends
+(with ``study.population`` > 1, for its next trials, up to that many, run as one population).
 A worker stops when the study is done, when the sweep's stop file appears (SIGINT in the parent,
 or ``max_failures`` reached), or after ``timeout``.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.config import ParamSpec, StudyConfig
+from sweeps.population import run_population
 from sweeps.space import SearchSpace
 from sweeps.study import (
     ATTR_ERROR,
@@ -33,7 +35,7 @@ from sweeps.study import (
 from sweeps.tracking import close_killed_run
 from sweeps.trial import TrialContext, run_trial
 
-__all__ = ["WorkerSpec", "run_worker", "session_failures"]
+__all__ = ["WorkerSpec", "ask_trials", "run_worker", "session_failures"]
 
 POLL_SECONDS = 1.0
 
@@ -74,26 +76,44 @@ def session_failures(trials: list[optuna.trial.FrozenTrial], session: str) -> in
 
 
 @contextmanager
-def heartbeat(storage: optuna.storages.RDBStorage, trial: optuna.Trial,
+def heartbeat(storage: optuna.storages.RDBStorage, trials: Sequence[optuna.Trial],
               interval: float) -> Iterator[None]:
-    """Record the trial's heartbeat every ``interval`` seconds while the block runs."""
+    """Record the heartbeat of every trial in ``trials`` every ``interval`` seconds while the
+    block runs."""
     done = threading.Event()
 
     def beat() -> None:
         while not done.is_set():
-            try:
-                storage.record_heartbeat(trial._trial_id)
-            except Exception:  # a transient storage error must not kill the trial
-                pass
+            for trial in trials:
+                try:
+                    storage.record_heartbeat(trial._trial_id)
+                except Exception:  # a transient storage error must not kill the trial
+                    pass
             done.wait(interval)
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trials[0].number}", daemon=True)
     thread.start()
     try:
         yield
     finally:
         done.set()
         thread.join()
+
+
+def ask_trials(study: optuna.Study, n_trials: int, k: int) -> list[optuna.Trial]:
+    """Ask for up to ``k`` trials (queued retries first), stopping at the first that would take
+    the study past ``n_trials`` finished trials: that one is given back (WAITING)."""
+    storage = study._storage
+    trials: list[optuna.Trial] = []
+    for _ in range(k):
+        trial = study.ask()
+        frozen = storage.get_trial(trial._trial_id)
+        if is_surplus(study.get_trials(deepcopy=False), frozen, n_trials):
+            # Another worker took the last slot at the same moment: give this one back.
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
+            break
+        trials.append(trial)
+    return trials
 
 
 def run_worker(spec: WorkerSpec) -> str:
@@ -136,12 +156,13 @@ def run_worker(spec: WorkerSpec) -> str:
         if counts.finished + counts.running >= n_trials:
             time.sleep(POLL_SECONDS)  # the last trials are running: wait in case one fails
             continue
-        trial = study.ask()
-        frozen = storage.get_trial(trial._trial_id)
-        if is_surplus(study.get_trials(deepcopy=False), frozen, n_trials):
-            # Another worker took the last slot at the same moment: give this one back.
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
+        room = n_trials - counts.finished - counts.running
+        asked = ask_trials(study, n_trials, min(spec.study.population, room))
+        if not asked:
             time.sleep(POLL_SECONDS)
             continue
-        with heartbeat(storage, trial, spec.study.heartbeat_interval):
-            run_trial(study, trial, ctx)
+        with heartbeat(storage, asked, spec.study.heartbeat_interval):
+            if spec.study.population == 1:
+                run_trial(study, asked[0], ctx)
+            else:
+                run_population(study, asked, ctx)
