@@ -150,10 +150,11 @@ class Sweep:
         assert experiment is not None, f"no MLflow experiment {name!r}"
         return Runs(client, client.search_runs([experiment.experiment_id], max_results=1000))
 
-    def checkpoints(self) -> dict[int, Path]:
-        """``{key: last.pt}`` of every trial checkpoint folder (key: first trial of the chain)."""
+    def checkpoints(self, name: str = "last.pt") -> dict[int, Path]:
+        """``{key: <name>}`` of every trial checkpoint folder (key: first trial of the chain;
+        ``chain.pt`` for the trials of populations)."""
         found = {}
-        for path in (self.out / "checkpoints").glob("trial-*/last.pt"):
+        for path in (self.out / "checkpoints").glob(f"trial-*/{name}"):
             found[int(path.parent.name.split("-")[1])] = path
         return found
 

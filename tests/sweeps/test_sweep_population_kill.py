@@ -1,0 +1,116 @@
+"""``kill -9`` of a sweep whose worker runs its trials as one population, once the chains have
+checkpointed an early epoch, then the same command again: the killed trials are retried with the
+same parameters as a population again, each chain from its own checkpoint epoch (its elapsed
+steps folded into its start temperature), and the study ends with exactly ``n_trials`` finished
+trials, each in one MLflow run continued across the kill."""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import SimpleNamespace
+
+import pytest
+from optuna.trial import TrialState
+from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
+
+from mcmc_core.trainers import load_checkpoint
+
+N_TRIALS, EPOCHS, STEPS = 3, 5, 2500
+LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
+        f"trainer.steps_per_epoch={STEPS}"]
+
+
+def checkpoint_epochs(s) -> dict[int, int]:
+    """``{key: epoch}`` of every chain checkpoint written so far."""
+    epochs = {}
+    for key, path in s.checkpoints("chain.pt").items():
+        try:
+            epochs[key] = int(load_checkpoint(path)["epoch"])
+        except (FileNotFoundError, EOFError, RuntimeError):
+            continue  # replaced while reading: the next poll sees the new one
+    return epochs
+
+
+@pytest.fixture(scope="module")
+def killed(new_sweep):
+    s = new_sweep("population-kill-9")
+    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=1", "study.pruner=none",
+                  f"study.population={N_TRIALS}", base=LONG)
+    launch = s.start(args)
+    name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
+                    m.group(1), 90, "the study line", launch)
+    wait_for(lambda: (e := checkpoint_epochs(s)) and len(e) == N_TRIALS and
+             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 3, 120,
+             "checkpoints of an early epoch", launch)
+    killed_ms = int(time.time() * 1000)
+    launch.signal_group(signal.SIGKILL)
+    launch.proc.wait(timeout=30)
+    at_kill = checkpoint_epochs(s)
+    before = s.study(name).get_trials()
+    workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
+    wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
+    rerun = s.run(args).ok()
+    return SimpleNamespace(s=s, killed_ms=killed_ms, at_kill=at_kill, before=before,
+                           rerun=rerun, trials=s.study(name).get_trials(), runs=s.runs(name),
+                           first_output=launch.output())
+
+
+def retry_of(k, trial):
+    retries = [t for t in k.trials if t.system_attrs.get("failed_trial") == trial.number]
+    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in k.trials]
+    return retries[0]
+
+
+def test_kill_left_the_population_running_with_checkpoints(killed) -> None:
+    assert [t.state for t in killed.before] == [TrialState.RUNNING] * N_TRIALS
+    assert len({t.user_attrs["pid"] for t in killed.before}) == 1  # one worker, one population
+    assert all(1 <= killed.at_kill[t.number] < EPOCHS for t in killed.before)
+    assert "Traceback" not in killed.first_output
+
+
+def test_rerun_ends_with_exactly_n_trials(killed) -> None:
+    assert len(finished(killed.trials)) == N_TRIALS, states(killed.trials)
+    assert not [t for t in killed.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for old in killed.before:
+        now = killed.trials[old.number]
+        assert now.state == TrialState.FAIL and "error" not in now.user_attrs
+        retry = retry_of(killed, old)
+        assert retry.state == TrialState.COMPLETE and retry.params == old.params
+        assert retry.user_attrs["pid"] != old.user_attrs["pid"]
+    # The retries ran as one population again.
+    retries = [retry_of(killed, old) for old in killed.before]
+    assert max(t.datetime_start for t in retries) < min(t.datetime_complete for t in retries)
+
+
+def test_each_chain_continued_from_its_own_checkpoint(killed) -> None:
+    runs = killed.runs
+    for old in killed.before:
+        retry, epoch = retry_of(killed, old), killed.at_kill[old.number]
+        state = load_checkpoint(killed.s.checkpoints("chain.pt")[old.number])
+        assert state["epoch"] == EPOCHS and state["step"] == EPOCHS * STEPS
+        assert [h["epoch"] for h in state["history"]] == list(range(1, EPOCHS + 1))
+        # The same schedule across the kill: T0 * rate**steps, floored.
+        t0, rate = old.params["temperature"], old.params["cooling_rate"]
+        assert [h["temperature"] for h in state["history"]] == pytest.approx(
+            [max(1e-6, t0 * rate ** (e * STEPS)) for e in range(1, EPOCHS + 1)], rel=1e-9)
+        assert sorted(retry.intermediate_values) == list(range(1, EPOCHS + 1))
+        for step, value in old.intermediate_values.items():
+            assert step <= epoch and retry.intermediate_values[step] == pytest.approx(value)
+        # One MLflow run, continued: epochs up to the checkpoint logged before the kill, the
+        # others after it, none twice.
+        run_id = retry.user_attrs["mlflow_run_id"]
+        assert run_id == old.user_attrs["mlflow_run_id"]
+        logged = runs.steps(run_id, "val_accuracy")
+        assert [s for s, _ in logged] == list(range(1, EPOCHS + 1)), logged
+        assert all(ts < killed.killed_ms for s, ts in logged if s <= epoch), logged
+        assert all(ts > killed.killed_ms for s, ts in logged if s > epoch), logged
+        assert [v for _, v in sorted((m.step, m.value) for m in runs.client.get_metric_history(
+            run_id, "step"))] == [e * STEPS for e in range(1, EPOCHS + 1)]
+
+
+def test_mlflow_one_finished_child_per_trial_none_running(killed) -> None:
+    runs = killed.runs
+    assert len(runs.parents) == 1 and runs.parents[0].info.status == "FINISHED"
+    assert len(runs.children) == N_TRIALS == len(runs.with_status("FINISHED"))
+    assert not [r for r in runs.all if r.info.status == "RUNNING"]
