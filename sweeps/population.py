@@ -26,23 +26,18 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
-from torch import Tensor, nn
+from torch import nn
 
 from mcmc_core._validation import ConfigError, check, violation
 from mcmc_core.config import TrainConfig
-from mcmc_core.data import DataSplits
-from mcmc_core.population import EnergySet, Population, StackedMLP
-from mcmc_core.trainers import load_checkpoint, resolve_device, save_checkpoint
-from mcmc_core.trainers._mcmc import child_seeds
+from mcmc_core.population import StackedMLP
+from sweeps.chains import SCORES, Chain, Group, build_groups, measure
 from sweeps.config import ParamSpec
-from sweeps.tracking import RUN_ID_FILE, ClientRun, closing_metrics, epoch_metrics
+from sweeps.tracking import RUN_ID_FILE, ClientRun, closing_metrics
 from sweeps.trial import (
     Interrupted,
     TrialContext,
@@ -57,13 +52,12 @@ from sweeps.trial import (
     trial_config,
 )
 
-__all__ = ["CHAIN_KEYS", "chain_seed", "population_errors", "run_population"]
+__all__ = ["CHAIN_KEYS", "population_errors", "run_population"]
 
 #: Config keys in which the trials of one population may differ: a chain's own values.
 CHAIN_KEYS = ("sampler.temperature", "schedule.cooling_rate", "sampler.flip_ratio", "seed")
 #: Keys :func:`~sweeps.trial.trial_config` sets per trial (folders, names).
 _PER_TRIAL = ("trainer.checkpoint_dir", "tracking.run_name")
-CHECKPOINT_NAME = "chain.pt"
 
 
 def population_errors(cfg: TrainConfig, search: dict[str, ParamSpec], size: int) -> list[str]:
@@ -92,13 +86,6 @@ def population_errors(cfg: TrainConfig, search: dict[str, ParamSpec], size: int)
     return errors
 
 
-def chain_seed(seed: int, key: int, step: int = 0) -> int:
-    """The random-stream seed of the chain of trial ``key`` (the first trial of its retry chain)
-    starting at ``step``, derived from the trial's ``seed`` as ``child_seeds`` derives a lone
-    trial's (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([seed, key, step]).generate_state(1, np.uint64)[0]) >> 1
-
-
 def _shared_part(resolved: dict[str, Any]) -> str:
     """``resolved`` without :data:`CHAIN_KEYS` and per-trial keys: equal for trials that may
     share a population."""
@@ -112,67 +99,12 @@ def _shared_part(resolved: dict[str, Any]) -> str:
     return json.dumps(plain, sort_keys=True, default=str)
 
 
-@dataclass
-class _Chain:
-    """One trial of a population and its bookkeeping (what a trainer keeps for a lone trial)."""
-
-    trial: optuna.Trial
-    key: int
-    previous_run: str | None
-    cfg: TrainConfig = field(default_factory=TrainConfig)
-    resolved: dict[str, Any] = field(default_factory=dict)
-    run: ClientRun | None = None
-    epoch: int = 0
-    step: int = 0  # over all attempts
-    accepted: int = 0
-    elapsed: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
-    best: dict[str, float] = field(default_factory=dict)
-    best_weights: list[Tensor] | None = None
-    weights: list[Tensor] | None = None  # from the checkpoint, until the population starts
-    counted: int = 0  # the population's acceptance count of this chain at the last epoch end
-    state: TrialState | None = None  # set when the chain has left
-
-    @property
-    def folder(self) -> Path:
-        return Path(str(self.cfg.trainer.checkpoint_dir))
-
-    def load(self) -> None:
-        """Continue from this trial's checkpoint, if it has one."""
-        path = self.folder / CHECKPOINT_NAME
-        if not path.exists():
-            return
-        state = load_checkpoint(path)
-        self.epoch, self.step, self.accepted = state["epoch"], state["step"], state["accepted"]
-        self.elapsed, self.history = state["elapsed"], state["history"]
-        self.best, self.best_weights = state["best_metric"], state["best_weights"]
-        self.weights = state["weights"]
-
-    def save(self, weights: list[Tensor]) -> None:
-        save_checkpoint({"epoch": self.epoch, "step": self.step, "accepted": self.accepted,
-                         "elapsed": self.elapsed, "history": self.history,
-                         "best_metric": self.best, "best_weights": self.best_weights,
-                         "weights": weights, "config": self.resolved},
-                        self.folder / CHECKPOINT_NAME)
-
-    def final_metrics(self) -> dict[str, Any]:
-        """The last epoch's metrics plus ``best_*`` (as ``BaseTrainer.final_metrics``)."""
-        return {**self.history[-1], **{f"best_{k}": v for k, v in self.best.items()}}
-
-    def leave(self, state: TrialState, status: str, tags: dict[str, Any]) -> None:
-        """The trial has been told ``state``: close its run with ``status`` and ``tags``."""
-        self.state = state
-        if self.run is not None:
-            self.run.set_tags(tags)
-            self.run.close(status)
-
-
 def run_population(study: optuna.Study, trials: list[optuna.Trial],
                    ctx: TrialContext) -> list[TrialState]:
     """Run ``trials`` as one population to their ends and tell the study; returns their final
     states, in order. Each ends as :func:`~sweeps.trial.run_trial` ends a trial; an exception
     fails every trial still running (interrupted ones are queued for a retry)."""
-    chains = [_Chain(t, *start_attempt(study, t, ctx)) for t in trials]
+    chains = [Chain(t, *start_attempt(study, t, ctx)) for t in trials]
     try:
         _prepare(chains, ctx)
         _run(study, chains, ctx)
@@ -187,7 +119,7 @@ def run_population(study: optuna.Study, trials: list[optuna.Trial],
     return [c.state or TrialState.FAIL for c in chains]
 
 
-def _prepare(chains: list[_Chain], ctx: TrialContext) -> None:
+def _prepare(chains: list[Chain], ctx: TrialContext) -> None:
     """Sample and check the trials' configs, load their checkpoints, open their runs and
     re-report the epochs of earlier attempts."""
     for c in chains:
@@ -210,37 +142,7 @@ def _prepare(chains: list[_Chain], ctx: TrialContext) -> None:
             c.trial.report(float(m[ctx.metric]), int(m["epoch"]))
 
 
-def _build(chains: list[_Chain], data: DataSplits) -> Population:
-    """The population of ``chains``: start weights and streams from their seeds, or from their
-    checkpoints (elapsed steps folded into the start temperature)."""
-    cfg = chains[0].cfg
-    device = resolve_device(cfg.device)
-    # The start weights do not depend on output_scale. Built at scale 1, whose logits stay
-    # finite for build()'s check of the stacked layers, then stacked at the chains' own scale
-    # (a huge one makes the chains diverge, as a lone trial's does: they fail with that error).
-    net = StackedMLP.build(data.train.inputs.shape[1:], cfg.model.hidden, data.n_classes,
-                           [c.cfg.seed for c in chains], device=device)
-    net = StackedMLP(net.weights, net.input_shape, cfg.model.output_scale)
-    for k, c in enumerate(chains):
-        for layer, w in zip(net.weights, c.weights or []):
-            layer[k] = w.to(device)
-        c.weights = None
-    # The energy subset a lone trial's chain gets (FullEnergy's seed in TrainerMCMC).
-    energy_set = EnergySet(data.train, samples=cfg.sampler.energy_samples,
-                           seed=child_seeds(cfg.seed, 3)[-1], device=device)
-    floors = [c.cfg.schedule.min_temperature for c in chains]
-    rates = [c.cfg.schedule.cooling_rate for c in chains]
-    start = [max(floor, c.cfg.sampler.temperature * rate**c.step)
-             for c, rate, floor in zip(chains, rates, floors)]
-    s = cfg.sampler
-    return Population(net, energy_set, temperature=start, cooling_rate=rates,
-                      min_temperature=floors, flip_ratio=[c.cfg.sampler.flip_ratio for c in chains],
-                      seeds=[chain_seed(c.cfg.seed, c.key, c.step) for c in chains],
-                      acceptance=s.acceptance, proposal=s.proposal, boltzmann=s.boltzmann,
-                      ids=[c.trial.number for c in chains])
-
-
-def _run(study: optuna.Study, chains: list[_Chain], ctx: TrialContext) -> None:
+def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
     """The epoch loop: step, evaluate, then log, checkpoint, report, prune or finish each chain."""
     cfg = chains[0].cfg
     data = ctx.data(cfg)
@@ -252,40 +154,29 @@ def _run(study: optuna.Study, chains: list[_Chain], ctx: TrialContext) -> None:
                                c.cfg.model.output_scale)
             _complete(study, c, ctx, alone.export(0))
     live = [c for c in chains if c.state is None]
-    if not live:
-        return
-    pop = _build(live, data)
-    while live:
+    groups = build_groups(live, data) if live else []
+    while groups:
         start = time.perf_counter()
-        pop.run(steps)
+        for g in groups:
+            g.pop.run(steps)
         seconds = time.perf_counter() - start
-        scores = {split: [t.tolist() for t in pop.evaluate(getattr(data, split),
-                                                           cfg.trainer.eval_batch_size)]
-                  for split in ("train", "val", "test")}
+        measured = [measure(g.pop, data, cfg.trainer.eval_batch_size) for g in groups]
         epoch_time = time.perf_counter() - start
-        energies, accepted = pop.energies.tolist(), pop.n_accepted.tolist()
-        temperatures = pop.temperatures().tolist()
-        for k, c in enumerate(live):
-            c.epoch, c.step, c.elapsed = c.epoch + 1, c.step + steps, c.elapsed + epoch_time
-            c.accepted += accepted[k] - c.counted
-            metrics = {"step": float(c.step), "energy": energies[k],
-                       "acceptance_rate": (accepted[k] - c.counted) / steps,
-                       "temperature": temperatures[k], "flip_ratio": c.cfg.sampler.flip_ratio,
-                       "steps_per_s": steps / seconds if seconds > 0 else float("inf")}
-            c.counted = accepted[k]
-            for split, (loss, acc) in scores.items():
-                metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss[k], acc[k]
-            metrics.update(epoch=c.epoch, epoch_time=epoch_time, wall_time=c.elapsed)
-            weights = [w[k].cpu().clone() for w in pop.net.weights]
-            if not c.best or (metrics["val_accuracy"], -metrics["val_loss"]) > (
-                    c.best["val_accuracy"], -c.best["val_loss"]):
-                c.best = {m: metrics[m] for m in ("epoch", "val_loss", "val_accuracy",
-                                                  "test_loss", "test_accuracy")}
-                c.best_weights = weights
-            c.history.append(metrics)
-            c.save(weights)
-            if c.run is not None:
-                c.run.log_metrics(epoch_metrics(metrics), step=c.epoch)
+        where: dict[int, tuple[Group, int]] = {}
+        for g, columns in zip(groups, measured):
+            for k, c in enumerate(g.chains):
+                where[c.trial.number] = (g, k)
+                metrics = {"step": float(c.step + steps), "energy": columns["energy"][k],
+                           "acceptance_rate": (columns["accepted"][k] - c.counted) / steps,
+                           "temperature": columns["temperature"][k],
+                           "flip_ratio": c.cfg.sampler.flip_ratio,
+                           "steps_per_s": steps / seconds if seconds > 0 else float("inf"),
+                           **{m: columns[m][k] for m in SCORES},
+                           "epoch": c.epoch + 1, "epoch_time": epoch_time,
+                           "wall_time": c.elapsed + epoch_time}
+                c.end_epoch(metrics, int(columns["accepted"][k]),
+                            [w[k].cpu().clone() for w in g.pop.net.weights])
+        live = sorted((c for g in groups for c in g.chains), key=lambda c: c.trial.number)
         for c in live:  # as OptunaReporter, trial by trial
             try:
                 check_finite(c.history[-1], ctx.metric, c.epoch)
@@ -295,24 +186,26 @@ def _run(study: optuna.Study, chains: list[_Chain], ctx: TrialContext) -> None:
             c.trial.report(float(c.history[-1][ctx.metric]), c.epoch)
         if ctx.stop():
             raise Interrupted(f"interrupted after epoch {live[0].epoch}")
-        for k, c in enumerate(live):
-            if c.state is not None:
-                continue
-            if c.trial.should_prune():
+        running = [c for c in live if c.state is None]
+        # Every pruning decision is taken before any chain is told: a chain that completes
+        # now must not count against the last epoch of the others in its batch.
+        pruned = {c.trial.number for c in running if c.trial.should_prune()}
+        for c in running:
+            g, k = where[c.trial.number]
+            if c.trial.number in pruned:
                 study.tell(c.trial, state=TrialState.PRUNED)
                 if c.run is not None:
-                    c.run.log_model(pop.export(k))
+                    c.run.log_model(g.pop.export(k))
                 c.leave(TrialState.PRUNED, "FINISHED", {
                     "optuna.state": "PRUNED", "optuna.pruned": f"pruned at epoch {c.epoch}"})
             elif c.epoch >= epochs:
-                _complete(study, c, ctx, pop.export(k))
-        kept = [k for k, c in enumerate(live) if c.state is None]
-        if kept and len(kept) < len(live):
-            pop.keep(kept)  # the others leave the batch
-        live = [live[k] for k in kept]
+                _complete(study, c, ctx, g.pop.export(k))
+        for g in groups:
+            g.drop_finished()
+        groups = [g for g in groups if g.chains]
 
 
-def _complete(study: optuna.Study, c: _Chain, ctx: TrialContext, model: nn.Module) -> None:
+def _complete(study: optuna.Study, c: Chain, ctx: TrialContext, model: nn.Module) -> None:
     """Log the closing metrics and the model, and tell the trial COMPLETE."""
     final = c.final_metrics()
     if c.run is not None:

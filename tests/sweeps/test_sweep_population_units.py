@@ -14,8 +14,9 @@ from optuna.trial import TrialState
 
 from mcmc_core.config import TrainConfig
 from mcmc_core.trainers import load_checkpoint
+from sweeps.chains import chain_seed, flip_groups
 from sweeps.config import ParamSpec, StudyConfig
-from sweeps.population import CHAIN_KEYS, chain_seed, population_errors, run_population
+from sweeps.population import CHAIN_KEYS, population_errors, run_population
 from sweeps.space import SearchSpace
 from sweeps.study import open_storage, open_study
 from sweeps.trial import TrialContext
@@ -209,3 +210,13 @@ def test_checkpoint_holds_the_chain_weights(tmp_path) -> None:
         assert state["best_metric"]["epoch"] in range(1, EPOCHS + 1)
         assert 0 < state["accepted"] <= EPOCHS * STEPS
     assert not torch.equal(states[0]["weights"][0], states[1]["weights"][0])
+
+
+def test_flip_groups_split_chains_by_flip_count_at_least_cost() -> None:
+    # Equal counts: one group (a second group would only add a step's overhead).
+    assert flip_groups([3, 3, 3, 3]) == [[0, 1, 2, 3]]
+    # One chain with many flips would make every step as slow: it goes alone.
+    assert flip_groups([1, 38, 1, 2, 1], overhead=25) == [[0, 2, 4, 3], [1]]
+    # Runs of sorted counts; with no overhead every distinct count is its own group.
+    assert flip_groups([5, 1, 5, 2], overhead=0) == [[1], [3], [0, 2]]
+    assert sorted(i for g in flip_groups(list(range(1, 17))) for i in g) == list(range(16))
