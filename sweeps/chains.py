@@ -114,10 +114,11 @@ class Chain:
             self.run.close(status)
 
 
-#: The cost of one more batched step, in chain-flips: a step of a group of populations costs
-#: about ``GROUP_OVERHEAD + chains * flips`` (every chain padded to its group's largest flip
-#: count); measured on digits 192-10 (2-core x86 CPU): ~270 us per step, ~11 us per chain-flip.
-GROUP_OVERHEAD = 25.0
+#: The cost of one more batched step, in chain-flips: a step of a group costs about
+#: ``GROUP_OVERHEAD + len(group) * max(flips)`` chain-flips (every chain padded to its group's
+#: largest flip count) plus a per-chain constant. Fitted on digits 192-10 populations (2-core
+#: x86 CPU, one thread): ~210 us per step and group, ~6 us per chain-flip.
+GROUP_OVERHEAD = 35.0
 
 
 def flip_groups(flips: list[int], overhead: float = GROUP_OVERHEAD) -> list[list[int]]:

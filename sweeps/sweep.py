@@ -89,7 +89,10 @@ def dry_run(sweep: SweepConfig, resolved: dict[str, Any]) -> None:
     print(f"storage:  {p.storage_url}")
     print(f"output:   {p.output_dir} (checkpoints/, report/)")
     print(f"tracking: {p.tracking_uri or 'off'} (experiment {p.name})")
-    print(f"workers:  {sweep.study.workers} on {', '.join(p.devices)}, {p.threads} threads each")
+    together = (f", up to {sweep.study.population} trials each as one population"
+                if sweep.study.population > 1 else "")
+    print(f"workers:  {sweep.study.workers} on {', '.join(p.devices)}, {p.threads} threads each"
+          f"{together}")
     print("settings: " + json.dumps({k: v for k, v in resolved["study"].items()
                                      if k not in ("name", "output_dir", "storage")}))
     print("search space:")

@@ -1,8 +1,8 @@
-"""``kill -9`` of a sweep whose worker runs its trials as one population, once the chains have
-checkpointed an early epoch, then the same command again: the killed trials are retried with the
-same parameters as a population again, each chain from its own checkpoint epoch (its elapsed
-steps folded into its start temperature), and the study ends with exactly ``n_trials`` finished
-trials, each in one MLflow run continued across the kill."""
+"""``kill -9`` of a 2-worker sweep whose workers run their trials as populations of two, once the
+chains have checkpointed an early epoch, then the same command again: the killed trials are
+retried with the same parameters, in populations again, each chain from its own checkpoint epoch
+(its elapsed steps folded into its start temperature), and the study ends with exactly
+``n_trials`` finished trials, each in one MLflow run continued across the kill."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
 
 from mcmc_core.trainers import load_checkpoint
 
-N_TRIALS, EPOCHS, STEPS = 3, 5, 2500
+N_TRIALS, POPULATION, EPOCHS, STEPS = 4, 2, 5, 2500
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
         f"trainer.steps_per_epoch={STEPS}"]
 
@@ -35,13 +35,16 @@ def checkpoint_epochs(s) -> dict[int, int]:
 @pytest.fixture(scope="module")
 def killed(new_sweep):
     s = new_sweep("population-kill-9")
-    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=1", "study.pruner=none",
-                  f"study.population={N_TRIALS}", base=LONG)
+    # Two workers asking for two trials each: two populations of two (one thread each).
+    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none",
+                  f"study.population={POPULATION}", base=LONG)
     launch = s.start(args)
     name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
                     m.group(1), 90, "the study line", launch)
+    # Every chain has checkpointed an epoch, none is near its end (the two populations may be
+    # an epoch apart).
     wait_for(lambda: (e := checkpoint_epochs(s)) and len(e) == N_TRIALS and
-             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 3, 120,
+             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
              "checkpoints of an early epoch", launch)
     killed_ms = int(time.time() * 1000)
     launch.signal_group(signal.SIGKILL)
@@ -62,9 +65,15 @@ def retry_of(k, trial):
     return retries[0]
 
 
-def test_kill_left_the_population_running_with_checkpoints(killed) -> None:
+def by_worker(trials) -> list[list]:
+    """The trials of each worker process (each ran them as one population)."""
+    pids = sorted({t.user_attrs["pid"] for t in trials})
+    return [[t for t in trials if t.user_attrs["pid"] == pid] for pid in pids]
+
+
+def test_kill_left_the_populations_running_with_checkpoints(killed) -> None:
     assert [t.state for t in killed.before] == [TrialState.RUNNING] * N_TRIALS
-    assert len({t.user_attrs["pid"] for t in killed.before}) == 1  # one worker, one population
+    assert [len(group) for group in by_worker(killed.before)] == [POPULATION] * 2
     assert all(1 <= killed.at_kill[t.number] < EPOCHS for t in killed.before)
     assert "Traceback" not in killed.first_output
 
@@ -78,9 +87,10 @@ def test_rerun_ends_with_exactly_n_trials(killed) -> None:
         retry = retry_of(killed, old)
         assert retry.state == TrialState.COMPLETE and retry.params == old.params
         assert retry.user_attrs["pid"] != old.user_attrs["pid"]
-    # The retries ran as one population again.
+    # The retries ran as populations again: each worker's together.
     retries = [retry_of(killed, old) for old in killed.before]
-    assert max(t.datetime_start for t in retries) < min(t.datetime_complete for t in retries)
+    for group in by_worker(retries):
+        assert max(t.datetime_start for t in group) < min(t.datetime_complete for t in group)
 
 
 def test_each_chain_continued_from_its_own_checkpoint(killed) -> None:
