@@ -98,7 +98,7 @@ def uri(tmp_path_factory) -> str:
 
 
 def context(tmp_path, study_name: str, uri: str | None = None, *, stop=lambda: False,
-            **overrides) -> TrialContext:
+            search: dict[str, ParamSpec] = SEARCH, **overrides) -> TrialContext:
     base = OmegaConf.to_container(OmegaConf.structured(TrainConfig))
     base["dataset"]["name"], base["device"] = "synthetic", "cpu"
     base["trainer"].update(epochs=EPOCHS, steps_per_epoch=STEPS)
@@ -106,7 +106,7 @@ def context(tmp_path, study_name: str, uri: str | None = None, *, stop=lambda: F
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
         base[section][key] = value
-    return TrialContext(study_name=study_name, base_config=base, space=SearchSpace(SEARCH),
+    return TrialContext(study_name=study_name, base_config=base, space=SearchSpace(search),
                         metric="val_accuracy", output_dir=tmp_path, session="s1",
                         parent_run_id=None, device="cpu", stop=stop)
 
@@ -220,3 +220,30 @@ def test_flip_groups_split_chains_by_flip_count_at_least_cost() -> None:
     # Runs of sorted counts; with no overhead every distinct count is its own group.
     assert flip_groups([5, 1, 5, 2], overhead=0) == [[1], [3], [0, 2]]
     assert sorted(i for g in flip_groups(list(range(1, 17))) for i in g) == list(range(16))
+
+
+def test_a_trial_gives_the_same_result_alone_and_in_any_population(tmp_path) -> None:
+    """A chain's steps depend on its own seed, values and weights only: not on the chains it
+    is batched with, nor on how they are grouped by flip count."""
+    search = {**SEARCH, "flip_ratio": ParamSpec(key="sampler.flip_ratio", type="float",
+                                                low=1e-3, high=1.0, log=True)}
+    first = {"temperature": 1e-3, "cooling_rate": 0.995, "flip_ratio": 0.02}
+    # 1 flip of the 48 weights (synthetic 16 -> 3), 43 flips, 1 flip: two flip-count groups.
+    others = [{"temperature": 3e-3, "cooling_rate": 0.99, "flip_ratio": 0.9},
+              {"temperature": 1e-4, "cooling_rate": 0.999, "flip_ratio": 0.02}]
+    assert flip_groups([1, 43, 1]) == [[0, 2], [1]]
+    histories = []
+    for name, params in (("alone", [first]), ("batched", [first, *others])):
+        (tmp_path / name).mkdir()
+        study = new_study(tmp_path / name, name)
+        for p in params:
+            study.enqueue_trial(p)
+        trials = [study.ask() for _ in params]
+        ctx = context(tmp_path / name, name, search=search)
+        assert run_population(study, trials, ctx) == [TrialState.COMPLETE] * len(params)
+        histories.append(load_checkpoint(tmp_path / name / "checkpoints" / "trial-0000" /
+                                         "chain.pt"))
+    alone, batched = histories
+    for key in ("energy", "val_accuracy", "train_loss", "acceptance_rate", "temperature"):
+        assert [h[key] for h in alone["history"]] == [h[key] for h in batched["history"]], key
+    assert all(torch.equal(a, b) for a, b in zip(alone["weights"], batched["weights"]))
