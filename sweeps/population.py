@@ -1,16 +1,19 @@
 """Population trials (``study.population`` > 1): a worker's trials run as one batched
-:class:`~mcmc_core.population.Population` of chains, each reported, pruned, checkpointed and
-logged on its own, so that it looks the same in Optuna and MLflow as a trial run alone.
+population of chains (:class:`~mcmc_core.population.Population`), each reported, pruned,
+checkpointed and logged on its own, so that it looks the same in Optuna and MLflow as a trial
+run alone (:func:`~sweeps.trial.run_trial`).
 
 The trials of a population share their training config except a chain's own values
 (:data:`CHAIN_KEYS`). Each epoch (``trainer.steps_per_epoch`` steps of every chain) all chains
-are evaluated at once; then each trial, in turn, gets its epoch's metrics in its own MLflow child
-run (:class:`~sweeps.tracking.ClientRun`: several are open in one process), a checkpoint, and an
-Optuna report; a diverged, pruned or finished chain leaves the batch, the others go on.
+are evaluated at once; then each trial gets its epoch's metrics in its own MLflow child run
+(:class:`~sweeps.tracking.ClientRun`: several are open in one process), a checkpoint, and an
+Optuna report; a diverged, pruned or finished chain leaves the batch, the others go on. Chains
+are stepped in groups of similar flip counts (:func:`~sweeps.chains.flip_groups`); a chain's
+steps do not depend on the chains it is batched with.
 
 Seeds: a chain starts from the weights a lone trial starts from (``build_model`` seeded with the
-trial's ``seed``) and draws from a random stream keyed by :func:`chain_seed` of that seed and its
-retry key: distinct for every trial, the same for its retries.
+trial's ``seed``) and draws from a random stream keyed by :func:`~sweeps.chains.chain_seed` of
+that seed and its retry key: distinct for every trial, the same for its retries.
 
 Resume: every epoch each chain writes ``chain.pt`` in its trial's checkpoint folder (atomically:
 weights, step and acceptance counts, history, best epoch). The chains of a population share one
@@ -19,7 +22,6 @@ folded into its start temperature (``T0 * cooling_rate**steps``, floored: the sa
 there on) and its stream is keyed by ``(seed, key, steps)``. It continues validly (same target,
 schedule and proposals) but not bit-identically to an uninterrupted run.
 """
-
 from __future__ import annotations
 
 import copy
