@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from torch import nn
 
@@ -182,10 +183,11 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
         for c in live:  # as OptunaReporter, trial by trial
             try:
                 check_finite(c.history[-1], ctx.metric, c.epoch)
-            except FloatingPointError as err:
+                c.trial.report(float(c.history[-1][ctx.metric]), c.epoch)
+            except (FloatingPointError, UpdateFinishedTrialError) as err:
+                # Diverged: it fails alone. Already finished: another process took it for dead
+                # (stale heartbeat) and queued its retry; it just leaves (see fail()).
                 c.leave(*fail(study, c.trial, err))
-                continue
-            c.trial.report(float(c.history[-1][ctx.metric]), c.epoch)
         if ctx.stop():
             raise Interrupted(f"interrupted after epoch {live[0].epoch}")
         running = [c for c in live if c.state is None]
@@ -194,14 +196,17 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
         pruned = {c.trial.number for c in running if c.trial.should_prune()}
         for c in running:
             g, k = where[c.trial.number]
-            if c.trial.number in pruned:
-                study.tell(c.trial, state=TrialState.PRUNED)
-                if c.run is not None:
-                    c.run.log_model(g.pop.export(k))
-                c.leave(TrialState.PRUNED, "FINISHED", {
-                    "optuna.state": "PRUNED", "optuna.pruned": f"pruned at epoch {c.epoch}"})
-            elif c.epoch >= epochs:
-                _complete(study, c, ctx, g.pop.export(k))
+            try:
+                if c.trial.number in pruned:
+                    study.tell(c.trial, state=TrialState.PRUNED)
+                    if c.run is not None:
+                        c.run.log_model(g.pop.export(k))
+                    c.leave(TrialState.PRUNED, "FINISHED", {
+                        "optuna.state": "PRUNED", "optuna.pruned": f"pruned at epoch {c.epoch}"})
+                elif c.epoch >= epochs:
+                    _complete(study, c, ctx, g.pop.export(k))
+            except UpdateFinishedTrialError as err:  # taken over meanwhile: it leaves
+                c.leave(*fail(study, c.trial, err))
         for g in groups:
             g.drop_finished()
         groups = [g for g in groups if g.chains]

@@ -247,3 +247,24 @@ def test_a_trial_gives_the_same_result_alone_and_in_any_population(tmp_path) -> 
     for key in ("energy", "val_accuracy", "train_loss", "acceptance_rate", "temperature"):
         assert [h[key] for h in alone["history"]] == [h[key] for h in batched["history"]], key
     assert all(torch.equal(a, b) for a, b in zip(alone["weights"], batched["weights"]))
+
+
+def test_a_trial_taken_over_by_another_process_leaves_quietly(tmp_path) -> None:
+    """One trial of a population is failed meanwhile by another process (stale heartbeat): it
+    leaves the batch without raising and without touching the stored trial; the others go on."""
+    study = new_study(tmp_path, "taken")
+    trials = [study.ask() for _ in range(2)]
+    elsewhere = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", StudyConfig())
+    polls: list[int] = []
+
+    def stop() -> bool:  # asked after each epoch's reports: the takeover follows epoch 1
+        if not polls:
+            elsewhere.set_trial_state_values(trials[0]._trial_id, state=TrialState.FAIL)
+        polls.append(1)
+        return False
+
+    ctx = context(tmp_path, "taken", stop=stop)
+    assert run_population(study, trials, ctx) == [TrialState.FAIL, TrialState.COMPLETE]
+    taken, other = study.get_trials()
+    assert "error" not in taken.user_attrs and sorted(taken.intermediate_values) == [1]
+    assert sorted(other.intermediate_values) == list(range(1, EPOCHS + 1))
