@@ -6,6 +6,8 @@ error; an exception fails every trial of the population."""
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 import torch
@@ -268,3 +270,25 @@ def test_a_trial_taken_over_by_another_process_leaves_quietly(tmp_path) -> None:
     taken, other = study.get_trials()
     assert "error" not in taken.user_attrs and sorted(taken.intermediate_values) == [1]
     assert sorted(other.intermediate_values) == list(range(1, EPOCHS + 1))
+
+
+def test_heartbeats_cover_every_trial_of_a_population(tmp_path) -> None:
+    import sqlalchemy
+
+    from sweeps.worker import heartbeat
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = open_study(open_storage(url, StudyConfig()), "beat", StudyConfig(), create=True)
+    trials = [study.ask() for _ in range(3)]
+    engine = sqlalchemy.create_engine(url)
+
+    def beating() -> set[int]:
+        with engine.connect() as db:
+            rows = db.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))
+            return {row[0] for row in rows}
+
+    with heartbeat(study._storage, trials, interval=1):
+        deadline = time.monotonic() + 10
+        while len(beating()) < len(trials) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert beating() == {t._trial_id for t in trials}
