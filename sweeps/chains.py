@@ -19,8 +19,7 @@ from mcmc_core.config import TrainConfig
 from mcmc_core.data import DataSplits
 from mcmc_core.functional import flip_count
 from mcmc_core.population import EnergySet, Population, StackedMLP
-from mcmc_core.trainers import load_checkpoint, resolve_device, save_checkpoint
-from mcmc_core.trainers._mcmc import child_seeds
+from mcmc_core.trainers import child_seeds, load_checkpoint, resolve_device, save_checkpoint
 from sweeps.tracking import ClientRun, epoch_metrics
 
 __all__ = ["CHECKPOINT_NAME", "SCORES", "Chain", "Group", "build_groups", "chain_seed",

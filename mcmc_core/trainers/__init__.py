@@ -4,7 +4,7 @@ from mcmc_core.trainers._base import DEVICES, BaseTrainer, resolve_device
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TRAINER_NAMES, TrainerConfig
-from mcmc_core.trainers._mcmc import TrainerMCMC
+from mcmc_core.trainers._mcmc import TrainerMCMC, child_seeds
 from mcmc_core.trainers._ste import TrainerSTE
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "TrainerConfig",
     "TrainerMCMC",
     "TrainerSTE",
+    "child_seeds",
     "load_checkpoint",
     "resolve_device",
     "save_checkpoint",
