@@ -46,7 +46,7 @@ def data_overrides(mnist: Path) -> tuple[list[str], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/original_vs_full.json"))
+    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "original_vs_full.json")
     args = parser.parse_args()
 
     data, data_name = data_overrides(args.mnist)

@@ -129,6 +129,8 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=list(OURS))
     parser.add_argument("--methods", nargs="+", default=["ours", "naive", "ste"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ste-lr", type=float, default=None,
+                        help="Adam learning rate of ste (default: trainer.lr's default)")
     parser.add_argument("--json", type=Path,
                         default=Path(__file__).parent / "results" / "time_to_accuracy.json")
     args = parser.parse_args()
@@ -147,7 +149,8 @@ def main() -> None:
                 elif method == "naive":
                     points = run_naive(common + OURS[net], args.budget)
                 else:
-                    points = run_trainer(common + STE[net] + ["trainer.epochs=100000"],
+                    lr = [f"trainer.lr={args.ste_lr}"] if args.ste_lr else []
+                    points = run_trainer(common + STE[net] + lr + ["trainer.epochs=100000"],
                                          args.budget)
                 row = {"net": net, "method": method, **summarise(points), "curve": points}
                 rows.append(row)
@@ -164,7 +167,7 @@ def main() -> None:
                          else f"{'-':>7}" for c in CHECKPOINTS))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"data": data_name, "budget": args.budget,
-                                     "threads": args.threads, "machine": platform.platform(),
+                                     "threads": args.threads, "ste_lr": args.ste_lr, "machine": platform.platform(),
                                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                      "rows": rows}, indent=1))
     print(f"wrote {args.json}")

@@ -34,7 +34,7 @@ class TrainerConfig:
     eval_batch_size: int = 4096
     checkpoint_dir: str | None = None
     resume: bool = False
-    lr: float = 0.01
+    lr: float = 0.001
     batch_size: int = 64
     verbose: bool = True
 

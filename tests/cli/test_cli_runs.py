@@ -17,7 +17,7 @@ def runs(tmp_path_factory, cli_many):
     """Both runs at once; the subprocesses see no network (their proxy is a closed port)."""
     root = tmp_path_factory.mktemp("runs")
     ste, cnn = cli_many([
-        ([*COMMON, "trainer=ste", "trainer.epochs=2"], root / "ste"),
+        ([*COMMON, "trainer=ste", "trainer.epochs=2", "trainer.lr=0.01"], root / "ste"),
         ([*COMMON, "model=cnn", "trainer.epochs=1", "trainer.steps_per_epoch=5"], root / "cnn"),
     ])
     return SimpleNamespace(ste=ste.ok(), cnn=cnn.ok())

@@ -158,6 +158,18 @@ class Sweep:
             found[int(path.parent.name.split("-")[1])] = path
         return found
 
+    def checkpoint_epochs(self, name: str = "last.pt") -> dict[int, int]:
+        """``{key: epoch}`` of every trial checkpoint written so far."""
+        from mcmc_core.trainers import load_checkpoint
+
+        epochs = {}
+        for key, path in self.checkpoints(name).items():
+            try:
+                epochs[key] = int(load_checkpoint(path)["epoch"])
+            except (FileNotFoundError, EOFError, RuntimeError):
+                continue  # replaced while reading: the next poll sees the new one
+        return epochs
+
 
 @dataclass
 class Launch:

@@ -13,23 +13,13 @@ import pytest
 from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
+
 from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
 
 N_TRIALS, EPOCHS = 2, 5
 #: Trials of a few seconds: epochs long enough that the kill lands between two checkpoints.
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
         "trainer.steps_per_epoch=2500"]
-
-
-def checkpoint_epochs(s) -> dict[int, int]:
-    """``{key: epoch}`` of every trial checkpoint written so far."""
-    epochs = {}
-    for key, path in s.checkpoints().items():
-        try:
-            epochs[key] = int(load_checkpoint(path)["epoch"])
-        except (FileNotFoundError, EOFError, RuntimeError):
-            continue  # replaced while reading: the next poll sees the new one
-    return epochs
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +37,13 @@ def killed(new_sweep):
     def mid_trial() -> bool:
         running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
         return any(1 <= epoch <= EPOCHS - 3 and key in running
-                   for key, epoch in checkpoint_epochs(s).items())
+                   for key, epoch in s.checkpoint_epochs().items())
 
     wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
     killed_ms = int(time.time() * 1000)
     launch.signal_group(signal.SIGKILL)
     launch.proc.wait(timeout=30)
-    at_kill = checkpoint_epochs(s)
+    at_kill = s.checkpoint_epochs()
     before = s.study(name).get_trials()
     workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
     wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")

@@ -12,24 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 from optuna.trial import TrialState
-from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
 
 from mcmc_core.trainers import load_checkpoint
+from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
+
 
 N_TRIALS, POPULATION, EPOCHS, STEPS = 4, 2, 5, 2500
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
         f"trainer.steps_per_epoch={STEPS}"]
-
-
-def checkpoint_epochs(s) -> dict[int, int]:
-    """``{key: epoch}`` of every chain checkpoint written so far."""
-    epochs = {}
-    for key, path in s.checkpoints("chain.pt").items():
-        try:
-            epochs[key] = int(load_checkpoint(path)["epoch"])
-        except (FileNotFoundError, EOFError, RuntimeError):
-            continue  # replaced while reading: the next poll sees the new one
-    return epochs
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +33,13 @@ def killed(new_sweep):
                     m.group(1), 90, "the study line", launch)
     # Every chain has checkpointed an epoch, none is near its end (the two populations may be
     # an epoch apart).
-    wait_for(lambda: (e := checkpoint_epochs(s)) and len(e) == N_TRIALS and
+    wait_for(lambda: (e := s.checkpoint_epochs("chain.pt")) and len(e) == N_TRIALS and
              1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
              "checkpoints of an early epoch", launch)
     killed_ms = int(time.time() * 1000)
     launch.signal_group(signal.SIGKILL)
     launch.proc.wait(timeout=30)
-    at_kill = checkpoint_epochs(s)
+    at_kill = s.checkpoint_epochs("chain.pt")
     before = s.study(name).get_trials()
     workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
     wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
