@@ -43,8 +43,8 @@ CHECKPOINTS = (60, 300)
 OURS = {
     "784-10": ["model.hidden=[]", "model.output_scale=3.0", "sampler.flip_ratio=0.0001",
                "sampler.temperature=2e-4", "schedule.cooling_rate=0.99996"],
-    "784-256-10": ["model.hidden=[256]", "model.output_scale=2.0", "sampler.flip_ratio=0.00001",
-                   "sampler.temperature=5e-4", "schedule.cooling_rate=0.99999"],
+    "784-256-10": ["model.hidden=[256]", "model.output_scale=0.7", "sampler.flip_ratio=0.00001",
+                   "sampler.temperature=5e-4", "schedule.cooling_rate=0.999995"],
 }
 STE = {"784-10": ["model.hidden=[]", "trainer=ste"],
        "784-256-10": ["model.hidden=[256]", "trainer=ste"]}
