@@ -50,7 +50,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class MLflowCallback(Callback):
-    """Logs a trainer's run to MLflow.
+    """Logs a trainer's run to MLflow, through a :class:`ClientRun`.
 
     On start it opens a run (re-opening the same run when the trainer resumes from a checkpoint
     folder that recorded one), logs the flattened config as params and the resolved config as
@@ -69,79 +69,44 @@ class MLflowCallback(Callback):
     def __init__(self, tracking: TrackingConfig, config: dict[str, Any], *,
                  parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
                  params: dict[str, Any] | None = None) -> None:
-        self.tracking = tracking
-        self.config = config
-        self.parent_run_id = parent_run_id
-        self.tags = dict(tags or {})
-        self.params = dict(params or {})
-        self.run_id: str | None = None
+        self.run = ClientRun(tracking, config, parent_run_id=parent_run_id, tags=tags,
+                             params=params)
 
-    def _run_id_file(self, trainer: BaseTrainer) -> Path | None:
-        path = trainer.checkpoint_path
-        return path.parent / RUN_ID_FILE if path is not None else None
+    @property
+    def run_id(self) -> str | None:
+        """The open run's id (None before the start and after :meth:`close`)."""
+        return self.run.run_id
 
     def on_train_start(self, trainer: BaseTrainer) -> None:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri(self.tracking))
-        mlflow.set_experiment(self.tracking.experiment)
-        id_file = self._run_id_file(trainer)
-        previous = id_file.read_text().strip() if id_file and id_file.exists() else None
-        if previous and trainer.epoch > 0:
-            run = mlflow.start_run(run_id=previous)
-        else:
-            run = mlflow.start_run(run_name=self.tracking.run_name,
-                                   parent_run_id=self.parent_run_id)
-            mlflow.log_params(run_params(self.config, self.params))
-            mlflow.log_dict(self.config, "config.yaml")
-        if self.tags:
-            mlflow.set_tags({k: str(v) for k, v in self.tags.items()})
-        self.run_id = run.info.run_id
-        if id_file is not None:
-            write_run_id(id_file, self.run_id)
+        path = trainer.checkpoint_path
+        self.run.open(path.parent / RUN_ID_FILE if path is not None else None,
+                      resume=trainer.epoch > 0)
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
-        import mlflow
-
-        mlflow.log_metrics(epoch_metrics(metrics), step=epoch)
+        self.run.log_metrics(epoch_metrics(metrics), step=epoch)
 
     def on_train_end(self, trainer: BaseTrainer, metrics: dict[str, Any]) -> None:
-        import mlflow
-
-        mlflow.log_metrics(closing_metrics(metrics))
+        self.run.log_metrics(closing_metrics(metrics))
         self.log_model(trainer)
 
     def log_model(self, trainer: BaseTrainer) -> None:
         """Log the trainer's current model (``model/state_dict.pt``, ``model/model.txt``)."""
-        import mlflow
-
-        if not self.tracking.log_model or self.run_id is None:
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            save_model_files(trainer.model, Path(tmp))
-            mlflow.log_artifacts(tmp, artifact_path="model")
+        self.run.log_model(trainer.model)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Set tags on the open run (no-op when none is open)."""
-        import mlflow
-
-        if self.run_id is not None and mlflow.active_run() is not None:
-            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        self.run.set_tags(tags)
 
     def close(self, failed: bool = False, *, status: str | None = None) -> None:
         """End the MLflow run: ``status`` (FINISHED, FAILED, KILLED), else FAILED when ``failed``,
         else FINISHED. Safe to call twice."""
-        import mlflow
-
-        if self.run_id is not None and mlflow.active_run() is not None:
-            mlflow.end_run(status=status or ("FAILED" if failed else "FINISHED"))
-        self.run_id = None
+        self.run.close(status or ("FAILED" if failed else "FINISHED"))
 
 
 class ClientRun:
     """A run logged through :class:`mlflow.MlflowClient` by its id, never the fluent active run:
-    one process may keep several open at once (a population's trials). It logs what
-    :class:`MLflowCallback` logs, in the same places.
+    one process may keep several open at once (a population's trials). :class:`MLflowCallback`
+    logs a trainer's run through one.
 
     Args:
         tracking: the run's tracking settings (URI, experiment, run name, ``log_model``).
@@ -156,8 +121,15 @@ class ClientRun:
                  params: dict[str, Any] | None = None) -> None:
         self.tracking, self.config, self.parent_run_id = tracking, config, parent_run_id
         self.tags, self.params = dict(tags or {}), dict(params or {})
-        self.client = _client(tracking_uri(tracking))
+        self._client: Any = None
         self.run_id: str | None = None
+
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient``, made on first use (it creates the store: not before work)."""
+        if self._client is None:
+            self._client = _client(tracking_uri(self.tracking))
+        return self._client
 
     def open(self, id_file: Path | None, resume: bool) -> str:
         """Re-open the run recorded in ``id_file`` when ``resume`` (the trial continues from a
