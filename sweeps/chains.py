@@ -19,7 +19,15 @@ from mcmc_core.config import TrainConfig
 from mcmc_core.data import DataSplits
 from mcmc_core.functional import flip_count
 from mcmc_core.population import EnergySet, Population, StackedMLP
-from mcmc_core.trainers import child_seeds, load_checkpoint, resolve_device, save_checkpoint
+from mcmc_core.trainers import (
+    best_entry,
+    child_seeds,
+    final_metrics,
+    improves_best,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
 from sweeps.tracking import ClientRun, epoch_metrics
 
 __all__ = ["CHECKPOINT_NAME", "SCORES", "Chain", "Group", "build_groups", "chain_seed",
@@ -91,11 +99,8 @@ class Chain:
                                                metrics["wall_time"])
         self.accepted += accepted - self.counted
         self.counted = accepted
-        if not self.best or (metrics["val_accuracy"], -metrics["val_loss"]) > (
-                self.best["val_accuracy"], -self.best["val_loss"]):
-            self.best = {m: metrics[m] for m in ("epoch", "val_loss", "val_accuracy",
-                                                 "test_loss", "test_accuracy")}
-            self.best_weights = weights
+        if improves_best(metrics, self.best):
+            self.best, self.best_weights = best_entry(metrics), weights
         self.history.append(metrics)
         self.save(weights)
         if self.run is not None:
@@ -103,7 +108,7 @@ class Chain:
 
     def final_metrics(self) -> dict[str, Any]:
         """The last epoch's metrics plus ``best_*`` (as ``BaseTrainer.final_metrics``)."""
-        return {**self.history[-1], **{f"best_{k}": v for k, v in self.best.items()}}
+        return final_metrics(self.history, self.best)
 
     def leave(self, state: TrialState, status: str, tags: dict[str, Any]) -> None:
         """The trial has been told ``state``: close its run with ``status`` and ``tags``."""

@@ -1,6 +1,13 @@
 """Training loops: the MCMC chain and the straight-through-estimator baseline."""
 
-from mcmc_core.trainers._base import DEVICES, BaseTrainer, resolve_device
+from mcmc_core.trainers._base import (
+    DEVICES,
+    BaseTrainer,
+    best_entry,
+    final_metrics,
+    improves_best,
+    resolve_device,
+)
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TRAINER_NAMES, TrainerConfig
@@ -16,7 +23,10 @@ __all__ = [
     "TrainerConfig",
     "TrainerMCMC",
     "TrainerSTE",
+    "best_entry",
     "child_seeds",
+    "final_metrics",
+    "improves_best",
     "load_checkpoint",
     "resolve_device",
     "save_checkpoint",

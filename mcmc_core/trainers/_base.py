@@ -18,7 +18,8 @@ from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
 
-__all__ = ["BaseTrainer", "DEVICES", "resolve_device", "resolve_data"]
+__all__ = ["DEVICES", "BaseTrainer", "best_entry", "final_metrics", "improves_best",
+           "resolve_data", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -151,17 +152,13 @@ class BaseTrainer:
         return final
 
     def _update_best(self, metrics: dict[str, float]) -> None:
-        key = (metrics["val_accuracy"], -metrics["val_loss"])
-        if not self.best or key > (self.best["val_accuracy"], -self.best["val_loss"]):
-            self.best = {k: metrics[k] for k in ("epoch", "val_loss", "val_accuracy",
-                                                  "test_loss", "test_accuracy")}
+        if improves_best(metrics, self.best):
+            self.best = best_entry(metrics)
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def final_metrics(self) -> dict[str, Any]:
         """The last epoch's metrics plus ``best_*`` (the epoch with the best validation accuracy)."""
-        final: dict[str, Any] = dict(self.history[-1]) if self.history else {}
-        final.update({f"best_{k}": v for k, v in self.best.items()})
-        return final
+        return final_metrics(self.history, self.best)
 
     def load_best(self) -> None:
         """Load the weights of the epoch with the best validation accuracy into the model."""
@@ -191,6 +188,26 @@ class BaseTrainer:
         self.history = copy.deepcopy(state["history"])
         self.best, self.best_state = dict(state["best_metric"]), state["best_model"]
         self._load_state_dict(state)
+
+
+def improves_best(metrics: dict[str, float], best: dict[str, float]) -> bool:
+    """Whether an epoch's ``metrics`` beat the ``best`` epoch so far (higher validation accuracy,
+    then lower validation loss); always true before any best."""
+    return not best or ((metrics["val_accuracy"], -metrics["val_loss"])
+                        > (best["val_accuracy"], -best["val_loss"]))
+
+
+def best_entry(metrics: dict[str, float]) -> dict[str, float]:
+    """What is kept of the best epoch: its number, validation and test loss and accuracy."""
+    return {k: metrics[k] for k in ("epoch", "val_loss", "val_accuracy", "test_loss",
+                                    "test_accuracy")}
+
+
+def final_metrics(history: list[dict[str, float]], best: dict[str, float]) -> dict[str, Any]:
+    """The last epoch's metrics plus ``best_<k>`` of the best epoch."""
+    final: dict[str, Any] = dict(history[-1]) if history else {}
+    final.update({f"best_{k}": v for k, v in best.items()})
+    return final
 
 
 def _fmt(value: float) -> str:
