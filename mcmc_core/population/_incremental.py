@@ -88,13 +88,18 @@ class ChainCache:
     Args:
         net: the stacked weights (updated in place by :meth:`commit`).
         energy_set: what the energy is measured on.
+        sync_free: commit with masked writes, no host synchronisation (see :meth:`commit`);
+            None: on every device but the CPU, where a sync costs nothing and writing only the
+            accepted chains' rows is cheaper (default: None).
     """
 
-    def __init__(self, net: StackedMLP, energy_set: EnergySet) -> None:
+    def __init__(self, net: StackedMLP, energy_set: EnergySet,
+                 sync_free: bool | None = None) -> None:
         if net.widths[0] != energy_set.inputs_t.shape[0]:
             raise ValueError(f"the net takes {net.widths[0]} inputs, but the energy set has "
                              f"{energy_set.inputs_t.shape[0]} features.")
         self.net, self.energy_set = net, energy_set
+        self.sync_free = net.device.type != "cpu" if sync_free is None else bool(sync_free)
         self._ws = _Workspace()
         self._rows: list[tuple[int, Tensor, Tensor, Tensor]] = []
         self._dense: list[tuple[int, Tensor]] = []
@@ -352,32 +357,19 @@ class ChainCache:
     @torch.no_grad()
     def commit(self, accepted: Tensor) -> None:
         """Chains where ``accepted`` (bool, one per chain of the proposed part) take their
-        candidate (weights, caches, energy); the others keep their current state."""
+        candidate (weights, caches, energy); the others keep their current state.
+
+        With :attr:`sync_free` every cache write is masked (``where(accepted, new, old)``) and
+        takes the same tensor operations whatever was accepted; otherwise only the accepted
+        chains' rows are written, which needs their count on the host (``nonzero``)."""
         if self._candidate is None:
             raise RuntimeError("commit() without a proposed candidate.")
         part, k = self._part, len(accepted)
-        sel = accepted.nonzero().squeeze(1)
-        for i, rows, old_z, new_z in self._rows:  # write the accepted chains' rows
-            if len(sel):
-                n = new_z.shape[-1]
-                values = self._gather_rows("commit_rows", new_z.view(k, -1), sel)
-                self.pre[i].view(-1, n).index_copy_(0, rows.index_select(0, sel).view(-1),
-                                                    values.view(-1, n))
-        if self._last_rows is not None:  # put the rejected chains' rows back
-            rejected = (~accepted).nonzero().squeeze(1)
-            if len(rejected):
-                rows, old_z, new_z, old_e, new_e = self._last_rows
-                n = old_z.shape[-1]
-                rows = rows.view(k, -1).index_select(0, rejected).view(-1)
-                for cache, old in ((self.pre[-1], old_z), (self.exp_last, old_e)):
-                    values = self._gather_rows("commit_rows", old.view(k, -1), rejected)
-                    cache.view(-1, n).index_copy_(0, rows, values.view(-1, n))  # type: ignore
-        if self._dense and len(sel):
-            for i, z_new in self._dense:
-                target = (self.pre[i] if i >= 0 else self.exp_last)[part]  # type: ignore[index]
-                picked = self._gather_rows("commit", z_new.view(k, -1), sel)
-                target.index_copy_(0, sel, picked.view(-1, *z_new.shape[1:]))
-        if self._lowrank_update is not None and len(sel):
+        if self.sync_free:
+            self._commit_masked(accepted)
+        else:
+            self._commit_selected(accepted)
+        if self._lowrank_update is not None:
             # Z_last += columns @ d for the accepted chains (d zeroed for the others): in place.
             columns, d = self._lowrank_update
             d.mul_(accepted.view(-1, 1, 1))
@@ -396,3 +388,49 @@ class ChainCache:
         energies.copy_(torch.where(accepted, self._candidate, energies))
         self._rows, self._dense, self._flips, self._candidate = [], [], [], None
         self._last_rows = self._lowrank_update = None
+
+    def _commit_selected(self, accepted: Tensor) -> None:
+        """Write the accepted chains' rows and dense caches, put the rejected chains' last-layer
+        rows back: index operations on the chains that need them (a host sync for the count)."""
+        part, k = self._part, len(accepted)
+        sel = accepted.nonzero().squeeze(1)
+        if len(sel):
+            for i, rows, _, new_z in self._rows:
+                n = new_z.shape[-1]
+                values = self._gather_rows("commit_rows", new_z.view(k, -1), sel)
+                self.pre[i].view(-1, n).index_copy_(0, rows.index_select(0, sel).view(-1),
+                                                    values.view(-1, n))
+            for i, z_new in self._dense:
+                target = (self.pre[i] if i >= 0 else self.exp_last)[part]  # type: ignore[index]
+                picked = self._gather_rows("commit", z_new.view(k, -1), sel)
+                target.index_copy_(0, sel, picked.view(-1, *z_new.shape[1:]))
+        if self._last_rows is not None:
+            rejected = (~accepted).nonzero().squeeze(1)
+            if len(rejected):
+                rows, old_z, _, old_e, _ = self._last_rows
+                n = old_z.shape[-1]
+                rows = rows.view(k, -1).index_select(0, rejected).view(-1)
+                for cache, old in ((self.pre[-1], old_z), (self.exp_last, old_e)):
+                    values = self._gather_rows("commit_rows", old.view(k, -1), rejected)
+                    cache.view(-1, n).index_copy_(0, rows, values.view(-1, n))  # type: ignore
+
+    def _commit_masked(self, accepted: Tensor) -> None:
+        """The same writes as :meth:`_commit_selected` as masked selections of every chain's
+        candidate or old values: no host sync. Entries of a chain that hit the same row hold
+        the same values, so writing them all is well defined."""
+        part = self._part
+        keep = accepted.view(-1, 1, 1)
+        for i, rows, old_z, new_z in self._rows:
+            n = new_z.shape[-1]
+            values = torch.where(keep, new_z, old_z,
+                                 out=self._ws("commit_rows", new_z.shape, new_z))
+            self.pre[i].view(-1, n).index_copy_(0, rows.view(-1), values.view(-1, n))
+        for i, z_new in self._dense:
+            target = (self.pre[i] if i >= 0 else self.exp_last)[part]  # type: ignore[index]
+            torch.where(keep, z_new, target, out=target)
+        if self._last_rows is not None:
+            rows, old_z, new_z, old_e, new_e = self._last_rows
+            n = old_z.shape[-1]
+            for cache, old, new in ((self.pre[-1], old_z, new_z), (self.exp_last, old_e, new_e)):
+                values = torch.where(keep, new, old, out=self._ws("commit_rows", new.shape, new))
+                cache.view(-1, n).index_copy_(0, rows, values.view(-1, n))  # type: ignore

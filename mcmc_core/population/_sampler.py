@@ -90,6 +90,9 @@ class Population:
             length - 1``, float64 ``[K, length]`` (e.g. a trainer's schedule objects). It
             replaces ``temperature``, ``cooling_rate`` and ``min_temperature``; a population
             with one cannot :meth:`keep` chains (default: None).
+        sync_free: step without any host synchronisation between the draws of two blocks
+            (masked cache writes, see :meth:`ChainCache.commit`); None: on every device but
+            the CPU. Results do not depend on it (default: None).
 
     The four per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
     one per chain) validates it and takes effect at the next step.
@@ -103,7 +106,8 @@ class Population:
                  seeds: Sequence[int] | Tensor | None = None, acceptance: str = "metropolis",
                  proposal: str = "layer", boltzmann: float = 1.0, layer_seed: int = 0,
                  ids: Sequence[Any] | None = None, chunk: int | None = None,
-                 schedule: Callable[[int, int], Tensor] | None = None) -> None:
+                 schedule: Callable[[int, int], Tensor] | None = None,
+                 sync_free: bool | None = None) -> None:
         k, device = len(net), net.device
         if acceptance not in F.ACCEPTANCE_RULES:
             raise ValueError(f"acceptance must be one of {F.ACCEPTANCE_RULES}, but got "
@@ -117,7 +121,7 @@ class Population:
         self.acceptance, self.proposal, self.boltzmann = acceptance, proposal, float(boltzmann)
         self.layer_seed = int(layer_seed)
         self.chunk, self.schedule = chunk, schedule
-        self.cache = ChainCache(net, energy_set)
+        self.cache = ChainCache(net, energy_set, sync_free)
         for name, value in zip(_HYPER, (temperature, cooling_rate, min_temperature, flip_ratio)):
             setattr(self, f"_{name}", _per_chain(value, k, name, device))
         self._check_hyper()
