@@ -12,15 +12,21 @@ one flip ratio per table row) are run three ways, in interleaved timed rounds (m
 * ``batched``: one :class:`~mcmc_core.population.Population` of 32 chains;
 * ``sequential``: 32 populations of one (what ``mcmc-train`` runs for one chain), one after
   another: the same code path and the same trajectories (checked: after the same steps the
-  weights are bit-identical).
+  weights are bit-identical);
+* ``other commit``: the batched population with the other way of committing accepted moves
+  (``sync_free``): masked writes without host synchronisation, the default off the CPU, or
+  writes of the accepted chains only (``nonzero``), the CPU's default.
 
 Where the batched/sequential ratio is small, the ``ops`` columns estimate the arithmetic of the
 batched step (multiply-adds as 2, every elementwise op including exp/log as 1, per the
 algorithm's formulas) against this machine's float32 matmul and ``exp`` throughput measured in
 the same run: far below both means memory traffic, not arithmetic, bounds the step.
 
-    python benchmarks/population_throughput.py [--threads 1 2] [--rounds 5]
+    python benchmarks/population_throughput.py [--threads 1 2] [--rounds 5] [--device cpu]
         [--mnist ../shared/data/mnist-t10k] [--json benchmarks/results/population_throughput.json]
+
+With ``--device cuda`` the populations run on the GPU (each timed round ends with a
+``torch.cuda.synchronize()``); ``--threads`` then only sets the host's threads.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +52,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "population_through
 K, OUTPUT_SCALE = 32, 4.0
 TEMPERATURES = torch.logspace(-4, -2, K, dtype=torch.float64).tolist()
 COOLING = torch.linspace(0.999, 0.99999, K, dtype=torch.float64).tolist()
-METHODS = ("batched", "sequential")
+METHODS = ("batched", "sequential", "other_commit")
 
 
 @dataclass
@@ -82,11 +89,22 @@ def load_nets(mnist: Path) -> list[Net]:
     return nets
 
 
-def population(net: Net, fr: float, seeds: list[int], **kwargs: object) -> Population:
+def population(net: Net, fr: float, seeds: list[int], device: str,
+               **kwargs: object) -> Population:
     k = [TEMPERATURES[s] for s in seeds], [COOLING[s] for s in seeds]
     return Population.build(net.split, net.hidden, 10, seeds, output_scale=OUTPUT_SCALE,
                             samples=net.samples, temperature=k[0], cooling_rate=k[1],
-                            flip_ratio=fr, **kwargs)  # type: ignore[arg-type]
+                            flip_ratio=fr, device=device, **kwargs)  # type: ignore[arg-type]
+
+
+def timed(device: str, run: Callable[[], object]) -> float:
+    """Seconds ``run()`` takes, the device's queued work included."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    run()
+    sync()
+    return time.perf_counter() - start
 
 
 def ops_per_chain_step(net: Net, counts: list[int], n: int) -> float:
@@ -101,29 +119,25 @@ def ops_per_chain_step(net: Net, counts: list[int], n: int) -> float:
     return (hidden_step + last_step) / 2
 
 
-def machine_throughput() -> dict[str, float]:
+def machine_throughput(device: str) -> dict[str, float]:
     """float32 matmul GFLOP/s (1024^3) and exp Gelem/s (4M floats) at the current threads."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    x, out = torch.randn(1 << 22), torch.empty(1 << 22)
+    a, b = torch.randn(1024, 1024, device=device), torch.randn(1024, 1024, device=device)
+    x, out = torch.randn(1 << 22, device=device), torch.empty(1 << 22, device=device)
     torch.mm(a, b)
     best_mm = best_exp = float("inf")
     for _ in range(5):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best_mm = min(best_mm, time.perf_counter() - t)
-        t = time.perf_counter()
-        torch.exp(x, out=out)
-        best_exp = min(best_exp, time.perf_counter() - t)
+        best_mm = min(best_mm, timed(device, lambda: torch.mm(a, b)))
+        best_exp = min(best_exp, timed(device, lambda: torch.exp(x, out=out)))
     return {"sgemm_gflops": 2 * 1024**3 / best_mm / 1e9,
             "exp_gelem_per_s": x.numel() / best_exp / 1e9}
 
 
-def same_trajectories(net: Net, fr: float, steps: int) -> bool:
+def same_trajectories(net: Net, fr: float, steps: int, device: str) -> bool:
     """Batched and one-by-one runs of the 32 chains end with bit-identical weights."""
-    batched = population(net, fr, list(range(K)))
+    batched = population(net, fr, list(range(K)), device)
     batched.run(steps)
     for seed in range(K):
-        alone = population(net, fr, [seed])
+        alone = population(net, fr, [seed], device)
         alone.run(steps)
         if not all(torch.equal(w[seed], v[0])
                    for w, v in zip(batched.net.weights, alone.net.weights)):
@@ -131,22 +145,18 @@ def same_trajectories(net: Net, fr: float, steps: int) -> bool:
     return True
 
 
-def measure(net: Net, fr: float, rounds: int) -> dict[str, object]:
-    batched = population(net, fr, list(range(K)))
-    singles = [population(net, fr, [seed]) for seed in range(K)]
+def measure(net: Net, fr: float, rounds: int, device: str) -> dict[str, object]:
+    batched = population(net, fr, list(range(K)), device)
+    other = population(net, fr, list(range(K)), device, sync_free=not batched.cache.sync_free)
+    singles = [population(net, fr, [seed], device) for seed in range(K)]
     n_b, n_c = net.batched_steps[fr], net.chain_steps[fr]
-    batched.run(2)  # warm-up: work buffers, first blocks, incremental caches
-    for s in singles:
-        s.run(2)
+    for p in (batched, other, *singles):
+        p.run(2)  # warm-up: work buffers, first blocks, incremental caches
     rates: dict[str, list[float]] = {m: [] for m in METHODS}
     for _ in range(rounds):
-        t = time.perf_counter()
-        batched.run(n_b)
-        rates["batched"].append(K * n_b / (time.perf_counter() - t))
-        t = time.perf_counter()
-        for s in singles:
-            s.run(n_c)
-        rates["sequential"].append(K * n_c / (time.perf_counter() - t))
+        rates["batched"].append(K * n_b / timed(device, lambda: batched.run(n_b)))
+        rates["sequential"].append(K * n_c / timed(device, lambda: [s.run(n_c) for s in singles]))
+        rates["other_commit"].append(K * n_b / timed(device, lambda: other.run(n_b)))
     rate = {m: statistics.median(v) for m, v in rates.items()}
     counts = [flip_count(fr, w[0].numel()) for w in batched.net.weights]
     ops = ops_per_chain_step(net, counts, len(batched.energy_set))
@@ -154,6 +164,8 @@ def measure(net: Net, fr: float, rounds: int) -> dict[str, object]:
             **{f"{m}_chain_steps_per_s": rate[m] for m in METHODS},
             **{f"{m}_rounds": rates[m] for m in METHODS},
             "batched_over_sequential": rate["batched"] / rate["sequential"],
+            "sync_free": batched.cache.sync_free,
+            "other_commit_over_batched": rate["other_commit"] / rate["batched"],
             "ops_per_chain_step": ops, "batched_gops": ops * rate["batched"] / 1e9,
             "acceptance_rate_median": float(batched.acceptance_rates().median())}
 
@@ -164,36 +176,41 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--check-steps", type=int, default=40)
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
 
     nets = load_nets(args.mnist)
     torch.set_num_threads(1)
-    checks = {f"{net.name} flip_ratio {fr:g}": same_trajectories(net, fr, args.check_steps)
+    checks = {f"{net.name} flip_ratio {fr:g}": same_trajectories(net, fr, args.check_steps,
+                                                                 args.device)
               for net in nets for fr in net.flip_ratios}
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        machine = machine_throughput()
+        machine = machine_throughput(args.device)
         for net in nets:
             for fr in net.flip_ratios:
                 row = {"threads": threads, "net": net.name, "data": net.data,
-                       **measure(net, fr, args.rounds), **machine,
+                       **measure(net, fr, args.rounds, args.device), **machine,
                        "load_average": os.getloadavg()[0]}
                 rows.append(row)
                 print(f"done: {threads} thread(s), {net.name}, flip_ratio {fr:g}: "
                       f"{row['batched_over_sequential']:.1f}x", flush=True)
 
     print(f"\nK={K} chains, proposal=layer, metropolis, output_scale {OUTPUT_SCALE}, "
-          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
+          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"device {args.device}")
     print("| threads | net | flip_ratio | flips (layer 0/1) | batched chain-steps/s "
-          "| sequential | batched / sequential | batched Gop/s | sgemm GFLOP/s | exp Gelem/s |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| sequential | other commit | batched / sequential | other commit / batched "
+          "| batched Gop/s | sgemm GFLOP/s | exp Gelem/s |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         flips = "/".join(map(str, r["flips_per_layer"]))
         cells = [str(r["threads"]), r["net"], f"{r['flip_ratio']:g}", flips,
                  *(f"{r[f'{m}_chain_steps_per_s']:,.0f}" for m in METHODS),
                  f"{r['batched_over_sequential']:.1f}x",
+                 f"{r['other_commit_over_batched']:.2f}x",
                  f"{r['batched_gops']:.2f}", f"{r['sgemm_gflops']:.0f}",
                  f"{r['exp_gelem_per_s']:.2f}"]
         print("| " + " | ".join(cells) + " |")
@@ -205,7 +222,8 @@ def main() -> None:
         "benchmark": "population_throughput", "chains": K, "proposal": "layer",
         "acceptance": "metropolis", "output_scale": OUTPUT_SCALE,
         "temperatures": "log-spaced 1e-4..1e-2", "cooling_rates": "linear 0.999..0.99999",
-        "rounds": args.rounds, "torch": torch.__version__, "machine": platform.platform(),
+        "rounds": args.rounds, "device": args.device, "torch": torch.__version__,
+        "machine": platform.platform(),
         "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "same_trajectories": checks, "rows": rows}, indent=2))
     print(f"wrote {args.json}")
