@@ -170,7 +170,8 @@ def main() -> None:
                          else f"{'-':>7}" for c in CHECKPOINTS))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"data": data_name, "budget": args.budget,
-                                     "threads": args.threads, "ste_lr": args.ste_lr, "machine": platform.platform(),
+                                     "threads": args.threads, "ste_lr": args.ste_lr,
+                                     "split": SPLIT, "machine": platform.platform(),
                                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                      "rows": rows}, indent=1))
     print(f"wrote {args.json}")
