@@ -105,6 +105,10 @@ class BaseTrainer:
             metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, acc
         return metrics
 
+    def describe(self) -> str | None:
+        """One line on how this trainer runs, printed before the first epoch when verbose."""
+        return None
+
     def train(self, n_epoch: int | None = None, *, resume: bool | None = None) -> dict[str, Any]:
         """Train until epoch ``n_epoch`` (default: ``trainer.epochs``) and return the final metrics.
 
@@ -123,6 +127,8 @@ class BaseTrainer:
             self.load_state_dict(load_checkpoint(path))
             if self.cfg.verbose:
                 print(f"resumed from {path} at epoch {self.epoch}", flush=True)
+        if self.cfg.verbose and (line := self.describe()):
+            print(line, flush=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
         while self.epoch < epochs:

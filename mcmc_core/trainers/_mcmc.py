@@ -131,6 +131,16 @@ class TrainerMCMC(BaseTrainer):
         n_train = len(self.data.train)
         self.steps_per_epoch = trainer.steps_per_epoch or math.ceil(n_train / sampler.batch_size)
 
+    def describe(self) -> str:
+        """Which engine runs the chains and, for the slower one, why: e.g. ``engine: population
+        (1 chain, cpu): candidates evaluated from the flips``."""
+        n = len(self.models)
+        chains = f"{n} chain{'s' if n > 1 else ''}, {self.device}"
+        if self.engine_reason is None:
+            return f"engine: population ({chains}): candidates evaluated from the flips"
+        return (f"engine: sampler ({chains}): a forward pass per candidate, because "
+                f"{self.engine_reason}")
+
     @property
     def step(self) -> int:
         """Steps taken so far (by every replica)."""

@@ -132,7 +132,8 @@ def test_prints_one_line_per_epoch_and_the_test_accuracy_last(
         make_model: Callable[..., nn.Module], synthetic: DataSplits,
         capsys: pytest.CaptureFixture[str]) -> None:
     _trainer(make_model(), synthetic, epochs=2, steps=10, verbose=True).train()
-    lines = capsys.readouterr().out.strip().splitlines()
+    engine, *lines = capsys.readouterr().out.strip().splitlines()
+    assert engine == "engine: population (1 chain, cpu): candidates evaluated from the flips"
     assert len(lines) == 4
     assert lines[0].startswith("epoch 1/2") and lines[1].startswith("epoch 2/2")
     assert all(word in lines[1] for word in ("train", "val", "test", "acc", "T ", "flip",
@@ -261,6 +262,8 @@ def test_other_settings_run_one_sampler_per_replica(make_model: Callable[..., nn
                        criterion=criterion)
     assert isinstance(trainer.engine, SamplerEngine)
     assert reason in str(trainer.engine_reason)
+    assert trainer.describe().startswith("engine: sampler (1 chain, cpu): a forward pass")
+    assert trainer.describe().endswith(f"because {trainer.engine_reason}")
     trainer.train()
     assert trainer.engine.counts()[0] == 10
 
