@@ -82,9 +82,9 @@ class Population:
         layer_seed: seed of the shared layer schedule of ``proposal="layer"`` (default: 0).
         ids: one label per chain (e.g. Optuna trial numbers), kept through :meth:`keep`
             (default: ``0 .. K-1``).
-        chunk: chains per batched operation; None picks as many as keep a step's work buffers
-            in cache (all 32 on the digits MLP, 1 on MNIST 784-100 with 157 flips). Results do
-            not depend on it (default: None).
+        chunk: chains per batched operation; None picks, on the CPU, as many as keep a step's
+            work buffers in cache (all 32 on the digits MLP, 1 on MNIST 784-100 with 157 flips),
+            elsewhere all chains. Results do not depend on it (default: None).
         schedule: another temperature schedule than the exponential one: a function of
             ``(start, length)`` giving every chain's temperature at steps ``start .. start +
             length - 1``, float64 ``[K, length]`` (e.g. a trainer's schedule objects). It
@@ -290,6 +290,8 @@ class Population:
         traffic."""
         if self.chunk is not None:
             return max(1, self.chunk)
+        if self.net.device.type != "cpu":  # no cache to fit: one launch per operation is best
+            return len(self)
         n = self.energy_set.inputs_t.shape[1]
         flips = max(max(c) for c in self._counts)
         per_chain = 4 * n * (5 * flips + 4 * self.net.n_classes)

@@ -128,7 +128,7 @@ def _cuda_sync_errors() -> Iterator[None]:
 def test_cuda_population_steps_without_syncs(synthetic: DataSplits, hidden: list[int],
                                              kwargs: dict[str, Any]) -> None:
     pop = _population(synthetic, hidden, device="cuda", **kwargs)
-    assert pop.cache.sync_free
+    assert pop.cache.sync_free and pop._chunk_size() == len(pop)  # one launch per operation
     pop.run(5)
     n = _steps_left_in_block(pop)
     with _cuda_sync_errors():
