@@ -19,6 +19,7 @@ from mcmc_core.config import TrainConfig
 from mcmc_core.data import DataSplits
 from mcmc_core.functional import flip_count
 from mcmc_core.population import EnergySet, Population, StackedMLP
+from mcmc_core.trainers import CHECKPOINT_NAME as LONE_CHECKPOINT_NAME
 from mcmc_core.trainers import (
     best_entry,
     child_seeds,
@@ -45,6 +46,11 @@ def chain_seed(seed: int, key: int, step: int = 0) -> int:
     starting at ``step``, derived from the trial's ``seed`` as ``child_seeds`` derives a lone
     trial's (numpy's SeedSequence)."""
     return int(np.random.SeedSequence([seed, key, step]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def _mlp_weights(model_state: dict[str, Tensor]) -> list[Tensor]:
+    """A binary MLP's layer weights from its state dict (``build_model``'s ``MLP``)."""
+    return [w.detach().cpu().clone() for w in model_state.values()]
 
 
 @dataclass
@@ -74,15 +80,31 @@ class Chain:
         return Path(str(self.cfg.trainer.checkpoint_dir))
 
     def load(self) -> None:
-        """Continue from this trial's checkpoint, if it has one."""
+        """Continue from this trial's checkpoint, if it has one: its chain's, or else that of
+        an earlier attempt run alone (``study.population=1``, a trainer's ``last.pt``)."""
         path = self.folder / CHECKPOINT_NAME
         if not path.exists():
+            if (self.folder / LONE_CHECKPOINT_NAME).exists():
+                self._load_lone(load_checkpoint(self.folder / LONE_CHECKPOINT_NAME))
             return
         state = load_checkpoint(path)
         self.epoch, self.step, self.accepted = state["epoch"], state["step"], state["accepted"]
         self.elapsed, self.history = state["elapsed"], state["history"]
         self.best, self.best_weights = state["best_metric"], state["best_weights"]
         self.weights = state["weights"]
+
+    def _load_lone(self, state: dict[str, Any]) -> None:
+        """Continue from a lone ``TrainerMCMC``'s checkpoint of this trial: its epoch, step,
+        history, best epoch and weights (a binary MLP's state dict holds its layers' weights,
+        ``[out, in]``, in order); its acceptance count if its chain ran as a population."""
+        population = (state.get("engine") or {}).get("population") or {}
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.accepted = int(population["n_accepted"][0]) if population else 0
+        self.elapsed, self.history = state["elapsed"], state["history"]
+        self.best = state["best_metric"]
+        self.best_weights = None if state["best_model"] is None else _mlp_weights(
+            state["best_model"])
+        self.weights = _mlp_weights(state["model"])
 
     def save(self, weights: list[Tensor]) -> None:
         save_checkpoint({"epoch": self.epoch, "step": self.step, "accepted": self.accepted,

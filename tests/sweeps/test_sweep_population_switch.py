@@ -1,0 +1,58 @@
+"""``kill -9`` of a sweep whose trials run alone (``study.population=1``), then the same sweep with
+``study.population=2``: the killed trials are retried as one population, each chain continuing
+from its lone attempt's checkpoint (``last.pt``: weights, epoch, step, history), not from epoch
+0, and each trial stays in its one MLflow run."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from optuna.trial import TrialState
+from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
+
+from mcmc_core.trainers import load_checkpoint
+
+N_TRIALS, EPOCHS, STEPS = 2, 5, 2500
+LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
+        f"trainer.steps_per_epoch={STEPS}"]
+
+
+@pytest.fixture(scope="module")
+def switched(new_sweep):
+    s = new_sweep("population-switch")
+    common = (f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none")
+    launch = s.start(s.args(*common, "study.population=1", base=LONG))
+    name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
+                    m.group(1), 90, "the study line", launch)
+    wait_for(lambda: (e := s.checkpoint_epochs()) and len(e) == N_TRIALS and
+             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
+             "lone checkpoints of an early epoch", launch)
+    launch.signal_group(signal.SIGKILL)
+    launch.proc.wait(timeout=30)
+    lone = {key: load_checkpoint(path) for key, path in s.checkpoints().items()}
+    before = s.study(name).get_trials()
+    workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
+    wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
+    rerun = s.run(s.args(*common, "study.population=2", "study.workers=1", base=LONG)).ok()
+    return s, name, lone, before, rerun
+
+
+def test_the_population_continues_each_lone_trial(switched) -> None:
+    s, name, lone, before, _ = switched
+    trials = s.study(name).get_trials()
+    assert len(finished(trials)) == N_TRIALS, states(trials)
+    chains = {key: load_checkpoint(path) for key, path in s.checkpoints("chain.pt").items()}
+    assert sorted(chains) == sorted(lone) == [t.number for t in before]
+    for key, state in lone.items():
+        chain, epoch = chains[key], state["epoch"]
+        assert 1 <= epoch < EPOCHS
+        assert chain["epoch"] == EPOCHS and chain["step"] == EPOCHS * STEPS
+        # The lone attempt's epochs are the chain's first ones, unchanged: it was continued.
+        assert chain["history"][:epoch] == state["history"]
+        assert [h["epoch"] for h in chain["history"]] == list(range(1, EPOCHS + 1))
+        retry = next(t for t in trials if t.system_attrs.get("failed_trial") == key)
+        assert retry.state == TrialState.COMPLETE and retry.params == before[key].params
+        assert retry.user_attrs["mlflow_run_id"] == before[key].user_attrs["mlflow_run_id"]
+        logged = s.runs(name).steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
+        assert [step for step, _ in logged] == list(range(1, EPOCHS + 1)), logged
