@@ -204,6 +204,21 @@ class Launch:
     def output(self) -> str:
         return self.stdout_path.read_text() + self.stderr_path.read_text()
 
+    def study_name(self) -> str:
+        """The study's name, from the line the sweep prints when it starts (waits up to 90 s)."""
+        return wait_for(lambda: (m := STUDY_LINE.search(self.stdout_path.read_text())) and
+                        m.group(1), 90, "the study line", self)
+
+    def kill_and_reap(self, study: Any) -> list[Any]:
+        """``kill -9`` the sweep's process group and wait until its workers are gone; returns
+        ``study``'s trials as the kill left them."""
+        self.signal_group(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        trials = study.get_trials()
+        workers = {t.user_attrs["pid"] for t in trials if "pid" in t.user_attrs}
+        wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
+        return trials
+
 
 @dataclass
 class Runs:

@@ -5,7 +5,6 @@ run and one finished child run per finished trial, none left RUNNING."""
 
 from __future__ import annotations
 
-import signal
 import time
 from types import SimpleNamespace
 
@@ -14,7 +13,7 @@ from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
 
-from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
+from sweeptools import finished, states, wait_for
 
 N_TRIALS, EPOCHS = 2, 5
 #: Trials of a few seconds: epochs long enough that the kill lands between two checkpoints.
@@ -29,9 +28,7 @@ def killed(new_sweep):
     s = new_sweep("kill-9")
     args = s.args("study.n_trials=2", "study.workers=2", "study.pruner=none", base=LONG)
     launch = s.start(args)
-    name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
-                    m.group(1), 90, "the study line", launch)
-
+    name = launch.study_name()
     study = s.study(name)
 
     def mid_trial() -> bool:
@@ -41,12 +38,8 @@ def killed(new_sweep):
 
     wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
     killed_ms = int(time.time() * 1000)
-    launch.signal_group(signal.SIGKILL)
-    launch.proc.wait(timeout=30)
+    before = launch.kill_and_reap(study)
     at_kill = s.checkpoint_epochs()
-    before = s.study(name).get_trials()
-    workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
-    wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
     rerun = s.run(args).ok()
     return SimpleNamespace(s=s, name=name, args=args, killed_ms=killed_ms, at_kill=at_kill,
                            before=before, rerun=rerun, trials=s.study(name).get_trials(),

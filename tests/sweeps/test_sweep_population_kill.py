@@ -6,7 +6,6 @@ retried with the same parameters, in populations again, each chain from its own 
 
 from __future__ import annotations
 
-import signal
 import time
 from types import SimpleNamespace
 
@@ -14,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
-from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
+from sweeptools import finished, states, wait_for
 
 
 N_TRIALS, POPULATION, EPOCHS, STEPS = 4, 2, 5, 2500
@@ -29,20 +28,15 @@ def killed(new_sweep):
     args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none",
                   f"study.population={POPULATION}", base=LONG)
     launch = s.start(args)
-    name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
-                    m.group(1), 90, "the study line", launch)
+    name = launch.study_name()
     # Every chain has checkpointed an epoch, none is near its end (the two populations may be
     # an epoch apart).
     wait_for(lambda: (e := s.checkpoint_epochs("chain.pt")) and len(e) == N_TRIALS and
              1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
              "checkpoints of an early epoch", launch)
     killed_ms = int(time.time() * 1000)
-    launch.signal_group(signal.SIGKILL)
-    launch.proc.wait(timeout=30)
+    before = launch.kill_and_reap(s.study(name))
     at_kill = s.checkpoint_epochs("chain.pt")
-    before = s.study(name).get_trials()
-    workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
-    wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
     rerun = s.run(args).ok()
     return SimpleNamespace(s=s, killed_ms=killed_ms, at_kill=at_kill, before=before,
                            rerun=rerun, trials=s.study(name).get_trials(), runs=s.runs(name),

@@ -5,11 +5,10 @@ from its lone attempt's checkpoint (``last.pt``: weights, epoch, step, history),
 
 from __future__ import annotations
 
-import signal
 
 import pytest
 from optuna.trial import TrialState
-from sweeptools import STUDY_LINE, finished, pid_alive, states, wait_for
+from sweeptools import finished, states, wait_for
 
 from mcmc_core.trainers import load_checkpoint
 
@@ -23,23 +22,18 @@ def switched(new_sweep):
     s = new_sweep("population-switch")
     common = (f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none")
     launch = s.start(s.args(*common, "study.population=1", base=LONG))
-    name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
-                    m.group(1), 90, "the study line", launch)
+    name = launch.study_name()
     wait_for(lambda: (e := s.checkpoint_epochs()) and len(e) == N_TRIALS and
              1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
              "lone checkpoints of an early epoch", launch)
-    launch.signal_group(signal.SIGKILL)
-    launch.proc.wait(timeout=30)
+    before = launch.kill_and_reap(s.study(name))
     lone = {key: load_checkpoint(path) for key, path in s.checkpoints().items()}
-    before = s.study(name).get_trials()
-    workers = {t.user_attrs["pid"] for t in before if "pid" in t.user_attrs}
-    wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
-    rerun = s.run(s.args(*common, "study.population=2", "study.workers=1", base=LONG)).ok()
-    return s, name, lone, before, rerun
+    s.run(s.args(*common, "study.population=2", "study.workers=1", base=LONG)).ok()
+    return s, name, lone, before
 
 
 def test_the_population_continues_each_lone_trial(switched) -> None:
-    s, name, lone, before, _ = switched
+    s, name, lone, before = switched
     trials = s.study(name).get_trials()
     assert len(finished(trials)) == N_TRIALS, states(trials)
     chains = {key: load_checkpoint(path) for key, path in s.checkpoints("chain.pt").items()}

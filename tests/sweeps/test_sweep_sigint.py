@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
-from sweeptools import STUDY_LINE, finished, states, wait_for
+from sweeptools import finished, states, wait_for
 
 N_TRIALS, EPOCHS = 3, 4
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
@@ -25,8 +25,7 @@ def stopped(new_sweep):
     args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none",
                   base=LONG)
     launch = s.start(args)
-    name = wait_for(lambda: (m := STUDY_LINE.search(launch.stdout_path.read_text())) and
-                    m.group(1), 90, "the study line", launch)
+    name = launch.study_name()
     study = s.study(name)
 
     def mid_trial() -> bool:
