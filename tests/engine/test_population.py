@@ -41,6 +41,8 @@ def _assert_caches_fresh(pop: Population) -> None:
         assert torch.equal(cached, full)  # integers: exactly
     if pop.cache.exp_last is not None:
         assert torch.equal(pop.cache.exp_last, torch.mul(fresh[-1], pop.net.scale).exp_())
+        bound = pop.net.weights[-1].shape[2]
+        assert torch.equal(pop.cache.picked, pop.energy_set.picked(fresh[-1], bound))
     torch.testing.assert_close(pop.energies, pop.full_energies(), rtol=1e-12, atol=1e-12)
 
 
