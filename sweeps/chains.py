@@ -21,6 +21,7 @@ from mcmc_core.functional import flip_count
 from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.trainers import CHECKPOINT_NAME as LONE_CHECKPOINT_NAME
 from mcmc_core.trainers import (
+    BaseTrainer,
     best_entry,
     child_seeds,
     final_metrics,
@@ -32,7 +33,7 @@ from mcmc_core.trainers import (
 from sweeps.tracking import ClientRun, epoch_metrics
 
 __all__ = ["CHECKPOINT_NAME", "SCORES", "Chain", "Group", "build_groups", "chain_seed",
-           "flip_groups", "measure"]
+           "continue_chain_alone", "flip_groups", "measure"]
 
 #: A population trial's checkpoint, in its checkpoint folder (a lone trial's is ``last.pt``).
 CHECKPOINT_NAME = "chain.pt"
@@ -80,14 +81,18 @@ class Chain:
         return Path(str(self.cfg.trainer.checkpoint_dir))
 
     def load(self) -> None:
-        """Continue from this trial's checkpoint, if it has one: its chain's, or else that of
-        an earlier attempt run alone (``study.population=1``, a trainer's ``last.pt``)."""
-        path = self.folder / CHECKPOINT_NAME
-        if not path.exists():
-            if (self.folder / LONE_CHECKPOINT_NAME).exists():
-                self._load_lone(load_checkpoint(self.folder / LONE_CHECKPOINT_NAME))
+        """Continue from this trial's checkpoint, if it has one: its chain's, or that of an
+        earlier attempt run alone (``study.population=1``, a trainer's ``last.pt``), whichever
+        went further."""
+        path, lone = self.folder / CHECKPOINT_NAME, self.folder / LONE_CHECKPOINT_NAME
+        state = load_checkpoint(path) if path.exists() else None
+        if lone.exists():
+            lone_state = load_checkpoint(lone)
+            if state is None or lone_state["step"] > state["step"]:
+                self._load_lone(lone_state)
+                return
+        if state is None:
             return
-        state = load_checkpoint(path)
         self.epoch, self.step, self.accepted = state["epoch"], state["step"], state["accepted"]
         self.elapsed, self.history = state["elapsed"], state["history"]
         self.best, self.best_weights = state["best_metric"], state["best_weights"]
@@ -138,6 +143,42 @@ class Chain:
         if self.run is not None:
             self.run.set_tags(tags)
             self.run.close(status)
+
+
+def continue_chain_alone(trainer: BaseTrainer) -> bool:
+    """Let a lone trainer (``study.population=1``) continue its trial's population chain: when
+    the trial's checkpoint folder holds a chain checkpoint that went further than any lone one,
+    write the ``last.pt`` it resumes from (weights, epoch, step, acceptance count, history,
+    best epoch; the chain's random stream goes on from the trainer's seed at that step).
+    Returns whether it wrote one; False also when the trainer does not run one chain as a
+    population (then the trial starts over)."""
+    path = trainer.checkpoint_path
+    if path is None or not trainer.cfg.resume or not (path.parent / CHECKPOINT_NAME).exists():
+        return False
+    chain = load_checkpoint(path.parent / CHECKPOINT_NAME)
+    population = getattr(getattr(trainer, "engine", None), "population", None)
+    if not isinstance(population, Population) or len(population) != 1 or (
+            path.exists() and load_checkpoint(path)["step"] >= chain["step"]):
+        return False
+    keys = list(trainer.model.state_dict())
+
+    def model_state(weights: list[Tensor]) -> dict[str, Tensor]:
+        return {key: w.clone() for key, w in zip(keys, weights, strict=True)}
+
+    state = trainer.state_dict()
+    engine = state["engine"]
+    engine["step"] = state["step"] = chain["step"]
+    engine["population"].update(weights=[w.unsqueeze(0) for w in chain["weights"]],
+                                n_steps=chain["step"],
+                                n_accepted=torch.tensor([chain["accepted"]]))
+    population.load_state_dict(engine["population"])
+    engine["population"]["energies"] = population.full_energies()
+    state.update(epoch=chain["epoch"], elapsed=chain["elapsed"], history=chain["history"],
+                 best_metric=chain["best_metric"], model=model_state(chain["weights"]),
+                 best_model=None if chain["best_weights"] is None
+                 else model_state(chain["best_weights"]))
+    save_checkpoint(state, path)
+    return True
 
 
 #: The cost of one more batched step, in chain-flips: a step of a group costs about

@@ -1,7 +1,8 @@
 """``kill -9`` of a sweep whose trials run alone (``study.population=1``), then the same sweep with
 ``study.population=2``: the killed trials are retried as one population, each chain continuing
 from its lone attempt's checkpoint (``last.pt``: weights, epoch, step, history), not from epoch
-0, and each trial stays in its one MLflow run."""
+0, and each trial stays in its one MLflow run. And the reverse: a population killed, its trials
+retried alone, each continuing from its chain's checkpoint (``chain.pt``)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,42 @@ def test_the_population_continues_each_lone_trial(switched) -> None:
         # The lone attempt's epochs are the chain's first ones, unchanged: it was continued.
         assert chain["history"][:epoch] == state["history"]
         assert [h["epoch"] for h in chain["history"]] == list(range(1, EPOCHS + 1))
+        retry = next(t for t in trials if t.system_attrs.get("failed_trial") == key)
+        assert retry.state == TrialState.COMPLETE and retry.params == before[key].params
+        assert retry.user_attrs["mlflow_run_id"] == before[key].user_attrs["mlflow_run_id"]
+        logged = s.runs(name).steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
+        assert [step for step, _ in logged] == list(range(1, EPOCHS + 1)), logged
+
+
+@pytest.fixture(scope="module")
+def switched_back(new_sweep):
+    s = new_sweep("population-switch-back")
+    common = (f"study.n_trials={N_TRIALS}", "study.pruner=none")
+    launch = s.start(s.args(*common, "study.population=2", "study.workers=1", base=LONG))
+    name = launch.study_name()
+    wait_for(lambda: (e := s.checkpoint_epochs("chain.pt")) and len(e) == N_TRIALS and
+             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
+             "chain checkpoints of an early epoch", launch)
+    before = launch.kill_and_reap(s.study(name))
+    chains = {key: load_checkpoint(path) for key, path in s.checkpoints("chain.pt").items()}
+    s.run(s.args(*common, "study.population=1", "study.workers=2", base=LONG)).ok()
+    return s, name, chains, before
+
+
+def test_a_lone_trial_continues_its_population_chain(switched_back) -> None:
+    s, name, chains, before = switched_back
+    trials = s.study(name).get_trials()
+    assert len(finished(trials)) == N_TRIALS, states(trials)
+    lone = {key: load_checkpoint(path) for key, path in s.checkpoints().items()}
+    assert sorted(lone) == sorted(chains) == [t.number for t in before]
+    for key, chain in chains.items():
+        state, epoch = lone[key], chain["epoch"]
+        assert 1 <= epoch < EPOCHS
+        assert state["epoch"] == EPOCHS and state["step"] == EPOCHS * STEPS
+        assert state["engine"]["population"]["n_steps"] == EPOCHS * STEPS
+        # The chain's epochs are the lone trainer's first ones, unchanged: it was continued.
+        assert state["history"][:epoch] == chain["history"]
+        assert [h["epoch"] for h in state["history"]] == list(range(1, EPOCHS + 1))
         retry = next(t for t in trials if t.system_attrs.get("failed_trial") == key)
         assert retry.state == TrialState.COMPLETE and retry.params == before[key].params
         assert retry.user_attrs["mlflow_run_id"] == before[key].user_attrs["mlflow_run_id"]
