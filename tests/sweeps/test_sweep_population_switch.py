@@ -6,7 +6,6 @@ retried alone, each continuing from its chain's checkpoint (``chain.pt``)."""
 
 from __future__ import annotations
 
-
 import pytest
 from optuna.trial import TrialState
 from sweeptools import finished, states, wait_for
