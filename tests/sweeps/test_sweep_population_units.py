@@ -14,9 +14,9 @@ import torch
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from mcmc_core.config import TrainConfig
+from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.trainers import load_checkpoint
-from sweeps.chains import chain_seed, flip_groups
+from sweeps.chains import Chain, chain_seed, continue_chain_alone, flip_groups
 from sweeps.config import ParamSpec, StudyConfig
 from sweeps.population import CHAIN_KEYS, population_errors, run_population
 from sweeps.space import SearchSpace
@@ -292,3 +292,46 @@ def test_heartbeats_cover_every_trial_of_a_population(tmp_path) -> None:
         while len(beating()) < len(trials) and time.monotonic() < deadline:
             time.sleep(0.05)
     assert beating() == {t._trial_id for t in trials}
+
+
+def test_the_checkpoint_that_went_further_is_continued_in_either_direction(tmp_path) -> None:
+    """A trial's folder may hold a lone ``last.pt`` and a population's ``chain.pt`` (its
+    attempts switched between ``study.population=1`` and more): a population chain and a lone
+    trainer each continue the one with more steps."""
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), {
+        "dataset": {"name": "synthetic"}, "tracking": {"enabled": False},
+        "trainer": {"epochs": 2, "steps_per_epoch": 50, "checkpoint_dir": str(tmp_path),
+                    "resume": True, "verbose": False}}))
+    lone = build_trainer(cfg)
+    lone.train(1)  # last.pt at step 50
+    chain = Chain(trial=None, key=0, previous_run=None, cfg=cfg)  # type: ignore[arg-type]
+    chain.load()  # no chain.pt: the lone attempt's state
+    assert (chain.epoch, chain.step) == (1, 50) and chain.weights is not None
+    weights = [w.clone() for w in chain.weights]
+    weights[0][0, 0] *= -1  # a chain that moved on from there
+    chain.epoch, chain.step = 2, 100
+    chain.history.append({**chain.history[-1], "epoch": 2.0, "step": 100.0})
+    chain.save(weights)
+
+    again = Chain(trial=None, key=0, previous_run=None, cfg=cfg)  # type: ignore[arg-type]
+    again.load()  # chain.pt went further than last.pt
+    assert again.step == 100 and torch.equal(again.weights[0], weights[0])
+    assert continue_chain_alone(build_trainer(cfg))  # writes last.pt from chain.pt
+    resumed = load_checkpoint(tmp_path / "last.pt")
+    assert (resumed["epoch"], resumed["step"]) == (2, 100)
+    assert resumed["engine"]["population"]["n_steps"] == 100
+    assert torch.equal(next(iter(resumed["model"].values())), weights[0])
+    assert resumed["history"] == again.history
+    assert not continue_chain_alone(build_trainer(cfg))  # last.pt is as far now
+
+    trainer = build_trainer(cfg)
+    trainer.train()  # already at epoch 2: nothing to run, the chain's state is loaded
+    assert trainer.epoch == 2 and trainer.step == 100
+    assert torch.equal(next(iter(trainer.model.state_dict().values())), weights[0])
+    energy = trainer.engine.population.energies  # type: ignore[attr-defined]
+    assert torch.equal(energy, trainer.engine.population.full_energies())  # type: ignore
+    trainer.train(3)  # the lone trainer goes further: last.pt at step 150
+    last = Chain(trial=None, key=0, previous_run=None, cfg=cfg)  # type: ignore[arg-type]
+    last.load()
+    assert (last.epoch, last.step) == (3, 150)
+    assert last.history[:2] == again.history
