@@ -6,6 +6,8 @@ retried alone, each continuing from its chain's checkpoint (``chain.pt``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from optuna.trial import TrialState
 from sweeptools import finished, states, wait_for
@@ -15,74 +17,69 @@ from mcmc_core.trainers import load_checkpoint
 N_TRIALS, EPOCHS, STEPS = 2, 5, 2500
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
         f"trainer.steps_per_epoch={STEPS}"]
+LONE, CHAIN = "last.pt", "chain.pt"
+
+
+def kill_early_and_rerun(new_sweep, folder: str, first: int, then: int) -> tuple[Any, ...]:
+    """Run a sweep with ``study.population=first`` until every trial has checkpointed an early
+    epoch, ``kill -9`` it, then run it to its end with ``study.population=then``. Returns the
+    sweep, the study name, the killed attempts' checkpoints and their trials."""
+    s = new_sweep(folder)
+    common = (f"study.n_trials={N_TRIALS}", "study.pruner=none")
+
+    def args(size: int) -> list[str]:  # populations of 2 in one worker, lone trials in two
+        return s.args(*common, f"study.population={size}",
+                      f"study.workers={1 if size > 1 else 2}", base=LONG)
+
+    saved = CHAIN if first > 1 else LONE
+    launch = s.start(args(first))
+    name = launch.study_name()
+    wait_for(lambda: (e := s.checkpoint_epochs(saved)) and len(e) == N_TRIALS and
+             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
+             f"{saved} checkpoints of an early epoch", launch)
+    before = launch.kill_and_reap(s.study(name))
+    killed = {key: load_checkpoint(path) for key, path in s.checkpoints(saved).items()}
+    s.run(args(then)).ok()
+    return s, name, killed, before
+
+
+def assert_continued(s, name: str, killed: dict[int, Any], before: list[Any],
+                     resumed_name: str) -> dict[int, Any]:
+    """Each killed trial was retried once, continued from its checkpoint to the last epoch,
+    in its one MLflow run; returns the retries' checkpoints."""
+    trials = s.study(name).get_trials()
+    assert len(finished(trials)) == N_TRIALS, states(trials)
+    resumed = {key: load_checkpoint(path) for key, path in s.checkpoints(resumed_name).items()}
+    assert sorted(resumed) == sorted(killed) == [t.number for t in before]
+    for key, state in killed.items():
+        new, epoch = resumed[key], state["epoch"]
+        assert 1 <= epoch < EPOCHS
+        assert new["epoch"] == EPOCHS and new["step"] == EPOCHS * STEPS
+        # The killed attempt's epochs are the retry's first ones, unchanged: it was continued.
+        assert new["history"][:epoch] == state["history"]
+        assert [h["epoch"] for h in new["history"]] == list(range(1, EPOCHS + 1))
+        retry = next(t for t in trials if t.system_attrs.get("failed_trial") == key)
+        assert retry.state == TrialState.COMPLETE and retry.params == before[key].params
+        assert retry.user_attrs["mlflow_run_id"] == before[key].user_attrs["mlflow_run_id"]
+        logged = s.runs(name).steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
+        assert [step for step, _ in logged] == list(range(1, EPOCHS + 1)), logged
+    return resumed
 
 
 @pytest.fixture(scope="module")
 def switched(new_sweep):
-    s = new_sweep("population-switch")
-    common = (f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none")
-    launch = s.start(s.args(*common, "study.population=1", base=LONG))
-    name = launch.study_name()
-    wait_for(lambda: (e := s.checkpoint_epochs()) and len(e) == N_TRIALS and
-             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
-             "lone checkpoints of an early epoch", launch)
-    before = launch.kill_and_reap(s.study(name))
-    lone = {key: load_checkpoint(path) for key, path in s.checkpoints().items()}
-    s.run(s.args(*common, "study.population=2", "study.workers=1", base=LONG)).ok()
-    return s, name, lone, before
-
-
-def test_the_population_continues_each_lone_trial(switched) -> None:
-    s, name, lone, before = switched
-    trials = s.study(name).get_trials()
-    assert len(finished(trials)) == N_TRIALS, states(trials)
-    chains = {key: load_checkpoint(path) for key, path in s.checkpoints("chain.pt").items()}
-    assert sorted(chains) == sorted(lone) == [t.number for t in before]
-    for key, state in lone.items():
-        chain, epoch = chains[key], state["epoch"]
-        assert 1 <= epoch < EPOCHS
-        assert chain["epoch"] == EPOCHS and chain["step"] == EPOCHS * STEPS
-        # The lone attempt's epochs are the chain's first ones, unchanged: it was continued.
-        assert chain["history"][:epoch] == state["history"]
-        assert [h["epoch"] for h in chain["history"]] == list(range(1, EPOCHS + 1))
-        retry = next(t for t in trials if t.system_attrs.get("failed_trial") == key)
-        assert retry.state == TrialState.COMPLETE and retry.params == before[key].params
-        assert retry.user_attrs["mlflow_run_id"] == before[key].user_attrs["mlflow_run_id"]
-        logged = s.runs(name).steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
-        assert [step for step, _ in logged] == list(range(1, EPOCHS + 1)), logged
+    return kill_early_and_rerun(new_sweep, "population-switch", 1, 2)
 
 
 @pytest.fixture(scope="module")
 def switched_back(new_sweep):
-    s = new_sweep("population-switch-back")
-    common = (f"study.n_trials={N_TRIALS}", "study.pruner=none")
-    launch = s.start(s.args(*common, "study.population=2", "study.workers=1", base=LONG))
-    name = launch.study_name()
-    wait_for(lambda: (e := s.checkpoint_epochs("chain.pt")) and len(e) == N_TRIALS and
-             1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
-             "chain checkpoints of an early epoch", launch)
-    before = launch.kill_and_reap(s.study(name))
-    chains = {key: load_checkpoint(path) for key, path in s.checkpoints("chain.pt").items()}
-    s.run(s.args(*common, "study.population=1", "study.workers=2", base=LONG)).ok()
-    return s, name, chains, before
+    return kill_early_and_rerun(new_sweep, "population-switch-back", 2, 1)
+
+
+def test_the_population_continues_each_lone_trial(switched) -> None:
+    assert_continued(*switched, CHAIN)
 
 
 def test_a_lone_trial_continues_its_population_chain(switched_back) -> None:
-    s, name, chains, before = switched_back
-    trials = s.study(name).get_trials()
-    assert len(finished(trials)) == N_TRIALS, states(trials)
-    lone = {key: load_checkpoint(path) for key, path in s.checkpoints().items()}
-    assert sorted(lone) == sorted(chains) == [t.number for t in before]
-    for key, chain in chains.items():
-        state, epoch = lone[key], chain["epoch"]
-        assert 1 <= epoch < EPOCHS
-        assert state["epoch"] == EPOCHS and state["step"] == EPOCHS * STEPS
+    for state in assert_continued(*switched_back, LONE).values():
         assert state["engine"]["population"]["n_steps"] == EPOCHS * STEPS
-        # The chain's epochs are the lone trainer's first ones, unchanged: it was continued.
-        assert state["history"][:epoch] == chain["history"]
-        assert [h["epoch"] for h in state["history"]] == list(range(1, EPOCHS + 1))
-        retry = next(t for t in trials if t.system_attrs.get("failed_trial") == key)
-        assert retry.state == TrialState.COMPLETE and retry.params == before[key].params
-        assert retry.user_attrs["mlflow_run_id"] == before[key].user_attrs["mlflow_run_id"]
-        logged = s.runs(name).steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
-        assert [step for step, _ in logged] == list(range(1, EPOCHS + 1)), logged
