@@ -18,11 +18,12 @@ that seed and its retry key: distinct for every trial, the same for its retries.
 Resume: every epoch each chain writes ``chain.pt`` in its trial's checkpoint folder (atomically:
 weights, step and acceptance counts, history, best epoch); a trial whose earlier attempt ran
 alone continues from that attempt's ``last.pt`` instead when it went further (and a trial
-retried alone continues its ``chain.pt``: :func:`~sweeps.chains.continue_chain_alone`). The chains of a population share one
-step counter, so a retried chain joins a new population at its step 0: its elapsed steps are
-folded into its start temperature (``T0 * cooling_rate**steps``, floored: the same schedule from
-there on) and its stream is keyed by ``(seed, key, steps)``. It continues validly (same target,
-schedule and proposals) but not bit-identically to an uninterrupted run.
+retried alone continues its ``chain.pt``: :func:`~sweeps.chains.continue_chain_alone`). The
+chains of a population share one step counter, so a retried chain joins a new population at
+its step 0: its elapsed steps are folded into its start temperature (``T0 * cooling_rate**steps``,
+floored: the same schedule from there on) and its stream is keyed by ``(seed, key, steps)``. It
+continues validly (same target, schedule and proposals) but not bit-identically to an
+uninterrupted run.
 """
 from __future__ import annotations
 

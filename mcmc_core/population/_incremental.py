@@ -310,9 +310,10 @@ class ChainCache:
         return torch.baddbmm(z, columns, d, out=out)
 
     def _propose_last_lowrank(self, columns: Tensor, d: Tensor) -> Tensor:
-        """Candidates whose last layer's inputs changed on a few units: the new ``Z_last`` is
-        only kept long enough to take its picked sums and exponentials; :meth:`commit` adds the
-        same low-rank update to the accepted chains' ``Z_last`` in place."""
+        """Candidates whose last layer's inputs changed on a few units: the picked sums are
+        updated from the sign changes alone, the new ``Z_last`` is only kept long enough to
+        take its exponentials; :meth:`commit` adds the same low-rank update to the accepted
+        chains' ``Z_last`` in place."""
         z = self.pre[-1][self._part]
         assert self.picked is not None
         k, u, n = d.shape
