@@ -5,6 +5,7 @@ stepped in, grouped by flip count (:func:`flip_groups`)."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,14 +152,18 @@ def continue_chain_alone(trainer: BaseTrainer) -> bool:
     write the ``last.pt`` it resumes from (weights, epoch, step, acceptance count, history,
     best epoch; the chain's random stream goes on from the trainer's seed at that step).
     Returns whether it wrote one; False also when the trainer does not run one chain as a
-    population (then the trial starts over)."""
+    population (then it warns, and the trial starts over)."""
     path = trainer.checkpoint_path
     if path is None or not trainer.cfg.resume or not (path.parent / CHECKPOINT_NAME).exists():
         return False
     chain = load_checkpoint(path.parent / CHECKPOINT_NAME)
+    if path.exists() and load_checkpoint(path)["step"] >= chain["step"]:
+        return False
     population = getattr(getattr(trainer, "engine", None), "population", None)
-    if not isinstance(population, Population) or len(population) != 1 or (
-            path.exists() and load_checkpoint(path)["step"] >= chain["step"]):
+    if not isinstance(population, Population) or len(population) != 1:
+        warnings.warn(f"{path.parent}: this trainer does not run one chain as a population, so "
+                      f"it cannot continue the chain checkpoint at step {chain['step']}; the "
+                      "trial starts over", stacklevel=2)
         return False
     keys = list(trainer.model.state_dict())
 

@@ -335,3 +335,8 @@ def test_the_checkpoint_that_went_further_is_continued_in_either_direction(tmp_p
     last.load()
     assert (last.epoch, last.step) == (3, 150)
     assert last.history[:2] == again.history
+
+    (tmp_path / "last.pt").unlink()  # a chain.pt ahead, and a trainer that cannot continue it
+    cfg.sampler.n_replicas = 2
+    with pytest.warns(UserWarning, match="cannot continue the chain checkpoint at step 100"):
+        assert not continue_chain_alone(build_trainer(cfg))
