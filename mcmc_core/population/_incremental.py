@@ -310,19 +310,12 @@ class ChainCache:
         return torch.baddbmm(z, columns, d, out=out)
 
     def _propose_last_lowrank(self, columns: Tensor, d: Tensor) -> Tensor:
-        """Candidates whose last layer's inputs changed on a few units: the picked sums are
-        updated from the sign changes alone, the new ``Z_last`` is only kept long enough to
-        take its exponentials; :meth:`commit` adds the same low-rank update to the accepted
-        chains' ``Z_last`` in place."""
+        """Candidates whose last layer's inputs changed on a few units: the new ``Z_last`` is
+        only kept long enough to take its picked sums and exponentials; :meth:`commit` adds the
+        same low-rank update to the accepted chains' ``Z_last`` in place."""
         z = self.pre[-1][self._part]
-        assert self.picked is not None
-        k, u, n = d.shape
-        # The picked sums change by sum_u sum_n columns[y_n, u] d[u, n]: per unit, d summed
-        # over each class's samples (integers: exact), weighted by the unit's column.
-        per_class = torch.mm(d.view(k * u, n), self.energy_set.one_hot(z.shape[1], z).t())
-        change = per_class.view(k, u, -1).mul_(columns.transpose(1, 2)).sum((1, 2))
-        picked = self.picked[self._part] + change.to(torch.float64)
         buffer = self._lowrank(z, columns, d, self._ws("logits", z.shape, z))
+        picked = self.energy_set.picked(buffer, self.net.weights[-1].shape[2])
         exp_new = buffer.mul_(self.net.scale).exp_()
         self._dense.append((-1, exp_new))
         self._lowrank_update = (columns, d)
