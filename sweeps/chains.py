@@ -174,10 +174,8 @@ def continue_chain_alone(trainer: BaseTrainer) -> bool:
     engine = state["engine"]
     engine["step"] = state["step"] = chain["step"]
     engine["population"].update(weights=[w.unsqueeze(0) for w in chain["weights"]],
-                                n_steps=chain["step"],
+                                n_steps=chain["step"], energies=None,  # recomputed on load
                                 n_accepted=torch.tensor([chain["accepted"]]))
-    population.load_state_dict(engine["population"])
-    engine["population"]["energies"] = population.full_energies()
     state.update(epoch=chain["epoch"], elapsed=chain["elapsed"], history=chain["history"],
                  best_metric=chain["best_metric"], model=model_state(chain["weights"]),
                  best_model=None if chain["best_weights"] is None

@@ -380,7 +380,7 @@ class Population:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (its number of chains may differ from the current one);
         the caches are rebuilt from the weights, so the next step is the one the saved
-        population would have taken."""
+        population would have taken. Energies of None are recomputed from the weights."""
         shapes = [tuple(w.shape[1:]) for w in self.net.weights]
         saved = [tuple(w.shape[1:]) for w in state["weights"]]
         if saved != shapes or state["output_scale"] != self.net.output_scale:
@@ -399,5 +399,6 @@ class Population:
         self.n_accepted = state["n_accepted"].to(device).clone()
         self.ids = list(state["ids"])
         self.cache.rebuild()
-        self.cache.energies = state["energies"].to(device, torch.float64).clone()
+        if state["energies"] is not None:
+            self.cache.energies = state["energies"].to(device, torch.float64).clone()
         self._layout()
