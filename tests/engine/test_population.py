@@ -47,15 +47,19 @@ def _assert_caches_fresh(pop: Population) -> None:
 
 
 # -- caches ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("hidden, kwargs", [
+CACHE_CASES = [
     ([], {}),  # one layer: only the last-layer (in-place rows) path
     ([8], {}),  # rows path, then a low-rank update of the last layer
     ([8], {"flip_ratio": [0.02, 0.2, 0.5, 0.05]}),  # padding, repeated rows, dense draws
+    ([8], {"flip_ratio": 0.005}),  # one flip: the rank-1 update of the last exponentials
     ([8, 6], {"flip_ratio": 0.1}),  # a dense layer below the first changed one
     ([8, 6], {"proposal": "all", "flip_ratio": [0.02, 0.1, 0.3, 0.05]}),
     ([8], {"output_scale": 40.0}),  # logits large enough for the max-shifted loss
     ([8], {"acceptance": "barker", "temperature": [0.0, 1e-3, 1e-2, 1.0]}),
-])
+]
+
+
+@pytest.mark.parametrize("hidden, kwargs", CACHE_CASES)
 def test_caches_equal_a_full_forward_after_many_steps(synthetic: DataSplits, hidden: list[int],
                                                       kwargs: dict[str, Any]) -> None:
     pop = _population(synthetic, hidden, **kwargs)
@@ -67,10 +71,35 @@ def test_caches_equal_a_full_forward_after_many_steps(synthetic: DataSplits, hid
     assert int(pop.n_accepted.sum()) > 0 and torch.isfinite(torch.stack(energies)).all()
 
 
-@pytest.mark.parametrize("hidden, proposal", [([8], "layer"), ([8, 6], "all"), ([], "layer")])
+@pytest.mark.parametrize("hidden, kwargs", CACHE_CASES)
+def test_candidate_energies_equal_a_full_forward_of_the_candidates(
+        synthetic: DataSplits, hidden: list[int], kwargs: dict[str, Any]) -> None:
+    pop = _population(synthetic, hidden, **kwargs)
+    for _ in range(40):
+        pop.run(7)
+        flips = pop._next_block().flips(0)
+        candidates = pop.cache.propose(flips).clone()
+        pop.cache.commit(torch.zeros(len(pop), dtype=torch.bool))  # rejected: nothing changes
+        for i, f in flips.items():  # the candidates' weights, evaluated by a full forward
+            index = f.weight.view(-1) if f.valid is None else f.weight[f.valid]
+            pop.net.weights[i].view(-1)[index] *= -1
+        expected = pop.full_energies()
+        for i, f in flips.items():
+            index = f.weight.view(-1) if f.valid is None else f.weight[f.valid]
+            pop.net.weights[i].view(-1)[index] *= -1
+        torch.testing.assert_close(candidates, expected, rtol=1e-6, atol=1e-6)
+    _assert_caches_fresh(pop)
+
+
+MIXED_FLIPS = [0.02, 0.1, 0.3, 0.05, 0.2]
+
+
+@pytest.mark.parametrize("hidden, proposal, flip_ratio", [
+    ([8], "layer", MIXED_FLIPS), ([8], "layer", 0.005), ([8, 6], "all", MIXED_FLIPS),
+    ([], "layer", MIXED_FLIPS)])
 def test_chunks_do_not_change_the_chains(synthetic: DataSplits, hidden: list[int],
-                                         proposal: str) -> None:
-    kwargs = dict(proposal=proposal, flip_ratio=[0.02, 0.1, 0.3, 0.05, 0.2])
+                                         proposal: str, flip_ratio: Any) -> None:
+    kwargs = dict(proposal=proposal, flip_ratio=flip_ratio)
     whole = _population(synthetic, hidden, k=5, chunk=5, **kwargs)
     parts = _population(synthetic, hidden, k=5, chunk=2, **kwargs)
     whole.run(150)
@@ -207,10 +236,13 @@ def test_state_dict_resumes_bit_identically(synthetic: DataSplits, proposal: str
     assert straight.n_steps == resumed.n_steps == 130
 
 
-def test_a_chain_takes_the_same_steps_alone_and_in_a_batch(synthetic: DataSplits) -> None:
-    kwargs = dict(temperature=[1e-3, 1e-2, 3e-2], flip_ratio=[0.02, 0.1, 0.05])
+@pytest.mark.parametrize("flip_ratios", [[0.02, 0.1, 0.05], [0.005, 0.005, 0.005]])
+def test_a_chain_takes_the_same_steps_alone_and_in_a_batch(synthetic: DataSplits,
+                                                           flip_ratios: list[float]) -> None:
+    kwargs = dict(temperature=[1e-3, 1e-2, 3e-2], flip_ratio=flip_ratios)
     batch = _population(synthetic, [8], k=3, seeds=[10, 11, 12], **kwargs)
-    alone = _population(synthetic, [8], k=1, seeds=[11], temperature=1e-2, flip_ratio=0.1)
+    alone = _population(synthetic, [8], k=1, seeds=[11], temperature=1e-2,
+                        flip_ratio=flip_ratios[1])
     batch.run(120)
     alone.run(120)
     assert all(torch.equal(w[1], v[0]) for w, v in zip(batch.net.weights, alone.net.weights))
