@@ -14,11 +14,6 @@ every chain; padding entries change nothing):
 * the next layer's input signs changed on those rows only, so its update is
   ``W[:, rows] (A_new - A_old)[rows]``: one batched low-rank product (an outer product for one
   flip). Layers further down are updated densely, ``W (A_new - A_old)``;
-* when one hidden unit feeding the last layer changed, with last-layer weights ``w_c = +-1``,
-  every class's exponential is multiplied by ``exp(s w_c d)`` (``d`` in {0, +-2} per sample):
-  the candidates' partition sums are ``exp(s d) P + exp(-s d) M`` from the cached
-  exponentials summed over the classes of weight +1 (``P``) and -1 (``M``), one batched
-  product; the accepted chains' exponentials and energies are recomputed at commit;
 * when only last-layer weights flip, the touched rows of ``Z_last`` and ``exp(s Z_last)`` are
   rewritten in place (rejected chains' rows are put back at commit) and the energy needs one
   sum over the cached exponentials;
@@ -26,10 +21,9 @@ every chain; padding entries change nothing):
   full forward (:meth:`~mcmc_core.population.EnergySet.energies`).
 
 All pre-activations are integers below ``2**24`` held in float32 and every other cached value is
-the same elementwise function of them as in a full forward, so the caches and the current
-energies equal a fresh forward exactly (a rank-1 candidate's energy is a rounding apart:
-relative differences of about 1e-8). :meth:`ChainCache.commit` keeps the accepted chains'
-candidates and writes their flips into the weights; rejected chains keep their state.
+the same elementwise function of them as in a full forward, so the caches and energies equal a
+fresh forward exactly. :meth:`ChainCache.commit` keeps the accepted chains' candidates and
+writes their flips into the weights; rejected chains keep their state.
 
 Large intermediate tensors are written into persistent work buffers (``out=``): on CPU a fresh
 allocation of a few hundred kB is served by ``mmap`` and page-faults at every step, which cost
@@ -114,8 +108,6 @@ class ChainCache:
         self._candidate_picked: Tensor | None = None
         self._last_rows: tuple[Tensor, ...] | None = None
         self._lowrank_update: tuple[Tensor, Tensor] | None = None
-        self._exact_on_commit = False  # the candidates' energies are recomputed at commit
-        self._half_signs: Tensor | None = None  # [[[0.5], [-0.5]]], see _propose_last_rank1
         self._part = slice(0, len(net))
         self.exp_last: Tensor | None = None
         self.picked: Tensor | None = None
@@ -219,7 +211,6 @@ class ChainCache:
         are those chains' rows). Nothing changes until :meth:`commit`."""
         self._rows, self._dense, self._flips, self._last_rows = [], [], [], None
         self._lowrank_update: tuple[Tensor, Tensor] | None = None
-        self._exact_on_commit = False
         self._part = part = slice(0, len(self.net)) if part is None else part
         ws = self._ws
         k, n_layers = part.stop - part.start, len(self.net.weights)
@@ -322,64 +313,15 @@ class ChainCache:
         """Candidates whose last layer's inputs changed on a few units: the new ``Z_last`` is
         only kept long enough to take its picked sums and exponentials; :meth:`commit` adds the
         same low-rank update to the accepted chains' ``Z_last`` in place."""
-        self._lowrank_update = (columns, d)
-        if d.shape[1] == 1:
-            return self._propose_last_rank1(columns, d)
         z = self.pre[-1][self._part]
         buffer = self._lowrank(z, columns, d, self._ws("logits", z.shape, z))
         picked = self.energy_set.picked(buffer, self.net.weights[-1].shape[2])
         exp_new = buffer.mul_(self.net.scale).exp_()
         self._dense.append((-1, exp_new))
+        self._lowrank_update = (columns, d)
         self._candidate_picked = picked
         self._candidate = self._energy(self._log_partition(exp_new), picked)
         return self._candidate
-
-    def _propose_last_rank1(self, columns: Tensor, d: Tensor) -> Tensor:
-        """Candidates whose last layer's inputs changed on one unit, with last-layer weights
-        ``w_c = columns[:, c]`` (+-1) and change ``d`` (0, +-2 per sample): every class's
-        exponential is multiplied by ``exp(s w_c d)``, so the new partition sums are
-        ``exp(s d) P + exp(-s d) M`` with ``P``, ``M`` the cached exponentials summed over the
-        classes of weight +1, -1 (one pass over the cache instead of five). The candidates'
-        energies are therefore a rounding apart from a fresh forward's; :meth:`commit`
-        recomputes the accepted chains' exponentials and energies exactly."""
-        ws, part, scale = self._ws, self._part, self.net.scale
-        k, classes, _ = columns.shape
-        n = d.shape[-1]
-        exp_last = self.exp_last[part]  # type: ignore[index]
-        # [K, 2, C]: rows (1 + w) / 2 and (1 - w) / 2, the classes of weight +1 and -1.
-        if self._half_signs is None or self._half_signs.device != columns.device:
-            self._half_signs = torch.tensor([[[0.5], [-0.5]]], device=columns.device)
-        halves = torch.mul(self._half_signs, columns.view(k, 1, classes),
-                           out=ws("halves", (k, 2, classes), columns)).add_(0.5)
-        sums = torch.bmm(halves, exp_last, out=ws("halves_sums", (k, 2, n), exp_last))
-        grow = torch.mul(d.view(k, n), scale, out=ws("grow", (k, n), d)).exp_()
-        shrink = torch.reciprocal(grow, out=ws("shrink", (k, n), d))
-        lse = ws("lse", (k, n), d)
-        torch.addcmul(torch.mul(sums[:, 0], grow, out=lse), sums[:, 1], shrink, out=lse)
-        log_partition = ws("lse64", (k, n), d, torch.float64).copy_(lse.log_()).sum(1)
-        # The targets' cells change by w_{y_n} d_n (integers: exact).
-        per_class = torch.mm(d.view(k, n), self.energy_set.one_hot(classes, d).t())  # [K, C]
-        change = per_class.mul_(columns.view(k, classes)).sum(1, dtype=torch.float64)
-        picked = self.picked[part] + change  # type: ignore[index]
-        self._exact_on_commit = True
-        self._candidate_picked = picked
-        self._candidate = self._energy(log_partition, picked)
-        return self._candidate
-
-    def _commit_rank1(self, accepted: Tensor) -> None:
-        """Commit of a rank-1 candidate: ``Z_last += columns d`` for the accepted chains, then
-        every chain's ``exp(s Z_last)`` recomputed in place (the rejected chains' come out the
-        same: cheaper than gathering the accepted ones) and the accepted chains' energies
-        exactly."""
-        part = self._part
-        z, exp_last = self.pre[-1][part], self.exp_last[part]  # type: ignore[index]
-        assert self._candidate is not None and self._candidate_picked is not None
-        assert self._lowrank_update is not None
-        columns, d = self._lowrank_update
-        z.addcmul_(columns, d.mul_(accepted.view(-1, 1, 1)))
-        torch.mul(z, self.net.scale, out=exp_last).exp_()
-        exact = self._energy(self._log_partition(exp_last), self._candidate_picked)
-        self._candidate = torch.where(accepted, exact, self._candidate)
 
     def _propose_last_rows(self, f: LayerFlips, delta: Tensor) -> Tensor:
         """Candidates that flip only last-layer weights: the touched rows of ``Z_last`` and
@@ -427,9 +369,7 @@ class ChainCache:
             self._commit_masked(accepted)
         else:
             self._commit_selected(accepted)
-        if self._exact_on_commit:
-            self._commit_rank1(accepted)
-        elif self._lowrank_update is not None:
+        if self._lowrank_update is not None:
             # Z_last += columns @ d for the accepted chains (d zeroed for the others): in place.
             columns, d = self._lowrank_update
             d.mul_(accepted.view(-1, 1, 1))
@@ -438,8 +378,7 @@ class ChainCache:
                 z.addcmul_(columns, d)
             else:
                 z.baddbmm_(columns, d)
-        if self.picked is not None and (self._dense or self._last_rows is not None
-                                        or self._exact_on_commit):
+        if self.picked is not None and (self._dense or self._last_rows is not None):
             picked = self.picked[part]
             picked.copy_(torch.where(accepted, self._candidate_picked, picked))
         for i, index, coef in self._flips:
@@ -449,7 +388,6 @@ class ChainCache:
         energies.copy_(torch.where(accepted, self._candidate, energies))
         self._rows, self._dense, self._flips, self._candidate = [], [], [], None
         self._last_rows = self._lowrank_update = None
-        self._exact_on_commit = False
 
     def _commit_selected(self, accepted: Tensor) -> None:
         """Write the accepted chains' rows and dense caches, put the rejected chains' last-layer
