@@ -81,12 +81,12 @@ class MarginCache(ChainCache):
         super().commit(accepted)
 
 
-def load():  # type: ignore[no-untyped-def]
+def load(mnist: Path):  # type: ignore[no-untyped-def]
     try:
-        data = load_dataset(DataConfig(name="idx", root=str(MNIST), val_fraction=0.01))
-        return data, f"MNIST t10k ({MNIST})"
+        data = load_dataset(DataConfig(name="idx", root=str(mnist), val_fraction=0.01))
+        return data, f"MNIST t10k ({mnist})"
     except DatasetNotFoundError:
-        print(f"note: {MNIST} not found: synthetic data of the same shape (accuracies not "
+        print(f"note: {mnist} not found: synthetic data of the same shape (accuracies not "
               "comparable)")
         data = load_dataset(DataConfig(name="synthetic", synthetic_samples=10000,
                                        synthetic_shape=[1, 28, 28], synthetic_classes=10,
@@ -123,10 +123,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=800_000)
     p.add_argument("--every", type=int, default=20_000)
+    p.add_argument("--mnist", type=Path, default=MNIST)
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = p.parse_args()
     torch.set_num_threads(1)
-    data, name = load()
+    data, name = load(args.mnist)
     results = [run(data, lam, args.kappa, args.seed, args.steps, args.every) for lam in args.lam]
     print("| lam | kappa | seed | test, mean of the last 10 | best | final train |")
     print("|---:|---:|---:|---:|---:|---:|")

@@ -8,7 +8,8 @@ Wall time is the whole command (start-up, trials, report); the trials' span is f
 trial's start to the last one's end, as stored by Optuna.
 
     python benchmarks/sweep_throughput.py [--n-trials 32] [--workers 2] [--populations 1 16]
-        [--pruners median] [--rounds 1] [--json benchmarks/results/sweep_throughput.json]
+        [--pruners median] [--rounds 1] [--overrides trainer.epochs=5 ...]
+        [--json benchmarks/results/sweep_throughput.json]
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "sweeps.sweep"]
 
 
-def sweep(population: int, n_trials: int, workers: int, pruner: str) -> dict[str, Any]:
-    """Run one sweep in a temporary folder; return its timings and outcome."""
+def sweep(population: int, n_trials: int, workers: int, pruner: str,
+          overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run one sweep in a temporary folder (``overrides``: extra Hydra overrides for it);
+    return its timings and outcome."""
     import optuna
     from optuna.trial import TrialState
 
@@ -45,7 +48,7 @@ def sweep(population: int, n_trials: int, workers: int, pruner: str) -> dict[str
         args = ["device=cpu", f"study.n_trials={n_trials}", f"study.workers={workers}",
                 f"study.population={population}", f"study.pruner={pruner}",
                 f"study.output_dir={root / 'out'}",
-                f"tracking.uri=sqlite:///{root / 'mlflow.db'}"]
+                f"tracking.uri=sqlite:///{root / 'mlflow.db'}", *(overrides or [])]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         start = time.perf_counter()
         proc = subprocess.run([*command(), *args], check=False, cwd=root, env=env, text=True,
@@ -73,7 +76,7 @@ def sweep(population: int, n_trials: int, workers: int, pruner: str) -> dict[str
             "best_value": best.value if best else None,
             "best_test_accuracy": best.user_attrs.get("test_accuracy") if best else None,
             "best_params": best.params if best else None,
-            "command": " ".join(["mcmc-sweep", *args[:5]]),
+            "command": " ".join(["mcmc-sweep", *args[:5], *(overrides or [])]),
             "trials": [{"number": t.number, "state": t.state.name, "last_step": t.last_step,
                         "value": t.value, "pid": t.user_attrs.get("pid"),
                         "start": str(t.datetime_start), "end": str(t.datetime_complete),
@@ -94,6 +97,8 @@ def main() -> None:
     parser.add_argument("--pruners", nargs="+", default=["median"],
                         help="study.pruner values; median is the default sweep's")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--overrides", nargs="*", default=[],
+                        help="extra mcmc-sweep overrides, e.g. trainer.epochs=5")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
 
@@ -103,7 +108,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         for pruner in args.pruners:
             for population in args.populations:
-                result = sweep(population, args.n_trials, args.workers, pruner)
+                result = sweep(population, args.n_trials, args.workers, pruner, args.overrides)
                 result["round"] = round_
                 runs.append(result)
                 print(f"pruner {pruner}, population {population:>2}, round {round_}: "
@@ -145,7 +150,7 @@ def main() -> None:
                     "torch": torch_version(), "load_average_at_start": load},
         "settings": {"n_trials": args.n_trials, "workers": args.workers,
                      "populations": args.populations, "pruners": args.pruners,
-                     "rounds": args.rounds,
+                     "rounds": args.rounds, "overrides": args.overrides,
                      "mcmc_sweep": shutil.which("mcmc-sweep") or command()[0]},
         "ratio_trials_per_hour": ratios,
         "runs": runs,

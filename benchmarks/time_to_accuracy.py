@@ -69,10 +69,10 @@ class Curve(Callback):
             raise _Budget
 
 
-def data_overrides() -> tuple[list[str], str]:
-    if MNIST.exists():
-        return ["dataset=idx", f"dataset.root={MNIST}"], f"MNIST t10k ({MNIST})"
-    print(f"note: {MNIST} not found: synthetic data of the same shape (accuracies not comparable)")
+def data_overrides(mnist: Path) -> tuple[list[str], str]:
+    if mnist.exists():
+        return ["dataset=idx", f"dataset.root={mnist}"], f"MNIST t10k ({mnist})"
+    print(f"note: {mnist} not found: synthetic data of the same shape (accuracies not comparable)")
     return (["dataset=synthetic", "dataset.synthetic_samples=10000",
              "dataset.synthetic_shape=[1,28,28]", "dataset.synthetic_classes=10"],
             "synthetic 10,000 x 1x28x28")
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=list(OURS))
     parser.add_argument("--methods", nargs="+", default=["ours", "naive", "ste"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mnist", type=Path, default=MNIST)
     parser.add_argument("--ste-lr", type=float, default=None,
                         help="Adam learning rate of ste (default: trainer.lr's default)")
     parser.add_argument("--json", type=Path,
@@ -139,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     register_configs()
-    data, data_name = data_overrides()
+    data, data_name = data_overrides(args.mnist)
     common = ["tracking=none", "trainer.verbose=false", "model=mlp", *data, *SPLIT]
     rows = []
     with initialize_config_module(config_module="conf", version_base="1.3"):

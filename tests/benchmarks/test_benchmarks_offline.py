@@ -1,0 +1,57 @@
+"""The benchmark scripts run offline: with MNIST t10k absent they fall back to synthetic data of
+the same shape, say so, and write their JSON. Tiny settings; the numbers are not checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+#: Per script: arguments that shrink it to seconds.
+MNIST_SCRIPTS = {
+    "population_throughput.py": ["--threads", "1", "--rounds", "1", "--check-steps", "2"],
+    "step_throughput.py": ["--threads", "1", "--flip-ratio", "1e-4", "--seconds", "0.05",
+                           "--repeats", "1", "--check-steps", "2"],
+    "time_to_accuracy.py": ["--budget", "1", "--nets", "784-10"],
+    "original_vs_full.py": [],
+    "margin_energy.py": ["--steps", "200", "--every", "100"],
+}
+
+
+def _run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_every_mnist_benchmark_is_covered() -> None:
+    takes_mnist = {p.name for p in BENCHMARKS.glob("*.py") if "mnist" in p.read_text().lower()
+                   and "def main" in p.read_text()}
+    assert takes_mnist == set(MNIST_SCRIPTS)
+
+
+@pytest.mark.parametrize("script", sorted(MNIST_SCRIPTS))
+def test_benchmark_falls_back_to_synthetic_data(script: str, tmp_path: Path) -> None:
+    out, absent = tmp_path / "result.json", tmp_path / "no-mnist"
+    proc = _run(script, [*MNIST_SCRIPTS[script], "--mnist", str(absent), "--json", str(out)],
+                tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert f"note: {absent} not found" in proc.stdout and "synthetic" in proc.stdout
+    assert "synthetic" in json.dumps(json.loads(out.read_text()))  # the JSON says what it measured
+
+
+def test_sweep_benchmark_runs_both_populations(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    proc = _run("sweep_throughput.py", ["--n-trials", "2", "--workers", "1", "--populations", "1",
+                                        "2", "--overrides", "trainer.epochs=2",
+                                        "trainer.steps_per_epoch=20", "--json", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["population"], r["finished"], r["failed"]) for r in runs] == [(1, 2, 0), (2, 2, 0)]
+    assert all("trainer.epochs=2" in r["command"] for r in runs)
