@@ -23,7 +23,7 @@ from mcmc_core._validation import ConfigError, violation
 from sweeps.config import SweepConfig
 from sweeps.progress import SweepProgress
 from sweeps.report import format_best, write_report
-from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study
+from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
 from sweeps.tracking import close_killed_run, end_run, open_parent_run, tracking_uri
 from sweeps.worker import WorkerSpec, run_worker, stop_file
 
@@ -96,6 +96,9 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
           f"{p.storage_url}, output {p.output_dir}", flush=True)
     if before.finished >= n_trials:  # nothing to run: just refresh the report
         return _finish(cfg, p, study, parent_run_id, reasons=[], interrupted=False)
+    note = pruning_note(cfg.study, before.complete)
+    if note:
+        print(note, flush=True)
     session = uuid.uuid4().hex[:12]
     deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
     specs = [WorkerSpec(index=i, study_name=p.name, storage_url=p.storage_url, study=cfg.study,

@@ -31,6 +31,7 @@ __all__ = [
     "new_attempt",
     "open_storage",
     "open_study",
+    "pruning_note",
     "requeue",
     "retry_key",
 ]
@@ -62,10 +63,15 @@ def make_sampler(cfg: StudyConfig, seed_offset: int = 0) -> optuna.samplers.Base
     raise ValueError(f"study.sampler={cfg.sampler!r} is not allowed")
 
 
+#: Complete trials the median pruner waits for before it prunes.
+MEDIAN_STARTUP_TRIALS = 4
+
+
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     """The configured Optuna pruner (``none`` never prunes)."""
     if cfg.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=5)
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
+                                           n_warmup_steps=5)
     if cfg.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=3)
     if cfg.pruner == "successive_halving":
@@ -75,6 +81,18 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     if cfg.pruner == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"study.pruner={cfg.pruner!r} is not allowed")
+
+
+def pruning_note(cfg: StudyConfig, complete: int) -> str | None:
+    """A one-line note when populations start before the median pruner can prune: it compares
+    a trial with complete trials only, so the first populations, run side by side, all end
+    unpruned (None otherwise)."""
+    if cfg.population < 2 or cfg.pruner != "median" or complete >= MEDIAN_STARTUP_TRIALS:
+        return None
+    return (f"note: study.pruner=median compares a trial with complete trials only "
+            f"({MEDIAN_STARTUP_TRIALS} needed, {complete} so far), so the first populations of "
+            f"{cfg.population} run to their end unpruned; study.pruner=successive_halving "
+            "compares the trials that reached the same epoch")
 
 
 def open_storage(url: str, cfg: StudyConfig,

@@ -53,6 +53,11 @@ def test_population_sweep_reaches_exactly_n_trials(sweeps) -> None:
     assert max(t.datetime_complete for t in first) <= min(t.datetime_start for t in second)
 
 
+def test_the_sweep_says_its_first_population_runs_unpruned(sweeps) -> None:
+    assert ("note: study.pruner=median compares a trial with complete trials only (4 needed, 0 "
+            "so far)") in sweeps.result.stdout
+
+
 def test_pruned_chains_stop_early_and_leave_the_batch(sweeps) -> None:
     trials, runs = sweeps.trials, sweeps.runs
     pruned = [t for t in trials if t.state == TrialState.PRUNED]

@@ -25,6 +25,7 @@ from sweeps.study import (
     make_sampler,
     open_storage,
     open_study,
+    pruning_note,
     requeue,
     retry_key,
 )
@@ -252,6 +253,24 @@ def test_every_pruner_name_builds(name: str) -> None:
     trial = study.ask()
     trial.report(0.5, 1)
     assert trial.should_prune() in (True, False)
+
+
+def test_pruning_note_while_the_median_pruner_cannot_prune_populations() -> None:
+    cfg = StudyConfig(pruner="median", population=16)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(cfg))
+    running = [study.ask() for _ in range(5)]
+    for step in range(1, 11):  # a lockstep wave: every trial reports each epoch
+        for i, trial in enumerate(running):
+            trial.report(0.9 if i else 0.1, step)
+    assert not running[0].should_prune()  # hopeless, but nothing complete to compare with
+    note = pruning_note(cfg, complete=0)
+    assert note is not None and "4 needed, 0 so far" in note and "successive_halving" in note
+    for trial in running[1:]:
+        study.tell(trial, 0.9)
+    assert running[0].should_prune()  # four complete trials: the median pruner prunes
+    assert pruning_note(cfg, complete=4) is None
+    assert pruning_note(StudyConfig(pruner="median", population=1), complete=0) is None
+    assert pruning_note(StudyConfig(pruner="successive_halving", population=16), 0) is None
 
 
 def test_unknown_sampler_or_pruner_is_an_error() -> None:
