@@ -48,9 +48,9 @@ def test_benchmark_falls_back_to_synthetic_data(script: str, tmp_path: Path) -> 
 
 def test_sweep_benchmark_runs_both_populations(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    proc = _run("sweep_throughput.py", ["--n-trials", "2", "--workers", "1", "--populations", "1",
-                                        "2", "--overrides", "trainer.epochs=2",
-                                        "trainer.steps_per_epoch=20", "--json", str(out)], tmp_path)
+    args = ["--n-trials", "2", "--workers", "1", "--populations", "1", "2",
+            "--overrides", "trainer.epochs=2", "trainer.steps_per_epoch=20", "--json", str(out)]
+    proc = _run("sweep_throughput.py", args, tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     runs = json.loads(out.read_text())["runs"]
     assert [(r["population"], r["finished"], r["failed"]) for r in runs] == [(1, 2, 0), (2, 2, 0)]
