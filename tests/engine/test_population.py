@@ -46,12 +46,19 @@ def _assert_caches_fresh(pop: Population) -> None:
     torch.testing.assert_close(pop.energies, pop.full_energies(), rtol=1e-12, atol=1e-12)
 
 
+def _flip(pop: Population, flips: dict) -> None:
+    """Negate the weights that ``flips`` names, padding excluded (twice restores them)."""
+    for i, f in flips.items():
+        index = f.weight.view(-1) if f.valid is None else f.weight[f.valid]
+        pop.net.weights[i].view(-1)[index] *= -1
+
+
 # -- caches ---------------------------------------------------------------------------------------
 CACHE_CASES = [
     ([], {}),  # one layer: only the last-layer (in-place rows) path
     ([8], {}),  # rows path, then a low-rank update of the last layer
     ([8], {"flip_ratio": [0.02, 0.2, 0.5, 0.05]}),  # padding, repeated rows, dense draws
-    ([8], {"flip_ratio": 0.005}),  # one flip: the rank-1 update of the last exponentials
+    ([8], {"flip_ratio": 0.005}),  # one flip per layer: a rank-1 (outer product) update
     ([8, 6], {"flip_ratio": 0.1}),  # a dense layer below the first changed one
     ([8, 6], {"proposal": "all", "flip_ratio": [0.02, 0.1, 0.3, 0.05]}),
     ([8], {"output_scale": 40.0}),  # logits large enough for the max-shifted loss
@@ -80,13 +87,9 @@ def test_candidate_energies_equal_a_full_forward_of_the_candidates(
         flips = pop._next_block().flips(0)
         candidates = pop.cache.propose(flips).clone()
         pop.cache.commit(torch.zeros(len(pop), dtype=torch.bool))  # rejected: nothing changes
-        for i, f in flips.items():  # the candidates' weights, evaluated by a full forward
-            index = f.weight.view(-1) if f.valid is None else f.weight[f.valid]
-            pop.net.weights[i].view(-1)[index] *= -1
+        _flip(pop, flips)  # the candidates' weights, evaluated by a full forward
         expected = pop.full_energies()
-        for i, f in flips.items():
-            index = f.weight.view(-1) if f.valid is None else f.weight[f.valid]
-            pop.net.weights[i].view(-1)[index] *= -1
+        _flip(pop, flips)
         torch.testing.assert_close(candidates, expected, rtol=1e-6, atol=1e-6)
     _assert_caches_fresh(pop)
 

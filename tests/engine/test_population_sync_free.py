@@ -26,7 +26,7 @@ _SYNCING = {"aten::nonzero", "aten::_local_scalar_dense", "aten::is_nonzero", "a
 CASES = [
     ([], {}),  # last-layer rows, put back where rejected
     ([8], {"flip_ratio": [0.02, 0.2, 0.5, 0.05]}),  # hidden rows, padding, repeats, low rank
-    ([8], {"flip_ratio": 0.005}),  # one flip: the rank-1 update of the last exponentials
+    ([8], {"flip_ratio": 0.005}),  # one flip per layer: a rank-1 (outer product) update
     ([8, 6], {"flip_ratio": 0.1}),  # dense updates below the first changed layer
     ([8, 6], {"proposal": "all", "flip_ratio": [0.02, 0.1, 0.3, 0.05]}),
     ([8], {"output_scale": 40.0}),  # large logits: the max-shifted loss, no cached exponentials
