@@ -23,6 +23,7 @@ from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.trainers import CHECKPOINT_NAME as LONE_CHECKPOINT_NAME
 from mcmc_core.trainers import (
     BaseTrainer,
+    TrainerMCMC,
     best_entry,
     child_seeds,
     final_metrics,
@@ -159,7 +160,9 @@ def continue_chain_alone(trainer: BaseTrainer) -> bool:
     chain = load_checkpoint(path.parent / CHECKPOINT_NAME)
     if path.exists() and load_checkpoint(path)["step"] >= chain["step"]:
         return False
-    population = getattr(getattr(trainer, "engine", None), "population", None)
+    # A TrainerMCMC's population engine has one; its other engines (the sampler) have none.
+    engine = trainer.engine if isinstance(trainer, TrainerMCMC) else None
+    population = getattr(engine, "population", None)
     if not isinstance(population, Population) or len(population) != 1:
         warnings.warn(f"{path.parent}: this trainer does not run one chain as a population, so "
                       f"it cannot continue the chain checkpoint at step {chain['step']}; the "
