@@ -23,10 +23,11 @@ algorithm's formulas) against this machine's float32 matmul and ``exp`` throughp
 the same run: far below both means memory traffic, not arithmetic, bounds the step.
 
     python benchmarks/population_throughput.py [--threads 1 2] [--rounds 5] [--device cpu]
-        [--mnist ../shared/data/mnist-t10k] [--json benchmarks/results/population_throughput.json]
+        [--scale 1] [--mnist ../shared/data/mnist-t10k] [--json benchmarks/results/population_throughput.json]
 
 With ``--device cuda`` the populations run on the GPU (each timed round ends with a
-``torch.cuda.synchronize()``); ``--threads`` then only sets the host's threads.
+``torch.cuda.synchronize()``); ``--threads`` then only sets the host's threads. ``--scale``
+multiplies every round's step counts (a GPU's steps are short: longer rounds time them better).
 """
 
 from __future__ import annotations
@@ -145,11 +146,11 @@ def same_trajectories(net: Net, fr: float, steps: int, device: str) -> bool:
     return True
 
 
-def measure(net: Net, fr: float, rounds: int, device: str) -> dict[str, object]:
+def measure(net: Net, fr: float, rounds: int, device: str, scale: int) -> dict[str, object]:
     batched = population(net, fr, list(range(K)), device)
     other = population(net, fr, list(range(K)), device, sync_free=not batched.cache.sync_free)
     singles = [population(net, fr, [seed], device) for seed in range(K)]
-    n_b, n_c = net.batched_steps[fr], net.chain_steps[fr]
+    n_b, n_c = scale * net.batched_steps[fr], scale * net.chain_steps[fr]
     for p in (batched, other, *singles):
         p.run(2)  # warm-up: work buffers, first blocks, incremental caches
     rates: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -174,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", type=int, default=1, help="multiplies each round's steps")
     parser.add_argument("--check-steps", type=int, default=40)
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -192,7 +194,7 @@ def main() -> None:
         for net in nets:
             for fr in net.flip_ratios:
                 row = {"threads": threads, "net": net.name, "data": net.data,
-                       **measure(net, fr, args.rounds, args.device), **machine,
+                       **measure(net, fr, args.rounds, args.device, args.scale), **machine,
                        "load_average": os.getloadavg()[0]}
                 rows.append(row)
                 print(f"done: {threads} thread(s), {net.name}, flip_ratio {fr:g}: "
@@ -222,7 +224,7 @@ def main() -> None:
         "benchmark": "population_throughput", "chains": K, "proposal": "layer",
         "acceptance": "metropolis", "output_scale": OUTPUT_SCALE,
         "temperatures": "log-spaced 1e-4..1e-2", "cooling_rates": "linear 0.999..0.99999",
-        "rounds": args.rounds, "device": args.device, "torch": torch.__version__,
+        "rounds": args.rounds, "scale": args.scale, "device": args.device, "torch": torch.__version__,
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "same_trajectories": checks, "rows": rows}, indent=2))
