@@ -16,6 +16,9 @@ one flip ratio per table row) are run three ways, in interleaved timed rounds (m
 * ``other commit``: the batched population with the other way of committing accepted moves
   (``sync_free``): masked writes without host synchronisation, the default off the CPU, or
   writes of the accepted chains only (``nonzero``), the CPU's default.
+* on CUDA also ``no graphs``: the batched population launching every step's operations from
+  Python instead of replaying them as captured CUDA graphs (``graphs=False``; graphs are the
+  default there, for ``batched`` and ``sequential`` alike).
 
 Where the batched/sequential ratio is small, the ``ops`` columns estimate the arithmetic of the
 batched step (multiply-adds as 2, every elementwise op including exp/log as 1, per the
@@ -23,7 +26,8 @@ algorithm's formulas) against this machine's float32 matmul and ``exp`` throughp
 the same run: far below both means memory traffic, not arithmetic, bounds the step.
 
     python benchmarks/population_throughput.py [--threads 1 2] [--rounds 5] [--device cpu]
-        [--scale 1] [--mnist ../shared/data/mnist-t10k] [--json benchmarks/results/population_throughput.json]
+        [--scale 1] [--mnist ../shared/data/mnist-t10k]
+        [--json benchmarks/results/population_throughput.json]
 
 With ``--device cuda`` the populations run on the GPU (each timed round ends with a
 ``torch.cuda.synchronize()``); ``--threads`` then only sets the host's threads. ``--scale``
@@ -54,6 +58,7 @@ K, OUTPUT_SCALE = 32, 4.0
 TEMPERATURES = torch.logspace(-4, -2, K, dtype=torch.float64).tolist()
 COOLING = torch.linspace(0.999, 0.99999, K, dtype=torch.float64).tolist()
 METHODS = ("batched", "sequential", "other_commit")
+GRAPH_METHODS = (*METHODS, "no_graphs")
 
 
 @dataclass
@@ -148,25 +153,36 @@ def same_trajectories(net: Net, fr: float, steps: int, device: str) -> bool:
 
 def measure(net: Net, fr: float, rounds: int, device: str, scale: int) -> dict[str, object]:
     batched = population(net, fr, list(range(K)), device)
-    other = population(net, fr, list(range(K)), device, sync_free=not batched.cache.sync_free)
+    runs = {"batched": batched,
+            "other_commit": population(net, fr, list(range(K)), device,
+                                       sync_free=not batched.cache.sync_free)}
+    if batched.graphs:
+        runs["no_graphs"] = population(net, fr, list(range(K)), device, graphs=False)
     singles = [population(net, fr, [seed], device) for seed in range(K)]
     n_b, n_c = scale * net.batched_steps[fr], scale * net.chain_steps[fr]
-    for p in (batched, other, *singles):
-        p.run(2)  # warm-up: work buffers, first blocks, incremental caches
-    rates: dict[str, list[float]] = {m: [] for m in METHODS}
+    for p in (*runs.values(), *singles):
+        p.run(2 * n_c)  # warm-up: work buffers, first blocks, caches, CUDA graphs
+    methods = [m for m in GRAPH_METHODS if m in runs or m == "sequential"]
+    rates: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(rounds):
-        rates["batched"].append(K * n_b / timed(device, lambda: batched.run(n_b)))
-        rates["sequential"].append(K * n_c / timed(device, lambda: [s.run(n_c) for s in singles]))
-        rates["other_commit"].append(K * n_b / timed(device, lambda: other.run(n_b)))
+        for m in methods:
+            if m == "sequential":
+                seconds = timed(device, lambda: [s.run(n_c) for s in singles])
+                rates[m].append(K * n_c / seconds)
+            else:
+                rates[m].append(K * n_b / timed(device, lambda: runs[m].run(n_b)))  # noqa: B023
     rate = {m: statistics.median(v) for m, v in rates.items()}
     counts = [flip_count(fr, w[0].numel()) for w in batched.net.weights]
     ops = ops_per_chain_step(net, counts, len(batched.energy_set))
     return {"flip_ratio": fr, "flips_per_layer": counts, "chunk": batched._chunk_size(),
-            **{f"{m}_chain_steps_per_s": rate[m] for m in METHODS},
-            **{f"{m}_rounds": rates[m] for m in METHODS},
+            "graphs": batched.graphs,
+            **{f"{m}_chain_steps_per_s": rate[m] for m in methods},
+            **{f"{m}_rounds": rates[m] for m in methods},
             "batched_over_sequential": rate["batched"] / rate["sequential"],
             "sync_free": batched.cache.sync_free,
             "other_commit_over_batched": rate["other_commit"] / rate["batched"],
+            **({"batched_over_no_graphs": rate["batched"] / rate["no_graphs"]}
+               if "no_graphs" in rate else {}),
             "ops_per_chain_step": ops, "batched_gops": ops * rate["batched"] / 1e9,
             "acceptance_rate_median": float(batched.acceptance_rates().median())}
 
@@ -203,16 +219,21 @@ def main() -> None:
     print(f"\nK={K} chains, proposal=layer, metropolis, output_scale {OUTPUT_SCALE}, "
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"device {args.device}")
+    graphs = any("no_graphs_chain_steps_per_s" in r for r in rows)
+    methods = GRAPH_METHODS if graphs else METHODS
     print("| threads | net | flip_ratio | flips (layer 0/1) | batched chain-steps/s "
-          "| sequential | other commit | batched / sequential | other commit / batched "
-          "| batched Gop/s | sgemm GFLOP/s | exp Gelem/s |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| sequential | other commit |" + (" no graphs |" if graphs else "")
+          + " batched / sequential | other commit / batched |"
+          + (" batched / no graphs |" if graphs else "")
+          + " batched Gop/s | sgemm GFLOP/s | exp Gelem/s |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * graphs)
     for r in rows:
         flips = "/".join(map(str, r["flips_per_layer"]))
         cells = [str(r["threads"]), r["net"], f"{r['flip_ratio']:g}", flips,
-                 *(f"{r[f'{m}_chain_steps_per_s']:,.0f}" for m in METHODS),
+                 *(f"{r.get(f'{m}_chain_steps_per_s', float('nan')):,.0f}" for m in methods),
                  f"{r['batched_over_sequential']:.1f}x",
                  f"{r['other_commit_over_batched']:.2f}x",
+                 *([f"{r.get('batched_over_no_graphs', float('nan')):.2f}x"] if graphs else []),
                  f"{r['batched_gops']:.2f}", f"{r['sgemm_gflops']:.0f}",
                  f"{r['exp_gelem_per_s']:.2f}"]
         print("| " + " | ".join(cells) + " |")
@@ -224,8 +245,8 @@ def main() -> None:
         "benchmark": "population_throughput", "chains": K, "proposal": "layer",
         "acceptance": "metropolis", "output_scale": OUTPUT_SCALE,
         "temperatures": "log-spaced 1e-4..1e-2", "cooling_rates": "linear 0.999..0.99999",
-        "rounds": args.rounds, "scale": args.scale, "device": args.device, "torch": torch.__version__,
-        "machine": platform.platform(),
+        "rounds": args.rounds, "scale": args.scale, "device": args.device,
+        "torch": torch.__version__, "machine": platform.platform(),
         "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "same_trajectories": checks, "rows": rows}, indent=2))
     print(f"wrote {args.json}")

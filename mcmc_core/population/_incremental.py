@@ -34,7 +34,8 @@ more than the arithmetic. A step may also be run on a contiguous part of the cha
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -133,6 +134,18 @@ class ChainCache:
         self._candidate = None
         self._last_rows = None
         self._ws.clear()
+
+    @contextmanager
+    def separate_buffers(self) -> Iterator[object]:
+        """Work buffers of their own for the steps run inside, allocated there (it yields them:
+        a captured CUDA graph keeps writing to the addresses it captured, so hold on to them).
+        The shared buffers are freed first."""
+        saved, self._ws = self._ws, _Workspace()
+        saved.clear()
+        try:
+            yield self._ws
+        finally:
+            self._ws = saved
 
     def _energy(self, log_partition: Tensor, picked: Tensor) -> Tensor:
         """The energy from its two parts, as :meth:`EnergySet.energies` combines them."""

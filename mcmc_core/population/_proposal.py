@@ -4,12 +4,15 @@ Every chain draws its flips and acceptance uniforms from its own stream (:mod:`.
 chain's moves do not depend on the other chains in the batch. With ``proposal="layer"`` all
 chains flip the same layer at a given step (which one is a uniform pseudo-random function of the
 step and a ``layer_seed``, not of any chain), so a step is one batched update of one layer,
-padded only where chains' flip counts differ. Drawing a block of ``B`` steps costs the same few tensor operations as drawing
-one; the draws are laid out ``[B, K, ...]`` so that a step's slice is contiguous.
+padded only where chains' flip counts differ. Drawing a block of ``B`` steps costs the same few
+tensor operations as drawing one; the draws are laid out ``[B, K, ...]`` so that a step's slice
+is contiguous.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -228,12 +231,68 @@ class ProposalBlock:
                      if any(c[i] > 1 and 4 * c[i] > n for c in counts)), default=0)
         return max(1, min(64, _BLOCK_ELEMENTS // max(per_step, dense, 1)))
 
-    def flips(self, b: int) -> dict[int, LayerFlips]:
-        """``{layer: LayerFlips}`` of step ``start + b``."""
-        layers = range(len(self._flips)) if self.layers is None else (self.layers[b],)
+    def flips(self, b: int | Tensor, layer: int | None = None) -> dict[int, LayerFlips]:
+        """``{layer: LayerFlips}`` of step ``start + b``. ``b`` may also be a one-element int64
+        tensor on the draws' device (read there, not on the host: what a CUDA graph replays);
+        then with ``proposal="layer"`` the step's ``layer`` must be given."""
+        if self.layers is None:
+            layers: Sequence[int] = range(len(self._flips))
+        elif isinstance(b, Tensor):
+            if layer is None:
+                raise ValueError("flips(b) with a tensor b needs the step's layer.")
+            layers = (layer,)
+        else:
+            layers = (self.layers[b],)
         out = {}
         for i in layers:
-            parts = [p[b] for p in self._flips[i]]
+            parts = [_at(p, b) for p in self._flips[i]]
             column = parts[3] if len(parts) > 3 else None
             out[i] = LayerFlips(parts[0], parts[1], parts[2], column, self._valid[i])
         return out
+
+    def threshold_at(self, b: int | Tensor) -> Tensor:
+        """The acceptance thresholds of step ``start + b`` (``b`` as in :meth:`flips`): ``[K]``."""
+        return _at(self.threshold, b)
+
+    def tie_at(self, b: int | Tensor) -> Tensor | None:
+        """Barker's level-move decisions of step ``start + b``, ``[K]``; None for Metropolis."""
+        return None if self.tie is None else _at(self.tie, b)
+
+    def clone(self) -> ProposalBlock:
+        """A copy with tensors of its own (see :meth:`copy_`)."""
+        block = copy.copy(self)
+        block.threshold = self.threshold.clone()
+        block.tie = None if self.tie is None else self.tie.clone()
+        block._flips = [tuple(p.clone() for p in parts) for parts in self._flips]
+        block._valid = [None if v is None else v.clone() for v in self._valid]
+        return block
+
+    def copy_(self, other: ProposalBlock) -> None:
+        """Take ``other``'s draws, a block of the same population layout, into this block's
+        tensors in place: their addresses, which a captured CUDA graph reads, stay. A layer
+        this block has no draws of yet (``proposal="layer"``) gets new tensors."""
+        if other.threshold.shape != self.threshold.shape or (other.tie is None) != (
+                self.tie is None) or len(other._flips) != len(self._flips):
+            raise ValueError("copy_() needs a block of the same population layout.")
+        self.start, self.length, self.layers = other.start, other.length, other.layers
+        self.threshold.copy_(other.threshold)
+        if self.tie is not None and other.tie is not None:
+            self.tie.copy_(other.tie)
+        for i, parts in enumerate(other._flips):
+            if not parts:
+                continue
+            if not self._flips[i]:
+                self._flips[i] = tuple(p.clone() for p in parts)
+                valid = other._valid[i]
+                self._valid[i] = None if valid is None else valid.clone()
+                continue
+            for mine, theirs in zip(self._flips[i], parts, strict=True):
+                mine.copy_(theirs)
+            mine_valid, theirs_valid = self._valid[i], other._valid[i]
+            if mine_valid is not None and theirs_valid is not None:
+                mine_valid.copy_(theirs_valid)
+
+
+def _at(t: Tensor, b: int | Tensor) -> Tensor:
+    """``t[b]``; for a one-element tensor ``b``, gathered on ``t``'s device."""
+    return t[b] if not isinstance(b, Tensor) else t.index_select(0, b).squeeze(0)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mcmc_core import functional as F
 from mcmc_core.data import Split
 from mcmc_core.population._energy import EnergySet, evaluate_stacked
+from mcmc_core.population._graphs import StepGraphs
 from mcmc_core.population._incremental import ChainCache
 from mcmc_core.population._proposal import LayerFlips, ProposalBlock, layer_schedule
 from mcmc_core.population._random import MAX_PURPOSE, ChainRandom
@@ -93,6 +94,10 @@ class Population:
         sync_free: step without any host synchronisation between the draws of two blocks
             (masked cache writes, see :meth:`ChainCache.commit`); None: on every device but
             the CPU. Results do not depend on it (default: None).
+        graphs: replay each step as a captured CUDA graph (:class:`StepGraphs`, one per
+            flipped layer): needs CUDA, ``sync_free`` and all chains in one operation (the
+            default ``chunk`` there). None: wherever those hold. Results do not depend on it
+            (default: None).
 
     The four per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
     one per chain) validates it and takes effect at the next step.
@@ -107,7 +112,7 @@ class Population:
                  proposal: str = "layer", boltzmann: float = 1.0, layer_seed: int = 0,
                  ids: Sequence[Any] | None = None, chunk: int | None = None,
                  schedule: Callable[[int, int], Tensor] | None = None,
-                 sync_free: bool | None = None) -> None:
+                 sync_free: bool | None = None, graphs: bool | None = None) -> None:
         k, device = len(net), net.device
         if acceptance not in F.ACCEPTANCE_RULES:
             raise ValueError(f"acceptance must be one of {F.ACCEPTANCE_RULES}, but got "
@@ -122,6 +127,13 @@ class Population:
         self.layer_seed = int(layer_seed)
         self.chunk, self.schedule = chunk, schedule
         self.cache = ChainCache(net, energy_set, sync_free)
+        can_graph = device.type == "cuda" and self.cache.sync_free and (
+            chunk is None or chunk >= k)
+        if graphs and not can_graph:
+            raise ValueError(f"graphs=True needs a CUDA device, sync_free and one chunk of all "
+                             f"chains, but got device={device.type!r}, "
+                             f"sync_free={self.cache.sync_free}, {chunk=} for {k} chains.")
+        self.graphs = can_graph if graphs is None else bool(graphs)
         for name, value in zip(_HYPER, (temperature, cooling_rate, min_temperature, flip_ratio)):
             setattr(self, f"_{name}", _per_chain(value, k, name, device))
         self._check_hyper()
@@ -188,10 +200,11 @@ class Population:
                           doc="Flip ratio of every chain, float64 ``[K]``.")
 
     def _layout(self) -> None:
-        """Flip counts per chain and layer; forget the drawn block."""
+        """Flip counts per chain and layer; forget the drawn block and the captured steps."""
         numels = [w[0].numel() for w in self.net.weights]
         self._counts = [[F.flip_count(fr, n) for n in numels] for fr in self.flip_ratio.tolist()]
         self._block: ProposalBlock | None = None
+        self._step_graphs = StepGraphs(self) if self.graphs else None
 
     def _next_block(self) -> ProposalBlock:
         numels = [w[0].numel() for w in self.net.weights]
@@ -253,35 +266,48 @@ class Population:
         return [list(c) for c in self._counts]
 
     # ----------------------------------------------------------------------------- stepping
-    @torch.no_grad()
     def step(self) -> Tensor:
         """Advance every chain by one step.
 
         Returns:
             The energies after the step, float64 ``[K]`` (a candidate's where accepted).
         """
+        self._step()
+        return self.cache.energies.clone()
+
+    @torch.no_grad()
+    def _step(self) -> None:
         block = self._block
         if block is None or self.n_steps >= block.start + block.length:
             block = self._block = self._next_block()
         b = self.n_steps - block.start
-        flips = block.flips(b)
-        k, chunk = len(self), self._chunk_size()
-        for start in range(0, k, chunk):
-            part = slice(start, min(k, start + chunk))
-            part_flips = flips if chunk >= k else {
-                i: LayerFlips(*(None if t is None else t[part] for t in (
-                    f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
-                for i, f in flips.items()}
-            delta = self.cache.propose(part_flips, part) - self.cache.energies[part]
-            accepted = delta < block.threshold[b, part]
-            if block.tie is None:  # Metropolis: downhill and level moves are always accepted
-                accepted |= delta <= 0
-            else:  # Barker: a level move with probability 1/2
-                accepted |= (delta == 0) & block.tie[b, part]
-            self.cache.commit(accepted)
-            self.n_accepted[part] += accepted
+        if self._step_graphs is None or not self._step_graphs.step(block, b):
+            flips = block.flips(b)
+            k, chunk = len(self), self._chunk_size()
+            for start in range(0, k, chunk):
+                part = slice(start, min(k, start + chunk))
+                part_flips = flips if chunk >= k else {
+                    i: LayerFlips(*(None if t is None else t[part] for t in (
+                        f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
+                    for i, f in flips.items()}
+                tie = block.tie_at(b)
+                self._advance(part_flips, part, block.threshold_at(b)[part],
+                              None if tie is None else tie[part])
         self.n_steps += 1
-        return self.cache.energies.clone()
+
+    def _advance(self, flips: dict[int, LayerFlips], part: slice, threshold: Tensor,
+                 tie: Tensor | None) -> None:
+        """Propose ``flips`` to the chains ``part`` and accept or reject each: a move is
+        accepted iff ``dE < threshold``, or ``dE <= 0`` (Metropolis, ``tie`` None), or ``dE == 0
+        and tie`` (Barker)."""
+        delta = self.cache.propose(flips, part) - self.cache.energies[part]
+        accepted = delta < threshold
+        if tie is None:  # Metropolis: downhill and level moves are always accepted
+            accepted |= delta <= 0
+        else:  # Barker: a level move with probability 1/2
+            accepted |= (delta == 0) & tie
+        self.cache.commit(accepted)
+        self.n_accepted[part] += accepted
 
     def _chunk_size(self) -> int:
         """Chains per batched operation: ``chunk``, or by default as many as keep a step's
@@ -300,7 +326,7 @@ class Population:
     def run(self, n_steps: int) -> Tensor:
         """Take ``n_steps`` steps; returns the energies after the last (float64 ``[K]``)."""
         for _ in range(n_steps):
-            self.step()
+            self._step()
         return self.cache.energies.clone()
 
     # ----------------------------------------------------------------------------- chains

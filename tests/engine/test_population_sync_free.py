@@ -3,7 +3,9 @@
 A step must not read a device value on the host (``nonzero``, ``item``, ``bool(tensor)``) nor
 copy host data to the device: on a GPU each of these stalls the stream. On the CPU the same
 operators are recorded through a dispatch mode; on a GPU (when present) CUDA's own sync debug
-mode raises on them.
+mode raises on them. On a GPU the steps are also replayed from captured CUDA graphs
+(:class:`StepGraphs`), which read fixed draws at a device-side step index: on the CPU that path
+runs uncaptured, and must take exactly the eager steps.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class _SyncRecorder(TorchDispatchMode):
         if name in _SYNCING or (name == "aten::_to_copy" and kwargs.get("device") is not None):
             self.seen.append(name)
         return func(*args, **kwargs)
+
+
+def _fixed_draws(pop: Population) -> Population:
+    """``pop`` stepping through :class:`StepGraphs` (uncaptured off CUDA), also after
+    ``keep``, ``drop`` and ``load_state_dict``."""
+    pop.graphs = True  # the constructor refuses graphs=True off CUDA; the path itself runs
+    pop._layout()
+    return pop
 
 
 def _population(data: DataSplits, hidden: list[int], device: str = "cpu",
@@ -115,6 +125,52 @@ def test_sync_free_is_off_by_default_on_the_cpu(synthetic: DataSplits) -> None:
     assert _population(synthetic, [8], sync_free=True).cache.sync_free is True
 
 
+@pytest.mark.parametrize("hidden, kwargs", CASES)
+def test_fixed_draw_steps_equal_eager_steps(synthetic: DataSplits, hidden: list[int],
+                                            kwargs: dict[str, Any]) -> None:
+    eager = _population(synthetic, hidden, sync_free=True, **kwargs)
+    fixed = _fixed_draws(_population(synthetic, hidden, sync_free=True, **kwargs))
+    for _ in range(300):  # several blocks of draws, each loaded into the fixed ones
+        torch.testing.assert_close(eager.step(), fixed.step(), rtol=0, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip(eager.net.weights, fixed.net.weights))
+    assert torch.equal(eager.n_accepted, fixed.n_accepted)
+    n_graphs = 1 if kwargs.get("proposal") == "all" else len(hidden) + 1
+    assert fixed._step_graphs is not None and len(fixed._step_graphs._steps) == n_graphs
+    _assert_caches_fresh(fixed)
+
+
+def test_graphs_need_cuda(synthetic: DataSplits) -> None:
+    assert _population(synthetic, [8]).graphs is False
+    with pytest.raises(ValueError, match="graphs=True needs a CUDA device.*'cpu'"):
+        _population(synthetic, [8], sync_free=True, graphs=True)
+
+
+def _graph_population(data: DataSplits, device: str, **kwargs: Any) -> Population:
+    pop = _population(data, [8], device=device, sync_free=True, **kwargs)
+    return _fixed_draws(pop) if device == "cpu" else pop
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_graph_steps_follow_dropped_chains_and_loaded_states(synthetic: DataSplits,
+                                                             device: str) -> None:
+    ratios = {"flip_ratio": [0.02, 0.2, 0.5, 0.05]}
+    graphed = _graph_population(synthetic, device, **ratios)
+    eager = _population(synthetic, [8], device=device, sync_free=True, graphs=False, **ratios)
+    assert graphed.graphs and not eager.graphs
+    for pop in (graphed, eager):
+        pop.run(70)
+        pop.drop(1)  # new tensors: the graphs are captured again
+        pop.run(30)
+    state = graphed.state_dict()
+    after = graphed.run(50)
+    torch.testing.assert_close(eager.run(50), after, rtol=0, atol=0)
+    graphed.load_state_dict(state)
+    torch.testing.assert_close(graphed.run(50), after, rtol=0, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip(eager.net.weights, graphed.net.weights))
+    _assert_caches_fresh(graphed)
+
+
 @contextmanager
 def _cuda_sync_errors() -> Iterator[None]:
     torch.cuda.set_sync_debug_mode("error")
@@ -125,15 +181,32 @@ def _cuda_sync_errors() -> Iterator[None]:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("graphs", [False, True])
 @pytest.mark.parametrize("hidden, kwargs", CASES)
 def test_cuda_population_steps_without_syncs(synthetic: DataSplits, hidden: list[int],
-                                             kwargs: dict[str, Any]) -> None:
-    pop = _population(synthetic, hidden, device="cuda", **kwargs)
+                                             kwargs: dict[str, Any], graphs: bool) -> None:
+    pop = _population(synthetic, hidden, device="cuda", graphs=graphs, **kwargs)
     assert pop.cache.sync_free and pop._chunk_size() == len(pop)  # one launch per operation
-    pop.run(5)
+    pop.run(130 if graphs else 5)  # graphs: every layer's step captured, a new block loaded
     n = _steps_left_in_block(pop)
     with _cuda_sync_errors():
         pop.run(n)
     torch.cuda.synchronize()
     assert int(pop.n_accepted.sum()) > 0
     _assert_caches_fresh(pop)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("hidden, kwargs", CASES)
+def test_cuda_graph_steps_equal_eager_steps(synthetic: DataSplits, hidden: list[int],
+                                            kwargs: dict[str, Any]) -> None:
+    graphed = _population(synthetic, hidden, device="cuda", **kwargs)
+    eager = _population(synthetic, hidden, device="cuda", graphs=False, **kwargs)
+    assert graphed.graphs and not eager.graphs  # graphs by default on CUDA
+    for _ in range(300):
+        torch.testing.assert_close(eager.step(), graphed.step(), rtol=0, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip(eager.net.weights, graphed.net.weights))
+    assert torch.equal(eager.n_accepted, graphed.n_accepted)
+    assert graphed._step_graphs is not None and graphed._step_graphs._capture
+    assert len(graphed._step_graphs._steps) > 0
+    _assert_caches_fresh(graphed)
