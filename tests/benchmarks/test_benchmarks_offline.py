@@ -16,6 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 #: Per script: arguments that shrink it to seconds.
 MNIST_SCRIPTS = {
     "population_throughput.py": ["--threads", "1", "--rounds", "1", "--check-steps", "2"],
+    "population_scaling.py": ["--sizes", "1", "3", "--steps", "2"],
     "step_throughput.py": ["--threads", "1", "--flip-ratio", "1e-4", "--seconds", "0.05",
                            "--repeats", "1", "--check-steps", "2"],
     "time_to_accuracy.py": ["--budget", "1", "--nets", "784-10"],
