@@ -11,8 +11,8 @@ alone as in any population.
 
 Modules: :mod:`._weights` (stacked weights, export), :mod:`._energy` (energy set and batched
 loss), :mod:`._random` (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of
-steps at a time), :mod:`._incremental` (the cached pre-activations), :mod:`._sampler`
-(:class:`Population`).
+steps at a time), :mod:`._incremental` (the cached pre-activations), :mod:`._graphs` (steps
+replayed as CUDA graphs), :mod:`._sampler` (:class:`Population`).
 
 Example:
     >>> from mcmc_core.data import DataConfig, load_dataset

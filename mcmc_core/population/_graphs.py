@@ -1,7 +1,7 @@
 """CUDA graphs of population steps: each step's kernels launched as one captured graph.
 
 A population step is 50-100 small tensor operations. On an H100, launching them from Python
-costs 0.6-0.9 ms per step, several times the GPU work of a 32-chain step on the digits or a
+costs 0.5-0.9 ms per step, several times the GPU work of a 32-chain step on the digits or a
 784-100-10 MLP (``benchmarks/population_throughput.py``). :class:`StepGraphs` captures one step
 per flipped layer (``proposal="layer"``; one graph for ``"all"``) and replays it.
 
@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mcmc_core.population._incremental import ChainCache
 from mcmc_core.population._proposal import ProposalBlock
 
 if TYPE_CHECKING:
@@ -92,8 +91,7 @@ class StepGraphs:
         if not self._capture:
             return advance
         graph = torch.cuda.CUDAGraph()
-        cache: ChainCache = pop.cache
-        with cache.separate_buffers() as buffers, torch.cuda.graph(
+        with pop.cache.separate_buffers() as buffers, torch.cuda.graph(
                 graph, capture_error_mode="thread_local"):
             advance()
         self._keep.append(buffers)

@@ -282,7 +282,7 @@ class Population:
             block = self._block = self._next_block()
         b = self.n_steps - block.start
         if self._step_graphs is None or not self._step_graphs.step(block, b):
-            flips = block.flips(b)
+            flips, threshold, tie = block.flips(b), block.threshold_at(b), block.tie_at(b)
             k, chunk = len(self), self._chunk_size()
             for start in range(0, k, chunk):
                 part = slice(start, min(k, start + chunk))
@@ -290,8 +290,7 @@ class Population:
                     i: LayerFlips(*(None if t is None else t[part] for t in (
                         f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
                     for i, f in flips.items()}
-                tie = block.tie_at(b)
-                self._advance(part_flips, part, block.threshold_at(b)[part],
+                self._advance(part_flips, part, threshold[part],
                               None if tie is None else tie[part])
         self.n_steps += 1
 
