@@ -22,6 +22,9 @@ __all__ = ["PROPOSALS", "Population"]
 PROPOSALS = ("layer", "all")
 _CHUNK_BYTES = 24 << 20  # measured on a 2-core Xeon (2 MB L2 per core): see benchmarks/README
 _HYPER = ("temperature", "cooling_rate", "min_temperature", "flip_ratio")
+# Steps of one set of flip counts below which the next set runs as many steps before its CUDA
+# graphs are captured: on an H100 a change costs ~17 ms with graphs (two captures), 30 steps' gain.
+_GRAPH_MIN_STEPS = 64
 
 
 def _per_chain(value: float | Sequence[float] | Tensor, k: int, name: str,
@@ -96,8 +99,9 @@ class Population:
             the CPU. Results do not depend on it (default: None).
         graphs: replay each step as a captured CUDA graph (:class:`StepGraphs`, one per
             flipped layer): needs CUDA, ``sync_free`` and all chains in one operation (the
-            default ``chunk`` there). None: wherever those hold. Results do not depend on it
-            (default: None).
+            default ``chunk`` there). New flip counts (a new ``flip_ratio``) are captured anew,
+            after 64 eager steps where the counts before lasted fewer. None: wherever those
+            hold. Results do not depend on it (default: None).
 
     The four per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
     one per chain) validates it and takes effect at the next step.
@@ -148,6 +152,10 @@ class Population:
             raise ValueError(f"ids must have one entry per chain ({k}), but got {len(self.ids)}.")
         self.n_steps = 0
         self.n_accepted = torch.zeros(k, dtype=torch.int64, device=device)
+        self._counts: list[list[int]] = []  # per chain and layer (set by _layout)
+        self._steps_with_counts = 0  # steps taken with the current counts
+        self._graphs_after = 0  # ... before their steps are captured
+        self._step_graphs: StepGraphs | None = None
         self._layout()
 
     @classmethod
@@ -200,11 +208,21 @@ class Population:
                           doc="Flip ratio of every chain, float64 ``[K]``.")
 
     def _layout(self) -> None:
-        """Flip counts per chain and layer; forget the drawn block and the captured steps."""
+        """Flip counts per chain and layer; forget the drawn block. Where the counts changed,
+        steps are captured anew (:class:`StepGraphs`, at the next step), unless the counts
+        before lasted fewer than ``_GRAPH_MIN_STEPS`` steps: then the new ones run that many
+        steps eagerly first (e.g. under a per-step flip-ratio schedule), since a capture costs
+        more than it saves over a few steps."""
         numels = [w[0].numel() for w in self.net.weights]
-        self._counts = [[F.flip_count(fr, n) for n in numels] for fr in self.flip_ratio.tolist()]
+        counts = [[F.flip_count(fr, n) for n in numels] for fr in self.flip_ratio.tolist()]
+        if counts != self._counts:
+            short = bool(self._counts) and self._steps_with_counts < _GRAPH_MIN_STEPS
+            self._graphs_after = _GRAPH_MIN_STEPS if short else 0
+            self._counts, self._steps_with_counts = counts, 0
+            self._step_graphs = None
         self._block: ProposalBlock | None = None
-        self._step_graphs = StepGraphs(self) if self.graphs else None
+        if not self.graphs:
+            self._step_graphs = None
 
     def _next_block(self) -> ProposalBlock:
         numels = [w[0].numel() for w in self.net.weights]
@@ -281,7 +299,10 @@ class Population:
         if block is None or self.n_steps >= block.start + block.length:
             block = self._block = self._next_block()
         b = self.n_steps - block.start
-        if self._step_graphs is None or not self._step_graphs.step(block, b):
+        graphs = self._step_graphs
+        if graphs is None and self.graphs and self._steps_with_counts >= self._graphs_after:
+            graphs = self._step_graphs = StepGraphs(self)
+        if graphs is None or not graphs.step(block, b):
             flips, threshold, tie = block.flips(b), block.threshold_at(b), block.tie_at(b)
             k, chunk = len(self), self._chunk_size()
             for start in range(0, k, chunk):
@@ -293,6 +314,7 @@ class Population:
                 self._advance(part_flips, part, threshold[part],
                               None if tie is None else tie[part])
         self.n_steps += 1
+        self._steps_with_counts += 1
 
     def _advance(self, flips: dict[int, LayerFlips], part: slice, threshold: Tensor,
                  tie: Tensor | None) -> None:

@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mcmc_core.data import DataSplits
 from mcmc_core.population import Population
+from mcmc_core.population._sampler import _GRAPH_MIN_STEPS
 
 #: Operators that wait for the device (a value read on the host) or move host data to it.
 _SYNCING = {"aten::nonzero", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::equal",
@@ -137,6 +138,24 @@ def test_fixed_draw_steps_equal_eager_steps(synthetic: DataSplits, hidden: list[
     n_graphs = 1 if kwargs.get("proposal") == "all" else len(hidden) + 1
     assert fixed._step_graphs is not None and len(fixed._step_graphs._steps) == n_graphs
     _assert_caches_fresh(fixed)
+
+
+def test_short_lived_flip_counts_step_eagerly_before_a_capture(synthetic: DataSplits) -> None:
+    pop = _fixed_draws(_population(synthetic, [8], sync_free=True, flip_ratio=0.02))
+    pop.run(2)
+    captured = pop._step_graphs
+    assert captured is not None
+    pop.temperature = 2e-2  # the same flip counts: the captured steps stay
+    pop.run(2)
+    assert pop._step_graphs is captured
+    for ratio in (0.05, 0.1):  # new counts every 10 steps (layer 0: 3, 6, 13 flips)
+        pop.flip_ratio = ratio
+        pop.run(10)
+        assert pop._step_graphs is None
+    pop.run(_GRAPH_MIN_STEPS - 10)
+    assert pop._step_graphs is None
+    pop.run(1)  # these counts have lasted long enough
+    assert pop._step_graphs is not None
 
 
 def test_graphs_need_cuda(synthetic: DataSplits) -> None:
