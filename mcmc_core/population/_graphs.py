@@ -90,9 +90,11 @@ class StepGraphs:
 
         if not self._capture:
             return advance
-        graph = torch.cuda.CUDAGraph()
-        with pop.cache.separate_buffers() as buffers, torch.cuda.graph(
-                graph, capture_error_mode="thread_local"):
+        graph, device = torch.cuda.CUDAGraph(), pop.net.device
+        # On the population's device (a worker's cuda:N need not be the current device), on a
+        # side stream of that device.
+        with torch.cuda.device(device), pop.cache.separate_buffers() as buffers, torch.cuda.graph(
+                graph, stream=torch.cuda.Stream(device), capture_error_mode="thread_local"):
             advance()
         self._keep.append(buffers)
         return graph.replay

@@ -219,8 +219,8 @@ def test_cuda_population_steps_without_syncs(synthetic: DataSplits, hidden: list
 @pytest.mark.parametrize("hidden, kwargs", CASES)
 def test_cuda_graph_steps_equal_eager_steps(synthetic: DataSplits, hidden: list[int],
                                             kwargs: dict[str, Any]) -> None:
-    graphed = _population(synthetic, hidden, device="cuda", **kwargs)
-    eager = _population(synthetic, hidden, device="cuda", graphs=False, **kwargs)
+    graphed = _population(synthetic, hidden, device="cuda:0", **kwargs)  # an index, as workers
+    eager = _population(synthetic, hidden, device="cuda:0", graphs=False, **kwargs)
     assert graphed.graphs and not eager.graphs  # graphs by default on CUDA
     for _ in range(300):
         torch.testing.assert_close(eager.step(), graphed.step(), rtol=0, atol=0)
