@@ -1,8 +1,8 @@
 """CUDA graphs of population steps: each step's kernels launched as one captured graph.
 
 A population step is 50-100 small tensor operations. On an H100, launching them from Python
-costs 0.5-0.9 ms per step, several times the GPU work of a 32-chain step on the digits or a
-784-100-10 MLP (``benchmarks/population_throughput.py``). :class:`StepGraphs` captures one step
+costs 0.5-0.7 ms per step, several times the GPU work of a 32-chain step on the digits or a
+784-100-10 MLP (``benchmarks/population_scaling.py``). :class:`StepGraphs` captures one step
 per flipped layer (``proposal="layer"``; one graph for ``"all"``) and replays it.
 
 A graph replays fixed addresses, so the step it captured reads its random draws from a block of

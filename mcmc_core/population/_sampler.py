@@ -23,7 +23,8 @@ PROPOSALS = ("layer", "all")
 _CHUNK_BYTES = 24 << 20  # measured on a 2-core Xeon (2 MB L2 per core): see benchmarks/README
 _HYPER = ("temperature", "cooling_rate", "min_temperature", "flip_ratio")
 # Steps of one set of flip counts below which the next set runs as many steps before its CUDA
-# graphs are captured: on an H100 a change costs ~17 ms with graphs (two captures), 30 steps' gain.
+# graphs are captured. Measured once, ad hoc, on an H100 (digits, K=32): a change of counts cost
+# ~17 ms with graphs (two captures), about 30 steps' gain.
 _GRAPH_MIN_STEPS = 64
 
 
