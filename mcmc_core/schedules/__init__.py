@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mcmc_core.schedules._base import BaseSchedule
+from mcmc_core.schedules._chains import ChainSchedules
 from mcmc_core.schedules._config import SCHEDULE_NAMES
 from mcmc_core.schedules._config import FlipRatioScheduleConfig
 from mcmc_core.schedules._config import ScheduleConfig
@@ -17,6 +18,7 @@ from mcmc_core.schedules._step import StepSchedule
 __all__ = [
     "SCHEDULE_NAMES",
     "BaseSchedule",
+    "ChainSchedules",
     "ConstantSchedule",
     "CosineSchedule",
     "ExponentialSchedule",

@@ -12,15 +12,9 @@ from typing import Any
 
 from torch import nn
 
-from mcmc_core.schedules import BaseSchedule
 from mcmc_core.tempering import ParallelTempering
 
-__all__ = ["ChainEngine", "schedule_unit"]
-
-
-def schedule_unit(schedule: BaseSchedule, step: int, steps_per_epoch: int) -> int:
-    """The schedule's count at global ``step``: the step itself, or the epoch it falls in."""
-    return step if schedule.unit == "steps" else step // steps_per_epoch
+__all__ = ["ChainEngine"]
 
 
 class ChainEngine:

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from mcmc_core.data import Split
 from mcmc_core.energy import is_plain_cross_entropy
 from mcmc_core.functional import flip_count
 from mcmc_core.optim import SamplerConfig
 from mcmc_core.population import EnergySet, Population, StackedMLP
-from mcmc_core.schedules import (
-    BaseSchedule,
-    FlipRatioScheduleConfig,
-    TemperatureScheduleConfig,
-    build_schedule,
-)
+from mcmc_core.schedules import ChainSchedules, FlipRatioScheduleConfig, TemperatureScheduleConfig
 from mcmc_core.tempering import ParallelTempering
-from mcmc_core.trainers._engine import ChainEngine, schedule_unit
+from mcmc_core.trainers._engine import ChainEngine
 
-__all__ = ["PopulationEngine", "population_unsupported"]
+__all__ = ["PopulationEngine", "population_unsupported", "run_scheduled"]
 
 
 def population_unsupported(models: list[nn.Module], criterion: Any, train: Split,
@@ -45,13 +40,37 @@ def population_unsupported(models: list[nn.Module], criterion: Any, train: Split
     return None
 
 
+def run_scheduled(population: Population, schedules: ChainSchedules, n_steps: int, *,
+                  interval: int | None = None,
+                  on_interval: Callable[[], None] | None = None) -> None:
+    """Advance ``population`` by ``n_steps`` from its own step count, its chains' temperatures
+    read from ``schedules`` (the population's ``schedule``) and their flip ratios given to it
+    wherever they change a flip count; ``on_interval()`` after every ``interval``-th step
+    (parallel-tempering exchanges)."""
+    end = population.n_steps + n_steps
+    numels = [w[0].numel() for w in population.net.weights]
+    while population.n_steps < end:
+        step = population.n_steps
+        ratios = schedules.flip_ratios(step)
+        if [[flip_count(r, n) for n in numels] for r in ratios] != population.flip_counts():
+            population.flip_ratio = ratios
+        chunk = min(end - step, schedules.steps_with_same_flips(step))
+        if interval is not None:
+            chunk = min(chunk, interval - step % interval)
+        population.run(int(chunk))
+        if interval is not None and on_interval is not None and (
+                population.n_steps % interval == 0):
+            on_interval()
+
+
 class PopulationEngine(ChainEngine):
     """The replicas as one :class:`~mcmc_core.population.Population`: candidates evaluated from
     the flips alone, all replicas in one batched step; a single chain is a population of one.
 
-    Temperatures and flip ratios follow the trainer's schedule objects, evaluated in closed form
-    at each step (the schedule of a replica depends on the step only), so every schedule and
-    unit behaves as with :class:`~mcmc_core.trainers._sampler_engine.SamplerEngine`.
+    Temperatures and flip ratios follow each replica's schedule objects
+    (:class:`~mcmc_core.schedules.ChainSchedules`), evaluated in closed form at the step, so
+    every schedule and unit behaves as with
+    :class:`~mcmc_core.trainers._sampler_engine.SamplerEngine`.
 
     Args:
         models: one binary MLP per replica (see :func:`population_unsupported`).
@@ -79,80 +98,46 @@ class PopulationEngine(ChainEngine):
             boltzmann=cfg.boltzmann, schedule=self._temperature_block)
         self.tempering = (ParallelTempering(n, boltzmann=cfg.boltzmann, seed=seeds[n])
                           if n > 1 else None)
-        # The schedules write into these groups (one per replica) as into a sampler's.
-        self._groups = SimpleNamespace(param_groups=[
-            {"temperature": t, "flip_ratio": cfg.flip_ratio} for t in temperatures])
+        self._initial = (temperatures, [cfg.flip_ratio] * n)
         self._schedule_cfgs = (schedule, flip_schedule)
-        self._schedule: BaseSchedule | None = None
-        self._flip_schedule: BaseSchedule | None = None
-        self._steps_per_epoch = 1
-        self.step = 0
+        self.schedules: ChainSchedules | None = None
+
+    @property
+    def step(self) -> int:  # type: ignore[override]
+        return self.population.n_steps
 
     def setup(self, epochs: int, steps_per_epoch: int) -> None:
-        self._steps_per_epoch = steps_per_epoch
-        made = []
-        for cfg, key in zip(self._schedule_cfgs, ("temperature", "flip_ratio")):
-            horizon = epochs * steps_per_epoch if cfg.unit == "steps" else epochs
-            made.append(build_schedule(cfg, self._groups, key=key, horizon=horizon))
-        self._schedule, self._flip_schedule = made
+        self.schedules = ChainSchedules(*self._initial, *self._schedule_cfgs, epochs=epochs,
+                                        steps_per_epoch=steps_per_epoch)
 
-    def _value(self, schedule: BaseSchedule | None, step: int) -> list[float]:
-        assert schedule is not None, "setup() first"
-        return schedule.value_at(schedule_unit(schedule, step, self._steps_per_epoch))
+    def _temperature_block(self, start: int, length: int) -> torch.Tensor:
+        assert self.schedules is not None, "setup() first"
+        return self.schedules.temperatures(start, length)
 
-    def _temperature_block(self, start: int, length: int) -> Tensor:
-        rows = [self._value(self._schedule, t) for t in range(start, start + length)]
-        return torch.tensor(rows, dtype=torch.float64).t()
-
-    def _follow_flip_schedule(self) -> None:
-        """Give the population this step's flip ratios where they change a flip count."""
-        ratios = self._value(self._flip_schedule, self.step)
-        numels = [w[0].numel() for w in self.population.net.weights]
-        counts = [[flip_count(r, n) for n in numels] for r in ratios]
-        if counts != self.population.flip_counts():
-            self.population.flip_ratio = ratios
+    def _exchange(self) -> None:
+        pop = self.population
+        self.tempering.exchange(  # type: ignore[union-attr]
+            pop.energies.tolist(), pop.temperatures().tolist(), pop.exchange)
 
     def run(self, n_steps: int) -> None:
-        flip, spe = self._flip_schedule, self._steps_per_epoch
-        per_step_flips = flip is not None and flip.unit == "steps" and (
-            self._value(flip, 0) != self._value(flip, 1 << 30))
-        end = self.step + n_steps
-        while self.step < end:
-            self._follow_flip_schedule()
-            chunk = end - self.step
-            if per_step_flips:
-                chunk = 1
-            elif flip is not None and flip.unit == "epochs":
-                chunk = min(chunk, spe - self.step % spe)
-            interval = self.cfg.swap_interval
-            if self.tempering is not None:
-                chunk = min(chunk, interval - self.step % interval)
-            self.population.run(chunk)
-            self.step += chunk
-            if self.tempering is not None and self.step % interval == 0:
-                pop = self.population
-                self.tempering.exchange(pop.energies.tolist(), pop.temperatures().tolist(),
-                                        pop.exchange)
+        assert self.schedules is not None, "setup() first"
+        interval = self.cfg.swap_interval if self.tempering is not None else None
+        run_scheduled(self.population, self.schedules, n_steps, interval=interval,
+                      on_interval=self._exchange)
 
     def counts(self, replica: int = 0) -> tuple[int, int]:
         return self.population.n_steps, int(self.population.n_accepted[replica])
 
-    def _reported_step(self, schedule: BaseSchedule) -> int:
-        # Per-step schedules report the next step's value, per-epoch ones the epoch just run.
-        if schedule.unit == "epochs":
-            return max(self.step - 1, 0)
-        return self.step
-
-    def _reported(self, schedule: BaseSchedule | None, key: str) -> list[float]:
-        if schedule is None:  # before setup(): the initial values
-            return [group[key] for group in self._groups.param_groups]
-        return self._value(schedule, self._reported_step(schedule))
+    def _reported(self) -> tuple[list[float], list[float]]:
+        if self.schedules is None:  # before setup(): the initial values
+            return self._initial
+        return self.schedules.reported(self.step)
 
     def temperatures(self) -> list[float]:
-        return self._reported(self._schedule, "temperature")
+        return self._reported()[0]
 
     def flip_ratio(self) -> float:
-        return self._reported(self._flip_schedule, "flip_ratio")[0]
+        return self._reported()[1][0]
 
     def current_energy(self) -> float:
         return float(self.population.energies[0])
@@ -166,7 +151,6 @@ class PopulationEngine(ChainEngine):
                 "tempering": self.tempering.state_dict() if self.tempering else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = state["step"]
         self.population.load_state_dict(state["population"])
         if self.tempering is not None:
             self.tempering.load_state_dict(state["tempering"])
