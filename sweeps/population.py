@@ -1,29 +1,22 @@
-"""Population trials (``study.population`` > 1): a worker's trials run as one batched
-population of chains (:class:`~mcmc_core.population.Population`), each reported, pruned,
-checkpointed and logged on its own, so that it looks the same in Optuna and MLflow as a trial
-run alone (:func:`~sweeps.trial.run_trial`).
+"""Population trials: a worker's trials run as one batched population of chains
+(:class:`~mcmc_core.population.Population`), each reported, pruned, checkpointed and logged on
+its own. With ``study.population=1`` a trial whose config a population can run (a binary MLP
+on the full energy) runs here too, as a population of one: the same code for 1..K trials.
 
 The trials of a population share their training config except a chain's own values
-(:data:`CHAIN_KEYS`). Each epoch (``trainer.steps_per_epoch`` steps of every chain) all chains
-are evaluated at once; then each trial gets its epoch's metrics in its own MLflow child run
+(:data:`CHAIN_KEYS`: its temperature, flip ratio, seed and both schedules, any of the five
+schedules each). Each epoch (``trainer.steps_per_epoch`` steps of every chain) all chains are
+evaluated at once; then each trial gets its epoch's metrics in its own MLflow child run
 (:class:`~sweeps.tracking.ClientRun`: several are open in one process), a checkpoint, and an
 Optuna report; a diverged, pruned or finished chain leaves the batch, the others go on. Chains
-are stepped in groups of similar flip counts (:func:`~sweeps.chains.flip_groups`); a chain's
-steps do not depend on the chains it is batched with.
+are stepped in groups of one step and similar flip counts (:func:`~sweeps.chains.build_groups`);
+a chain's steps do not depend on the chains it is batched with.
 
-Seeds: a chain starts from the weights a lone trial starts from (``build_model`` seeded with the
-trial's ``seed``) and draws from a random stream keyed by :func:`~sweeps.chains.chain_seed` of
-that seed and its retry key: distinct for every trial, the same for its retries.
-
-Resume: every epoch each chain writes ``chain.pt`` in its trial's checkpoint folder (atomically:
-weights, step and acceptance counts, history, best epoch); a trial whose earlier attempt ran
-alone continues from that attempt's ``last.pt`` instead when it went further (and a trial
-retried alone continues its ``chain.pt``: :func:`~sweeps.chains.continue_chain_alone`). The
-chains of a population share one step counter, so a retried chain joins a new population at
-its step 0: its elapsed steps are folded into its start temperature (``T0 * cooling_rate**steps``,
-floored: the same schedule from there on) and its stream is keyed by ``(seed, key, steps)``. It
-continues validly (same target, schedule and proposals) but not bit-identically to an
-uninterrupted run.
+Seeds and resume: a chain is the chain a lone ``TrainerMCMC`` of its trial runs (start weights,
+stream and energy subset from the trial's ``seed``), and every epoch it writes that trainer's
+checkpoint (``last.pt``) of itself. A retried trial continues at its checkpoint's step, in a
+population of the chains at that step: bit-identically to an uninterrupted run, whatever the
+population sizes before and after.
 """
 from __future__ import annotations
 
@@ -54,16 +47,23 @@ from sweeps.trial import (
     link_run,
     record_final,
     run_tags,
+    run_trial,
     start_attempt,
     trial_config,
 )
 
-__all__ = ["CHAIN_KEYS", "population_errors", "run_population"]
+__all__ = ["CHAIN_KEYS", "is_chain_key", "population_errors", "run_population", "run_trials"]
 
-#: Config keys in which the trials of one population may differ: a chain's own values.
-CHAIN_KEYS = ("sampler.temperature", "schedule.cooling_rate", "sampler.flip_ratio", "seed")
+#: Config keys in which the trials of one population may differ: a chain's own values (a key
+#: or every key under it).
+CHAIN_KEYS = ("sampler.temperature", "sampler.flip_ratio", "seed", "schedule", "flip_schedule")
 #: Keys :func:`~sweeps.trial.trial_config` sets per trial (folders, names).
 _PER_TRIAL = ("trainer.checkpoint_dir", "tracking.run_name")
+
+
+def is_chain_key(key: str) -> bool:
+    """Whether the trials of a population may differ in config ``key``."""
+    return any(key == c or key.startswith(f"{c}.") for c in CHAIN_KEYS)
 
 
 def population_errors(cfg: TrainConfig, search: dict[str, ParamSpec], size: int) -> list[str]:
@@ -76,15 +76,16 @@ def population_errors(cfg: TrainConfig, search: dict[str, ParamSpec], size: int)
             ("model.name", cfg.model.name, "mlp", "mlp"),
             ("model.keep_activations", cfg.model.keep_activations, False, "false"),
             ("sampler.energy", cfg.sampler.energy, "full", "full"),
+            ("sampler.incremental", cfg.sampler.incremental, True, "true"),
             ("sampler.n_replicas", cfg.sampler.n_replicas, 1, "1 (no parallel tempering)"),
-            ("sampler.coupled", cfg.sampler.coupled, False, "false"),
-            ("schedule.name", cfg.schedule.name, "exponential", "exponential"),
-            ("schedule.unit", cfg.schedule.unit, "steps", "steps"),
-            ("flip_schedule.name", cfg.flip_schedule.name, "constant", "constant")):
+            ("sampler.coupled", cfg.sampler.coupled, False, "false")):
         check(errors, value == allowed, key, value, f"{shown} {when}")
+    if size == 1:
+        return errors
     for name, spec in search.items():
-        check(errors, spec.key in CHAIN_KEYS, f"search.{name}.key", spec.key,
-              f"one of {', '.join(CHAIN_KEYS)} {when} (the values a chain has of its own)")
+        check(errors, is_chain_key(spec.key), f"search.{name}.key", spec.key,
+              f"one of {', '.join(CHAIN_KEYS)} (or a key under one) {when} (the values a "
+              "chain has of its own)")
     if cfg.sampler.energy_samples is not None and any(s.key == "seed" for s in search.values()):
         errors.append(violation("sampler.energy_samples", cfg.sampler.energy_samples,
                                 f"null when seed is searched {when} (the chains share one "
@@ -103,6 +104,24 @@ def _shared_part(resolved: dict[str, Any]) -> str:
             node = node.get(p, {})
         node.pop(leaf, None)
     return json.dumps(plain, sort_keys=True, default=str)
+
+
+def run_trials(study: optuna.Study, trials: list[optuna.Trial],
+               ctx: TrialContext) -> list[TrialState]:
+    """Run a worker's asked ``trials`` to their ends: as one population
+    (:func:`run_population`), or, for a lone trial whose config a population cannot run (a
+    CNN, the mini-batch energy, parallel tempering, ...), by its trainer
+    (:func:`~sweeps.trial.run_trial`)."""
+    if len(trials) == 1:
+        try:
+            cfg, _ = trial_config(ctx, ctx.space.suggest(trials[0]), trials[0].number,
+                                  trials[0].number)
+            alone = bool(population_errors(cfg, {}, 1))
+        except Exception:  # noqa: BLE001 -- run_trial fails the trial with this error
+            alone = True
+        if alone:
+            return [run_trial(study, trials[0], ctx)]
+    return run_population(study, trials, ctx)
 
 
 def run_population(study: optuna.Study, trials: list[optuna.Trial],
@@ -160,28 +179,27 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
                                c.cfg.model.output_scale)
             _complete(study, c, ctx, alone.export(0))
     live = [c for c in chains if c.state is None]
-    groups = build_groups(live, data) if live else []
+    groups = build_groups(live, data, steps) if live else []
     while groups:
         start = time.perf_counter()
         for g in groups:
-            g.pop.run(steps)
+            g.run(steps)
         seconds = time.perf_counter() - start
         measured = [measure(g.pop, data, cfg.trainer.eval_batch_size) for g in groups]
         epoch_time = time.perf_counter() - start
         where: dict[int, tuple[Group, int]] = {}
         for g, columns in zip(groups, measured):
+            temperatures, flip_ratios = g.schedules.reported(g.pop.n_steps)
             for k, c in enumerate(g.chains):
                 where[c.trial.number] = (g, k)
                 metrics = {"step": float(c.step + steps), "energy": columns["energy"][k],
-                           "acceptance_rate": (columns["accepted"][k] - c.counted) / steps,
-                           "temperature": columns["temperature"][k],
-                           "flip_ratio": c.cfg.sampler.flip_ratio,
+                           "acceptance_rate": (columns["accepted"][k] - c.accepted) / steps,
+                           "temperature": temperatures[k], "flip_ratio": flip_ratios[k],
                            "steps_per_s": steps / seconds if seconds > 0 else float("inf"),
                            **{m: columns[m][k] for m in SCORES},
                            "epoch": c.epoch + 1, "epoch_time": epoch_time,
                            "wall_time": c.elapsed + epoch_time}
-                c.end_epoch(metrics, int(columns["accepted"][k]),
-                            [w[k].cpu().clone() for w in g.pop.net.weights])
+                c.end_epoch(metrics, g.pop, k)
         live = sorted((c for g in groups for c in g.chains), key=lambda c: c.trial.number)
         for c in live:  # as OptunaReporter, trial by trial
             try:

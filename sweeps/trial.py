@@ -23,7 +23,6 @@ from optuna.trial import TrialState
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.data import DataSplits, load_dataset
 from mcmc_core.trainers import BaseTrainer, Callback
-from sweeps.chains import continue_chain_alone
 from sweeps.space import SearchSpace
 from sweeps.study import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, requeue, retry_key
 from sweeps.tracking import MLflowCallback
@@ -220,7 +219,6 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
         callbacks.append(OptunaReporter(trial, ctx.metric, ctx.stop))
         trainer = build_trainer(train_cfg, callbacks=callbacks, config=resolved,
                                 data=ctx.data(train_cfg))
-        continue_chain_alone(trainer)  # an earlier attempt ran in a population
         final = trainer.train()
         value = best_value(trainer.history, ctx.metric, study.direction)
         record_final(trial, final)

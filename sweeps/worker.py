@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.config import ParamSpec, StudyConfig
-from sweeps.population import run_population
+from sweeps.population import run_trials
 from sweeps.space import SearchSpace
 from sweeps.study import (
     ATTR_ERROR,
@@ -33,7 +33,7 @@ from sweeps.study import (
     open_study,
 )
 from sweeps.tracking import close_killed_run
-from sweeps.trial import TrialContext, run_trial
+from sweeps.trial import TrialContext
 
 __all__ = ["WorkerSpec", "ask_trials", "run_worker", "session_failures"]
 
@@ -162,7 +162,4 @@ def run_worker(spec: WorkerSpec) -> str:
             time.sleep(POLL_SECONDS)
             continue
         with heartbeat(storage, asked, spec.study.heartbeat_interval):
-            if spec.study.population == 1:
-                run_trial(study, asked[0], ctx)
-            else:
-                run_population(study, asked, ctx)
+            run_trials(study, asked, ctx)

@@ -93,8 +93,9 @@ class Population:
         schedule: another temperature schedule than the exponential one: a function of
             ``(start, length)`` giving every chain's temperature at steps ``start .. start +
             length - 1``, float64 ``[K, length]`` (e.g. a trainer's schedule objects). It
-            replaces ``temperature``, ``cooling_rate`` and ``min_temperature``; a population
-            with one cannot :meth:`keep` chains (default: None).
+            replaces ``temperature``, ``cooling_rate`` and ``min_temperature``; its rows are
+            the current chains, so its owner keeps them in step with :meth:`keep` (e.g.
+            :class:`~mcmc_core.schedules.ChainSchedules`) (default: None).
         sync_free: step without any host synchronisation between the draws of two blocks
             (masked cache writes, see :meth:`ChainCache.commit`); None: on every device but
             the CPU. Results do not depend on it (default: None).
@@ -359,8 +360,6 @@ class Population:
         Raises:
             ValueError: if no chain would remain.
         """
-        if self.schedule is not None:
-            raise ValueError("a population with a custom schedule cannot keep or drop chains.")
         mask = torch.as_tensor(mask)
         if mask.dtype == torch.bool:
             if mask.shape != (len(self),):
@@ -424,6 +423,28 @@ class Population:
                 "acceptance": self.acceptance, "proposal": self.proposal,
                 "boltzmann": self.boltzmann, "layer_seed": self.layer_seed,
                 **{name: getattr(self, name).clone() for name in _HYPER}}
+
+    def chain_state(self, k: int) -> dict[str, Any]:
+        """The :meth:`state_dict` of chain ``k`` alone: what a population of one that took the
+        same steps would save (a trial's checkpoint, whatever population it ran in)."""
+        state = self.state_dict()
+        one = {key: (value[k:k + 1].clone() if isinstance(value, Tensor) else value)
+               for key, value in state.items()}
+        one["weights"] = [w[k:k + 1].clone() for w in state["weights"]]
+        one["ids"] = [state["ids"][k]]
+        return one
+
+    def resume_at(self, n_steps: int, n_accepted: Sequence[int]) -> None:
+        """Continue chains whose weights were loaded from a run that took ``n_steps`` steps
+        with ``n_accepted`` acceptances each: the next step is that run's next step (its
+        draws, layer and temperatures), so the chains go on bit-identically."""
+        if len(n_accepted) != len(self):
+            raise ValueError(f"n_accepted must have one entry per chain ({len(self)}), but got "
+                             f"{len(n_accepted)}.")
+        self.n_steps = int(n_steps)
+        self.n_accepted = torch.tensor([int(a) for a in n_accepted], dtype=torch.int64,
+                                       device=self.net.device)
+        self._layout()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (its number of chains may differ from the current one);

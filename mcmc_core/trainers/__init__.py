@@ -12,6 +12,7 @@ from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TRAINER_NAMES, TrainerConfig
 from mcmc_core.trainers._mcmc import TrainerMCMC, child_seeds
+from mcmc_core.trainers._population_engine import run_scheduled
 from mcmc_core.trainers._ste import TrainerSTE
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "improves_best",
     "load_checkpoint",
     "resolve_device",
+    "run_scheduled",
     "save_checkpoint",
 ]

@@ -31,12 +31,12 @@ def killed(new_sweep):
     name = launch.study_name()
     # Every chain has checkpointed an epoch, none is near its end (the two populations may be
     # an epoch apart).
-    wait_for(lambda: (e := s.checkpoint_epochs("chain.pt")) and len(e) == N_TRIALS and
+    wait_for(lambda: (e := s.checkpoint_epochs("last.pt")) and len(e) == N_TRIALS and
              1 <= min(e.values()) and max(e.values()) <= EPOCHS - 2, 120,
              "checkpoints of an early epoch", launch)
     killed_ms = int(time.time() * 1000)
     before = launch.kill_and_reap(s.study(name))
-    at_kill = s.checkpoint_epochs("chain.pt")
+    at_kill = s.checkpoint_epochs("last.pt")
     rerun = s.run(args).ok()
     return SimpleNamespace(s=s, killed_ms=killed_ms, at_kill=at_kill, before=before,
                            rerun=rerun, trials=s.study(name).get_trials(), runs=s.runs(name),
@@ -81,7 +81,7 @@ def test_each_chain_continued_from_its_own_checkpoint(killed) -> None:
     runs = killed.runs
     for old in killed.before:
         retry, epoch = retry_of(killed, old), killed.at_kill[old.number]
-        state = load_checkpoint(killed.s.checkpoints("chain.pt")[old.number])
+        state = load_checkpoint(killed.s.checkpoints("last.pt")[old.number])
         assert state["epoch"] == EPOCHS and state["step"] == EPOCHS * STEPS
         assert [h["epoch"] for h in state["history"]] == list(range(1, EPOCHS + 1))
         # The same schedule across the kill: T0 * rate**steps, floored.

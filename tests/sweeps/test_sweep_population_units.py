@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.trainers import load_checkpoint
-from sweeps.chains import Chain, chain_seed, continue_chain_alone, flip_groups
+from sweeps.chains import Chain, flip_groups
 from sweeps.config import ParamSpec, StudyConfig
 from sweeps.population import CHAIN_KEYS, population_errors, run_population
 from sweeps.space import SearchSpace
@@ -43,7 +43,7 @@ def test_default_sweep_config_can_run_as_populations() -> None:
 def test_population_errors_name_each_bad_value_and_what_is_allowed() -> None:
     cfg = TrainConfig()
     cfg.trainer.name, cfg.model.name, cfg.sampler.n_replicas = "ste", "cnn", 4
-    cfg.schedule.unit, cfg.flip_schedule.name = "epochs", "exponential"
+    cfg.schedule.unit, cfg.flip_schedule.name = "epochs", "exponential"  # allowed: per chain
     search = {**SEARCH, "hidden": ParamSpec(key="model.hidden", type="categorical",
                                             choices=[[], [64]])}
     assert population_errors(cfg, search, 8) == [
@@ -51,12 +51,12 @@ def test_population_errors_name_each_bad_value_and_what_is_allowed() -> None:
         "model.name='cnn' is not allowed: expected mlp with study.population=8",
         ("sampler.n_replicas=4 is not allowed: expected 1 (no parallel tempering) with "
          "study.population=8"),
-        "schedule.unit='epochs' is not allowed: expected steps with study.population=8",
-        ("flip_schedule.name='exponential' is not allowed: expected constant with "
-         "study.population=8"),
         ("search.hidden.key='model.hidden' is not allowed: expected one of "
-         f"{', '.join(CHAIN_KEYS)} with study.population=8 (the values a chain has of its own)"),
+         f"{', '.join(CHAIN_KEYS)} (or a key under one) with study.population=8 (the values a "
+         "chain has of its own)"),
     ]
+    # A population of one has no other chain to share with: any search.
+    assert population_errors(TrainConfig(), search, 1) == []
 
 
 def test_a_searched_seed_needs_the_whole_training_split_as_energy() -> None:
@@ -67,13 +67,6 @@ def test_a_searched_seed_needs_the_whole_training_split_as_energy() -> None:
         ("sampler.energy_samples=500 is not allowed: expected null when seed is searched with "
          "study.population=2 (the chains share one energy set)")]
     assert population_errors(cfg, SEARCH, 2) == []
-
-
-def test_chain_seeds_are_distinct_per_trial_and_resume_point() -> None:
-    seeds = {chain_seed(0, key, step) for key in range(50) for step in (0, 500, 1000)}
-    assert len(seeds) == 150
-    assert chain_seed(3, 7, 500) == chain_seed(3, 7, 500)  # the same for every retry
-    assert all(0 <= s < 2**63 for s in seeds)
 
 
 # -- asking for a population ----------------------------------------------------------------------
@@ -137,7 +130,7 @@ def test_interrupted_chains_continue_from_their_checkpoints_beside_a_fresh_chain
     assert [t.state for t in before[2:]] == [TrialState.WAITING] * 2
     for t in before[:2]:
         assert load_checkpoint(tmp_path / "checkpoints" / f"trial-{t.number:04d}" /
-                               "chain.pt")["epoch"] == 1
+                               "last.pt")["epoch"] == 1
     client = MlflowClient(tracking_uri=uri)
     assert {client.get_run(t.user_attrs["mlflow_run_id"]).info.status for t in before[:2]} == {
         "KILLED"}
@@ -159,9 +152,9 @@ def test_interrupted_chains_continue_from_their_checkpoints_beside_a_fresh_chain
         assert client.get_run(run_id).info.status == "FINISHED"
         steps = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "step"))
         assert steps == [(1, STEPS), (2, 2 * STEPS), (3, 3 * STEPS)]
-        # The elapsed steps were folded into the start temperature: the schedule goes on.
+        # The schedule goes on at the chain's own step.
         state = load_checkpoint(tmp_path / "checkpoints" / f"trial-{old.number:04d}" /
-                                "chain.pt")
+                                "last.pt")
         t0, rate = old.params["temperature"], old.params["cooling_rate"]
         assert [h["temperature"] for h in state["history"]] == pytest.approx(
             [max(1e-6, t0 * rate ** (e * STEPS)) for e in (1, 2, 3)], rel=1e-9)
@@ -201,17 +194,21 @@ def test_an_exception_fails_every_trial_of_the_population(tmp_path) -> None:
 
 def test_checkpoint_holds_the_chain_weights(tmp_path) -> None:
     study = new_study(tmp_path, "weights")
+    # A chain's stream is its seed's (as a lone trial's), so two trials differ by their values.
+    study.enqueue_trial({"temperature": 1e-4, "cooling_rate": 0.99})
+    study.enqueue_trial({"temperature": 1e-2, "cooling_rate": 0.999})
     trials = [study.ask() for _ in range(2)]
     assert run_population(study, trials, context(tmp_path, "weights")) == [
         TrialState.COMPLETE] * 2
-    states = [load_checkpoint(tmp_path / "checkpoints" / f"trial-{t.number:04d}" / "chain.pt")
+    states = [load_checkpoint(tmp_path / "checkpoints" / f"trial-{t.number:04d}" / "last.pt")
               for t in trials]
-    for state in states:
-        assert [tuple(w.shape) for w in state["weights"]] == [(3, 16)]  # synthetic: 16 -> 3
-        assert set(state["weights"][0].unique().tolist()) <= {-1.0, 1.0}
+    weights = [next(iter(state["model"].values())) for state in states]
+    for state, w in zip(states, weights):
+        assert tuple(w.shape) == (3, 16)  # synthetic: 16 -> 3
+        assert set(w.unique().tolist()) <= {-1.0, 1.0}
         assert state["best_metric"]["epoch"] in range(1, EPOCHS + 1)
-        assert 0 < state["accepted"] <= EPOCHS * STEPS
-    assert not torch.equal(states[0]["weights"][0], states[1]["weights"][0])
+        assert 0 < int(state["engine"]["population"]["n_accepted"][0]) <= EPOCHS * STEPS
+    assert not torch.equal(weights[0], weights[1])
 
 
 def test_flip_groups_split_chains_by_flip_count_at_least_cost() -> None:
@@ -244,11 +241,12 @@ def test_a_trial_gives_the_same_result_alone_and_in_any_population(tmp_path) -> 
         ctx = context(tmp_path / name, name, search=search)
         assert run_population(study, trials, ctx) == [TrialState.COMPLETE] * len(params)
         histories.append(load_checkpoint(tmp_path / name / "checkpoints" / "trial-0000" /
-                                         "chain.pt"))
+                                         "last.pt"))
     alone, batched = histories
     for key in ("energy", "val_accuracy", "train_loss", "acceptance_rate", "temperature"):
         assert [h[key] for h in alone["history"]] == [h[key] for h in batched["history"]], key
-    assert all(torch.equal(a, b) for a, b in zip(alone["weights"], batched["weights"]))
+    assert all(torch.equal(a, b) for a, b in zip(alone["model"].values(),
+                                                 batched["model"].values()))
 
 
 def test_a_trial_taken_over_by_another_process_leaves_quietly(tmp_path) -> None:
@@ -294,49 +292,79 @@ def test_heartbeats_cover_every_trial_of_a_population(tmp_path) -> None:
     assert beating() == {t._trial_id for t in trials}
 
 
-def test_the_checkpoint_that_went_further_is_continued_in_either_direction(tmp_path) -> None:
-    """A trial's folder may hold a lone ``last.pt`` and a population's ``chain.pt`` (its
-    attempts switched between ``study.population=1`` and more): a population chain and a lone
-    trainer each continue the one with more steps."""
-    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), {
-        "dataset": {"name": "synthetic"}, "tracking": {"enabled": False},
-        "trainer": {"epochs": 2, "steps_per_epoch": 50, "checkpoint_dir": str(tmp_path),
-                    "resume": True, "verbose": False}}))
-    lone = build_trainer(cfg)
-    lone.train(1)  # last.pt at step 50
-    chain = Chain(trial=None, key=0, previous_run=None, cfg=cfg)  # type: ignore[arg-type]
-    chain.load()  # no chain.pt: the lone attempt's state
-    assert (chain.epoch, chain.step) == (1, 50) and chain.weights is not None
-    weights = [w.clone() for w in chain.weights]
-    weights[0][0, 0] *= -1  # a chain that moved on from there
-    chain.epoch, chain.step = 2, 100
-    chain.history.append({**chain.history[-1], "epoch": 2.0, "step": 100.0})
-    chain.save(weights)
+TIMING = ("epoch_time", "wall_time", "steps_per_s")
 
-    again = Chain(trial=None, key=0, previous_run=None, cfg=cfg)  # type: ignore[arg-type]
-    again.load()  # chain.pt went further than last.pt
-    assert again.step == 100 and torch.equal(again.weights[0], weights[0])
-    assert continue_chain_alone(build_trainer(cfg))  # writes last.pt from chain.pt
-    resumed = load_checkpoint(tmp_path / "last.pt")
-    assert (resumed["epoch"], resumed["step"]) == (2, 100)
-    assert resumed["engine"]["population"]["n_steps"] == 100
-    assert torch.equal(next(iter(resumed["model"].values())), weights[0])
-    assert resumed["history"] == again.history
-    assert not continue_chain_alone(build_trainer(cfg))  # last.pt is as far now
 
+def _untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
+
+
+def _run_to_end(tmp_path, name: str, params: list[dict], stop_after: int | None = None,
+                **overrides) -> list[dict]:
+    """Run trials with ``params`` as one population (stopped after epoch ``stop_after``, then
+    resumed as populations of one); returns their checkpoints."""
+    (tmp_path / name).mkdir()
+    study = new_study(tmp_path / name, name)
+    for p in params:
+        study.enqueue_trial(p)
+    polls: list[int] = []
+
+    def stop() -> bool:
+        polls.append(1)
+        return stop_after is not None and len(polls) == stop_after
+
+    ctx = context(tmp_path / name, name, stop=stop, **overrides)
+    run_population(study, [study.ask() for _ in params], ctx)
+    while retries := study.get_trials(states=(TrialState.WAITING,)):
+        for _ in retries:  # each retry alone: a population of one
+            run_population(study, [study.ask()], ctx)
+    folder = tmp_path / name / "checkpoints"
+    return [load_checkpoint(folder / f"trial-{k:04d}" / "last.pt") for k in range(len(params))]
+
+
+SCHEDULES = [{"schedule__name": "exponential"}, {"schedule__name": "step", "schedule__step_size": 7},
+             {"schedule__name": "linear"}, {"schedule__name": "cosine", "schedule__unit": "epochs"},
+             {"schedule__name": "constant", "flip_schedule__name": "exponential",
+              "flip_schedule__cooling_rate": 0.95}]
+
+
+@pytest.mark.parametrize("schedules", SCHEDULES, ids=lambda s: "-".join(map(str, s.values())))
+def test_a_population_killed_and_resumed_alone_is_bit_identical(tmp_path, schedules) -> None:
+    """Every temperature and flip-ratio schedule runs in a population; a population stopped
+    after epoch 1 whose trials are resumed alone reaches the weights, acceptances and metrics of
+    the uninterrupted population, bit for bit."""
+    params = [{"temperature": 1e-3, "cooling_rate": 0.995}, {"temperature": 3e-3,
+                                                             "cooling_rate": 0.99}]
+    whole = _run_to_end(tmp_path, "whole", params, **schedules)
+    resumed = _run_to_end(tmp_path, "resumed", params, stop_after=1, **schedules)
+    for a, b in zip(whole, resumed):
+        assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (EPOCHS, EPOCHS * STEPS)
+        assert _untimed(a["history"]) == _untimed(b["history"])
+        assert all(torch.equal(x, y) for x, y in zip(a["model"].values(), b["model"].values()))
+        pa, pb = a["engine"]["population"], b["engine"]["population"]
+        assert torch.equal(pa["n_accepted"], pb["n_accepted"])
+    temperatures = [h["temperature"] for h in whole[0]["history"]]
+    assert len(set(temperatures)) == (1 if schedules["schedule__name"] == "constant" else EPOCHS)
+
+
+def test_a_population_chain_is_the_lone_trainers_chain(tmp_path) -> None:
+    """A trial's checkpoint is the lone trainer's: ``mcmc-train`` resumes a population chain
+    stopped after epoch 1 and reaches the population's weights."""
+    params = [{"temperature": 1e-3, "cooling_rate": 0.995}, {"temperature": 3e-3,
+                                                             "cooling_rate": 0.99}]
+    whole = _run_to_end(tmp_path, "whole", params)
+    (tmp_path / "stopped").mkdir()
+    study = new_study(tmp_path / "stopped", "stopped")
+    for p in params:
+        study.enqueue_trial(p)
+    ctx = context(tmp_path / "stopped", "stopped", stop=lambda: True)
+    run_population(study, [study.ask() for _ in params], ctx)
+    folder = tmp_path / "stopped" / "checkpoints" / "trial-0001"
+    cfg: TrainConfig = OmegaConf.to_object(OmegaConf.merge(  # type: ignore[assignment]
+        OmegaConf.structured(TrainConfig), load_checkpoint(folder / "last.pt")["config"]))
+    cfg.trainer.checkpoint_dir, cfg.tracking.enabled = str(folder), False
     trainer = build_trainer(cfg)
-    trainer.train()  # already at epoch 2: nothing to run, the chain's state is loaded
-    assert trainer.epoch == 2 and trainer.step == 100
-    assert torch.equal(next(iter(trainer.model.state_dict().values())), weights[0])
-    energy = trainer.engine.population.energies  # type: ignore[attr-defined]
-    assert torch.equal(energy, trainer.engine.population.full_energies())  # type: ignore
-    trainer.train(3)  # the lone trainer goes further: last.pt at step 150
-    last = Chain(trial=None, key=0, previous_run=None, cfg=cfg)  # type: ignore[arg-type]
-    last.load()
-    assert (last.epoch, last.step) == (3, 150)
-    assert last.history[:2] == again.history
-
-    (tmp_path / "last.pt").unlink()  # a chain.pt ahead, and a trainer that cannot continue it
-    cfg.sampler.n_replicas = 2
-    with pytest.warns(UserWarning, match="cannot continue the chain checkpoint at step 100"):
-        assert not continue_chain_alone(build_trainer(cfg))
+    trainer.train()
+    assert trainer.epoch == EPOCHS and trainer.step == EPOCHS * STEPS
+    assert all(torch.equal(x, y) for x, y in zip(trainer.model.state_dict().values(),
+                                                 whole[1]["model"].values()))
