@@ -125,8 +125,8 @@ def test_incompatible_config_fails_at_startup_with_one_line_each(sweeps) -> None
         ("error: sampler.n_replicas=4 is not allowed: expected 1 (no parallel tempering) with "
          "study.population=4"),
         ("error: search.hidden.key='model.hidden' is not allowed: expected one of "
-         "sampler.temperature, schedule.cooling_rate, sampler.flip_ratio, seed with "
-         "study.population=4 (the values a chain has of its own)"),
+         "sampler.temperature, sampler.flip_ratio, seed, schedule, flip_schedule (or a key "
+         "under one) with study.population=4 (the values a chain has of its own)"),
     ]
     assert result.stdout == ""
     # Nothing was created: no storage, no tracking store.

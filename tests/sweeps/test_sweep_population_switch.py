@@ -2,7 +2,8 @@
 ``study.population=2``: the killed trials are retried as one population, each chain continuing
 from its lone attempt's checkpoint (``last.pt``: weights, epoch, step, history), not from epoch
 0, and each trial stays in its one MLflow run. And the reverse: a population killed, its trials
-retried alone, each continuing from its chain's checkpoint (``chain.pt``)."""
+retried alone, each continuing from its chain's checkpoint. Either way a trial's checkpoint is
+the one a lone trainer writes (``last.pt``): no converter between population sizes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from mcmc_core.trainers import load_checkpoint
 N_TRIALS, EPOCHS, STEPS = 2, 5, 2500
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
         f"trainer.steps_per_epoch={STEPS}"]
-LONE, CHAIN = "last.pt", "chain.pt"
+LONE = CHAIN = "last.pt"
 
 
 def kill_early_and_rerun(new_sweep, folder: str, first: int, then: int) -> tuple[Any, ...]:
