@@ -209,8 +209,6 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
                 # Diverged: it fails alone. Already finished: another process took it for dead
                 # (stale heartbeat) and queued its retry; it just leaves (see fail()).
                 c.leave(*fail(study, c.trial, err))
-        if ctx.stop():
-            raise Interrupted(f"interrupted after epoch {live[0].epoch}")
         running = [c for c in live if c.state is None]
         # Every pruning decision is taken before any chain is told: a chain that completes
         # now must not count against the last epoch of the others in its batch.
@@ -228,6 +226,10 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
                     _complete(study, c, ctx, g.pop.export(k))
             except UpdateFinishedTrialError as err:  # taken over meanwhile: it leaves
                 c.leave(*fail(study, c.trial, err))
+        # Asked to stop: the chains that finished this epoch stay finished, the others are
+        # queued to continue from this epoch's checkpoint.
+        if any(c.state is None for c in running) and ctx.stop():
+            raise Interrupted(f"interrupted after epoch {live[0].epoch}")
         for g in groups:
             g.drop_finished()
         groups = [g for g in groups if g.chains]

@@ -62,7 +62,7 @@ class OptunaReporter(Callback):
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
         check_finite(metrics, self.metric, epoch)
         self.trial.report(float(metrics[self.metric]), epoch)
-        if self.stop():
+        if self.stop() and epoch < trainer.cfg.epochs:  # a last epoch completes
             raise Interrupted(f"interrupted after epoch {epoch}")
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")

@@ -18,7 +18,7 @@ from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.trainers import load_checkpoint
 from sweeps.chains import Chain, flip_groups
 from sweeps.config import ParamSpec, StudyConfig
-from sweeps.population import CHAIN_KEYS, population_errors, run_population
+from sweeps.population import CHAIN_KEYS, population_errors, run_population, run_trials
 from sweeps.space import SearchSpace
 from sweeps.study import open_storage, open_study
 from sweeps.trial import TrialContext
@@ -368,3 +368,17 @@ def test_a_population_chain_is_the_lone_trainers_chain(tmp_path) -> None:
     assert trainer.epoch == EPOCHS and trainer.step == EPOCHS * STEPS
     assert all(torch.equal(x, y) for x, y in zip(trainer.model.state_dict().values(),
                                                  whole[1]["model"].values()))
+
+
+@pytest.mark.parametrize("size", [1, 2])
+@pytest.mark.parametrize("incremental", [True, False])  # False: by its trainer (run_trial)
+def test_a_stop_after_the_last_epoch_completes_the_trials(tmp_path, size, incremental) -> None:
+    """Ctrl-C after a trial's last epoch keeps it COMPLETE: nothing is queued to run again."""
+    if size > 1 and not incremental:
+        pytest.skip("only a lone trial runs by its trainer")
+    study = new_study(tmp_path, "last")
+    trials = [study.ask() for _ in range(size)]
+    ctx = context(tmp_path, "last", stop=lambda: True, trainer__epochs=1,
+                  sampler__incremental=incremental)
+    assert run_trials(study, trials, ctx) == [TrialState.COMPLETE] * size
+    assert study.get_trials(states=(TrialState.WAITING,)) == []
