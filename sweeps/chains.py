@@ -88,10 +88,9 @@ class Chain:
         self.best, self.best_model = state["best_metric"], state["best_model"]
         self.weights = _mlp_weights(state["model"])
 
-    def save(self, pop: Population, k: int) -> None:
-        """Write the trial's checkpoint from chain ``k`` of ``pop``: the state a lone
-        ``TrainerMCMC`` of this trial would hold at this epoch."""
-        model = pop.export(k).state_dict()
+    def save(self, pop: Population, k: int, model: dict[str, Tensor]) -> None:
+        """Write the trial's checkpoint from chain ``k`` of ``pop`` (``model``: its exported
+        state dict): the state a lone ``TrainerMCMC`` of this trial would hold at this epoch."""
         save_checkpoint({
             "trainer": TrainerMCMC.name, "epoch": self.epoch, "elapsed": self.elapsed,
             "history": self.history, "best_metric": self.best, "best_model": self.best_model,
@@ -105,11 +104,11 @@ class Chain:
         self.epoch, self.step, self.elapsed = (int(metrics["epoch"]), int(metrics["step"]),
                                                metrics["wall_time"])
         self.accepted = int(pop.n_accepted[k])
+        model = pop.export(k).state_dict()
         if improves_best(metrics, self.best):
-            self.best = best_entry(metrics)
-            self.best_model = pop.export(k).state_dict()
+            self.best, self.best_model = best_entry(metrics), model
         self.history.append(metrics)
-        self.save(pop, k)
+        self.save(pop, k, model)
         if self.run is not None:
             self.run.log_metrics(epoch_metrics(metrics), step=self.epoch)
 
