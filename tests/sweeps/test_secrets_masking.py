@@ -1,0 +1,34 @@
+"""Masking of passwords and tokens in printed and written configuration."""
+
+from mcmc_core.secrets import MASK, is_secret_key, mask_config, mask_text, mask_url
+
+
+def test_url_passwords_are_masked_and_the_rest_kept():
+    assert mask_url("postgresql+psycopg://me:s3cret@db:5432/optuna") == (
+        "postgresql+psycopg://me:***@db:5432/optuna")
+    assert mask_url("http://user:pw@127.0.0.1:5000") == "http://user:***@127.0.0.1:5000"
+    assert mask_url("https://ghp_abc@host/x") == "https://***@host/x"
+    assert mask_url("https://host/api?token=abc&experiment=1") == (
+        "https://host/api?token=***&experiment=1")
+    for plain in ("sqlite:///outputs/sweeps/x/optuna.db", "mysql://me@host/db", "not a url", 3):
+        assert mask_url(plain) == plain
+
+
+def test_secret_keys_and_urls_in_a_config_tree():
+    tree = {"tracking": {"uri": "http://u:pw@h:5000", "experiment": "e"},
+            "study": {"storage": "postgresql://u:pw@h/db", "n_trials": 4},
+            "api_token": "abc", "db_password": "pw", "password": None,
+            "hosts": ["http://a:pw@b"], "passes": 3}
+    masked = mask_config(tree)
+    assert "pw" not in repr(masked) and "abc" not in repr(masked)
+    assert masked["api_token"] == masked["db_password"] == MASK
+    assert masked["password"] is None and masked["passes"] == 3
+    assert masked["study"]["n_trials"] == 4 and masked["tracking"]["experiment"] == "e"
+    assert tree["tracking"]["uri"] == "http://u:pw@h:5000"  # the original is untouched
+
+
+def test_text_and_keys():
+    assert mask_text("cannot reach http://a:b@c/d or postgresql://x:y@z/db") == (
+        "cannot reach http://a:***@c/d or postgresql://x:***@z/db")
+    assert is_secret_key("tracking.token") and is_secret_key("MLFLOW_TRACKING_PASSWORD")
+    assert not is_secret_key("study.storage") and not is_secret_key("trainer.epochs")
