@@ -30,7 +30,7 @@ from mcmc_core.trainers import (
     child_seeds,
     final_metrics,
     improves_best,
-    load_checkpoint,
+    load_latest_checkpoint,
     resolve_device,
     run_scheduled,
     save_checkpoint,
@@ -77,10 +77,9 @@ class Chain:
 
     def load(self) -> None:
         """Continue from this trial's checkpoint (``last.pt``), if it has one."""
-        path = self.folder / CHECKPOINT_NAME
-        if not path.exists():
+        state = load_latest_checkpoint(self.folder / CHECKPOINT_NAME)
+        if state is None:
             return
-        state = load_checkpoint(path)
         population = state["engine"]["population"]
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.accepted = int(population["n_accepted"][0])

@@ -9,7 +9,12 @@ from mcmc_core.trainers._base import (
     resolve_device,
 )
 from mcmc_core.trainers._callbacks import Callback
-from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from mcmc_core.trainers._checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
 from mcmc_core.trainers._config import TRAINER_NAMES, TrainerConfig
 from mcmc_core.trainers._mcmc import TrainerMCMC, child_seeds
 from mcmc_core.trainers._population_engine import run_scheduled
@@ -29,6 +34,7 @@ __all__ = [
     "final_metrics",
     "improves_best",
     "load_checkpoint",
+    "load_latest_checkpoint",
     "resolve_device",
     "run_scheduled",
     "save_checkpoint",

@@ -15,7 +15,7 @@ from torch import nn
 from mcmc_core.data import DataConfig, DataSplits, load_dataset
 from mcmc_core.energy import evaluate
 from mcmc_core.trainers._callbacks import Callback
-from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
 
 __all__ = ["DEVICES", "BaseTrainer", "best_entry", "final_metrics", "improves_best",
@@ -123,8 +123,9 @@ class BaseTrainer:
             self._ready = True
         resume = self.cfg.resume if resume is None else resume
         path = self.checkpoint_path
-        if resume and path is not None and path.exists():
-            self.load_state_dict(load_checkpoint(path))
+        state = load_latest_checkpoint(path) if resume and path is not None else None
+        if state is not None:
+            self.load_state_dict(state)
             if self.cfg.verbose:
                 print(f"resumed from {path} at epoch {self.epoch}", flush=True)
         if self.cfg.verbose and (line := self.describe()):

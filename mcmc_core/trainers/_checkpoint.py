@@ -1,22 +1,32 @@
-"""Atomic checkpoint files."""
+"""Atomic checkpoint files, with the previous one kept as a fallback."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_NAME"]
+__all__ = ["CHECKPOINT_NAME", "load_checkpoint", "load_latest_checkpoint", "previous_checkpoint",
+           "save_checkpoint"]
 
 CHECKPOINT_NAME = "last.pt"
 
 
+def previous_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint ``path`` replaced (``last.prev.pt``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` with ``torch.save`` to a temp file in the same folder, then rename it over
-    ``path``: a reader never sees a half-written checkpoint, even if the process is killed."""
+    ``path``: a reader never sees a half-written checkpoint, even if the process is killed. The
+    checkpoint it replaces is kept as :func:`previous_checkpoint` (a fallback should ``path``
+    be damaged later)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -25,6 +35,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        if path.exists():
+            os.replace(path, previous_checkpoint(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -36,3 +48,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` onto the CPU."""
     # The checkpoint holds generator states, counters and configs: not only tensors.
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_latest_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, else the previous one, else None (start from epoch 0).
+
+    A file that exists but does not load (truncated, overwritten, another format) gives a
+    warning naming it and why, and the next candidate is tried.
+    """
+    for candidate in (Path(path), previous_checkpoint(path)):
+        if not candidate.exists():
+            continue
+        try:
+            state = load_checkpoint(candidate)
+            if not isinstance(state, dict) or "epoch" not in state:
+                raise ValueError("not a checkpoint of this project")
+            return state
+        except Exception as err:  # torch.load raises many types for a damaged file
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            warnings.warn(f"checkpoint {candidate} does not load ({reason[:200]}); "
+                          "trying the previous one, else starting from epoch 0",
+                          RuntimeWarning, stacklevel=2)
+    return None

@@ -487,7 +487,8 @@ def test_checkpoint_holds_the_chain_state_and_the_temperature(
     trainer = _trainer(make_model(), synthetic, epochs=2, steps=10, checkpoint_dir=tmp_path,
                        schedule=schedule, sampler=SamplerConfig(temperature=0.01))
     trainer.train()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no temp files left
+    # No temp files left: the checkpoint and the one it replaced.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt", CHECKPOINT_NAME]
     ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert ckpt["trainer"] == "mcmc" and ckpt["epoch"] == 2 and ckpt["step"] == 20
     population = ckpt["engine"]["population"]
@@ -517,6 +518,28 @@ def test_resuming_a_checkpoint_of_another_trainer_is_refused(
                     resume=True)
     with pytest.raises(ValueError, match="ste"):
         mcmc.train()
+
+
+@pytest.mark.parametrize("damaged", ["last", "both"])
+def test_a_checkpoint_that_does_not_load_falls_back_to_the_previous_or_epoch_0(
+        make_model: Callable[..., nn.Module], synthetic: DataSplits, tmp_path: Path,
+        damaged: str) -> None:
+    uninterrupted = _trainer(make_model(), synthetic, epochs=3, steps=10, seed=4)
+    uninterrupted.train()
+    first = _trainer(make_model(), synthetic, epochs=2, steps=10, checkpoint_dir=tmp_path, seed=4)
+    first.train()
+    last, previous = tmp_path / CHECKPOINT_NAME, tmp_path / "last.prev.pt"
+    assert load_checkpoint(previous)["epoch"] == 1
+    for path in [last, previous] if damaged == "both" else [last]:
+        path.write_bytes(path.read_bytes()[:100])  # truncated: e.g. a full disk
+    resumed = _trainer(make_model(), synthetic, epochs=3, steps=10, checkpoint_dir=tmp_path,
+                       resume=True, seed=4, callbacks=(Recorder(),))
+    with pytest.warns(RuntimeWarning, match=f"checkpoint {last} does not load") as caught:
+        resumed.train()
+    assert (len(caught) == 2) == (damaged == "both")
+    assert resumed.callbacks[0].calls[0] == ("start", 0 if damaged == "both" else 1)
+    assert _same_weights(_state(resumed), _state(uninterrupted))
+    assert _untimed(resumed.history) == _untimed(uninterrupted.history)
 
 
 # -- the original-style Python API ---------------------------------------------------------------
