@@ -8,9 +8,6 @@ workers never race to create their schemas.
 from __future__ import annotations
 
 import os
-import signal
-import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,15 +18,18 @@ import optuna
 
 from mcmc_core._validation import ConfigError, violation
 from sweeps.config import SweepConfig
-from sweeps.progress import SweepProgress
 from sweeps.report import format_best, write_report
+from sweeps.stores import ensure_mlflow_store, store_lock
 from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
 from sweeps.tracking import close_killed_run, end_run, open_parent_run, tracking_uri
-from sweeps.worker import WorkerSpec, run_worker, stop_file
+from sweeps.supervisor import run_workers
+from sweeps.worker import WorkerSpec, stop_file
 
 __all__ = ["SweepPlan", "launch", "plan"]
 
 ATTR_PARENT_RUN = "mlflow_parent_run_id"
+#: The study's key, the tag that finds its parent run (:data:`sweeps.tracking.TAG_STUDY_KEY`).
+ATTR_SWEEP_KEY = "sweep_key"
 
 
 @dataclass
@@ -72,7 +72,8 @@ def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
 def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, Any],
            group_options: dict[str, dict]) -> int:
     """Run the sweep to ``n_trials`` finished trials; returns the process exit status
-    (0 done, 1 ended by ``max_failures``, 130 interrupted)."""
+    (0 done, 1 ended by ``max_failures``, dead workers or an exhausted space, 130
+    interrupted)."""
     p = plan(cfg, resolved)
     p.output_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,11 +82,15 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     study = open_study(storage, p.name, cfg.study, create=True)
     parent_run_id = None
     if p.tracking_uri:
-        parent_run_id = open_parent_run(
-            p.tracking_uri, p.name, study.user_attrs.get(ATTR_PARENT_RUN),
-            run_name=f"sweep-{p.name}", tags={"optuna.study": p.name,
-                                              "optuna.storage": p.storage_url})
-        study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
+        ensure_mlflow_store(p.tracking_uri)
+        with store_lock(p.storage_url, f"parent-run:{p.name}"):  # one run for all launchers
+            key = study.user_attrs.get(ATTR_SWEEP_KEY) or uuid.uuid4().hex
+            study.set_user_attr(ATTR_SWEEP_KEY, key)
+            parent_run_id = open_parent_run(
+                p.tracking_uri, p.name, study.user_attrs.get(ATTR_PARENT_RUN), key=key,
+                run_name=f"sweep-{p.name}", tags={"optuna.study": p.name,
+                                                  "optuna.storage": p.storage_url})
+            study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
     # Trials of a previous launch whose processes died are failed and queued for a retry.
     optuna.storages.fail_stale_trials(study)
     fail_dead_trials(study)
@@ -106,10 +111,10 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
                         group_options=group_options, output_dir=str(p.output_dir),
                         session=session, parent_run_id=parent_run_id,
                         tracking_uri=p.tracking_uri, device=p.devices[i], threads=p.threads,
-                        deadline=deadline)
+                        deadline=deadline, launch_trials=len(study.get_trials(deepcopy=False)))
              for i in range(cfg.study.workers)]
-    reasons, interrupted = _run_workers(specs, study, n_trials, cfg.study.metric,
-                                        stop_file(p.output_dir, session))
+    reasons, interrupted = run_workers(specs, study, n_trials, cfg.study.metric,
+                                       stop_file(p.output_dir, session), cfg.study.max_failures)
     stop_file(p.output_dir, session).unlink(missing_ok=True)
     fail_dead_trials(study)  # workers killed by a second Ctrl-C leave RUNNING trials
     return _finish(cfg, p, study, parent_run_id, reasons, interrupted)
@@ -132,6 +137,11 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
         status, code = "FAILED", 1
         print(f"stopped: {counts.finished}/{n_trials} finished; run the same command to "
               "continue", flush=True)
+    elif "exhausted" in reasons:
+        status, code = "FAILED", 1
+        print(f"stopped: {counts.finished}/{n_trials} finished; the sampler keeps proposing "
+              "parameter sets that earlier trials ran: the search space has too few points "
+              "(lower study.n_trials or widen search)", flush=True)
     elif "max_failures" in reasons:
         status, code = "FAILED", 1
         print(f"stopped: {cfg.study.max_failures} trials failed in this launch "
@@ -146,68 +156,3 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
     if parent_run_id is not None and p.tracking_uri:
         end_run(p.tracking_uri, parent_run_id, status)
     return code
-
-
-def _run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, metric: str,
-                 stop: Path) -> tuple[list[str], bool]:
-    """Run the workers (joblib processes; inline for one worker) while the main thread shows
-    progress. The first SIGINT asks the workers to stop after their current epoch, re-queueing
-    their trials; a second one kills them."""
-    from joblib import Parallel, delayed
-
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def pool() -> None:
-        try:
-            if len(specs) == 1:
-                results.append(run_worker(specs[0]))
-            else:
-                results.extend(Parallel(n_jobs=len(specs), backend="loky")(
-                    delayed(run_worker)(s) for s in specs))
-        except BaseException as err:  # reported by the main thread
-            errors.append(err)
-
-    interrupted = False
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        nonlocal interrupted
-        if interrupted:  # second Ctrl-C: stop waiting
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        interrupted = True
-        stop.touch()
-        print("\nstopping: trials end after their current epoch and are queued to resume "
-              "(Ctrl-C again to kill them)", flush=True)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    thread = threading.Thread(target=pool, name="sweep-workers", daemon=True)
-    progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty())
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(timeout=1.0)
-            progress.update()
-    except KeyboardInterrupt:
-        interrupted = True
-        _kill_workers()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        progress.close()
-    reasons = [r for r in results if isinstance(r, str)]
-    if errors and not interrupted:
-        # A worker process died (e.g. out of memory): its trial is retried on the next launch.
-        print(f"error: a worker stopped: {type(errors[0]).__name__}: "
-              f"{str(errors[0]).splitlines()[0] if str(errors[0]) else ''}", flush=True)
-        reasons.append("worker_error")
-    return reasons, interrupted
-
-
-def _kill_workers() -> None:
-    """Terminate joblib's worker processes (after a second Ctrl-C)."""
-    try:
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor().shutdown(wait=False, kill_workers=True)
-    except Exception:
-        pass

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from sweeps.study import ATTR_ERROR, count_trials
+from sweeps.study import ATTR_DUPLICATE, ATTR_ERROR, count_trials
 
 __all__ = ["SweepProgress", "format_trial"]
 
@@ -32,6 +32,8 @@ def format_trial(t: FrozenTrial, metric: str) -> str:
         step = t.last_step
         result = f"at epoch {step}" + (f" {metric}={t.intermediate_values[step]:.4f}"
                                        if step is not None else "")
+    elif ATTR_DUPLICATE in t.user_attrs:
+        result = f"not run: repeats trial {t.user_attrs[ATTR_DUPLICATE]}'s parameters"
     elif t.user_attrs.get("interrupted"):
         result = "interrupted (queued to resume)"
     else:

@@ -8,6 +8,7 @@ re-queued with the same parameters, to continue from its checkpoint.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import socket
 import warnings
@@ -20,10 +21,12 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.config import StudyConfig
+from sweeps.stores import open_under_lock
 
 __all__ = [
     "Counts",
     "count_trials",
+    "duplicate_of",
     "fail_dead_trials",
     "is_surplus",
     "make_pruner",
@@ -34,6 +37,7 @@ __all__ = [
     "pruning_note",
     "requeue",
     "retry_key",
+    "worker_seed",
 ]
 
 # Heartbeats, stale-trial retries and ask/tell are used deliberately together: not noise to show.
@@ -44,12 +48,14 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 ATTR_HOST, ATTR_PID, ATTR_SESSION, ATTR_ERROR = "host", "pid", "session", "error"
 #: User attributes of one attempt (its process and how it ended): a retry starts without them.
 ATTEMPT_ATTRS = (ATTR_HOST, ATTR_PID, ATTR_SESSION, ATTR_ERROR, "traceback", "interrupted")
+#: A trial given up before it ran: its sampled parameters repeat this live trial's.
+ATTR_DUPLICATE = "duplicate_of"
 
 
-def make_sampler(cfg: StudyConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured Optuna sampler, seeded with ``cfg.seed + seed_offset`` (one per worker, so
-    concurrent workers do not propose the same point)."""
-    seed = cfg.seed + seed_offset
+def make_sampler(cfg: StudyConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The configured Optuna sampler, seeded with ``seed`` (default: ``cfg.seed``; a worker
+    passes its :func:`worker_seed`)."""
+    seed = cfg.seed if seed is None else seed
     if cfg.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if cfg.sampler == "random":
@@ -61,6 +67,29 @@ def make_sampler(cfg: StudyConfig, seed_offset: int = 0) -> optuna.samplers.Base
     if cfg.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
     raise ValueError(f"study.sampler={cfg.sampler!r} is not allowed")
+
+
+def worker_seed(cfg: StudyConfig, launch_trials: int, worker: int) -> int:
+    """The sampler seed of worker ``worker`` (counting replaced workers on) of a launch that
+    found ``launch_trials`` trials in the study: ``cfg.seed`` hashed with those and this host's
+    name. Launches, workers and machines never share a sampler sequence -- a relaunch does not
+    propose its predecessor's points again -- yet the same launch is reproducible."""
+    text = f"{cfg.seed}:{socket.gethostname()}:{launch_trials}:{worker}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def duplicate_of(trials: list[FrozenTrial], mine: FrozenTrial) -> int | None:
+    """The number of a live trial (complete, pruned, running or queued) of another retry chain
+    with exactly ``mine``'s parameters, or None."""
+    key = retry_key(mine)
+    for t in trials:
+        if t.number == mine.number or t.state == TrialState.FAIL or retry_key(t) == key:
+            continue
+        params = t.params if t.state != TrialState.WAITING else t.system_attrs.get(
+            "fixed_params", {})
+        if params and params == mine.params:
+            return t.number
+    return None
 
 
 #: Complete trials the median pruner waits for before it prunes.
@@ -98,7 +127,8 @@ def pruning_note(cfg: StudyConfig, complete: int) -> str | None:
 def open_storage(url: str, cfg: StudyConfig,
                  on_retry: Callable[[FrozenTrial], None] | None = None) -> RDBStorage:
     """An RDB storage with heartbeats; a stale trial is failed and re-queued (same parameters)
-    up to ``cfg.max_retries`` times, and ``on_retry`` is told about it."""
+    up to ``cfg.max_retries`` times, and ``on_retry`` is told about it. Its schema is created
+    whole or not at all, one process at a time (:func:`sweeps.stores.open_under_lock`)."""
     retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retries)
 
     def stale(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -107,8 +137,9 @@ def open_storage(url: str, cfg: StudyConfig,
             on_retry(trial)
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_interval,
-                         grace_period=cfg.grace_period, heartbeat_stale_trial_callback=stale)
+    storage = open_under_lock(url, lambda u: RDBStorage(
+        u, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_interval,
+        grace_period=cfg.grace_period, heartbeat_stale_trial_callback=stale))
     if url.startswith("sqlite"):
         lock_sqlite_transactions(storage.engine)
     return storage
@@ -145,9 +176,10 @@ def new_attempt(trial: FrozenTrial) -> FrozenTrial:
 
 
 def open_study(storage: RDBStorage, name: str, cfg: StudyConfig, *, create: bool = False,
-               seed_offset: int = 0) -> optuna.Study:
-    """Create (``create=True``, the parent) or load (a worker) the study."""
-    sampler, pruner = make_sampler(cfg, seed_offset), make_pruner(cfg)
+               seed: int | None = None) -> optuna.Study:
+    """Create (``create=True``, the parent) or load (a worker) the study; its sampler is seeded
+    with ``seed`` (default: ``cfg.seed``)."""
+    sampler, pruner = make_sampler(cfg, seed), make_pruner(cfg)
     if create:
         return optuna.create_study(storage=storage, study_name=name, direction=cfg.direction,
                                    sampler=sampler, pruner=pruner, load_if_exists=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcmc_core.trainers import Callback
+from sweeps.stores import ensure_mlflow_store
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -30,6 +31,8 @@ __all__ = [
 #: MLflow 3 refuses the ./mlruns file store; an embedded SQLite store in the working directory.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_FILE = "mlflow_run_id"
+#: Tag of a sweep's parent run: the study's key (its ``sweep_key`` user attribute).
+TAG_STUDY_KEY = "mcmc_sweeps.study_key"
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -227,25 +230,36 @@ def write_run_id(path: Path, run_id: str) -> None:
 def _client(uri: str) -> Any:
     from mlflow import MlflowClient
 
+    ensure_mlflow_store(uri)
     return MlflowClient(tracking_uri=uri)
 
 
-def open_parent_run(uri: str, experiment: str, run_id: str | None, *,
+def open_parent_run(uri: str, experiment: str, run_id: str | None, *, key: str,
                     run_name: str, tags: dict[str, Any]) -> str:
-    """Re-open the sweep's parent run ``run_id`` (status RUNNING again), or create it (and the
-    experiment) when ``run_id`` is None or gone. Returns the run id."""
+    """The sweep's parent run, RUNNING again: ``run_id`` if it still exists, else the oldest
+    active run of ``experiment`` tagged with the study's ``key`` (another launcher's), else a
+    new one (and the experiment). Call under the study's lock
+    (:func:`sweeps.stores.store_lock`), so that launchers on several machines find one run.
+    Returns the run id."""
     from mlflow.exceptions import MlflowException
 
     client = _client(uri)
     if run_id is not None:
         try:
-            client.update_run(run_id, status="RUNNING")
-            return run_id
+            if client.get_run(run_id).info.lifecycle_stage == "active":
+                client.update_run(run_id, status="RUNNING")
+                return run_id
         except MlflowException:
-            pass  # deleted or in another store: make a new one
+            pass  # deleted or in another store: look for the study's run
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
-    run = client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
+    found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_STUDY_KEY}` = '{key}'",
+                               order_by=["attributes.start_time ASC"], max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(exp_id, run_name=run_name,
+                            tags={TAG_STUDY_KEY: key, **{k: str(v) for k, v in tags.items()}})
     return run.info.run_id
 
 

@@ -24,18 +24,21 @@ from sweeps.config import ParamSpec, StudyConfig
 from sweeps.population import run_trials
 from sweeps.space import SearchSpace
 from sweeps.study import (
+    ATTR_DUPLICATE,
     ATTR_ERROR,
     ATTR_SESSION,
     count_trials,
+    duplicate_of,
     fail_dead_trials,
     is_surplus,
     open_storage,
     open_study,
+    worker_seed,
 )
 from sweeps.tracking import close_killed_run
 from sweeps.trial import TrialContext
 
-__all__ = ["WorkerSpec", "ask_trials", "run_worker", "session_failures"]
+__all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "run_worker", "session_failures"]
 
 POLL_SECONDS = 1.0
 
@@ -44,7 +47,7 @@ POLL_SECONDS = 1.0
 class WorkerSpec:
     """Everything a worker process needs (picklable: it crosses the process boundary)."""
 
-    index: int
+    index: int  #: counts on past this launch's workers for a replaced one
     study_name: str
     storage_url: str
     study: StudyConfig
@@ -58,6 +61,7 @@ class WorkerSpec:
     device: str
     threads: int
     deadline: float | None
+    launch_trials: int = 0  #: trials in the study when the launch began (seeds the sampler)
 
     @property
     def stop_file(self) -> Path:
@@ -100,25 +104,54 @@ def heartbeat(storage: optuna.storages.RDBStorage, trials: Sequence[optuna.Trial
         thread.join()
 
 
-def ask_trials(study: optuna.Study, n_trials: int, k: int) -> list[optuna.Trial]:
+#: Asks in a row that may repeat live trials' parameters before a worker gives up.
+MAX_DUPLICATES = 20
+
+
+class SpaceExhausted(Exception):
+    """The sampler keeps proposing parameter sets the study has already run or is running."""
+
+
+def ask_trials(study: optuna.Study, n_trials: int, k: int,
+               space: SearchSpace | None = None) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials (queued retries first), stopping at the first that would take
-    the study past ``n_trials`` finished trials: that one is given back (WAITING)."""
+    the study past ``n_trials`` finished trials: that one is given back (WAITING).
+
+    With ``space``, each trial's values are sampled at once, and a trial whose values repeat a
+    live trial's is failed unrun (user attribute ``duplicate_of``) and asked again.
+
+    Raises:
+        SpaceExhausted: after :data:`MAX_DUPLICATES` duplicates in a row.
+    """
     storage = study._storage
     trials: list[optuna.Trial] = []
-    for _ in range(k):
+    duplicates = 0
+    while len(trials) < k:
         trial = study.ask()
+        if space is not None:
+            space.suggest(trial)
         frozen = storage.get_trial(trial._trial_id)
-        if is_surplus(study.get_trials(deepcopy=False), frozen, n_trials):
+        others = study.get_trials(deepcopy=False)
+        if is_surplus(others, frozen, n_trials):
             # Another worker took the last slot at the same moment: give this one back.
             storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
             break
+        same = duplicate_of(others, frozen) if space is not None else None
+        if same is not None:
+            trial.set_user_attr(ATTR_DUPLICATE, same)
+            study.tell(trial, state=TrialState.FAIL)
+            duplicates += 1
+            if duplicates >= MAX_DUPLICATES:
+                raise SpaceExhausted(f"{duplicates} proposals in a row repeated earlier trials")
+            continue
+        duplicates = 0
         trials.append(trial)
     return trials
 
 
 def run_worker(spec: WorkerSpec) -> str:
     """The worker loop; returns why it stopped (``done``, ``stopped``, ``timeout``,
-    ``max_failures``)."""
+    ``max_failures``, ``exhausted``: the sampler only repeats earlier trials)."""
     import torch
 
     if threading.current_thread() is threading.main_thread():
@@ -132,7 +165,8 @@ def run_worker(spec: WorkerSpec) -> str:
 
     storage = open_storage(spec.storage_url, spec.study,
                            on_retry=lambda t: close_killed_run(spec.tracking_uri, t))
-    study = open_study(storage, spec.study_name, spec.study, seed_offset=spec.index)
+    study = open_study(storage, spec.study_name, spec.study,
+                       seed=worker_seed(spec.study, spec.launch_trials, spec.index))
     space = SearchSpace(spec.search, spec.group_options)
     ctx = TrialContext(study_name=spec.study_name, base_config=spec.base_config, space=space,
                        metric=spec.study.metric, output_dir=Path(spec.output_dir),
@@ -157,7 +191,11 @@ def run_worker(spec: WorkerSpec) -> str:
             time.sleep(POLL_SECONDS)  # the last trials are running: wait in case one fails
             continue
         room = n_trials - counts.finished - counts.running
-        asked = ask_trials(study, n_trials, min(spec.study.population, room))
+        try:
+            asked = ask_trials(study, n_trials, min(spec.study.population, room), space)
+        except SpaceExhausted:
+            spec.stop_file.touch()
+            return "exhausted"
         if not asked:
             time.sleep(POLL_SECONDS)
             continue

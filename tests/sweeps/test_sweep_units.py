@@ -28,6 +28,7 @@ from sweeps.study import (
     pruning_note,
     requeue,
     retry_key,
+    worker_seed,
 )
 
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
@@ -229,20 +230,23 @@ PRUNER_TYPES = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.prune
 
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_every_sampler_name_builds_and_samples(name: str) -> None:
-    sampler = make_sampler(StudyConfig(sampler=name, seed=3), seed_offset=1)
+    sampler = make_sampler(StudyConfig(sampler=name, seed=3), seed=4)
     assert isinstance(sampler, SAMPLER_TYPES[name])
     study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) ** 2, n_trials=3)
     assert len(study.trials) == 3
 
 
-def test_samplers_are_seeded_per_worker() -> None:
-    def first(offset: int) -> float:
-        study = optuna.create_study(sampler=make_sampler(StudyConfig(sampler="random"), offset))
+def test_samplers_are_seeded_per_launch_and_worker() -> None:
+    cfg = StudyConfig(sampler="random")
+
+    def first(launch_trials: int, worker: int) -> float:
+        study = optuna.create_study(sampler=make_sampler(cfg, worker_seed(cfg, launch_trials,
+                                                                          worker)))
         return study.ask().suggest_float("x", 0.0, 1.0)
 
-    assert first(0) == first(0)
-    assert first(0) != first(1)
+    assert first(0, 0) == first(0, 0)  # a launch is reproducible
+    assert len({first(0, 0), first(0, 1), first(4, 0), first(4, 1)}) == 4
 
 
 @pytest.mark.parametrize("name", PRUNERS)
