@@ -21,7 +21,13 @@ from sweeps.config import SweepConfig
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
 from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
-from sweeps.tracking import close_killed_run, end_run, open_parent_run, tracking_uri
+from sweeps.tracking import (
+    close_killed_run,
+    close_orphan_runs,
+    end_run,
+    open_parent_run,
+    tracking_uri,
+)
 from sweeps.supervisor import run_workers
 from sweeps.worker import WorkerSpec, stop_file
 
@@ -91,9 +97,12 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
                 run_name=f"sweep-{p.name}", tags={"optuna.study": p.name,
                                                   "optuna.storage": p.storage_url})
             study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
-    # Trials of a previous launch whose processes died are failed and queued for a retry.
+    # Trials of a previous launch whose processes died are failed and queued for a retry;
+    # the MLflow runs they left RUNNING are ended.
     optuna.storages.fail_stale_trials(study)
     fail_dead_trials(study)
+    if p.tracking_uri:
+        close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
 
     n_trials = cfg.study.n_trials
     before = count_trials(study.get_trials(deepcopy=False))
@@ -154,5 +163,6 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
         print(f"timeout: {counts.finished}/{n_trials} finished; run the same command to "
               "continue", flush=True)
     if parent_run_id is not None and p.tracking_uri:
+        close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
         end_run(p.tracking_uri, parent_run_id, status)
     return code

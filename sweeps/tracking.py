@@ -21,6 +21,7 @@ __all__ = [
     "ClientRun",
     "MLflowCallback",
     "close_killed_run",
+    "close_orphan_runs",
     "end_run",
     "flatten",
     "open_parent_run",
@@ -287,3 +288,36 @@ def close_killed_run(uri: str | None, trial: FrozenTrial) -> None:
             end_run(uri, run_id, "KILLED", {"optuna.state": "KILLED", "optuna.retried": "true"})
     except Exception:  # the store may be unreachable; the retry will fix the run's status
         pass
+
+
+def close_orphan_runs(uri: str, experiment: str, trials: list[FrozenTrial]) -> list[str]:
+    """End the RUNNING child runs of ``experiment`` whose trial no longer runs: a process killed
+    between telling Optuna and ending its run (FINISHED, with the trial's state), or before its
+    trial recorded the run (KILLED). Runs of RUNNING trials -- maybe on other machines -- are
+    left alone. Returns the ids of the runs ended."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    by_number = {t.number: t for t in trials}
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in trials if "mlflow_run_id" in t.user_attrs
+              and t.state.name != "FAIL"}  # a retry continues its predecessor's run
+    ended = []
+    for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=10_000):
+        tags = run.data.tags
+        if MLFLOW_PARENT_RUN_ID not in tags:
+            continue  # a parent run: the launcher's
+        trial = by_run.get(run.info.run_id) or by_number.get(
+            int(tags.get("optuna.trial_number", -1)))
+        if trial is not None and trial.state.name == "RUNNING":
+            continue
+        if trial is not None and trial.state.name in ("COMPLETE", "PRUNED"):
+            extra = {"optuna.value": trial.value} if trial.value is not None else {}
+            end_run(uri, run.info.run_id, "FINISHED", {"optuna.state": trial.state.name, **extra})
+        else:
+            end_run(uri, run.info.run_id, "KILLED", {"optuna.state": "KILLED"})
+        ended.append(run.info.run_id)
+    return ended
