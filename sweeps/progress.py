@@ -19,6 +19,9 @@ from sweeps.study import ATTR_DUPLICATE, ATTR_ERROR, count_trials
 
 __all__ = ["SweepProgress", "format_trial"]
 
+#: States that count towards ``n_trials``.
+_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
 
 def format_trial(t: FrozenTrial, metric: str) -> str:
     """``trial 7 COMPLETE val_accuracy=0.9167 (temperature=0.0012, ...)``."""
@@ -62,21 +65,35 @@ class SweepProgress:
         """Refresh from storage; print newly finished trials; return the counts."""
         trials = self.study.get_trials(deepcopy=False)
         counts = count_trials(trials)
-        values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        best = (max(values) if self.study.direction.name == "MAXIMIZE" else min(values)
-                ) if values else math.nan
-        # Queued (WAITING) trials have no dates yet: they sort first (and are not printed).
-        for t in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start
+        best = self._best([t.value for t in trials
+                           if t.state == TrialState.COMPLETE and t.value is not None])
+        # Each line shows the count and the best value as of its trial: the trials that
+        # finished since the last poll are numbered on from those seen before.
+        new = [t for t in trials if t.state.is_finished() and t.number not in self._seen]
+        done = counts.finished - sum(t.state in _COUNTED for t in new)
+        seen_values = [t.value for t in trials if t.state == TrialState.COMPLETE
+                       and t.value is not None and t.number in self._seen]
+        running_best = self._best(seen_values)
+        for t in sorted(new, key=lambda t: t.datetime_complete or t.datetime_start
                         or datetime.min):
-            if t.state.is_finished() and t.number not in self._seen:
-                self._seen.add(t.number)
-                self.bar.write(f"[{counts.finished}/{self.n_trials} best {best:.4f}] "
-                               + format_trial(t, self.metric), file=sys.stdout)
+            self._seen.add(t.number)
+            done += t.state in _COUNTED
+            if t.state == TrialState.COMPLETE and t.value is not None:
+                running_best = self._best([running_best, t.value])
+            self.bar.write(f"[{done}/{self.n_trials} best {running_best:.4f}] "
+                           + format_trial(t, self.metric), file=sys.stdout)
         self.bar.n = min(counts.finished, self.n_trials)
         self.bar.set_postfix(running=counts.running, pruned=counts.pruned, failed=counts.failed,
                              best=f"{best:.4f}", refresh=False)
         self.bar.refresh()
         return {"counts": counts, "best": best}
+
+    def _best(self, values: list[float]) -> float:
+        """The best of ``values`` in the study's direction (NaN, meaning none, is ignored)."""
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return math.nan
+        return max(values) if self.study.direction.name == "MAXIMIZE" else min(values)
 
     def close(self) -> None:
         self.update()

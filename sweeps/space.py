@@ -8,6 +8,7 @@ user's command-line overrides) and swapped in whole, so a trial gets exactly wha
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from mcmc_core._validation import violation
 from sweeps.config import ParamSpec
 
 __all__ = ["GROUPS", "SearchSpace"]
@@ -28,6 +30,24 @@ _PRIMITIVE = (type(None), bool, int, float, str)
 def _encode(choice: Any) -> Any:
     """Optuna stores None/bool/int/float/str choices; others (e.g. ``[128, 64]``) go as JSON."""
     return choice if isinstance(choice, _PRIMITIVE) else json.dumps(choice)
+
+
+def _has_key(tree: Any, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every key of a nested dict, dotted (``sampler``, ``sampler.temperature``, ...)."""
+    keys = []
+    for key, value in tree.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+    return keys
 
 
 class SearchSpace:
@@ -96,6 +116,32 @@ class SearchSpace:
             for label, value in zip(labels, options):
                 cases.append((f"search.{name}.{label}", {name: value}))
         return cases
+
+    def key_errors(self, base: dict[str, Any]) -> list[str]:
+        """One line per entry whose ``key`` is in neither ``base`` (the resolved training config)
+        nor a searched option of its group, naming the valid keys and the closest matches."""
+        errors = []
+        for name, spec in self.specs.items():
+            if spec.key in GROUPS:
+                continue
+            trees = [base] + [{**base, self.specs[n].key: option}
+                              for n, options in self.group_options.items()
+                              for option in options.values()]
+            if any(_has_key(tree, spec.key) for tree in trees):
+                continue
+            node, path = base, []
+            for part in spec.key.split("."):  # the deepest existing parent of the key
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node, path = node[part], [*path, part]
+            parent = ".".join(path)
+            keys = list(node) if isinstance(node, dict) else []
+            where = f"a key of {parent}" if parent else "a top-level key"
+            close = difflib.get_close_matches(spec.key, _dotted_keys(base), n=3)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            errors.append(violation(f"search.{name}.key", spec.key,
+                                    f"{where}: {', '.join(keys)}{hint}"))
+        return errors
 
     def apply(self, cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
         """A copy of ``cfg`` with ``values`` set: group entries swap in the composed option first,

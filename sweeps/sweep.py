@@ -64,6 +64,8 @@ def prepare(cfg: DictConfig) -> tuple[SweepConfig, dict[str, Any], dict[str, Any
                                                if v.type == "categorical"},
                                     f"choices that exist in conf/ ({str(err).splitlines()[0]})"))
     if not errors:
+        errors += SearchSpace(sweep.search, group_options).key_errors(base)
+    if not errors:
         space = SearchSpace(sweep.search, group_options)
         for label, values in space.bounds():
             try:
