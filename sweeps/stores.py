@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import os
 import re
-import socket
 import sqlite3
 import threading
 import time
@@ -27,6 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+
+from sweeps.hosts import host_name, pid_alive
 
 __all__ = ["ensure_mlflow_store", "open_under_lock", "sqlite_path", "store_lock", "with_new_sqlite"]
 
@@ -113,7 +114,7 @@ def with_new_sqlite(url: str, create: Callable[[str], T]) -> T | None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
-    tmp = path.with_name(f".{path.name}.creating-{socket.gethostname()}-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.creating-{host_name()}-{os.getpid()}")
     tmp_url = make_url(url).set(database=str(tmp)).render_as_string(hide_password=False)
     try:
         made = create(tmp_url)
@@ -132,18 +133,8 @@ def _remove_leftovers(path: Path) -> None:
     pattern = re.compile(rf"\.{re.escape(path.name)}\.creating-(.+)-(\d+)(-journal)?")
     for leftover in path.parent.iterdir():
         found = pattern.fullmatch(leftover.name)
-        if found and found[1] == socket.gethostname() and not _alive(int(found[2])):
+        if found and found[1] == host_name() and not pid_alive(int(found[2])):
             leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _touch_mlflow(uri: str) -> None:

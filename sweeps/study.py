@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
-import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.config import StudyConfig
+from sweeps.hosts import host_name, pid_alive
 from sweeps.stores import open_under_lock
 
 __all__ = [
@@ -74,7 +73,7 @@ def worker_seed(cfg: StudyConfig, launch_trials: int, worker: int) -> int:
     found ``launch_trials`` trials in the study: ``cfg.seed`` hashed with those and this host's
     name. Launches, workers and machines never share a sampler sequence -- a relaunch does not
     propose its predecessor's points again -- yet the same launch is reproducible."""
-    text = f"{cfg.seed}:{socket.gethostname()}:{launch_trials}:{worker}"
+    text = f"{cfg.seed}:{host_name()}:{launch_trials}:{worker}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
@@ -233,16 +232,6 @@ def retry_key(trial: FrozenTrial) -> int:
     return trial.number if original is None else original
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker process on this host is gone.
 
@@ -251,13 +240,13 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     Returns the failed trial numbers.
     """
     storage = study._storage
-    host = socket.gethostname()
+    host = host_name()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = t.user_attrs
         if attrs.get(ATTR_HOST) != host or ATTR_PID not in attrs:
             continue
-        if _pid_alive(int(attrs[ATTR_PID])):
+        if pid_alive(int(attrs[ATTR_PID])):
             continue
         try:
             if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):

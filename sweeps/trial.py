@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from optuna.trial import TrialState
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.data import DataSplits, load_dataset
 from mcmc_core.trainers import BaseTrainer, Callback
+from sweeps.hosts import host_name
 from sweeps.space import SearchSpace
 from sweeps.study import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, requeue, retry_key
 from sweeps.tracking import MLflowCallback
@@ -151,7 +151,7 @@ def start_attempt(study: optuna.Study, trial: optuna.Trial,
     """Record this attempt's host, process and launch on ``trial``; returns its retry key (its
     checkpoint folder) and the MLflow run of the attempt it retries (None for a first one)."""
     frozen = study._storage.get_trial(trial._trial_id)
-    for attr, value in ((ATTR_HOST, socket.gethostname()), (ATTR_PID, os.getpid()),
+    for attr, value in ((ATTR_HOST, host_name()), (ATTR_PID, os.getpid()),
                         (ATTR_SESSION, ctx.session)):
         trial.set_user_attr(attr, value)
     return retry_key(frozen), frozen.user_attrs.get("mlflow_run_id")
