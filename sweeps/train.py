@@ -22,6 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig, build_trainer, register_configs
 from mcmc_core.data import DatasetNotFoundError
+from mcmc_core.secrets import mask_text
+from sweeps.hydra_output import mask_hydra_output
 from sweeps.tracking import MLflowCallback
 
 __all__ = ["fail", "main", "override_errors", "run"]
@@ -115,14 +117,16 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig) -> list[str
 
 
 def fail(lines: list[str]) -> NoReturn:
-    """Print ``error: <line>`` per line on stderr and exit with status 2 (no traceback)."""
-    print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)
+    """Print ``error: <line>`` per line on stderr (passwords masked) and exit with status 2 (no
+    traceback)."""
+    print("\n".join(f"error: {mask_text(line)}" for line in lines), file=sys.stderr)
     raise SystemExit(2)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def train_app(cfg: DictConfig) -> float:
     """The Hydra task; returns the final validation accuracy (for Hydra sweepers)."""
+    mask_hydra_output()
     try:
         final = run(cfg)
     except (ConfigError, DatasetNotFoundError) as err:
