@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from mlflow_server import MlflowServer, start_server
 from sweeptools import Sweep
 
 
@@ -13,3 +14,14 @@ from sweeptools import Sweep
 def new_sweep(tmp_path_factory) -> Callable[[str], Sweep]:
     """``new_sweep("name")``: the places of a fresh sweep under a new temporary folder."""
     return lambda name: Sweep(tmp_path_factory.mktemp(name))
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on 127.0.0.1 (see ``mlflow_server.py``), shared by the session's
+    tests and terminated at its end."""
+    server = start_server(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
