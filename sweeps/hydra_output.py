@@ -2,10 +2,11 @@
 
 Hydra saves the composed config, its own config and the command-line overrides in the run's
 ``.hydra/`` folder (``outputs/train/<time>/`` for ``mcmc-train``,
-``outputs/sweeps/_launches/<time>/`` for ``mcmc-sweep``) before the task function starts, and
-its logging handlers write the console and the job's ``<name>.log``. :func:`mask_hydra_output`,
-called first thing in the task function, rewrites those files masked and masks what the handlers
-write from then on. The task itself keeps the real values.
+``outputs/sweeps/_launches/<time>/`` for ``mcmc-sweep``) before the task function starts, its
+logging handlers write the console and the job's ``<name>.log``, and a task that raises has its
+overrides printed (``Error executing job with overrides: [...]``). :class:`MaskSecrets`, a Hydra
+callback that ``conf/train.yaml`` and ``conf/sweep.yaml`` register (``hydra.callbacks``), masks
+all three; the task itself keeps the real values.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from mcmc_core.secrets import mask_config, mask_text
 
-__all__ = ["MaskingFilter", "mask_hydra_output", "mask_yaml_file"]
+__all__ = ["MaskSecrets", "MaskingFilter", "mask_hydra_output", "mask_yaml_file"]
 
 #: The files Hydra writes into the run's output subfolder (``.hydra``).
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
@@ -53,15 +56,10 @@ def mask_yaml_file(path: Path) -> bool:
     return True
 
 
-def mask_hydra_output() -> None:
-    """Mask the current Hydra run's ``.hydra/*.yaml`` files, and add a :class:`MaskingFilter` to
-    every handler of the root logger (Hydra's console and job log file). Call it first thing
-    in a ``@hydra.main`` task function; a no-op outside one."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return
-    hydra_cfg = HydraConfig.get()
+def mask_hydra_output(hydra_cfg: DictConfig) -> None:
+    """Mask the ``.hydra/*.yaml`` files of the run whose Hydra config (``cfg.hydra``) is
+    ``hydra_cfg``, and add a :class:`MaskingFilter` to every handler of the root logger (Hydra's
+    console and job log file)."""
     if hydra_cfg.output_subdir is not None:
         folder = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
         for name in HYDRA_FILES:
@@ -70,3 +68,15 @@ def mask_hydra_output() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())
+
+
+class MaskSecrets(Callback):
+    """Hydra callback: once Hydra has written the job's files, :func:`mask_hydra_output`; when
+    the job ends, mask the overrides Hydra prints for a job that raised."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        mask_hydra_output(config.hydra)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if job_return.overrides is not None:
+            job_return.overrides = [mask_text(str(o)) for o in job_return.overrides]

@@ -26,7 +26,6 @@ from mcmc_core.config import TrainConfig
 from mcmc_core.data import DatasetNotFoundError, load_dataset
 from mcmc_core.secrets import mask_url
 from sweeps.config import SweepConfig, register_sweep_configs, typed_config
-from sweeps.hydra_output import mask_hydra_output
 from sweeps.population import population_errors
 from sweeps.space import SearchSpace
 from sweeps.train import fail, override_errors
@@ -146,7 +145,6 @@ def sweep_app(cfg: DictConfig) -> None:
     """The Hydra task: validate, then dry run, report, or launch the sweep."""
     from sweeps.launcher import launch, plan
 
-    mask_hydra_output()
     try:
         sweep, resolved, base, group_options = prepare(cfg)
         if sweep.dry_run:

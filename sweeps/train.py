@@ -23,7 +23,6 @@ from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig, build_trainer, register_configs
 from mcmc_core.data import DatasetNotFoundError
 from mcmc_core.secrets import mask_text
-from sweeps.hydra_output import mask_hydra_output
 from sweeps.tracking import MLflowCallback
 
 __all__ = ["fail", "main", "override_errors", "run"]
@@ -126,7 +125,6 @@ def fail(lines: list[str]) -> NoReturn:
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def train_app(cfg: DictConfig) -> float:
     """The Hydra task; returns the final validation accuracy (for Hydra sweepers)."""
-    mask_hydra_output()
     try:
         final = run(cfg)
     except (ConfigError, DatasetNotFoundError) as err:
