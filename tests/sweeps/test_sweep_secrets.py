@@ -149,6 +149,16 @@ def test_config_errors_show_passwords_as_stars(tmp_path) -> None:
     assert leaks(tmp_path) == []
 
 
+def test_a_sweep_that_cannot_reach_its_services_prints_no_password(tmp_path) -> None:
+    """Nothing listens on port 1: the start fails (Hydra prints a failed job's overrides)."""
+    result = run("mcmc-sweep", [*TINY, f"study.output_dir={tmp_path / 'out'}",
+                                f"study.storage=postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/db",
+                                f"tracking.uri=http://u:{PASSWORD}@127.0.0.1:1"], tmp_path)
+    assert result.returncode != 0, result.describe()
+    assert not in_text(result.stdout + result.stderr), result.describe()
+    assert leaks(tmp_path) == []
+
+
 def test_study_name_does_not_depend_on_passwords() -> None:
     def name(password: str) -> str:
         resolved = {"model": {"name": "mlp"}, "dataset": {"name": "digits"},
