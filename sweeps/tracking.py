@@ -273,6 +273,9 @@ def mlflow_client(uri: str) -> Any:
     return MlflowClient(tracking_uri=client_uri(uri))
 
 
+_client = mlflow_client  # the module's earlier private name, kept for callers not yet renamed
+
+
 def open_parent_run(uri: str, experiment: str, run_id: str | None, *, key: str,
                     run_name: str, tags: dict[str, Any]) -> str:
     """The sweep's parent run, RUNNING again: ``run_id`` if it still exists, else the oldest
