@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from mcmc_core.secrets import MASK, is_secret_key, mask_config
+
 
 class ConfigError(ValueError):
     """Raised before any work starts when a configuration has invalid values.
@@ -19,8 +21,10 @@ class ConfigError(ValueError):
 
 
 def violation(key: str, value: Any, allowed: str) -> str:
-    """Format one violation line."""
-    return f"{key}={value!r} is not allowed: expected {allowed}"
+    """Format one violation line; a secret in ``value`` (a URL's password, the value of a key
+    named like a password or token) shows as ``***``."""
+    shown = MASK if is_secret_key(key) and value not in (None, "") else mask_config(value)
+    return f"{key}={shown!r} is not allowed: expected {allowed}"
 
 
 def check(errors: list[str], ok: bool, key: str, value: Any, allowed: str) -> None:

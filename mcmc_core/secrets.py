@@ -15,9 +15,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = ["MASK", "is_secret_key", "mask_config", "mask_text", "mask_url"]
 
 MASK = "***"
-_SECRET_KEY = re.compile(r"passw(or)?d|passphrase|^pass$|^pwd?$|token|secret|api[_-]?key|credential", re.IGNORECASE)
-# scheme://user:password@host -- the password part of any URL inside a text.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)@")
+_SECRET_KEY = re.compile(
+    r"passw(or)?d|passphrase|^pass$|^pwd?$|token|secret|api[_-]?key|credential", re.IGNORECASE)
+# scheme://user:password@host -- the password part of any URL inside a text; also without the
+# scheme (a mistyped ``postgresql:user:pw@host``).
+_URL_PASSWORD = re.compile(
+    r"(?P<head>(?:[a-zA-Z][a-zA-Z0-9+.\-]*://)?[^\s:/@'\"]*:)(?P<pw>[^\s@/'\"]+)@")
+# key=value of a secret-named key (a Hydra override, ``db_password=...``).
+_KEY_VALUE = re.compile(r"(?P<key>[\w.+~\-]+)=(?P<value>[^\s,'\"]+)")
 
 
 def is_secret_key(key: str) -> bool:
@@ -56,8 +61,11 @@ def mask_url(url: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """``text`` (a log line, an error message) with the password of every URL in it masked."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
+    """``text`` (a log line, an error message, a Hydra override) with the password of every URL
+    in it, and the value of every ``key=value`` whose key names a secret, masked."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
+    return _KEY_VALUE.sub(lambda m: f"{m['key']}={MASK}" if is_secret_key(m["key"].lstrip("+~"))
+                          else m[0], text)
 
 
 def mask_config(tree: Any) -> Any:
@@ -69,5 +77,5 @@ def mask_config(tree: Any) -> Any:
     if isinstance(tree, (list, tuple)):
         return type(tree)(mask_config(v) for v in tree)
     if isinstance(tree, str):
-        return mask_url(tree) if "://" in tree else tree
+        return mask_text(mask_url(tree)) if ("@" in tree or "=" in tree) else tree
     return tree

@@ -23,6 +23,7 @@ from mcmc_core.data import DataSplits
 from mcmc_core.functional import flip_count
 from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.schedules import ChainSchedules
+from mcmc_core.secrets import mask_config
 from mcmc_core.trainers import (
     CHECKPOINT_NAME,
     TrainerMCMC,
@@ -93,7 +94,8 @@ class Chain:
         save_checkpoint({
             "trainer": TrainerMCMC.name, "epoch": self.epoch, "elapsed": self.elapsed,
             "history": self.history, "best_metric": self.best, "best_model": self.best_model,
-            "config": self.resolved, "step": self.step, "model": model, "replicas": [],
+            "config": mask_config(self.resolved), "step": self.step, "model": model,
+            "replicas": [],
             "engine": {"step": self.step, "population": pop.chain_state(k), "tempering": None},
             "rng": {"torch": torch.get_rng_state()}}, self.folder / CHECKPOINT_NAME)
 

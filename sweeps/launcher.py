@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from mcmc_core._validation import ConfigError, violation
+from mcmc_core.secrets import mask_url
 from sweeps.config import SweepConfig
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
@@ -107,7 +108,7 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     n_trials = cfg.study.n_trials
     before = count_trials(study.get_trials(deepcopy=False))
     print(f"study {p.name!r}: {before.finished}/{n_trials} finished trials, storage "
-          f"{p.storage_url}, output {p.output_dir}", flush=True)
+          f"{mask_url(p.storage_url)}, output {p.output_dir}", flush=True)
     if before.finished >= n_trials:  # nothing to run: just refresh the report
         return _finish(cfg, p, study, parent_run_id, reasons=[], interrupted=False)
     note = pruning_note(cfg.study, before.complete)

@@ -69,9 +69,9 @@ def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None 
 
 
 def _log_on_parent(uri: str, run_id: str, folder: Path, summary: dict[str, Any]) -> None:
-    from mlflow import MlflowClient
+    from sweeps.tracking import mlflow_client
 
-    client = MlflowClient(tracking_uri=uri)
+    client = mlflow_client(uri)
     for key in ("trials", "complete", "pruned", "failed"):
         client.log_metric(run_id, f"n_{key}", summary[key])
     best = summary["best"]

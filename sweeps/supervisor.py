@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from mcmc_core.secrets import mask_text
 from sweeps.progress import SweepProgress
 from sweeps.worker import WorkerSpec, run_worker
 
@@ -132,7 +133,7 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, met
     reasons = list(pool.results)
     if pool.errors and not interrupted:
         err = pool.errors[0]
-        print(f"error: a worker stopped: {type(err).__name__}: "
-              f"{str(err).splitlines()[0] if str(err) else ''}", flush=True)
+        print(mask_text(f"error: a worker stopped: {type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}"), flush=True)
         reasons.append("worker_error")
     return reasons, interrupted

@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig
 from mcmc_core.data import DatasetNotFoundError, load_dataset
+from mcmc_core.secrets import mask_url
 from sweeps.config import SweepConfig, register_sweep_configs, typed_config
 from sweeps.population import population_errors
 from sweeps.space import SearchSpace
@@ -88,9 +89,9 @@ def dry_run(sweep: SweepConfig, resolved: dict[str, Any]) -> None:
 
     p = plan(sweep, resolved)
     print(f"study:    {p.name}")
-    print(f"storage:  {p.storage_url}")
+    print(f"storage:  {mask_url(p.storage_url)}")
     print(f"output:   {p.output_dir} (checkpoints/, report/)")
-    print(f"tracking: {p.tracking_uri or 'off'} (experiment {p.name})")
+    print(f"tracking: {mask_url(p.tracking_uri) or 'off'} (experiment {p.name})")
     together = (f", up to {sweep.study.population} trials each as one population"
                 if sweep.study.population > 1 else "")
     print(f"workers:  {sweep.study.workers} on {', '.join(p.devices)}, {p.threads} threads each"
@@ -124,7 +125,7 @@ def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
     from sweeps.report import format_best, write_report
 
     p = plan(sweep, resolved)
-    missing = [f"study.name={p.name!r} is not in storage {p.storage_url}: run the same "
+    missing = [f"study.name={p.name!r} is not in storage {mask_url(p.storage_url)}: run the same "
                "mcmc-sweep command without report=true first"]
     if _sqlite_file_missing(p.storage_url):  # opening it would create an empty storage
         fail(missing)

@@ -1,11 +1,18 @@
-"""MLflow tracking of training runs: params, per-epoch metrics, the resolved config, the model."""
+"""MLflow tracking of training runs: params, per-epoch metrics, the resolved config, the model.
+
+Everything logged here goes through :mod:`mcmc_core.secrets` first: params, tags and
+``config.yaml`` show passwords and tokens as ``***``, and MLflow is given a server URI without its
+``user:password@`` (see :func:`client_uri`), so the run links it prints carry none either.
+"""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcmc_core.secrets import MASK, is_secret_key, mask_config, mask_text
 from mcmc_core.trainers import Callback
 from sweeps.stores import ensure_mlflow_store
 
@@ -20,10 +27,12 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
     "ClientRun",
     "MLflowCallback",
+    "client_uri",
     "close_killed_run",
     "close_orphan_runs",
     "end_run",
     "flatten",
+    "mlflow_client",
     "open_parent_run",
     "run_status",
     "tracking_uri",
@@ -132,7 +141,7 @@ class ClientRun:
     def client(self) -> Any:
         """The ``MlflowClient``, made on first use (it creates the store: not before work)."""
         if self._client is None:
-            self._client = _client(tracking_uri(self.tracking))
+            self._client = mlflow_client(tracking_uri(self.tracking))
         return self._client
 
     def open(self, id_file: Path | None, resume: bool) -> str:
@@ -156,7 +165,7 @@ class ClientRun:
             self.run_id = run.info.run_id
             params = run_params(self.config, self.params)
             self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
-            self.client.log_dict(self.run_id, self.config, "config.yaml")
+            self.client.log_dict(self.run_id, mask_config(self.config), "config.yaml")
         self.set_tags(self.tags)
         if id_file is not None:
             write_run_id(id_file, self.run_id)
@@ -187,7 +196,8 @@ class ClientRun:
         from mlflow.entities import RunTag
 
         if self.run_id is not None and tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v)
+                                                     for k, v in masked_tags(tags).items()])
 
     def close(self, status: str) -> None:
         """End the run with ``status`` (FINISHED, FAILED, KILLED). Safe to call twice."""
@@ -197,10 +207,18 @@ class ClientRun:
 
 
 def run_params(config: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
-    """The params of a new run: the flattened ``config``, then ``params`` (sampled values)."""
+    """The params of a new run: the flattened ``config``, then ``params`` (sampled values);
+    secrets masked."""
     flat = {k: str(v) for k, v in flatten(config).items()}
     flat.update({k: str(v) for k, v in params.items()})
-    return flat
+    return masked_tags(flat)
+
+
+def masked_tags(tags: dict[str, Any]) -> dict[str, str]:
+    """``tags`` (or params) as strings, with secret-named keys' values and URL passwords
+    masked."""
+    return {k: MASK if is_secret_key(k) and v not in (None, "") else mask_text(str(v))
+            for k, v in tags.items()}
 
 
 def epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -228,11 +246,35 @@ def write_run_id(path: Path, run_id: str) -> None:
     path.write_text(run_id)
 
 
-def _client(uri: str) -> Any:
+def client_uri(uri: str) -> str:
+    """``uri`` as MLflow is given it: the ``user:password@`` of an http(s) server URI is moved
+    into ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` of this process (MLflow sends
+    them as basic auth, as it would the URI's), so that the links MLflow prints (``View run ...
+    at: ...``) and its error messages carry no password. Other URIs are returned unchanged."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    if not password:  # a bare token as the user: MLflow would not send it as basic auth
+        return uri
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(user)
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def mlflow_client(uri: str) -> Any:
+    """An ``MlflowClient`` of the store at ``uri`` (made whole first, see
+    :func:`~sweeps.stores.ensure_mlflow_store`), given :func:`client_uri`'s URI."""
     from mlflow import MlflowClient
 
     ensure_mlflow_store(uri)
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=client_uri(uri))
+
+
+_client = mlflow_client  # the module's earlier private name, kept for callers not yet renamed
 
 
 def open_parent_run(uri: str, experiment: str, run_id: str | None, *, key: str,
@@ -244,7 +286,7 @@ def open_parent_run(uri: str, experiment: str, run_id: str | None, *, key: str,
     Returns the run id."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(uri)
+    client = mlflow_client(uri)
     if run_id is not None:
         try:
             if client.get_run(run_id).info.lifecycle_stage == "active":
@@ -260,21 +302,21 @@ def open_parent_run(uri: str, experiment: str, run_id: str | None, *, key: str,
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
     run = client.create_run(exp_id, run_name=run_name,
-                            tags={TAG_STUDY_KEY: key, **{k: str(v) for k, v in tags.items()}})
+                            tags={TAG_STUDY_KEY: key, **masked_tags(tags)})
     return run.info.run_id
 
 
 def end_run(uri: str, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
     """Set ``tags`` on a run and end it with ``status`` (FINISHED, FAILED or KILLED)."""
-    client = _client(uri)
-    for key, value in (tags or {}).items():
-        client.set_tag(run_id, key, str(value))
+    client = mlflow_client(uri)
+    for key, value in masked_tags(tags or {}).items():
+        client.set_tag(run_id, key, value)
     client.set_terminated(run_id, status=status)
 
 
 def run_status(uri: str, run_id: str) -> str:
     """The status of a run (RUNNING, FINISHED, FAILED, KILLED)."""
-    return _client(uri).get_run(run_id).info.status
+    return mlflow_client(uri).get_run(run_id).info.status
 
 
 def close_killed_run(uri: str | None, trial: FrozenTrial) -> None:

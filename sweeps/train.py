@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig, build_trainer, register_configs
 from mcmc_core.data import DatasetNotFoundError
+from mcmc_core.secrets import mask_text
 from sweeps.tracking import MLflowCallback
 
 __all__ = ["fail", "main", "override_errors", "run"]
@@ -115,8 +116,9 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig) -> list[str
 
 
 def fail(lines: list[str]) -> NoReturn:
-    """Print ``error: <line>`` per line on stderr and exit with status 2 (no traceback)."""
-    print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)
+    """Print ``error: <line>`` per line on stderr (passwords masked) and exit with status 2 (no
+    traceback)."""
+    print("\n".join(f"error: {mask_text(line)}" for line in lines), file=sys.stderr)
     raise SystemExit(2)
 
 

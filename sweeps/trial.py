@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.data import DataSplits, load_dataset
+from mcmc_core.secrets import mask_text
 from mcmc_core.trainers import BaseTrainer, Callback
 from sweeps.hosts import host_name
 from sweeps.space import SearchSpace
@@ -191,9 +192,9 @@ def fail(study: optuna.Study, trial: optuna.Trial,
     stored = study._storage.get_trial(trial._trial_id).state
     if stored.is_finished():
         return stored, "KILLED", {"optuna.state": "TAKEN_OVER"}
-    message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+    message = mask_text(f"{type(err).__name__}: {err}".splitlines()[0])[:500]
     trial.set_user_attr(ATTR_ERROR, message)
-    trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+    trial.set_user_attr("traceback", mask_text(traceback.format_exc()[-4000:]))
     study.tell(trial, state=TrialState.FAIL)
     return TrialState.FAIL, "FAILED", {"optuna.state": "FAIL", "error": message}
 

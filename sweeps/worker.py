@@ -35,7 +35,7 @@ from sweeps.study import (
     open_study,
     worker_seed,
 )
-from sweeps.tracking import close_killed_run
+from sweeps.tracking import client_uri, close_killed_run
 from sweeps.trial import TrialContext
 
 __all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "run_worker", "session_failures"]
@@ -161,7 +161,7 @@ def run_worker(spec: WorkerSpec) -> str:
     if spec.tracking_uri:
         import mlflow
 
-        mlflow.set_tracking_uri(spec.tracking_uri)
+        mlflow.set_tracking_uri(client_uri(spec.tracking_uri))
 
     storage = open_storage(spec.storage_url, spec.study,
                            on_retry=lambda t: close_killed_run(spec.tracking_uri, t))

@@ -14,6 +14,7 @@ from torch import nn
 
 from mcmc_core.data import DataConfig, DataSplits, load_dataset
 from mcmc_core.energy import evaluate
+from mcmc_core.secrets import mask_config
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
@@ -182,7 +183,7 @@ class BaseTrainer:
             "history": copy.deepcopy(self.history),
             "best_metric": dict(self.best),
             "best_model": self.best_state,
-            "config": self.config,
+            "config": mask_config(self.config),  # a copy for people: no passwords
             **self._state_dict(),
         }
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from mlflow_server import MlflowServer, start_server
 from sweeptools import Sweep
 
 
@@ -16,9 +17,11 @@ def new_sweep(tmp_path_factory) -> Callable[[str], Sweep]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """The URL of a real ``mlflow server`` on 127.0.0.1 (SQLite store under a temp folder)."""
-    from mlflow_server import mlflow_server as serve
-
-    with serve(tmp_path_factory.mktemp("mlflow-server")) as url:
-        yield url
+def mlflow_server(tmp_path_factory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on 127.0.0.1 (see ``mlflow_server.py``), shared by the session's
+    tests and terminated at its end."""
+    server = start_server(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow_server import LOCAL_HOSTS
+
 #: Tiny trials: 3 epochs of 20 MCMC steps on the seeded 600-example ``synthetic`` set.
 TINY = ["device=cpu", "dataset=synthetic", "trainer.epochs=3", "trainer.steps_per_epoch=20"]
 #: The first line of every launch: ``study 'NAME': 0/4 finished trials, storage ..., output ...``.
@@ -32,14 +34,15 @@ def command() -> list[str]:
 
 
 def env() -> dict[str, str]:
-    """Offline, unbuffered, and without tracking settings inherited from the caller."""
+    """Offline (HTTP goes to a dead proxy, except to 127.0.0.1 and localhost: a test's own
+    MLflow server), unbuffered, and without tracking settings inherited from the caller."""
     out = {k: v for k, v in os.environ.items()
-           if k not in ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+           if k not in ("HYDRA_FULL_ERROR", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME",
+                        "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     out.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     out.update({k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
                                                   "https_proxy")})
-    out.pop("NO_PROXY", None)
-    out.pop("no_proxy", None)
+    out.update(NO_PROXY=LOCAL_HOSTS, no_proxy=LOCAL_HOSTS)
     return out
 
 

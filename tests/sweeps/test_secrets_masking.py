@@ -32,3 +32,49 @@ def test_text_and_keys():
         "cannot reach http://a:***@c/d or postgresql://x:***@z/db")
     assert is_secret_key("tracking.token") and is_secret_key("MLFLOW_TRACKING_PASSWORD")
     assert not is_secret_key("study.storage") and not is_secret_key("trainer.epochs")
+
+
+def test_schemeless_passwords_and_secret_overrides_in_text():
+    assert mask_text("study.storage='postgresql:me:pw@db/x'") == (
+        "study.storage='postgresql:***@db/x'")
+    assert mask_text("+tracking.api_token=abc,seed=3 db_password=pw") == (
+        "+tracking.api_token=***,seed=3 db_password=***")
+    for plain in ("seed=3 model=mlp", "mail me@host", "http://127.0.0.1:5000/#/experiments/1",
+                  "sqlite:///outputs/optuna.db"):
+        assert mask_text(plain) == plain
+    assert mask_config(["tracking.uri=http://u:pw@h:5000", "+x.token=abc"]) == [
+        "tracking.uri=http://u:***@h:5000", "+x.token=***"]
+
+
+def test_violation_lines_mask_the_value():
+    from mcmc_core._validation import violation
+
+    assert violation("study.storage", "postgresql://u:pw@h/db", "x") == (
+        "study.storage='postgresql://u:***@h/db' is not allowed: expected x")
+    assert violation("tracking.token", "abc", "x") == (
+        "tracking.token='***' is not allowed: expected x")
+    assert violation("trainer.epochs", -1, "x") == "trainer.epochs=-1 is not allowed: expected x"
+
+
+def test_log_records_are_masked_by_the_handler_filter():
+    import io
+    import logging
+
+    from sweeps.hydra_output import MaskingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("test-secrets-masking")
+    logger.addHandler(handler)
+    try:
+        logger.warning("cannot reach %s", "http://u:pw@h:5000")
+        try:
+            raise ConnectionError("postgresql://u:pw@h/db refused")
+        except ConnectionError:
+            logger.exception("storage")
+    finally:
+        logger.removeHandler(handler)
+    assert "pw" not in stream.getvalue()
+    assert "cannot reach http://u:***@h:5000" in stream.getvalue()
+    assert "postgresql://u:***@h/db refused" in stream.getvalue()

@@ -104,7 +104,7 @@ def test_two_hosts_start_one_study_together(fresh_database, mlflow_server, tmp_p
 
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     name, n_trials = f"hosts-{uuid.uuid4().hex[:8]}", 6
-    args = _args(fresh_database, mlflow_server, name, n_trials)
+    args = _args(fresh_database, mlflow_server.url, name, n_trials)
     hosts = [Host(h, tmp_path / h, args) for h in ("host-a", "host-b")]  # the same moment
     codes = [h.wait() for h in hosts]
     assert codes == [0, 0], "\n".join(h.output()[-3000:] for h in hosts)
@@ -116,7 +116,7 @@ def test_two_hosts_start_one_study_together(fresh_database, mlflow_server, tmp_p
     params = [tuple(sorted(t.params.items())) for t in done]
     assert len(set(params)) == len(params), params
 
-    runs = _runs(mlflow_server, name)
+    runs = _runs(mlflow_server.url, name)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1, [r.data.tags for r in parents]
@@ -132,7 +132,7 @@ def test_the_other_host_finishes_a_dead_hosts_trials(fresh_database, mlflow_serv
 
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     name, n_trials = f"dead-host-{uuid.uuid4().hex[:8]}", 4
-    args = _args(fresh_database, mlflow_server, name, n_trials,
+    args = _args(fresh_database, mlflow_server.url, name, n_trials,
                  "trainer.steps_per_epoch=600", "trainer.epochs=4")
     doomed, survivor = Host("host-doomed", tmp_path / "d", args), Host(
         "host-survivor", tmp_path / "s", args)
@@ -161,5 +161,5 @@ def test_the_other_host_finishes_a_dead_hosts_trials(fresh_database, mlflow_serv
         retries = [r for r in finished(trials) if r.system_attrs.get("failed_trial") == t.number]
         assert [r.user_attrs["host"] for r in retries] == ["host-survivor"]
         assert retries[0].params == t.params
-    runs = _runs(mlflow_server, name)
+    runs = _runs(mlflow_server.url, name)
     assert not [r for r in runs if r.info.status == "RUNNING"]
