@@ -160,3 +160,15 @@ def test_concurrent_optuna_storage_creation_on_one_new_file(tmp_path: Path) -> N
         t.join()
     assert not errors
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["optuna.db"]
+
+
+def test_launchers_creating_one_new_mlflow_store_together(tmp_path: Path) -> None:
+    """Two processes make the same new SQLite MLflow store at once (two launchers on a shared
+    folder): both succeed and the store is whole (plain MLflow: ``duplicate column name``)."""
+    uri = f"sqlite:///{tmp_path / 'shared' / 'mlflow.db'}"
+    procs = [subprocess.Popen([sys.executable, "-c", ENSURE, uri], stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    assert [code for code, _ in results] == [0, 0], results
+    assert _complete(tmp_path / "shared" / "mlflow.db")
+    _logs_a_run(uri)
