@@ -78,6 +78,8 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig) -> list[str
     known, _ = get_args_parser().parse_known_args(args)
     if known.config_dir or known.config_path:  # other configs: only Hydra knows them
         return []
+    if known.shell_completion:  # install=bash, query=bash: Hydra's, not config keys
+        return []
     conf = resources.files("conf")
     groups = {d.name: sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
               for d in conf.iterdir() if d.is_dir() and not d.name.startswith("_")}
