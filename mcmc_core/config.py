@@ -42,7 +42,12 @@ class TrackingConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run: model, data, sampler, schedules, trainer and tracking."""
+    """One training run: model, data, sampler, schedules, trainer and tracking.
+
+    Args:
+        seed: seed of the model's initial weights and of the chain's random stream.
+        device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DataConfig = field(default_factory=DataConfig)
