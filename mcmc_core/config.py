@@ -42,7 +42,12 @@ class TrackingConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run: model, data, sampler, schedules, trainer and tracking."""
+    """One training run: model, data, sampler, schedules, trainer and tracking.
+
+    Args:
+        seed: seed of the model's initial weights and of the chain's random stream.
+        device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DataConfig = field(default_factory=DataConfig)
@@ -87,13 +92,10 @@ def build_trainer(
 
 
 def register_configs() -> None:
-    """Register the schemas in Hydra's ConfigStore, so YAML files extend typed bases."""
+    """Register ``train_schema`` (:class:`TrainConfig`) in Hydra's ConfigStore: the first entry of
+    ``conf/train.yaml``'s defaults, so that the composed config is typed throughout (each group's
+    options merge into its typed node). It is a primary config, not a group option, so it shows
+    neither in ``--help`` nor in tab completion."""
     from hydra.core.config_store import ConfigStore
 
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    for group, node in (("model", ModelConfig), ("dataset", DataConfig), ("sampler", SamplerConfig),
-                        ("schedule", TemperatureScheduleConfig),
-                        ("flip_schedule", FlipRatioScheduleConfig), ("trainer", TrainerConfig),
-                        ("tracking", TrackingConfig)):
-        cs.store(group=group, name=f"{group}_schema", node=node)
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

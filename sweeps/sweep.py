@@ -163,7 +163,7 @@ def sweep_app(cfg: DictConfig) -> None:
 
 def main() -> Any:
     """Console entry point: bad overrides are reported one line each before Hydra composes."""
-    errors = override_errors(sys.argv[1:], SweepConfig)
+    errors = override_errors(sys.argv[1:], SweepConfig, app="sweep")
     if errors:
         fail(errors)
     return sweep_app()

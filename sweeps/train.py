@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import sys
 import typing
-from importlib import resources
 from typing import Any, NoReturn
 
 import hydra
@@ -23,6 +22,8 @@ from mcmc_core._validation import ConfigError, violation
 from mcmc_core.config import TrainConfig, build_trainer, register_configs
 from mcmc_core.data import DatasetNotFoundError
 from mcmc_core.secrets import mask_text
+from sweeps.helptext import config_groups, register_resolver
+from sweeps.multirun import close_parent, open_parent
 from sweeps.tracking import MLflowCallback
 
 __all__ = ["fail", "main", "override_errors", "run"]
@@ -30,13 +31,16 @@ __all__ = ["fail", "main", "override_errors", "run"]
 _logger = logging.getLogger(__name__)
 
 register_configs()
+register_resolver()
 
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 _PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Validate ``cfg``, train, log to MLflow when enabled, and return the final metrics.
+    """Validate ``cfg``, train, log to MLflow when enabled, and return the final metrics. In a
+    job of a multirun (``mcmc-train -m``) the run is a child of the multirun's parent run
+    (:mod:`sweeps.multirun`).
 
     Raises:
         ConfigError: one line per invalid value, before any work starts.
@@ -44,16 +48,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     train_cfg: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     train_cfg.validate()
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    tracker = MLflowCallback(train_cfg.tracking, resolved) if train_cfg.tracking.enabled else None
-    trainer = build_trainer(train_cfg, callbacks=[tracker] if tracker else [], config=resolved)
-    failed = True
+    parent = open_parent(train_cfg.tracking) if train_cfg.tracking.enabled else None
+    tracker, failed = None, True
     try:
+        if train_cfg.tracking.enabled:
+            tracker = MLflowCallback(parent.tracking if parent else train_cfg.tracking, resolved,
+                                     parent_run_id=parent.run_id if parent else None)
+        trainer = build_trainer(train_cfg, callbacks=[tracker] if tracker else [],
+                                config=resolved)
         final = trainer.train()
         failed = False
         return final
     finally:
         if tracker is not None:
             tracker.close(failed=failed)
+        if parent is not None:
+            close_parent(parent, failed)
 
 
 def _expected(tp: Any) -> str:
@@ -66,10 +76,12 @@ def _expected(tp: Any) -> str:
     return _WORDS.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def override_errors(args: list[str], schema_cls: type = TrainConfig) -> list[str]:
+def override_errors(args: list[str], schema_cls: type = TrainConfig,
+                    app: str = "train") -> list[str]:
     """One line per command-line override of the packaged config that Hydra would reject with a
-    multi-line report: an unknown group option (``model=nope``), an unknown key, or a value of the
-    wrong type (``sampler.temperature=abc``). Other overrides are left to Hydra."""
+    multi-line report: an unknown group option (``model=nope``), a group ``app`` does not have,
+    an unknown key, or a value of the wrong type (``sampler.temperature=abc``). Other overrides,
+    and Hydra's shell completion (``-sc install=bash``), are left to Hydra."""
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
@@ -78,9 +90,9 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig) -> list[str
     known, _ = get_args_parser().parse_known_args(args)
     if known.config_dir or known.config_path:  # other configs: only Hydra knows them
         return []
-    conf = resources.files("conf")
-    groups = {d.name: sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
-              for d in conf.iterdir() if d.is_dir() and not d.name.startswith("_")}
+    if known.shell_completion:  # install=bash, query=bash: Hydra's, not config keys
+        return []
+    groups = config_groups(app)
     schema, parser, errors = OmegaConf.structured(schema_cls), OverridesParser.create(), []
     for arg in known.overrides:
         try:

@@ -54,7 +54,11 @@ class ScheduleConfig:
 
 @dataclass
 class TemperatureScheduleConfig(ScheduleConfig):
-    """Annealing of the sampler temperature, with floor ``min_temperature``."""
+    """Annealing of the sampler temperature, with floor ``min_temperature``.
+
+    Args:
+        min_temperature: the temperature never goes below this.
+    """
 
     name: str = "exponential"
     min_temperature: float = 1e-8
@@ -72,7 +76,12 @@ class TemperatureScheduleConfig(ScheduleConfig):
 
 @dataclass
 class FlipRatioScheduleConfig(ScheduleConfig):
-    """Decay of the sampler flip ratio (constant by default), with floor ``min_flip_ratio``."""
+    """Decay of the sampler flip ratio (constant by default), with floor ``min_flip_ratio``.
+
+    Args:
+        min_flip_ratio: the flip ratio never goes below this (a proposal still flips at least
+            one weight).
+    """
 
     name: str = "constant"
     min_flip_ratio: float = 0.0

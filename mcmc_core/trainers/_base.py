@@ -223,20 +223,23 @@ def _fmt(value: float) -> str:
 
 
 def format_metrics(m: dict[str, float], epochs: int) -> str:
-    """One compact line per epoch."""
+    """One compact line per epoch, each field named: ``epoch 3/20 | loss train .. val .. test ..
+    | accuracy train ..% val ..% test ..% | accept ..% | T .. | flip_ratio .. | .. steps/s |
+    ..s`` (``accept``: the epoch's acceptance rate; the MCMC fields only where measured)."""
     width = len(str(epochs))
-    parts = [f"epoch {m['epoch']:>{width}}/{epochs}"]
-    for split in ("train", "val", "test"):
-        parts.append(f"{split} {_fmt(m[f'{split}_loss'])} {100 * m[f'{split}_accuracy']:5.1f}%")
+    splits = ("train", "val", "test")
+    parts = [f"epoch {m['epoch']:>{width}}/{epochs}",
+             "loss " + " ".join(f"{s} {_fmt(m[f'{s}_loss'])}" for s in splits),
+             "accuracy " + " ".join(f"{s} {100 * m[f'{s}_accuracy']:5.1f}%" for s in splits)]
     if "acceptance_rate" in m:
-        parts.append(f"acc {100 * m['acceptance_rate']:5.1f}%")
+        parts.append(f"accept {100 * m['acceptance_rate']:5.1f}%")
     if "temperature" in m:
         parts.append(f"T {m['temperature']:.2e}")
     if "flip_ratio" in m:
-        parts.append(f"flip {m['flip_ratio']:.2e}")
+        parts.append(f"flip_ratio {m['flip_ratio']:.2e}")
     swaps = [f"{m[k]:.2f}" for k in sorted(m) if k.startswith("swap_rate_")]
     if swaps:
-        parts.append("swap " + ",".join(swaps))
+        parts.append("swap_rate " + ",".join(swaps))
     parts.append(f"{m['steps_per_s']:.0f} steps/s")
     parts.append(f"{m['wall_time']:.1f}s")
     return " | ".join(parts)

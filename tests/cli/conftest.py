@@ -46,13 +46,13 @@ class CliResult:
         return float(matches[0].group(2))
 
 
-def _command() -> list[str]:
-    """The installed ``mcmc-train`` console script next to this interpreter, else the module."""
-    script = Path(sys.executable).parent / "mcmc-train"
+def _command(name: str = "mcmc-train") -> list[str]:
+    """The installed console script ``name`` next to this interpreter, else the module."""
+    script = Path(sys.executable).parent / name
     if script.exists():
         return [str(script)]
-    found = shutil.which("mcmc-train")
-    return [found] if found else [sys.executable, "-m", "sweeps.train"]
+    found = shutil.which(name)
+    return [found] if found else [sys.executable, "-m", f"sweeps.{name.split('-')[1]}"]
 
 
 def _env() -> dict[str, str]:
@@ -68,12 +68,14 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: Sequence[str], cwd: Path, timeout: float = 120) -> CliResult:
-    """Run ``mcmc-train *args`` in ``cwd`` and capture everything."""
+def run_cli(args: Sequence[str], cwd: Path, timeout: float = 120, *,
+            command: str = "mcmc-train", env: dict[str, str] | None = None) -> CliResult:
+    """Run ``mcmc-train *args`` (or ``command``) in ``cwd``, with ``env`` added to the
+    environment, and capture everything."""
     cwd.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    proc = subprocess.run([*_command(), *args], cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run([*_command(command), *args], cwd=cwd, env={**_env(), **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
     return CliResult(list(args), cwd, proc.returncode, proc.stdout, proc.stderr,
                      time.perf_counter() - start)
 

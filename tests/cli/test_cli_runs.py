@@ -30,7 +30,7 @@ def test_ste_baseline_runs_on_digits(runs) -> None:
     assert state["config"]["dataset"]["name"] == "digits"
     lines = runs.ste.epoch_lines()
     assert [line.split("|")[0].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
-    assert not any("| T " in line or "| acc " in line for line in lines)  # no MCMC fields
+    assert not any("| T " in line or "| accept " in line for line in lines)  # no MCMC fields
     # 10 classes: a trained baseline is far above chance after two epochs.
     assert runs.ste.final_test_accuracy() > 0.3
 

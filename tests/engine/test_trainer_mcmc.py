@@ -136,8 +136,11 @@ def test_prints_one_line_per_epoch_and_the_test_accuracy_last(
     assert engine == "engine: population (1 chain, cpu): candidates evaluated from the flips"
     assert len(lines) == 4
     assert lines[0].startswith("epoch 1/2") and lines[1].startswith("epoch 2/2")
-    assert all(word in lines[1] for word in ("train", "val", "test", "acc", "T ", "flip",
-                                             "steps/s"))
+    fields = lines[1].split(" | ")
+    assert [f.split()[0] for f in fields[:6]] == ["epoch", "loss", "accuracy", "accept", "T",
+                                                  "flip_ratio"]
+    assert fields[1].split()[1::2] == ["train", "val", "test"] == fields[2].split()[1::2]
+    assert fields[6].endswith(" steps/s") and fields[7].endswith("s")
     assert "test_accuracy=" in lines[-2] and "test_accuracy=" in lines[-1]
 
 

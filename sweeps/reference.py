@@ -1,0 +1,243 @@
+"""The configuration reference, ``docs/config.md``, generated from the typed schema::
+
+    python -m sweeps.reference > docs/config.md
+
+Every key of ``mcmc-train`` and ``mcmc-sweep``: its meaning (the ``Args:`` entry of its
+dataclass's docstring), its default (the config the command composes with no overrides) and
+the values allowed (its type, and what the schema's own ``errors()`` checks say when it is given
+values out of range: the same words as the error lines). ``tests/cli/test_config_reference.py``
+checks that the committed file is what this prints.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import re
+import typing
+from importlib import resources
+from typing import Any
+
+from mcmc_core.config import TrainConfig
+from sweeps.config import SweepConfig
+from sweeps.helptext import config_groups
+
+__all__ = ["allowed_values", "field_docs", "render"]
+
+#: Values tried on a key to make the schema's checks say what is allowed, by the key's type.
+PROBES: dict[Any, list[Any]] = {int: [-1, 0, 10**9], float: [-1.0, 0.0, 1.5, 1e9],
+                                str: ["\x00"], list: [[], [-1], [1, 1, 1, 1]]}
+_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+#: Name of the placeholder search entry in the keys ``search.<name>.*``.
+ENTRY = "<name>"
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: description}`` from the ``Args:`` sections of ``cls`` and its bases (the class's
+    own entry first); ``a / b: text`` documents both ``a`` and ``b``."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        entries: dict[str, list[str]] = {}
+        lines = inspect.cleandoc(klass.__doc__ or "").splitlines()
+        start = next((i + 1 for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+        current: list[str] = []
+        for line in lines[start:] if start is not None else []:
+            if line and not line.startswith(" "):
+                break
+            entry = re.match(r"^ {4}(\w[\w /]*):\s*(.*)$", line)
+            if entry:
+                current = [entry.group(2)]
+                for name in entry.group(1).split("/"):
+                    entries[name.strip()] = current
+            elif line.strip():
+                current.append(line.strip())
+        docs.update({name: " ".join(text) for name, text in entries.items()})
+    return docs
+
+
+def _markdown(text: str) -> str:
+    """Docstring markup as Markdown in a table cell."""
+    text = re.sub(r":\w+:`~?([^`]+)`", lambda m: f"`{m.group(1).split('.')[-1]}`", text)
+    return text.replace("``", "`").replace("|", "\\|")
+
+
+def _value(value: Any) -> str:
+    """A default as it is written on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_value, value)) + "]"
+    return str(value)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """``(X, optional)`` of ``X`` or ``X | None``; ``list`` for ``list[...]``."""
+    args = typing.get_args(tp)
+    optional = type(None) in args
+    if optional:
+        tp = next(a for a in args if a is not type(None))
+    return (list if typing.get_origin(tp) is list else tp), optional
+
+
+def allowed_values(root: Any, path: list[str], tp: Any) -> str:
+    """What the key ``path`` of the config object ``root`` (a :class:`TrainConfig` or
+    :class:`SweepConfig`, valid as it is) accepts: its type, then every distinct
+    ``expected ...`` its ``errors()`` report for the :data:`PROBES` of that type."""
+    base, optional = _base_type(tp)
+    words = _WORDS.get(base, "a list" if base is list else getattr(base, "__name__", str(base)))
+    key = ".".join(path)
+    found: list[str] = []
+    for probe in PROBES.get(base, []):
+        config = copy.deepcopy(root)
+        node = config
+        for part in path[:-1]:
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        setattr(node, path[-1], probe)
+        try:
+            errors = config.errors()
+        except (TypeError, ValueError, AttributeError):  # a value the checks cannot compare
+            continue
+        for line in errors:
+            name = line.split("=", 1)[0]
+            parent, _, last = name.rpartition(".")
+            if parent == ".".join(path[:-1]) and path[-1] in last.split("/"):
+                text = line.split(" is not allowed: expected ", 1)[1]
+                if text not in found:
+                    found.append(text)
+    words += " or null" if optional and not any("null" in t for t in found) else ""
+    if found and (base is str or found[0].startswith((words, "null or a", "["))
+                  or (base is list and "list" in found[0])):
+        return "; ".join(found)  # the checks' words say it all
+    return "; ".join([words, *found])
+
+
+def _typed(app: str) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """The typed config ``mcmc-<app>`` composes with no overrides, as a plain dict, and its
+    group choices."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf, open_dict
+
+    from sweeps.config import register_sweep_configs, typed_config
+    from sweeps.helptext import register_resolver
+
+    register_sweep_configs()
+    register_resolver()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name=app, return_hydra_config=True)
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items()
+               if not k.startswith("hydra") and k in config_groups(app)}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    cfg = typed_config(cfg) if app == "sweep" else OmegaConf.merge(
+        OmegaConf.structured(TrainConfig), cfg)
+    return OmegaConf.to_object(cfg), OmegaConf.to_container(cfg, resolve=True), choices
+
+
+def _rows(root: Any, cls: type, path: list[str], defaults: dict[str, Any],
+          other: dict[str, Any] | None, missing: list[str]) -> list[str]:
+    """The table rows of the scalar fields of ``cls`` at ``path``."""
+    docs, rows = field_docs(cls), []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict:
+            continue
+        key = ".".join([*path, f.name])
+        if f.name not in docs:
+            missing.append(key)
+        default = f"`{_value(defaults.get(f.name))}`"
+        if other is not None and f.name in other and other[f.name] != defaults.get(f.name):
+            default += f" (mcmc-sweep: `{_value(other[f.name])}`)"
+        rows.append(f"| `{key}` | {default} "
+                    f"| {_markdown(allowed_values(root, [*path, f.name], tp))} "
+                    f"| {_markdown(docs.get(f.name, ''))} |")
+    return rows
+
+
+def _table(title: str, summary: str, rows: list[str]) -> list[str]:
+    return [f"## {title}", "", summary, "", "| key | default | allowed | meaning |",
+            "|---|---|---|---|", *rows, ""]
+
+
+def _option_notes(group: str) -> list[str]:
+    """``- `group=option`: <the option file's first comment line>`` per option."""
+    notes = []
+    for option in config_groups()[group]:
+        text = (resources.files("conf") / group / f"{option}.yaml").read_text()
+        lines = [line for line in text.splitlines() if not line.startswith("# @package")]
+        block = " ".join(line.lstrip("#").strip() for line in
+                         lines[:next((i for i, line in enumerate(lines)
+                                      if not line.startswith("#")), len(lines))])
+        first = re.split(r"(?<=\.)\s", block, maxsplit=1)[0]  # its first sentence
+        notes.append(f"- `{group}={option}`" + (f": {_markdown(first)}" if first else ""))
+    return notes
+
+
+def render() -> str:
+    """The whole reference, as Markdown.
+
+    Raises:
+        ValueError: a schema field has no ``Args:`` entry (document it in its dataclass).
+    """
+    train, train_defaults, train_choices = _typed("train")
+    sweep, sweep_defaults, sweep_choices = _typed("sweep")
+    missing: list[str] = []
+    out = ["# Configuration reference", "",
+           "Generated from the typed schema (`mcmc_core/config.py`, `mcmc_core/*/_config.py`, "
+           "`sweeps/config.py`) by `python -m sweeps.reference > docs/config.md`; "
+           "`tests/cli/test_config_reference.py` fails when this file is out of date.", "",
+           "Every key is a command-line override (`mcmc-train sampler.flip_ratio=0.01`). "
+           "*default* is what `mcmc-train` composes with no overrides (the default option of "
+           "each group), with `mcmc-sweep`'s where it differs; *allowed* is the type and what "
+           "the checks run before any work accept (a value outside it is refused with one "
+           "`error:` line). A group option (`schedule=step`) sets several keys at once: the "
+           "files in `conf/`.", "",
+           "## Config groups", "",
+           "| group | options | default (`mcmc-train`) | default (`mcmc-sweep`) |",
+           "|---|---|---|---|"]
+    for group, options in config_groups("sweep").items():
+        out.append(f"| `{group}` | {', '.join(options)} | `{train_choices.get(group, '-')}` | "
+                   f"`{sweep_choices.get(group, '-')}` |".replace("`None`", "none"))
+    out.append("")
+    for group in config_groups("sweep"):
+        out += _option_notes(group)
+    out.append("")
+    out += _table("Top level", _markdown(inspect.getdoc(TrainConfig).splitlines()[0]),
+                  _rows(train, TrainConfig, [], train_defaults, sweep_defaults, missing))
+    for f in dataclasses.fields(TrainConfig):
+        cls = typing.get_type_hints(TrainConfig)[f.name]
+        if dataclasses.is_dataclass(cls):
+            out += _table(f"`{f.name}`", _markdown(inspect.getdoc(cls).splitlines()[0]),
+                          _rows(train, cls, [f.name], train_defaults[f.name],
+                                sweep_defaults[f.name], missing))
+    out += _table("`mcmc-sweep` only: top level",
+                  _markdown(inspect.getdoc(SweepConfig).splitlines()[0]),
+                  [row for row in _rows(sweep, SweepConfig, [], sweep_defaults, None, missing)
+                   if row.split("`")[1] not in TrainConfig.__dataclass_fields__])
+    study_cls = typing.get_type_hints(SweepConfig)["study"]
+    out += _table("`study` (`mcmc-sweep`)", _markdown(inspect.getdoc(study_cls).splitlines()[0]),
+                  _rows(sweep, study_cls, ["study"], sweep_defaults["study"], None, missing))
+    spec_cls = typing.get_args(typing.get_type_hints(SweepConfig)["search"])[1]
+    name, entry = next(iter(sweep_defaults["search"].items()))
+    out += _table(f"`search.{ENTRY}` (`mcmc-sweep`)",
+                  _markdown(inspect.getdoc(spec_cls).splitlines()[0]) + f" The defaults are "
+                  f"those of the default search space's first entry, `search.{name}` "
+                  f"(`conf/search/`).",
+                  _rows(_with_entry(sweep, name), spec_cls, ["search", ENTRY], entry, None,
+                        missing))
+    if missing:
+        raise ValueError("no Args: entry for " + ", ".join(missing))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _with_entry(sweep: SweepConfig, name: str) -> SweepConfig:
+    """``sweep`` whose search space is its entry ``name``, under the placeholder name."""
+    sweep = copy.deepcopy(sweep)
+    sweep.search = {ENTRY: sweep.search[name]}
+    return sweep
+
+
+if __name__ == "__main__":
+    print(render(), end="")
