@@ -19,6 +19,7 @@ import optuna
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.secrets import mask_url
 from sweeps.config import SweepConfig
+from sweeps.best import format_reproduce
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
 from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
@@ -26,6 +27,7 @@ from sweeps.tracking import (
     close_killed_run,
     close_orphan_runs,
     end_run,
+    log_sweep_settings,
     open_parent_run,
     tracking_uri,
 )
@@ -98,6 +100,8 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
                 run_name=f"sweep-{p.name}", tags={"optuna.study": p.name,
                                                   "optuna.storage": p.storage_url})
             study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
+            log_sweep_settings(p.tracking_uri, parent_run_id,
+                               {**resolved["study"], "name": p.name}, resolved["search"])
     # Trials of a previous launch whose processes died are failed and queued for a retry;
     # the MLflow runs they left RUNNING are ended.
     optuna.storages.fail_stale_trials(study)
@@ -138,6 +142,8 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
     summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
                            parent_run_id=parent_run_id)
     print(format_best(summary, cfg.study.metric), flush=True)
+    if reproduce := format_reproduce(summary):
+        print(reproduce, flush=True)
     print(f"report: {p.output_dir / 'report'}", flush=True)
     if interrupted:
         status, code = "KILLED", 130

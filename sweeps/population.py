@@ -36,7 +36,7 @@ from mcmc_core.config import TrainConfig
 from mcmc_core.population import StackedMLP
 from sweeps.chains import SCORES, Chain, Group, build_groups, measure
 from sweeps.config import ParamSpec
-from sweeps.tracking import RUN_ID_FILE, ClientRun, closing_metrics
+from sweeps.tracking import OBJECTIVE, RUN_ID_FILE, ClientRun, closing_metrics
 from sweeps.trial import (
     Interrupted,
     TrialContext,
@@ -160,7 +160,8 @@ def _prepare(chains: list[Chain], ctx: TrialContext) -> None:
         c.load()
         if c.cfg.tracking.enabled:
             c.run = ClientRun(c.cfg.tracking, c.resolved, parent_run_id=ctx.parent_run_id,
-                              tags=run_tags(ctx, c.trial, c.key), params=c.values)
+                              tags=run_tags(ctx, c.trial, c.key),
+                              params=ctx.space.by_key(c.values))
             run_id = c.run.open(c.folder / RUN_ID_FILE, resume=c.epoch > 0)
             c.run.set_tags(link_run(c.trial, run_id, c.previous_run))
         for m in c.history:  # for the pruner, as a resumed lone trial does
@@ -238,10 +239,12 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
 def _complete(study: optuna.Study, c: Chain, ctx: TrialContext, model: nn.Module) -> None:
     """Log the closing metrics and the model, and tell the trial COMPLETE."""
     final = c.final_metrics()
+    value = best_value(c.history, ctx.metric, study.direction)
     if c.run is not None:
         c.run.log_metrics(closing_metrics(final))
         c.run.log_model(model)
-    value = best_value(c.history, ctx.metric, study.direction)
-    record_final(c.trial, final)
+    record_final(c.trial, final, c.resolved)
     study.tell(c.trial, value)
+    if c.run is not None:
+        c.run.log_metrics({OBJECTIVE: value})
     c.leave(TrialState.COMPLETE, "FINISHED", {"optuna.state": "COMPLETE", "optuna.value": value})

@@ -24,13 +24,19 @@ _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def format_trial(t: FrozenTrial, metric: str) -> str:
-    """``trial 7 COMPLETE val_accuracy=0.9167 (temperature=0.0012, ...)``."""
+    """``trial 7 COMPLETE val_accuracy=0.9167 test_accuracy=0.9100 at epoch 3 (temperature=...)``:
+    the value and the test accuracy of one epoch, the best (by validation accuracy, whose
+    weights the trainer keeps)."""
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in t.params.items())
     if t.state == TrialState.COMPLETE:
         result = f"{metric}={t.value:.4f}"
-        if "test_accuracy" in t.user_attrs:
-            result += f" test_accuracy={t.user_attrs['test_accuracy']:.4f}"
+        attrs = t.user_attrs
+        if "best_test_accuracy" in attrs:
+            at = f"epoch {int(attrs['best_epoch'])}" if "best_epoch" in attrs else "best epoch"
+            test = f"test_accuracy={attrs['best_test_accuracy']:.4f}"
+            result += (f" {test} at {at}" if metric == "val_accuracy"
+                       else f" (best val_accuracy at {at}: {test})")
     elif t.state == TrialState.PRUNED:
         step = t.last_step
         result = f"at epoch {step}" + (f" {metric}={t.intermediate_values[step]:.4f}"

@@ -4,6 +4,7 @@ on the sweep's MLflow parent run."""
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from sweeps.best import BEST_FOLDER, write_best
 from sweeps.study import count_trials
+from sweeps.trial import ATTR_CONFIG
 
 __all__ = ["PLOTS", "write_report"]
 
@@ -26,13 +29,17 @@ PLOTS = {
 
 
 def best_summary(study: optuna.Study) -> dict[str, Any] | None:
-    """The best complete trial: number, value, params and its recorded test accuracy."""
+    """The best complete trial: number, value, params, its best epoch and that epoch's test
+    accuracy (and the last epoch's), its MLflow run."""
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return None
     best = study.best_trial
+    attrs = best.user_attrs
     return {"number": best.number, "value": best.value, "params": best.params,
-            "test_accuracy": best.user_attrs.get("test_accuracy"),
-            "mlflow_run_id": best.user_attrs.get("mlflow_run_id")}
+            "best_epoch": attrs.get("best_epoch"),
+            "test_accuracy": attrs.get("best_test_accuracy"),  # the best epoch's
+            "final_test_accuracy": attrs.get("test_accuracy"),  # the last epoch's
+            "mlflow_run_id": attrs.get("mlflow_run_id")}
 
 
 def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None = None,
@@ -46,13 +53,20 @@ def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None 
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
     best = best_summary(study)
+    reusable = write_best(study, folder) if best is not None else None
+    if best is not None and reusable is not None:
+        best.update(reusable)
     summary = {"study": study.study_name, "direction": study.direction.name.lower(),
                "trials": len(trials), "complete": counts.complete, "pruned": counts.pruned,
                "failed": counts.failed, "best": best, "files": []}
+    if reusable is not None:
+        summary["files"].append(f"{BEST_FOLDER}/config.yaml")
     (folder / "best.json").write_text(json.dumps(summary, indent=2, default=str))
     summary["files"].append("best.json")
     if trials:
-        study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+        frame = study.trials_dataframe().drop(columns=[f"user_attrs_{ATTR_CONFIG}"],
+                                              errors="ignore")  # in best/config.yaml
+        frame.to_csv(folder / "trials.csv", index=False)
         summary["files"].append("trials.csv")
     for name, plot in PLOTS.items():
         try:
@@ -74,13 +88,47 @@ def _log_on_parent(uri: str, run_id: str, folder: Path, summary: dict[str, Any])
     client = mlflow_client(uri)
     for key in ("trials", "complete", "pruned", "failed"):
         client.log_metric(run_id, f"n_{key}", summary[key])
-    best = summary["best"]
-    if best is not None:
-        client.log_metric(run_id, "best_value", best["value"])
-        client.set_tag(run_id, "best_trial", best["number"])
-        for name, value in best["params"].items():
-            client.set_tag(run_id, f"best.{name}", value)
+    if summary["best"] is not None:
+        _log_best_on_parent(client, run_id, summary)
     client.log_artifacts(run_id, str(folder), artifact_path="report")
+
+
+def _log_best_on_parent(client: Any, run_id: str, summary: dict[str, Any]) -> None:
+    """The best trial on the parent run: metrics ``best_value`` and ``best_trial``; tags
+    ``best_trial``, ``best_run_id``, ``best_run_url`` (the UI's path of its run),
+    ``best.<config key>`` per sampled value, ``best_command``; a description linking its run."""
+    from mlflow.entities import Metric, RunTag
+
+    from sweeps.tracking import masked_tags
+
+    best, now = summary["best"], int(time.time() * 1000)
+    tags: dict[str, Any] = {"best_trial": best["number"]}
+    by_key = _params_by_key(client, run_id, best["params"])
+    tags.update({f"best.{key}": value for key, value in by_key.items()})
+    note = (f"Study {summary['study']}: {summary['complete']} complete, {summary['pruned']} "
+            f"pruned, {summary['failed']} failed. Best: trial {best['number']}, "
+            f"value {best['value']:.6g}")
+    if best.get("mlflow_run_id"):
+        exp = client.get_run(run_id).info.experiment_id
+        url = f"#/experiments/{exp}/runs/{best['mlflow_run_id']}"
+        tags.update(best_run_id=best["mlflow_run_id"], best_run_url=url)
+        note += f" ([its run]({url}))"
+    if best.get("command"):
+        tags["best_command"] = best["command"]
+        note += f".\n\nRun it again:\n\n    {best['command']}"
+    tags["mlflow.note.content"] = note
+    client.log_batch(run_id, metrics=[Metric("best_value", float(best["value"]), now, 0),
+                                      Metric("best_trial", float(best["number"]), now, 0)],
+                     tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
+
+
+def _params_by_key(client: Any, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The best trial's sampled values by config key, read from the parent run's
+    ``search.<name>`` params (``sampler.temperature float ...``); by search name otherwise."""
+    logged = client.get_run(run_id).data.params
+    keys = {name: logged[f"search.{name}"].split()[0] for name in params
+            if f"search.{name}" in logged}
+    return {keys.get(name, name): value for name, value in params.items()}
 
 
 def format_best(summary: dict[str, Any], metric: str) -> str:

@@ -106,6 +106,12 @@ class SearchSpace:
             out[name] = value
         return out
 
+    def by_key(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Sampled ``values`` (by entry name) by the config key each sets (``temperature`` ->
+        ``sampler.temperature``; a group entry by its group, ``model``): a trial's MLflow
+        params."""
+        return {self.specs[name].key: value for name, value in values.items()}
+
     def bounds(self) -> list[tuple[str, dict[str, Any]]]:
         """For validation before any work: ``(label, values)`` with every numeric entry at its
         low, then at its high bound, and every categorical choice."""

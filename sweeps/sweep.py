@@ -121,6 +121,7 @@ def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
     """Write the report of an existing study; no trial runs."""
     import optuna
 
+    from sweeps.best import format_reproduce
     from sweeps.launcher import ATTR_PARENT_RUN, plan
     from sweeps.report import format_best, write_report
 
@@ -138,6 +139,8 @@ def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
     print(f"study {p.name!r}: {summary['complete']} complete, {summary['pruned']} pruned, "
           f"{summary['failed']} failed")
     print(format_best(summary, sweep.study.metric))
+    if reproduce := format_reproduce(summary):
+        print(reproduce)
     print(f"report: {p.output_dir / 'report'} ({', '.join(summary['files'])})")
     return 0
 

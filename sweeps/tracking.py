@@ -7,6 +7,7 @@ Everything logged here goes through :mod:`mcmc_core.secrets` first: params, tags
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -25,16 +26,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "METRIC_NAMES",
+    "OBJECTIVE",
+    "PRUNED_SUFFIX",
     "ClientRun",
     "MLflowCallback",
     "client_uri",
     "close_killed_run",
     "close_orphan_runs",
+    "closing_metrics",
     "end_run",
+    "epoch_metrics",
     "flatten",
+    "log_sweep_settings",
+    "name_pruned",
     "mlflow_client",
     "open_parent_run",
+    "run_params",
     "run_status",
+    "search_param",
     "tracking_uri",
 ]
 
@@ -43,6 +53,20 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_FILE = "mlflow_run_id"
 #: Tag of a sweep's parent run: the study's key (its ``sweep_key`` user attribute).
 TAG_STUDY_KEY = "mcmc_sweeps.study_key"
+#: The summary metric of a complete trial's run: the Optuna trial's value (``study.metric`` at
+#: its best epoch). Pruned and failed trials have none.
+OBJECTIVE = "objective"
+#: What a pruned trial's run name ends with (``trial-0007 (pruned)``).
+PRUNED_SUFFIX = " (pruned)"
+#: Trainer metrics logged under another name, so that no metric is named like a param or like
+#: MLflow's ``step``: the initial temperature is the param ``sampler.temperature``, the current
+#: one the metric ``current_temperature``; the MCMC (or optimizer) step count is ``n_steps``.
+METRIC_NAMES = {"step": "n_steps", "temperature": "current_temperature",
+                "flip_ratio": "current_flip_ratio"}
+#: Epoch metrics logged first, in this order: MLflow's compare view colours its parallel
+#: coordinates by the first metric a run logged.
+_FIRST_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_accuracy",
+                  "train_loss")
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -192,12 +216,14 @@ class ClientRun:
             self.client.log_artifacts(self.run_id, tmp, artifact_path="model")
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        """Set tags on the open run (no-op when none is open)."""
+        """Set tags on the open run (no-op when none is open); ``optuna.state=PRUNED`` also
+        renames it (:func:`name_pruned`)."""
         from mlflow.entities import RunTag
 
         if self.run_id is not None and tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, v)
                                                      for k, v in masked_tags(tags).items()])
+            name_pruned(self.client, self.run_id, tags)
 
     def close(self, status: str) -> None:
         """End the run with ``status`` (FINISHED, FAILED, KILLED). Safe to call twice."""
@@ -207,7 +233,8 @@ class ClientRun:
 
 
 def run_params(config: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
-    """The params of a new run: the flattened ``config``, then ``params`` (sampled values);
+    """The params of a new run: the flattened ``config``, then ``params`` (a trial's sampled
+    values by config key, see :meth:`~sweeps.space.SearchSpace.by_key`: each key once);
     secrets masked."""
     flat = {k: str(v) for k, v in flatten(config).items()}
     flat.update({k: str(v) for k, v in params.items()})
@@ -222,13 +249,28 @@ def masked_tags(tags: dict[str, Any]) -> dict[str, str]:
 
 
 def epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """An epoch's metrics as logged at ``step=epoch`` (the epoch itself is the step)."""
-    return {k: float(v) for k, v in metrics.items() if k != "epoch"}
+    """An epoch's metrics as logged at ``step=epoch`` (the epoch itself is the step, so no
+    ``epoch`` metric), renamed by :data:`METRIC_NAMES`, the scores first."""
+    order = [k for k in _FIRST_METRICS if k in metrics]
+    order += [k for k in metrics if k not in _FIRST_METRICS and k != "epoch"]
+    return {METRIC_NAMES.get(k, k): float(metrics[k]) for k in order}
 
 
 def closing_metrics(final: dict[str, Any]) -> dict[str, float]:
-    """A run's closing metrics: ``final_<k>`` for the last epoch's, ``best_<k>`` as they are."""
-    return {f"final_{k}" if not k.startswith("best_") else k: float(v) for k, v in final.items()}
+    """A run's closing metrics: ``final_<k>`` for the last epoch's (``k`` renamed by
+    :data:`METRIC_NAMES`), ``best_<k>`` of the best epoch as they are."""
+    return {k if k.startswith("best_") else f"final_{METRIC_NAMES.get(k, k)}": float(v)
+            for k, v in final.items()}
+
+
+def name_pruned(client: Any, run_id: str, tags: dict[str, Any]) -> None:
+    """Append :data:`PRUNED_SUFFIX` to the name of a run whose ``tags`` say
+    ``optuna.state=PRUNED`` (its status stays FINISHED: MLflow has no pruned status)."""
+    if str(tags.get("optuna.state")) != "PRUNED":
+        return
+    name = client.get_run(run_id).info.run_name or ""
+    if not name.endswith(PRUNED_SUFFIX):
+        client.update_run(run_id, name=f"{name}{PRUNED_SUFFIX}")
 
 
 def save_model_files(model: nn.Module, folder: Path) -> None:
@@ -306,11 +348,50 @@ def open_parent_run(uri: str, experiment: str, run_id: str | None, *, key: str,
     return run.info.run_id
 
 
+#: Study settings logged as params of a sweep's parent run, with its search entries: once, at
+#: the first launch (MLflow params cannot change). The other settings (``n_trials``, ``workers``,
+#: ...) may change from one launch of a study to the next: they are tags, set by every launch.
+PARENT_PARAMS = ("name", "metric", "direction", "sampler", "pruner", "seed")
+
+
+def search_param(spec: dict[str, Any]) -> str:
+    """A search entry as a parent run's param: ``sampler.temperature float [1e-05, 0.01] log``,
+    ``model categorical ["mlp", "cnn"]``."""
+    if spec["type"] == "categorical":
+        return f"{spec['key']} categorical {json.dumps(spec['choices'])}"
+    text = f"{spec['key']} {spec['type']} [{spec['low']}, {spec['high']}]"
+    if spec.get("step") is not None:
+        text += f" step {spec['step']}"
+    return text + (" log" if spec.get("log") else "")
+
+
+def log_sweep_settings(uri: str, run_id: str, study: dict[str, Any],
+                       search: dict[str, dict[str, Any]]) -> None:
+    """Log a launch's settings on the sweep's parent run: :data:`PARENT_PARAMS` as
+    ``study.<k>`` params and every search entry as a ``search.<name>`` param
+    (:func:`search_param`), where not logged yet; the other settings as ``study.<k>`` tags. A
+    param that this launch sets otherwise (a study continued with another sampler) gets a tag
+    of the same name with this launch's value. Secrets masked."""
+    from mlflow.entities import Param, RunTag
+
+    client = mlflow_client(uri)
+    logged = client.get_run(run_id).data.params
+    wanted = masked_tags({**{f"study.{k}": study.get(k) for k in PARENT_PARAMS},
+                          **{f"search.{n}": search_param(e) for n, e in search.items()}})
+    params = [Param(k, v) for k, v in wanted.items() if k not in logged]
+    tags = {f"study.{k}": v for k, v in study.items() if k not in PARENT_PARAMS}
+    tags.update({k: v for k, v in wanted.items() if k in logged and logged[k] != v})
+    client.log_batch(run_id, params=params,
+                     tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
+
+
 def end_run(uri: str, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
-    """Set ``tags`` on a run and end it with ``status`` (FINISHED, FAILED or KILLED)."""
+    """Set ``tags`` on a run and end it with ``status`` (FINISHED, FAILED or KILLED); a pruned
+    trial's run is renamed (:func:`name_pruned`)."""
     client = mlflow_client(uri)
     for key, value in masked_tags(tags or {}).items():
         client.set_tag(run_id, key, value)
+    name_pruned(client, run_id, tags or {})
     client.set_terminated(run_id, status=status)
 
 
@@ -358,6 +439,8 @@ def close_orphan_runs(uri: str, experiment: str, trials: list[FrozenTrial]) -> l
             continue
         if trial is not None and trial.state.name in ("COMPLETE", "PRUNED"):
             extra = {"optuna.value": trial.value} if trial.value is not None else {}
+            if trial.value is not None:
+                client.log_metric(run.info.run_id, OBJECTIVE, trial.value)
             end_run(uri, run.info.run_id, "FINISHED", {"optuna.state": trial.state.name, **extra})
         else:
             end_run(uri, run.info.run_id, "KILLED", {"optuna.state": "KILLED"})

@@ -21,14 +21,15 @@ from optuna.trial import TrialState
 
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.data import DataSplits, load_dataset
-from mcmc_core.secrets import mask_text
+from mcmc_core.secrets import mask_config, mask_text
 from mcmc_core.trainers import BaseTrainer, Callback
 from sweeps.hosts import host_name
 from sweeps.space import SearchSpace
 from sweeps.study import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, requeue, retry_key
-from sweeps.tracking import MLflowCallback
+from sweeps.tracking import OBJECTIVE, MLflowCallback
 
 __all__ = [
+    "ATTR_CONFIG",
     "Interrupted",
     "OptunaReporter",
     "TrialContext",
@@ -167,11 +168,22 @@ def run_tags(ctx: TrialContext, trial: optuna.Trial, key: int) -> dict[str, Any]
     return tags
 
 
-def record_final(trial: optuna.Trial, final: dict[str, Any]) -> None:
-    """Keep a finished trial's test and best metrics as user attributes."""
-    for k in ("test_accuracy", "test_loss", "best_val_accuracy", "best_test_accuracy"):
+#: User attribute of a complete trial: its resolved training config, secrets masked (the
+#: report writes the best trial's as a config ``mcmc-train`` runs, :mod:`sweeps.best`).
+ATTR_CONFIG = "config"
+
+
+def record_final(trial: optuna.Trial, final: dict[str, Any],
+                 resolved: dict[str, Any] | None = None) -> None:
+    """Keep a complete trial's last and best epoch's metrics (``test_accuracy`` is the last
+    epoch's, ``best_test_accuracy`` the best epoch's, whose ``best_val_accuracy`` the value is
+    for ``study.metric=val_accuracy``) and its ``resolved`` config as user attributes."""
+    for k in ("test_accuracy", "test_loss", "best_epoch", "best_val_accuracy",
+              "best_test_accuracy"):
         if k in final:
             trial.set_user_attr(k, float(final[k]))
+    if resolved is not None:
+        trial.set_user_attr(ATTR_CONFIG, mask_config(resolved))
 
 
 def interrupt(study: optuna.Study, trial: optuna.Trial) -> tuple[str, dict[str, Any]]:
@@ -214,7 +226,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
         train_cfg, resolved = trial_config(ctx, values, key, trial.number)
         if train_cfg.tracking.enabled:
             tracker = MLflowCallback(train_cfg.tracking, resolved, parent_run_id=ctx.parent_run_id,
-                                     tags=run_tags(ctx, trial, key), params=values)
+                                     tags=run_tags(ctx, trial, key),
+                                     params=ctx.space.by_key(values))
         # The tracker logs an epoch before the reporter may stop the run after it.
         callbacks: list[Callback] = [tracker, RunLink(tracker, trial, previous_run)] if tracker else []
         callbacks.append(OptunaReporter(trial, ctx.metric, ctx.stop))
@@ -222,8 +235,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
                                 data=ctx.data(train_cfg))
         final = trainer.train()
         value = best_value(trainer.history, ctx.metric, study.direction)
-        record_final(trial, final)
+        record_final(trial, final, resolved)
         study.tell(trial, value)
+        if tracker is not None:
+            tracker.run.log_metrics({OBJECTIVE: value})
         _close(tracker, "FINISHED", {"optuna.state": "COMPLETE", "optuna.value": value})
         return TrialState.COMPLETE
     except optuna.TrialPruned as pruned:

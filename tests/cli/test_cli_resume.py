@@ -70,8 +70,10 @@ def test_resume_reopens_the_same_mlflow_run(runs) -> None:
     run = found[0]
     assert run.info.status == "FINISHED"
     assert (runs.root / "ckpt" / "mlflow_run_id").read_text().strip() == run.info.run_id
-    for key in ("test_accuracy", "val_loss", "temperature"):
-        logged = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+    for key, metric in (("test_accuracy",) * 2, ("val_loss",) * 2,
+                        ("temperature", "current_temperature")):
+        logged = sorted(client.get_metric_history(run.info.run_id, metric),
+                        key=lambda m: m.step)
         assert [m.step for m in logged] == [1, 2, 3, 4], key
         want = [h[key] for h in runs.full_state["history"]]
         assert [m.value for m in logged] == pytest.approx(want), key

@@ -15,8 +15,11 @@ from mcmc_core.trainers import load_checkpoint
 ARGS = ["device=cpu", "dataset=synthetic", "trainer.epochs=2", "trainer.steps_per_epoch=20",
         "sampler.temperature=0.002", "trainer.checkpoint_dir=ckpt", "tracking.run_name=cli-e2e"]
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-                 "test_accuracy", "acceptance_rate", "temperature", "flip_ratio", "steps_per_s",
+                 "test_accuracy", "acceptance_rate", "current_temperature", "current_flip_ratio",
+                 "steps_per_s",
                  "wall_time")
+#: The trainer's names of the metrics logged under other names.
+HISTORY_KEYS = {"current_temperature": "temperature", "current_flip_ratio": "flip_ratio"}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,14 @@ def test_per_epoch_metrics_are_logged_at_step_epoch(client, run, checkpoint) -> 
     for key in EPOCH_METRICS:
         logged = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
         assert [m.step for m in logged] == [1, 2], key
-        assert [m.value for m in logged] == pytest.approx([h[key] for h in history]), key
-    temperatures = [m.value for m in client.get_metric_history(run.info.run_id, "temperature")]
+        assert [m.value for m in logged] == pytest.approx([h[HISTORY_KEYS.get(key, key)]
+                                                           for h in history]), key
+    # No metric shares a name with a param or with MLflow's step.
+    assert not {"temperature", "flip_ratio", "step", "epoch"} & set(run.data.metrics)
+    steps = [m.value for m in client.get_metric_history(run.info.run_id, "n_steps")]
+    assert steps == [20, 40]
+    temperatures = [m.value for m in client.get_metric_history(run.info.run_id,
+                                                                "current_temperature")]
     assert temperatures[1] < temperatures[0] <= 0.002
 
 

@@ -13,7 +13,7 @@ from sweeptools import finished, run_many, states
 
 N_TRIALS, EPOCHS, POPULATION = 8, 7, 4
 GOOD, BAD = 0.0003, 30.0
-EPOCH_METRICS = ("val_accuracy", "val_loss", "train_loss", "test_accuracy", "temperature",
+EPOCH_METRICS = ("val_accuracy", "val_loss", "train_loss", "test_accuracy", "current_temperature",
                  "acceptance_rate", "energy", "steps_per_s", "wall_time")
 #: test_sweep_pruning's sweep, in populations: the first four trials (no complete trial yet) run
 #: to the end; the median pruner then stops the absurd temperatures of the next four.
@@ -96,8 +96,9 @@ def test_one_finished_child_run_per_trial_with_per_epoch_metrics(sweeps) -> None
         assert run.data.tags["mlflow.parentRunId"] == parent
         assert run.data.tags["optuna.trial_number"] == str(t.number)
         assert run.data.tags["optuna.state"] == t.state.name
-        assert run.info.run_name == f"trial-{t.number:04d}"
-        assert float(run.data.params["temp"]) == t.params["temp"]
+        pruned = " (pruned)" if t.state == TrialState.PRUNED else ""
+        assert run.info.run_name == f"trial-{t.number:04d}{pruned}"
+        assert "temp" not in run.data.params  # the sampled value once, by its config key
         assert float(run.data.params["sampler.temperature"]) == t.params["temp"]
         assert float(run.data.params["sampler.flip_ratio"]) == pytest.approx(
             t.params["flip_ratio"])
@@ -113,9 +114,12 @@ def test_one_finished_child_run_per_trial_with_per_epoch_metrics(sweeps) -> None
             assert run.data.metrics["final_epoch"] == EPOCHS
             assert t.value == pytest.approx(run.data.metrics["best_val_accuracy"])
             assert t.value == max(t.intermediate_values.values())
+            assert run.data.metrics["objective"] == t.value
             assert "test_accuracy" in t.user_attrs
             assert {"model/state_dict.pt", "model/model.txt"} <= set(
                 runs.artifacts(run.info.run_id, "model"))
+        else:
+            assert "objective" not in run.data.metrics
 
 
 def test_incompatible_config_fails_at_startup_with_one_line_each(sweeps) -> None:

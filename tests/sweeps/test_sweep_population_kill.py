@@ -100,7 +100,7 @@ def test_each_chain_continued_from_its_own_checkpoint(killed) -> None:
         assert all(ts < killed.killed_ms for s, ts in logged if s <= epoch), logged
         assert all(ts > killed.killed_ms for s, ts in logged if s > epoch), logged
         assert [v for _, v in sorted((m.step, m.value) for m in runs.client.get_metric_history(
-            run_id, "step"))] == [e * STEPS for e in range(1, EPOCHS + 1)]
+            run_id, "n_steps"))] == [e * STEPS for e in range(1, EPOCHS + 1)]
 
 
 def test_mlflow_one_finished_child_per_trial_none_running(killed) -> None:

@@ -150,7 +150,7 @@ def test_interrupted_chains_continue_from_their_checkpoints_beside_a_fresh_chain
         run_id = retry.user_attrs["mlflow_run_id"]
         assert run_id == old.user_attrs["mlflow_run_id"]  # the same run, continued
         assert client.get_run(run_id).info.status == "FINISHED"
-        steps = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "step"))
+        steps = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "n_steps"))
         assert steps == [(1, STEPS), (2, 2 * STEPS), (3, 3 * STEPS)]
         # The schedule goes on at the chain's own step.
         state = load_checkpoint(tmp_path / "checkpoints" / f"trial-{old.number:04d}" /

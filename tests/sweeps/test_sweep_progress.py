@@ -10,7 +10,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.progress import SweepProgress
+from sweeps.progress import SweepProgress, format_trial
 
 DIST = {"x": FloatDistribution(0, 1)}
 
@@ -44,3 +44,17 @@ def test_each_line_of_a_batch_counts_on(capsys) -> None:
     progress.close()
     assert capsys.readouterr().out.splitlines() == [
         "[5/10 best 0.7000] trial   5 COMPLETE val_accuracy=0.2000 (x=0.5)"]
+
+
+def test_a_complete_trial_line_pairs_the_best_epochs_scores() -> None:
+    trial = create_trial(state=TrialState.COMPLETE, value=0.92, params={"x": 0.5},  # unnumbered
+                         distributions=DIST,
+                         user_attrs={"best_epoch": 3.0, "best_val_accuracy": 0.92,
+                                     "best_test_accuracy": 0.91, "test_accuracy": 0.85})
+    assert format_trial(trial, "val_accuracy") == (
+        "trial  -1 COMPLETE val_accuracy=0.9200 test_accuracy=0.9100 at epoch 3 (x=0.5)")
+    # Another study metric: the test accuracy is labelled with the epoch it comes from.
+    trial.value = 0.31
+    assert format_trial(trial, "val_loss") == (
+        "trial  -1 COMPLETE val_loss=0.3100 (best val_accuracy at epoch 3: "
+        "test_accuracy=0.9100) (x=0.5)")

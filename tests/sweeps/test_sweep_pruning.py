@@ -70,11 +70,19 @@ def test_pruned_trials_are_finished_child_runs(runs) -> None:
             continue
         run = r.runs.by_id(t.user_attrs["mlflow_run_id"])
         assert run.data.tags["optuna.state"] == "PRUNED"
+        # Visible as pruned in the runs table; MLflow has no such status: FINISHED, no value.
+        assert run.info.run_name == f"trial-{t.number:04d} (pruned)"
+        assert run.info.status == "FINISHED" and "objective" not in run.data.metrics
         assert f"pruned at epoch {t.last_step}" in run.data.tags["optuna.pruned"]
         steps = [s for s, _ in r.runs.steps(run.info.run_id, "val_accuracy")]
         assert steps == list(range(1, t.last_step + 1))
         assert "model/state_dict.pt" in r.runs.artifacts(run.info.run_id, "model")
     assert "PRUNED   at epoch" in r.result.stdout
+    for t in r.trials:
+        if t.state == TrialState.COMPLETE:
+            run = r.runs.by_id(t.user_attrs["mlflow_run_id"])
+            assert run.info.run_name == f"trial-{t.number:04d}"
+            assert run.data.metrics["objective"] == t.value
 
 
 def test_cmaes_and_successive_halving_run_a_sweep(runs) -> None:

@@ -5,6 +5,10 @@ continues the same study to a larger ``study.n_trials``, and writes its report o
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,11 +18,13 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sweeptools import finished, states
+from sweeptools import env, finished, states
 
 N_TRIALS, MORE_TRIALS, EPOCHS = 4, 5, 3
-SAMPLED = ("temperature", "cooling_rate", "flip_ratio")
-EPOCH_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "test_accuracy", "temperature")
+SAMPLED_KEYS = {"temperature": "sampler.temperature", "cooling_rate": "schedule.cooling_rate",
+                "flip_ratio": "sampler.flip_ratio"}
+EPOCH_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "test_accuracy",
+                 "current_temperature", "current_flip_ratio", "n_steps")
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +80,9 @@ def test_child_runs_hold_params_metrics_config_and_model(sweep) -> None:
     for t in finished(sweep.after_first):
         run = runs.by_id(t.user_attrs["mlflow_run_id"])
         params, tags = run.data.params, run.data.tags
-        for name in SAMPLED:  # the sampled values, under their names and their config keys
-            assert float(params[name]) == pytest.approx(t.params[name]), name
-        assert float(params["sampler.temperature"]) == pytest.approx(t.params["temperature"])
-        assert float(params["schedule.cooling_rate"]) == pytest.approx(t.params["cooling_rate"])
+        for name, key in SAMPLED_KEYS.items():  # each sampled value once, by its config key
+            assert float(params[key]) == t.params[name], key
+            assert name not in params
         assert params["dataset.name"] == "synthetic"
         assert params["trainer.epochs"] == str(EPOCHS)
         assert tags["optuna.trial_number"] == str(t.number)
@@ -91,6 +96,13 @@ def test_child_runs_hold_params_metrics_config_and_model(sweep) -> None:
         assert [v for _, v in history] == pytest.approx(logged)
         assert run.data.metrics["final_epoch"] == EPOCHS
         assert t.value == pytest.approx(run.data.metrics["best_val_accuracy"])
+        # The objective, a summary metric; no metric named like MLflow's step or a param.
+        assert run.data.metrics["objective"] == t.value
+        assert not {"step", "epoch", "temperature", "flip_ratio"} & set(run.data.metrics)
+        assert [step for step, _ in runs.steps(run.info.run_id, "objective")] == [0]
+        # MLflow's compare view colours by the first metric a run logged: a validation score.
+        assert next(iter(m.key for m in run.data._metric_objs)) == "val_accuracy"
+        assert t.user_attrs["best_test_accuracy"] == run.data.metrics["best_test_accuracy"]
         assert "config.yaml" in runs.artifacts(run.info.run_id)
         assert {"model/state_dict.pt", "model/model.txt"} <= set(
             runs.artifacts(run.info.run_id, "model"))
@@ -100,11 +112,27 @@ def test_child_runs_hold_params_metrics_config_and_model(sweep) -> None:
         assert config["sampler"]["flip_ratio"] == pytest.approx(t.params["flip_ratio"])
 
 
-def test_parent_run_carries_best_and_report(sweep) -> None:
+def test_parent_run_carries_settings_search_space_best_and_report(sweep) -> None:
     parent = sweep.runs_first.parents[0]
     best = max(finished(sweep.after_first), key=lambda t: t.value)
-    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    assert parent.data.metrics["best_value"] == best.value
+    assert parent.data.metrics["best_trial"] == best.number
     assert parent.data.metrics["n_complete"] == N_TRIALS
+    params, tags = parent.data.params, parent.data.tags
+    assert params["search.temperature"] == "sampler.temperature float [1e-05, 0.01] log"
+    assert params["search.cooling_rate"] == "schedule.cooling_rate float [0.999, 0.99995]"
+    assert {"study.name": sweep.name, "study.metric": "val_accuracy",
+            "study.direction": "maximize", "study.sampler": "tpe"}.items() <= params.items()
+    # Settings a relaunch may change are tags: the latest launch's (n_trials 5, one worker).
+    assert (tags["study.n_trials"], tags["study.workers"]) == (str(N_TRIALS), "2")
+    latest = sweep.runs.parents[0].data.tags
+    assert (latest["study.n_trials"], latest["study.workers"]) == (str(MORE_TRIALS), "1")
+    # The best trial's run, linked.
+    child = best.user_attrs["mlflow_run_id"]
+    url = f"#/experiments/{parent.info.experiment_id}/runs/{child}"
+    assert (tags["best_run_id"], tags["best_run_url"]) == (child, url)
+    assert url in tags["mlflow.note.content"]
+    assert float(tags["best.sampler.temperature"]) == best.params["temperature"]
     report = set(sweep.runs_first.artifacts(parent.info.run_id, "report"))
     assert {"report/best.json", "report/trials.csv"} <= report
 
@@ -141,8 +169,7 @@ def test_larger_n_trials_continues_the_same_study(sweep) -> None:
 
 def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
     folder = sweep.s.out / "report"
-    for path in folder.iterdir():
-        path.unlink()
+    shutil.rmtree(folder)
     before = sweep.study.get_trials()
     start = time.time()
     result = sweep.s.run([*sweep.args, "report=true"]).ok()
@@ -165,3 +192,48 @@ def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
     artifacts = Path(urlparse(parent.info.artifact_uri).path) / "report"
     assert (artifacts / "best.json").stat().st_mtime >= start - 1
     assert json.loads((artifacts / "best.json").read_text()) == best
+
+
+def test_best_command_reruns_the_best_trial_exactly(sweep, tmp_path) -> None:
+    """The report's command (printed last, in best.json) runs ``mcmc-train`` on the written
+    config and gets the best trial's value to the last bit."""
+    folder = sweep.s.out / "report"
+    best = json.loads((folder / "best.json").read_text())["best"]
+    top = max((t for t in sweep.study.get_trials() if t.state == TrialState.COMPLETE),
+              key=lambda t: t.value)
+    assert best["number"] == top.number
+    command = best["command"]
+    assert f"reproduce the best trial: {command}" in sweep.more.stdout
+    args = shlex.split(command)
+    assert args[:5] == ["mcmc-train", "--config-dir", str((folder / "best").resolve()),
+                        "--config-name", "config"]
+    # The sweep's own defaults and the sampled values are visible in the command.
+    assert "dataset.binarize=thermometer" in args
+    assert f"sampler.temperature={top.params['temperature']!r}" in args
+    written = yaml.safe_load((folder / "best" / "config.yaml").read_text())
+    assert written["defaults"] == ["train_schema", "_self_"]
+    assert written["trainer"]["checkpoint_dir"] is None and not written["trainer"]["resume"]
+    script = Path(sys.executable).parent / "mcmc-train"
+    done = subprocess.run([str(script), *args[1:]], cwd=tmp_path, env=env(), text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"val_accuracy={top.value:.4f}" in done.stdout.splitlines()[-1]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mcmc-train")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.metrics["best_val_accuracy"] == top.value
+    assert run.data.metrics["best_test_accuracy"] == top.user_attrs["best_test_accuracy"]
+
+
+def test_compare_view_defaults_are_the_searched_keys_and_a_validation_score(sweep) -> None:
+    """MLflow's compare view (3.x) plots the first three params that differ between the runs,
+    sorted, against the metric the first run logged first (and the runs share)."""
+    children = sweep.runs_first.children
+    keys = sorted(set().union(*(r.data.params for r in children)))
+    differing = [k for k in keys if len({r.data.params.get(k) for r in children}) > 1]
+    assert differing[:3] == sorted(SAMPLED_KEYS.values())
+    shared = [m.key for m in children[0].data._metric_objs
+              if all(m.key in r.data.metrics for r in children)]
+    assert shared[0] == "val_accuracy" and "objective" in shared
