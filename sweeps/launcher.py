@@ -107,7 +107,8 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     optuna.storages.fail_stale_trials(study)
     fail_dead_trials(study)
     if p.tracking_uri:
-        close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
+        with store_lock(p.storage_url, f"parent-run:{p.name}"):
+            close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
 
     n_trials = cfg.study.n_trials
     before = count_trials(study.get_trials(deepcopy=False))
@@ -139,8 +140,9 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
     """Write the report, print the outcome, close the parent run; return the exit status."""
     n_trials = cfg.study.n_trials
     counts = count_trials(study.get_trials(deepcopy=False))
-    summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
-                           parent_run_id=parent_run_id)
+    with store_lock(p.storage_url, f"parent-run:{p.name}"):  # other machines log there too
+        summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
+                               parent_run_id=parent_run_id)
     print(format_best(summary, cfg.study.metric), flush=True)
     if reproduce := format_reproduce(summary):
         print(reproduce, flush=True)
@@ -170,6 +172,9 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
         print(f"timeout: {counts.finished}/{n_trials} finished; run the same command to "
               "continue", flush=True)
     if parent_run_id is not None and p.tracking_uri:
-        close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
-        end_run(p.tracking_uri, parent_run_id, status)
+        with store_lock(p.storage_url, f"parent-run:{p.name}"):
+            trials = study.get_trials(deepcopy=False)
+            close_orphan_runs(p.tracking_uri, p.name, trials)
+            if not count_trials(trials).running:  # else another machine ends it later
+                end_run(p.tracking_uri, parent_run_id, status)
     return code

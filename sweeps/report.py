@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from mcmc_core.secrets import mask_text
 from sweeps.best import BEST_FOLDER, write_best
 from sweeps.study import count_trials
 from sweeps.trial import ATTR_CONFIG
@@ -78,7 +79,12 @@ def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None 
         figure.write_html(folder / f"{name}.html", include_plotlyjs="cdn")
         summary["files"].append(f"{name}.html")
     if tracking_uri and parent_run_id:
-        _log_on_parent(tracking_uri, parent_run_id, folder, summary)
+        try:
+            _log_on_parent(tracking_uri, parent_run_id, folder, summary)
+        except Exception as err:  # the files are written; MLflow gets them next time
+            print(f"warning: the report was not logged on the MLflow parent run "
+                  f"({mask_text(type(err).__name__ + ': ' + str(err).splitlines()[0])[:300]})",
+                  flush=True)
     return summary
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+# Imported here, once: two supervisor threads importing joblib at once break its import.
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky.process_executor import BrokenProcessPool
 
 from mcmc_core.secrets import mask_text
 from sweeps.progress import SweepProgress
@@ -40,9 +43,6 @@ class _Pool:
 
     def supervise(self, spec: WorkerSpec) -> None:
         """Run the worker of ``spec``'s slot to its end, replacing it each time it dies."""
-        from joblib.externals.loky import ProcessPoolExecutor
-        from joblib.externals.loky.process_executor import BrokenProcessPool
-
         slot = spec.index
         while True:
             executor = ProcessPoolExecutor(max_workers=1)
