@@ -5,6 +5,7 @@ continues the same study to a larger ``study.n_trials``, and writes its report o
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,9 @@ from sweeptools import finished, states
 N_TRIALS, MORE_TRIALS, EPOCHS = 4, 5, 3
 SAMPLED = ("temperature", "cooling_rate", "flip_ratio")
 EPOCH_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "test_accuracy", "temperature")
+#: The report's images: every Optuna plot (4 complete trials are enough for each).
+IMAGES = {"optimization_history.png", "param_importances.png", "parallel_coordinate.png",
+          "slice.png", "intermediate_values.png"}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +110,8 @@ def test_parent_run_carries_best_and_report(sweep) -> None:
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
     assert parent.data.metrics["n_complete"] == N_TRIALS
     report = set(sweep.runs_first.artifacts(parent.info.run_id, "report"))
-    assert {"report/best.json", "report/trials.csv"} <= report
+    assert {"report/best.json", "report/trials.csv", "report/plots.html"} <= report
+    assert {f"report/{name}" for name in IMAGES} <= report
 
 
 def test_same_command_runs_no_new_trial(sweep) -> None:
@@ -155,13 +160,26 @@ def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
     lines = (folder / "trials.csv").read_text().strip().splitlines()
     assert len(lines) == 1 + len(trials)
     assert "params_temperature" in lines[0]
-    plots = {p.name for p in folder.glob("*.html")}
-    assert {"optimization_history.html", "slice.html", "parallel_coordinate.html"} <= plots
+    written = {p.name for p in folder.iterdir()}
+    assert {"best.json", "trials.csv", "plots.html"} | IMAGES == written
+    assert sorted(best["files"]) == sorted(written)  # the files written, best.json included
     assert f"study {sweep.name!r}: " in result.stdout
+    assert f"({', '.join(best['files'])})" in result.stdout
+    for name in IMAGES:  # real PNG images with something drawn
+        data = (folder / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    # One page that renders offline: plotly.js inline once, no script fetched from anywhere.
+    page = (folder / "plots.html").read_text()
+    assert not re.findall(r"<script[^>]*\bsrc\s*=", page, re.IGNORECASE)
+    assert page.count("plotly.js v") == 1 and len(page) > 3_000_000
+    for name in best["files"]:
+        if name.endswith(".png"):
+            assert f'id="{name[:-4]}"' in page, name  # each plot's interactive figure too
     parent = sweep.s.runs(sweep.name).parents[0]
     logged = set(sweep.runs.artifacts(parent.info.run_id, "report"))
-    assert {f"report/{p}" for p in plots} | {"report/best.json", "report/trials.csv"} <= logged
+    assert {f"report/{name}" for name in written} <= logged
     # Logged again by this command (not only by the sweep before it).
     artifacts = Path(urlparse(parent.info.artifact_uri).path) / "report"
     assert (artifacts / "best.json").stat().st_mtime >= start - 1
     assert json.loads((artifacts / "best.json").read_text()) == best
+    assert (artifacts / "slice.png").read_bytes() == (folder / "slice.png").read_bytes()
