@@ -3,11 +3,13 @@
 // passes one JSON argument:
 //   {"chromium": "/usr/bin/chromium", "out": "<folder>", "timeout_ms": 60000,
 //    "pages": [{"name": "runs", "url": "http://127.0.0.1:PORT/#/...", "expect": ["trial-0000"],
-//               "click": ["button[aria-label=Close]"], "width": 1600, "height": 900}]}
-// For each page: open it, click the first element matching each CSS selector of "click" (skipped
-// when none shows within 10 s), wait until the page text holds every "expect" string, let the
-// charts settle, save <out>/<name>.png. Writes
-// <out>/pages.json: [{name, url, title, text, missing}] ("missing": expected strings not shown).
+//               "ready": "matching runs", "click": ["button[aria-label=Close]"],
+//               "width": 1600, "height": 900}]}
+// For each page: open it, wait for the "ready" text (when given), click the first element
+// matching each CSS selector of "click" (skipped when none shows within 5 s), wait until the
+// page's text (with its frames') holds every "expect" string, let the charts settle, save
+// <out>/<name>.png. Writes <out>/pages.json: [{name, url, title, text, plotly, missing}]
+// ("plotly": plotly figures drawn; "missing": expected strings not shown).
 // Exit status 0 when every page showed all its expected strings, else 1.
 
 import { writeFileSync } from "node:fs";
@@ -23,6 +25,29 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--no-proxy-server", "--disable-gpu", "--disable-dev-shm-usage"],
 });
 const results = [];
+
+// The text of a page and of its frames (MLflow shows an HTML artifact in an iframe), and how
+// many plotly figures they drew.
+async function contents(tab) {
+  let text = "", plotly = 0;
+  for (const frame of tab.frames()) {
+    const found = await frame.evaluate(() => [document.body?.innerText ?? "",
+      document.querySelectorAll(".js-plotly-plot .main-svg").length]).catch(() => ["", 0]);
+    text += found[0] + "\n";
+    plotly += found[1];
+  }
+  return { text, plotly };
+}
+
+// The page's contents once they hold every string of ``expect`` (or when time is up).
+async function until(tab, expect, start) {
+  let shown = await contents(tab);
+  while (expect.some((s) => !shown.text.includes(s)) && Date.now() - start < timeout) {
+    await tab.waitForTimeout(250);
+    shown = await contents(tab);
+  }
+  return shown;
+}
 try {
   for (const page of config.pages) {
     const context = await browser.newContext({
@@ -31,24 +56,18 @@ try {
     const tab = await context.newPage();
     const start = Date.now();
     await tab.goto(page.url, { waitUntil: "domcontentloaded", timeout });
+    await until(tab, page.ready ? [page.ready] : [], start);
     for (const selector of page.click ?? []) {
-      await tab.locator(selector).first().click({ timeout: 10000 })
+      await tab.locator(selector).first().click({ timeout: 5000 })
         .catch(() => console.error(`${page.name}: nothing to click at ${selector}`));
     }
     const expect = page.expect ?? [];
-    try {
-      await tab.waitForFunction(
-        (strings) => strings.every((s) => document.body.innerText.includes(s)),
-        expect, { timeout },
-      );
-    } catch (error) {
-      console.error(`${page.name}: ${error.message.split("\n")[0]}`);
-    }
+    let shown = await until(tab, expect, start);
     await tab.waitForTimeout(page.settle_ms ?? 1500); // charts animate in
     await tab.screenshot({ path: join(config.out, `${page.name}.png`) });
-    const text = await tab.evaluate(() => document.body.innerText);
-    results.push({ name: page.name, url: page.url, title: await tab.title(), text,
-                   missing: expect.filter((s) => !text.includes(s)) });
+    shown = await contents(tab);
+    results.push({ name: page.name, url: page.url, title: await tab.title(), ...shown,
+                   missing: expect.filter((s) => !shown.text.includes(s)) });
     console.error(`${page.name}: ${((Date.now() - start) / 1000).toFixed(1)} s`);
     await context.close();
   }

@@ -1,8 +1,9 @@
 """Screenshots of a sweep in the MLflow UI: starts ``mlflow ui`` on the sweep's MLflow store at a
 free port on 127.0.0.1, opens the experiment's runs table and the comparison of its trial runs in
 headless Chromium (``mlflow_screenshots.mjs``: npm's playwright-core driving the system's
-``/usr/bin/chromium``) and saves ``runs.png``, ``compare.png`` and ``pages.json`` (each page's
-text) into the output folder.
+``/usr/bin/chromium``), and the report's ``plots.html`` in the artifact viewer of the parent run,
+and saves ``runs.png``, ``compare.png``, ``report.png`` and ``pages.json`` (each page's text and
+the number of plotly figures it drew) into the output folder.
 
     python scripts/mlflow_screenshots.py --tracking-uri sqlite:///mlflow.db \\
         --experiment mlp-digits-0bdcf59d --out screenshots
@@ -93,8 +94,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def pages(tracking_uri: str, experiment: str, base: str, compare: int) -> list[dict]:
-    """The pages to open: the experiment's runs table (child runs shown) and the comparison of
-    its first ``compare`` trial runs."""
+    """The pages to open: the experiment's runs table (child runs shown), the comparison of its
+    first ``compare`` trial runs and the report's ``plots.html`` on the parent run."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -111,19 +112,26 @@ def pages(tracking_uri: str, experiment: str, base: str, compare: int) -> list[d
     exp = json.dumps([found.experiment_id], separators=(",", ":"))
     metric = "val_accuracy" if "val_accuracy" in trials[0].data.metrics else next(
         iter(trials[0].data.metrics), "")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    report = [{"name": "report", "url": f"{base}/#/experiments/{found.experiment_id}/runs/"
+               f"{parents[0].info.run_id}/artifacts/report/plots.html",
+               "click": [CLOSE_ASSISTANT], "expect": ["Optimization history"]}] if parents else []
     return [
         {"name": "runs", "url": f"{base}/#/experiments/{found.experiment_id}/runs",
-         "click": [CLOSE_ASSISTANT, EXPAND_PARENT], "expect": [experiment, names[0]]},
+         "ready": "matching runs", "click": [CLOSE_ASSISTANT, EXPAND_PARENT],
+         "expect": [experiment, names[0]]},
         {"name": "compare", "url": f"{base}/#/compare-runs?runs={quote(ids)}"
          f"&experiments={quote(exp)}", "click": [CLOSE_ASSISTANT],
          "expect": [names[0], names[-1], metric], "height": 1400},
+        *report,
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracking-uri", help="the sweep's MLflow store, e.g. sqlite:///mlflow.db")
+    parser.add_argument("--tracking-uri",
+                        help="the sweep's MLflow store, e.g. sqlite:///mlflow.db")
     parser.add_argument("--experiment", help="the experiment (the sweep's study name)")
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--compare", type=int, default=5, help="trial runs to compare")
