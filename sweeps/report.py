@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,11 @@ from optuna.trial import TrialState
 
 from mcmc_core.secrets import mask_text
 from sweeps.best import BEST_FOLDER, write_best
+from sweeps.report_plots import write_plots
 from sweeps.study import count_trials
 from sweeps.trial import ATTR_CONFIG
 
-__all__ = ["PLOTS", "write_report"]
-
-#: Optuna plotly figures written as standalone HTML files.
-PLOTS = {
-    "optimization_history": optuna.visualization.plot_optimization_history,
-    "param_importances": optuna.visualization.plot_param_importances,
-    "parallel_coordinate": optuna.visualization.plot_parallel_coordinate,
-    "slice": optuna.visualization.plot_slice,
-    "intermediate_values": optuna.visualization.plot_intermediate_values,
-}
+__all__ = ["write_report"]
 
 
 def best_summary(study: optuna.Study) -> dict[str, Any] | None:
@@ -45,8 +36,9 @@ def best_summary(study: optuna.Study) -> dict[str, Any] | None:
 
 def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None = None,
                  parent_run_id: str | None = None) -> dict[str, Any]:
-    """Write ``best.json``, ``trials.csv`` and the plots into ``folder`` (and log them on the
-    parent run when given). Plots that need more trials than there are are skipped.
+    """Write ``trials.csv``, the plots (``sweeps.report_plots``) and ``best.json`` into ``folder``
+    (and log them on the parent run when given). Plots that need more trials than there are are
+    skipped; ``best.json`` lists the files written.
 
     Returns a summary: counts, best trial, and the files written.
     """
@@ -62,22 +54,14 @@ def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None 
                "failed": counts.failed, "best": best, "files": []}
     if reusable is not None:
         summary["files"].append(f"{BEST_FOLDER}/config.yaml")
-    (folder / "best.json").write_text(json.dumps(summary, indent=2, default=str))
-    summary["files"].append("best.json")
     if trials:
         frame = study.trials_dataframe().drop(columns=[f"user_attrs_{ATTR_CONFIG}"],
                                               errors="ignore")  # in best/config.yaml
         frame.to_csv(folder / "trials.csv", index=False)
         summary["files"].append("trials.csv")
-    for name, plot in PLOTS.items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                figure = plot(study)
-        except (ValueError, RuntimeError, ZeroDivisionError):
-            continue  # e.g. importances need two complete trials
-        figure.write_html(folder / f"{name}.html", include_plotlyjs="cdn")
-        summary["files"].append(f"{name}.html")
+    summary["files"] += write_plots(study, folder)
+    summary["files"].insert(0, "best.json")  # written last, listing every file
+    (folder / "best.json").write_text(json.dumps(summary, indent=2, default=str))
     if tracking_uri and parent_run_id:
         try:
             _log_on_parent(tracking_uri, parent_run_id, folder, summary)

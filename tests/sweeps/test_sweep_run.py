@@ -5,8 +5,10 @@ continues the same study to a larger ``study.n_trials``, and writes its report o
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -25,6 +27,10 @@ SAMPLED_KEYS = {"temperature": "sampler.temperature", "cooling_rate": "schedule.
                 "flip_ratio": "sampler.flip_ratio"}
 EPOCH_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "test_accuracy",
                  "current_temperature", "current_flip_ratio", "n_steps")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "scripts" / "mlflow_screenshots.py"
+#: The report's images: every Optuna plot (4 complete trials are enough for each).
+IMAGES = {"optimization_history.png", "param_importances.png", "parallel_coordinate.png",
+          "slice.png", "intermediate_values.png"}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +140,8 @@ def test_parent_run_carries_settings_search_space_best_and_report(sweep) -> None
     assert url in tags["mlflow.note.content"]
     assert float(tags["best.sampler.temperature"]) == best.params["temperature"]
     report = set(sweep.runs_first.artifacts(parent.info.run_id, "report"))
-    assert {"report/best.json", "report/trials.csv"} <= report
+    assert {"report/best.json", "report/trials.csv", "report/plots.html"} <= report
+    assert {f"report/{name}" for name in IMAGES} <= report
 
 
 def test_same_command_runs_no_new_trial(sweep) -> None:
@@ -182,16 +189,29 @@ def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
     lines = (folder / "trials.csv").read_text().strip().splitlines()
     assert len(lines) == 1 + len(trials)
     assert "params_temperature" in lines[0]
-    plots = {p.name for p in folder.glob("*.html")}
-    assert {"optimization_history.html", "slice.html", "parallel_coordinate.html"} <= plots
+    written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"best.json", "trials.csv", "plots.html"} | IMAGES <= written
+    assert sorted(best["files"]) == sorted(written)  # the files written, best.json included
     assert f"study {sweep.name!r}: " in result.stdout
+    assert f"({', '.join(best['files'])})" in result.stdout
+    for name in IMAGES:  # real PNG images with something drawn
+        data = (folder / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    # One page that renders offline: plotly.js inline once, no script fetched from anywhere.
+    page = (folder / "plots.html").read_text()
+    assert not re.findall(r"<script[^>]*\bsrc\s*=", page, re.IGNORECASE)
+    assert page.count("plotly.js v") == 1 and len(page) > 3_000_000
+    for name in best["files"]:
+        if name.endswith(".png"):
+            assert f'id="{name[:-4]}"' in page, name  # each plot's interactive figure too
     parent = sweep.s.runs(sweep.name).parents[0]
     logged = set(sweep.runs.artifacts(parent.info.run_id, "report"))
-    assert {f"report/{p}" for p in plots} | {"report/best.json", "report/trials.csv"} <= logged
+    assert {f"report/{name.split('/')[0]}" for name in written} <= logged
     # Logged again by this command (not only by the sweep before it).
     artifacts = Path(urlparse(parent.info.artifact_uri).path) / "report"
     assert (artifacts / "best.json").stat().st_mtime >= start - 1
     assert json.loads((artifacts / "best.json").read_text()) == best
+    assert (artifacts / "slice.png").read_bytes() == (folder / "slice.png").read_bytes()
 
 
 def test_best_command_reruns_the_best_trial_exactly(sweep, tmp_path) -> None:
@@ -237,3 +257,35 @@ def test_compare_view_defaults_are_the_searched_keys_and_a_validation_score(swee
     shared = [m.key for m in children[0].data._metric_objs
               if all(m.key in r.data.metrics for r in children)]
     assert shared[0] == "val_accuracy" and "objective" in shared
+
+
+def test_mlflow_ui_shows_the_runs_table_and_the_comparison(sweep, tmp_path) -> None:
+    """The browser check (``scripts/mlflow_screenshots.py``): the MLflow UI on this sweep's
+    store, in headless Chromium, shows its runs, compares its trial runs and draws the report's
+    plots.html."""
+    check = subprocess.run([sys.executable, str(SCREENSHOTS), "--check"], capture_output=True,
+                           text=True, env=env())
+    if check.returncode == 3:
+        pytest.skip(check.stderr.strip())
+    out = tmp_path / "shots"
+    done = subprocess.run([sys.executable, str(SCREENSHOTS), "--tracking-uri", sweep.s.uri,
+                           "--experiment", sweep.name, "--out", str(out), "--compare", "3"],
+                          capture_output=True, text=True, env=env(), timeout=420)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, width in (("runs", 1600), ("compare", 1600), ("report", 1600)):
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000, name
+        assert struct.unpack(">II", data[16:24])[0] == width, name
+    pages = {p["name"]: p for p in json.loads((out / "pages.json").read_text())}
+    trials = sorted(r.info.run_name for r in sweep.runs.children)
+    runs = pages["runs"]["text"]
+    assert sweep.name in runs and "sweep-" in runs  # the experiment and its parent run ...
+    assert all(name in runs for name in trials)  # ... expanded: every trial run
+    compare = pages["compare"]["text"]
+    assert "Comparing 3 Runs" in compare
+    assert all(name in compare for name in trials[:3]) and trials[3] not in compare
+    assert "val_accuracy" in compare and "flip_ratio" in compare  # a metric and a param
+    # The report's plots.html in MLflow's artifact viewer: its plotly figures drawn (offline).
+    report = pages["report"]
+    assert "report/plots.html" in report["text"] and "Optimization history" in report["text"]
+    assert report["plotly"] >= 3, report["plotly"]
