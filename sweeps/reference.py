@@ -88,7 +88,6 @@ def allowed_values(root: Any, path: list[str], tp: Any) -> str:
     ``expected ...`` its ``errors()`` report for the :data:`PROBES` of that type."""
     base, optional = _base_type(tp)
     words = _WORDS.get(base, "a list" if base is list else getattr(base, "__name__", str(base)))
-    key = ".".join(path)
     found: list[str] = []
     for probe in PROBES.get(base, []):
         config = copy.deepcopy(root)
