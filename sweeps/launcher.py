@@ -78,6 +78,13 @@ def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
                      tracking_uri=uri, devices=devices, threads=threads)
 
 
+def study_lock(p: SweepPlan) -> Any:
+    """The study's lock (:func:`sweeps.stores.store_lock`): what touches its MLflow parent run
+    -- finding or creating it, the report, closing orphan runs, ending it -- runs under it, so
+    that launchers on several machines do it one at a time."""
+    return store_lock(p.storage_url, f"parent-run:{p.name}")
+
+
 def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, Any],
            group_options: dict[str, dict]) -> int:
     """Run the sweep to ``n_trials`` finished trials; returns the process exit status
@@ -92,7 +99,7 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     parent_run_id = None
     if p.tracking_uri:
         ensure_mlflow_store(p.tracking_uri)
-        with store_lock(p.storage_url, f"parent-run:{p.name}"):  # one run for all launchers
+        with study_lock(p):  # one run for all launchers
             key = study.user_attrs.get(ATTR_SWEEP_KEY) or uuid.uuid4().hex
             study.set_user_attr(ATTR_SWEEP_KEY, key)
             parent_run_id = open_parent_run(
@@ -107,7 +114,7 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     optuna.storages.fail_stale_trials(study)
     fail_dead_trials(study)
     if p.tracking_uri:
-        with store_lock(p.storage_url, f"parent-run:{p.name}"):
+        with study_lock(p):
             close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
 
     n_trials = cfg.study.n_trials
@@ -140,7 +147,7 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
     """Write the report, print the outcome, close the parent run; return the exit status."""
     n_trials = cfg.study.n_trials
     counts = count_trials(study.get_trials(deepcopy=False))
-    with store_lock(p.storage_url, f"parent-run:{p.name}"):  # other machines log there too
+    with study_lock(p):  # other machines log there too
         summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
                                parent_run_id=parent_run_id)
     print(format_best(summary, cfg.study.metric), flush=True)
@@ -172,7 +179,7 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
         print(f"timeout: {counts.finished}/{n_trials} finished; run the same command to "
               "continue", flush=True)
     if parent_run_id is not None and p.tracking_uri:
-        with store_lock(p.storage_url, f"parent-run:{p.name}"):
+        with study_lock(p):
             trials = study.get_trials(deepcopy=False)
             close_orphan_runs(p.tracking_uri, p.name, trials)
             if not count_trials(trials).running:  # else another machine ends it later

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -28,6 +27,7 @@ from mcmc_core.secrets import mask_url
 from sweeps.config import SweepConfig, register_sweep_configs, typed_config
 from sweeps.population import population_errors
 from sweeps.space import SearchSpace
+from sweeps.stores import sqlite_path
 from sweeps.train import fail, override_errors
 
 __all__ = ["main", "prepare"]
@@ -108,15 +108,6 @@ def dry_run(sweep: SweepConfig, resolved: dict[str, Any]) -> None:
           f"{data.n_classes} classes: loads")
 
 
-def _sqlite_file_missing(url: str) -> bool:
-    """Whether ``url`` names an SQLite file that does not exist."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    return (parsed.get_backend_name() == "sqlite" and bool(parsed.database)
-            and parsed.database != ":memory:" and not Path(parsed.database).exists())
-
-
 def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
     """Write the report of an existing study; no trial runs."""
     import optuna
@@ -128,7 +119,8 @@ def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
     p = plan(sweep, resolved)
     missing = [f"study.name={p.name!r} is not in storage {mask_url(p.storage_url)}: run the same "
                "mcmc-sweep command without report=true first"]
-    if _sqlite_file_missing(p.storage_url):  # opening it would create an empty storage
+    path = sqlite_path(p.storage_url)
+    if path is not None and not path.exists():  # opening it would create an empty storage
         fail(missing)
     try:
         study = optuna.load_study(study_name=p.name, storage=p.storage_url)
