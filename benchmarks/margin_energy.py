@@ -31,6 +31,7 @@ from torch import Tensor
 from mcmc_core.data import DataConfig, DatasetNotFoundError, load_dataset
 from mcmc_core.population import Population
 from mcmc_core.population._incremental import ChainCache
+from mcmc_core.schedules import ChainSchedules
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "margin_energy.json"
@@ -95,7 +96,12 @@ def load(mnist: Path):  # type: ignore[no-untyped-def]
 
 
 def run(data, lam: float, kappa: float, seed: int, steps: int, every: int) -> dict:  # type: ignore[no-untyped-def]
-    pop = Population.build(data.train, [256], data.n_classes, seeds=[seed], **SETTINGS)
+    cooling = ChainSchedules.exponential([SETTINGS["temperature"]], SETTINGS["cooling_rate"],
+                                          SETTINGS["min_temperature"])
+    pop = Population.build(data.train, [256], data.n_classes, seeds=[seed],
+                           output_scale=SETTINGS["output_scale"],
+                           temperature=SETTINGS["temperature"],
+                           flip_ratio=SETTINGS["flip_ratio"], schedule=cooling.temperatures)
     pop.cache = MarginCache(pop.cache, lam, kappa)
     rows, seconds = [], 0.0
     for done in range(every, steps + 1, every):

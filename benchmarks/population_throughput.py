@@ -51,6 +51,7 @@ import torch
 from mcmc_core.data import DataConfig, DatasetNotFoundError, Split, load_dataset
 from mcmc_core.functional import flip_count
 from mcmc_core.population import Population
+from mcmc_core.schedules import ChainSchedules
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "population_throughput.json"
@@ -98,8 +99,9 @@ def load_nets(mnist: Path) -> list[Net]:
 def population(net: Net, fr: float, seeds: list[int], device: str,
                **kwargs: object) -> Population:
     k = [TEMPERATURES[s] for s in seeds], [COOLING[s] for s in seeds]
+    cooling = ChainSchedules.exponential(k[0], k[1])
     return Population.build(net.split, net.hidden, 10, seeds, output_scale=OUTPUT_SCALE,
-                            samples=net.samples, temperature=k[0], cooling_rate=k[1],
+                            samples=net.samples, temperature=k[0], schedule=cooling.temperatures,
                             flip_ratio=fr, device=device, **kwargs)  # type: ignore[arg-type]
 
 

@@ -4,15 +4,18 @@ step, per-chain accept/reject through masks).
 
 A single chain is a population of one, run by the same code. It samples what
 :class:`~mcmc_core.optim.SignFlipSampler` samples on a ``FullEnergy`` of a binary MLP (the same
-proposals, acceptance rules and energy, with an exponential temperature schedule built in), but
-from a counter-based random stream per chain instead of a ``torch.Generator``: the same seed gives
-a different, equally distributed trajectory than ``SignFlipSampler``, and the same trajectory
-alone as in any population.
+proposals, acceptance rules and energy; temperatures constant or from every chain's own schedule
+objects, :class:`~mcmc_core.schedules.ChainSchedules`), but from a counter-based random stream
+per chain instead of a ``torch.Generator``: the same seed gives a different, equally distributed
+trajectory than ``SignFlipSampler``, and the same trajectory alone as in any population.
 
-Modules: :mod:`._weights` (stacked weights, export), :mod:`._energy` (energy set and batched
-loss), :mod:`._random` (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of
-steps at a time), :mod:`._incremental` (the cached pre-activations), :mod:`._graphs` (steps
-replayed as CUDA graphs), :mod:`._sampler` (:class:`Population`).
+Modules: :mod:`._population` (:class:`Population`: chains, hyperparameters, results),
+:mod:`._stepping` (its batched step), :mod:`._state` (its state dict), :mod:`._weights` (stacked
+weights, export), :mod:`._random` (per-chain streams), :mod:`._proposal` (flips and acceptance,
+a block of steps at a time), :mod:`._incremental` (:class:`ChainCache`, the cached
+pre-activations: the energy's incremental kernel) with :mod:`._last_layer`, :mod:`._commit` and
+:mod:`._workspace`, :mod:`._graphs` (steps replayed as CUDA graphs). The energy set and the
+batched loss are in :mod:`mcmc_core.energy`.
 
 Example:
     >>> from mcmc_core.data import DataConfig, load_dataset
@@ -24,7 +27,7 @@ Example:
     torch.Size([2])
 """
 
-from mcmc_core.population._energy import EnergySet, cross_entropy_t, evaluate_stacked
+from mcmc_core.energy import EnergySet, cross_entropy_t, evaluate_stacked
 from mcmc_core.population._incremental import ChainCache
 from mcmc_core.population._proposal import (
     LayerFlips,
@@ -35,7 +38,7 @@ from mcmc_core.population._proposal import (
     layer_schedule,
 )
 from mcmc_core.population._random import ChainRandom, mix64
-from mcmc_core.population._sampler import PROPOSALS, Population
+from mcmc_core.population._population import PROPOSALS, Population
 from mcmc_core.population._weights import StackedMLP
 
 __all__ = [

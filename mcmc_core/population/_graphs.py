@@ -26,7 +26,7 @@ from torch import Tensor
 from mcmc_core.population._proposal import ProposalBlock
 
 if TYPE_CHECKING:
-    from mcmc_core.population._sampler import Population
+    from mcmc_core.population._population import Population
 
 __all__ = ["StepGraphs"]
 

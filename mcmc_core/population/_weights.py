@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mcmc_core.energy import _device_of
+from mcmc_core.energy import device_of, needs_shift
 from mcmc_core.layers import BinaryLayer, BinaryLinear, sign
 from mcmc_core.models import ModelConfig, build_model
 
@@ -95,7 +95,7 @@ class StackedMLP:
             ours = stacked.logits_t(sign(probe.flatten(1)).t().to(device))
             for k, model in enumerate(models):
                 training = model.training
-                theirs = model.eval()(probe.to(_device_of(model)))
+                theirs = model.eval()(probe.to(device_of(model)))
                 model.train(training)
                 if not torch.equal(theirs.t().to(ours.device), ours[k]):
                     raise ValueError(f"models[{k}] does not compute a plain binary MLP "
@@ -141,6 +141,11 @@ class StackedMLP:
             if i < len(self.weights) - 1:
                 act = sign(pres[-1])
         return pres
+
+    def needs_shift(self) -> bool:
+        """Whether logits can exceed about 80 in size (``|Z| <= fan_in``): then ``exp`` needs
+        the max subtracted (:func:`~mcmc_core.energy.needs_shift`)."""
+        return needs_shift(self.scale * self.weights[-1].shape[2])
 
     def logits_t(self, a0_t: Tensor) -> Tensor:
         """Logits ``[K, classes, N]`` of every chain for ±1 inputs ``a0_t`` (``[in_0, N]``)."""

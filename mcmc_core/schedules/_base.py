@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import Any
 from typing import Protocol
+
+import torch
+from torch import Tensor
 
 UNITS = ("steps", "epochs")
 
@@ -81,6 +85,25 @@ class BaseSchedule(abc.ABC):
         """Every group's (floored) value after ``t`` units; the schedule itself is unchanged."""
         return [max(self.min_value, float(self._get_closed_form_value(base, t)))
                 for base in self.base_values]
+
+    @classmethod
+    def values_t(cls, schedules: Sequence[BaseSchedule], t: Tensor) -> Tensor:
+        """The values of ``schedules`` (of this class, one param group each) after ``t`` units
+        (int64 ``[L]``): float64 ``[len(schedules), L]``, equal to :meth:`value_at`'s. This
+        evaluates :meth:`value_at` once per distinct unit; schedules whose closed form is plain
+        arithmetic compute it as tensors instead (the batched kernel reads every chain's
+        temperatures a block of steps ahead)."""
+        units, inverse = torch.unique(t, return_inverse=True)
+        rows = [[s.value_at(u)[0] for u in units.tolist()] for s in schedules]
+        return torch.tensor(rows, dtype=torch.float64)[:, inverse]
+
+    @staticmethod
+    def _columns(schedules: Sequence[BaseSchedule], *names: str) -> list[Tensor]:
+        """Each attribute in ``names`` (``base`` for the base value) of every schedule, as a
+        float64 ``[len(schedules), 1]`` column."""
+        return [torch.tensor([s.base_values[0] if n == "base" else getattr(s, n)
+                              for s in schedules], dtype=torch.float64).unsqueeze(1)
+                for n in names]
 
     def _apply(self) -> None:
         """Write value(``last_epoch``) into every group and cache it."""

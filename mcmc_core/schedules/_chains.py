@@ -64,6 +64,22 @@ class ChainSchedules:
                 horizon = epochs * steps_per_epoch if cfg.unit == "steps" else epochs
                 made.append(build_schedule(cfg, groups, key=key, horizon=horizon))
 
+    @classmethod
+    def exponential(cls, temperatures: Sequence[float], cooling_rate: float | Sequence[float],
+                    min_temperature: float | Sequence[float] = 0.0) -> ChainSchedules:
+        """Every chain cooled per step, ``max(min_temperature_k, T_k * cooling_rate_k ** t)``
+        (one value for all chains or one per chain), e.g. for a population:
+        ``Population(..., schedule=ChainSchedules.exponential(ts, 0.999).temperatures)``."""
+        k = len(temperatures)
+        rates = [cooling_rate] * k if isinstance(cooling_rate, (int, float)) else cooling_rate
+        floors = ([min_temperature] * k if isinstance(min_temperature, (int, float))
+                  else min_temperature)
+        configs = [TemperatureScheduleConfig(name="exponential", cooling_rate=float(r),
+                                             min_temperature=float(m))
+                   for r, m in zip(rates, floors, strict=True)]
+        return cls(temperatures, [1.0] * k, configs, FlipRatioScheduleConfig(), epochs=1,
+                   steps_per_epoch=1)
+
     def __len__(self) -> int:
         return len(self.temperature)
 
@@ -75,9 +91,22 @@ class ChainSchedules:
 
     def temperatures(self, start: int, length: int) -> Tensor:
         """Every chain's temperature at steps ``start .. start + length - 1``: float64
-        ``[K, length]`` (what :class:`~mcmc_core.population.Population` takes as ``schedule``)."""
-        rows = [[self._at(s, t) for t in range(start, start + length)] for s in self.temperature]
-        return torch.tensor(rows, dtype=torch.float64)
+        ``[K, length]`` (what :class:`~mcmc_core.population.Population` takes as ``schedule``),
+        equal to each schedule's :meth:`~BaseSchedule.value_at`; the chains of one kind of
+        schedule are computed together (:meth:`~BaseSchedule.values_t`)."""
+        steps = torch.arange(start, start + length)
+        kinds: dict[tuple[type, str], list[int]] = {}
+        for i, s in enumerate(self.temperature):
+            kinds.setdefault((type(s), s.unit), []).append(i)
+        if len(kinds) == 1:  # one kind of schedule (a sweep's usual case): no scatter
+            (kind, unit), = kinds
+            units = steps if unit == "steps" else steps // self.steps_per_epoch
+            return kind.values_t(self.temperature, units)
+        out = torch.empty(len(self), length, dtype=torch.float64)
+        for (kind, unit), rows in kinds.items():
+            units = steps if unit == "steps" else steps // self.steps_per_epoch
+            out[torch.tensor(rows)] = kind.values_t([self.temperature[i] for i in rows], units)
+        return out
 
     def flip_ratios(self, step: int) -> list[float]:
         """Every chain's flip ratio at ``step``."""

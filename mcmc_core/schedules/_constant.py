@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
 from mcmc_core.schedules._base import BaseSchedule
 
 
@@ -27,3 +32,8 @@ class ConstantSchedule(BaseSchedule):
 
     def _get_closed_form_value(self, base: float, t: int) -> float:
         return base
+
+    @classmethod
+    def values_t(cls, schedules: Sequence[BaseSchedule], t: Tensor) -> Tensor:
+        base, floor = cls._columns(schedules, "base", "min_value")
+        return torch.maximum(floor, base).expand(-1, t.shape[0]).clone()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from mcmc_core.schedules._base import BaseSchedule
 from mcmc_core.schedules._base import SamplerLike
+from mcmc_core.schedules._power import power, power_t
 
 
 class ExponentialSchedule(BaseSchedule):
@@ -34,4 +39,9 @@ class ExponentialSchedule(BaseSchedule):
         super().__init__(sampler, **base_kwargs)
 
     def _get_closed_form_value(self, base: float, t: int) -> float:
-        return base * self.cooling_rate**t
+        return base * power(self.cooling_rate, t)
+
+    @classmethod
+    def values_t(cls, schedules: Sequence[BaseSchedule], t: Tensor) -> Tensor:
+        base, rate, floor = cls._columns(schedules, "base", "cooling_rate", "min_value")
+        return torch.maximum(floor, base * power_t(rate, t))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from mcmc_core.schedules._base import BaseSchedule
 from mcmc_core.schedules._base import SamplerLike
@@ -37,3 +41,9 @@ class LinearSchedule(BaseSchedule):
 
     def _get_closed_form_value(self, base: float, t: int) -> float:
         return base + (self.min_value - base) * min(t, self.total) / self.total
+
+    @classmethod
+    def values_t(cls, schedules: Sequence[BaseSchedule], t: Tensor) -> Tensor:
+        base, floor, total = cls._columns(schedules, "base", "min_value", "total")
+        done = torch.minimum(t.to(torch.float64).unsqueeze(0), total)
+        return torch.maximum(floor, base + (floor - base) * done / total)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from mcmc_core.schedules._base import BaseSchedule
 from mcmc_core.schedules._base import SamplerLike
+from mcmc_core.schedules._power import power, power_t
 
 
 class StepSchedule(BaseSchedule):
@@ -41,4 +46,12 @@ class StepSchedule(BaseSchedule):
         super().__init__(sampler, **base_kwargs)
 
     def _get_closed_form_value(self, base: float, t: int) -> float:
-        return base * self.gamma ** (t // self.step_size)
+        return base * power(self.gamma, t // self.step_size)
+
+    @classmethod
+    def values_t(cls, schedules: Sequence[BaseSchedule], t: Tensor) -> Tensor:
+        sizes = {s.step_size for s in schedules}  # type: ignore[attr-defined]
+        if len(sizes) != 1:  # one exponent row per step size
+            return super().values_t(schedules, t)
+        base, gamma, floor = cls._columns(schedules, "base", "gamma", "min_value")
+        return torch.maximum(floor, base * power_t(gamma, t // sizes.pop()))

@@ -22,6 +22,7 @@ from mcmc_core.population import (
     distinct_indices,
 )
 from mcmc_core.population._random import ChainRandom, slot, slot_offsets, step_offsets
+from mcmc_core.schedules import ChainSchedules
 
 
 def _population(data: DataSplits, hidden: list[int], k: int = 4, **kwargs: Any) -> Population:
@@ -154,8 +155,8 @@ def test_cold_chain_never_goes_uphill_and_hot_chain_accepts_more(synthetic: Data
 
 
 def test_temperatures_follow_each_chains_exponential_schedule(synthetic: DataSplits) -> None:
-    pop = _population(synthetic, [], k=3, temperature=[1.0, 0.5, 2.0],
-                      cooling_rate=[0.5, 1.0, 0.9], min_temperature=[0.1, 0.0, 0.0])
+    cooling = ChainSchedules.exponential([1.0, 0.5, 2.0], [0.5, 1.0, 0.9], [0.1, 0.0, 0.0])
+    pop = _population(synthetic, [], k=3, schedule=cooling.temperatures)
     expected = [[max(0.1, 0.5**t), 0.5, 2.0 * 0.9**t] for t in range(6)]
     for t in range(6):
         expect = torch.tensor(expected[t], dtype=torch.float64)
@@ -223,7 +224,8 @@ def test_same_seeds_give_identical_weights(synthetic: DataSplits) -> None:
 
 @pytest.mark.parametrize("proposal", ["layer", "all"])
 def test_state_dict_resumes_bit_identically(synthetic: DataSplits, proposal: str) -> None:
-    kwargs = dict(proposal=proposal, cooling_rate=0.99, flip_ratio=[0.05, 0.1, 0.02, 0.3])
+    kwargs = dict(proposal=proposal, flip_ratio=[0.05, 0.1, 0.02, 0.3],
+                  schedule=ChainSchedules.exponential([1e-2] * 4, 0.99).temperatures)
     straight = _population(synthetic, [8], **kwargs)
     straight.run(130)
     first = _population(synthetic, [8], **kwargs)
@@ -341,7 +343,7 @@ def test_invalid_hyperparameters_raise(synthetic: DataSplits) -> None:
     with pytest.raises(ValueError, match="temperature"):
         _population(synthetic, [], temperature=-1.0)
     with pytest.raises(ValueError, match="one per chain"):
-        _population(synthetic, [], cooling_rate=[0.9, 0.9])
+        _population(synthetic, [], temperature=[0.9, 0.9])
     with pytest.raises(ValueError, match="acceptance"):
         _population(synthetic, [], acceptance="glauber")
 
@@ -350,8 +352,9 @@ def test_invalid_hyperparameters_raise(synthetic: DataSplits) -> None:
 def test_population_learns_digits() -> None:
     data = load_dataset(DataConfig(name="digits"))
     pop = Population.build(data.train, [32], data.n_classes, seeds=range(4), output_scale=4.0,
-                           temperature=[1e-3, 3e-4, 1e-3, 3e-4], cooling_rate=0.999,
-                           min_temperature=1e-5, flip_ratio=[2e-3, 2e-3, 5e-3, 5e-3])
+                           schedule=ChainSchedules.exponential([1e-3, 3e-4, 1e-3, 3e-4],
+                                                               0.999, 1e-5).temperatures,
+                           temperature=0.0, flip_ratio=[2e-3, 2e-3, 5e-3, 5e-3])
     start = pop.energies.clone()
     pop.run(2500)
     loss, accuracy = pop.evaluate(data.test)

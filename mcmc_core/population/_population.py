@@ -10,22 +10,17 @@ from torch import Tensor, nn
 
 from mcmc_core import functional as F
 from mcmc_core.data import Split
-from mcmc_core.population._energy import EnergySet, evaluate_stacked
+from mcmc_core.energy import EnergySet, evaluate_stacked
 from mcmc_core.population._graphs import StepGraphs
 from mcmc_core.population._incremental import ChainCache
-from mcmc_core.population._proposal import LayerFlips, ProposalBlock, layer_schedule
 from mcmc_core.population._random import MAX_PURPOSE, ChainRandom
+from mcmc_core.population._state import HYPERPARAMETERS, PopulationState
+from mcmc_core.population._stepping import BatchedStepper
 from mcmc_core.population._weights import StackedMLP
 
 __all__ = ["PROPOSALS", "Population"]
 
 PROPOSALS = ("layer", "all")
-_CHUNK_BYTES = 24 << 20  # measured on a 2-core Xeon (2 MB L2 per core): see benchmarks/README
-_HYPER = ("temperature", "cooling_rate", "min_temperature", "flip_ratio")
-# Steps of one set of flip counts below which the next set runs as many steps before its CUDA
-# graphs are captured. Measured once, ad hoc, on an H100 (digits, K=32): a change of counts cost
-# ~17 ms with graphs (two captures), about 30 steps' gain.
-_GRAPH_MIN_STEPS = 64
 
 
 def _per_chain(value: float | Sequence[float] | Tensor, k: int, name: str,
@@ -38,19 +33,18 @@ def _per_chain(value: float | Sequence[float] | Tensor, k: int, name: str,
     return t.clone().to(device)
 
 
-class Population:
+class Population(BatchedStepper, PopulationState):
     """``K`` sign-flip MCMC chains on binary MLPs of one architecture, stepped together.
 
     Chain ``k`` is the sampler of :class:`~mcmc_core.optim.SignFlipSampler` on a fixed energy
-    set (mean cross-entropy, cached), with its own temperature, cooling rate, temperature floor,
-    flip ratio and seed. A :meth:`step` proposes for every chain a candidate that flips
+    set (mean cross-entropy, cached), with its own temperature, flip ratio and seed. A :meth:`step` proposes for every chain a candidate that flips
     ``flip_count(flip_ratio_k, n_l)`` distinct weights of layer ``l`` (``proposal="layer"``)
     or of every layer (``proposal="all"``), evaluates all candidates at once from the flips
     alone (:class:`~mcmc_core.population.ChainCache`: one batched update per layer, no full
     forward), and accepts or rejects each with the Metropolis rule ``min(1, exp(-dE / (k T)))``
-    or the Barker rule ``1 / (1 + exp(dE / (k T)))``, chain by chain through masks. At step
-    ``t`` (from 0) chain ``k``'s temperature is
-    ``max(min_temperature_k, temperature_k * cooling_rate_k ** t)``.
+    or the Barker rule ``1 / (1 + exp(dE / (k T)))``, chain by chain through masks. No
+    schedule is built in: temperatures are constant unless ``schedule`` gives them (every
+    chain's schedule objects, :class:`~mcmc_core.schedules.ChainSchedules`).
 
     With ``proposal="layer"`` every chain flips the same layer at a given step: a uniform
     pseudo-random function of the step and ``layer_seed`` (not of any chain), so that a step
@@ -75,11 +69,10 @@ class Population:
     Args:
         net: the chains' start weights (updated in place).
         energy_set: the fixed set the energy is measured on.
-        temperature: initial temperature ``T_k >= 0``, one value or one per chain (0 is greedy).
+        temperature: temperature ``T_k >= 0``, one value or one per chain (0 is greedy), used
+            when no ``schedule`` is given.
         flip_ratio: fraction of a layer's weights flipped per proposal, in (0, 1]; at least
             one weight is flipped (default: 0.01).
-        cooling_rate: factor applied to the temperature every step, in (0, 1] (default: 1.0).
-        min_temperature: the temperature's floor, >= 0 (default: 0.0).
         seeds: one integer per chain, the key of its random stream (default: ``0 .. K-1``).
         acceptance: ``"metropolis"`` or ``"barker"`` (default: ``"metropolis"``).
         proposal: ``"layer"`` or ``"all"`` (default: ``"layer"``).
@@ -90,12 +83,12 @@ class Population:
         chunk: chains per batched operation; None picks, on the CPU, as many as keep a step's
             work buffers in cache (all 32 on the digits MLP, 1 on MNIST 784-100 with 157 flips),
             elsewhere all chains. Results do not depend on it (default: None).
-        schedule: another temperature schedule than the exponential one: a function of
-            ``(start, length)`` giving every chain's temperature at steps ``start .. start +
-            length - 1``, float64 ``[K, length]`` (e.g. a trainer's schedule objects). It
-            replaces ``temperature``, ``cooling_rate`` and ``min_temperature``; its rows are
-            the current chains, so its owner keeps them in step with :meth:`keep` (e.g.
-            :class:`~mcmc_core.schedules.ChainSchedules`) (default: None).
+        schedule: the temperature schedule: a function of ``(start, length)`` giving every
+            chain's temperature at steps ``start .. start + length - 1``, float64 ``[K,
+            length]`` (:meth:`ChainSchedules.temperatures
+            <mcmc_core.schedules.ChainSchedules.temperatures>`). Its rows are the current
+            chains: its owner keeps them in step with :meth:`keep` (default: None, every chain
+            at its constant ``temperature``).
         sync_free: step without any host synchronisation between the draws of two blocks
             (masked cache writes, see :meth:`ChainCache.commit`); None: on every device but
             the CPU. Results do not depend on it (default: None).
@@ -105,15 +98,13 @@ class Population:
             after 64 eager steps where the counts before lasted fewer. None: wherever those
             hold. Results do not depend on it (default: None).
 
-    The four per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
+    The two per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
     one per chain) validates it and takes effect at the next step.
     """
 
     def __init__(self, net: StackedMLP, energy_set: EnergySet, *,
                  temperature: float | Sequence[float] | Tensor,
                  flip_ratio: float | Sequence[float] | Tensor = 0.01,
-                 cooling_rate: float | Sequence[float] | Tensor = 1.0,
-                 min_temperature: float | Sequence[float] | Tensor = 0.0,
                  seeds: Sequence[int] | Tensor | None = None, acceptance: str = "metropolis",
                  proposal: str = "layer", boltzmann: float = 1.0, layer_seed: int = 0,
                  ids: Sequence[Any] | None = None, chunk: int | None = None,
@@ -140,7 +131,7 @@ class Population:
                              f"chains, but got device={device.type!r}, "
                              f"sync_free={self.cache.sync_free}, {chunk=} for {k} chains.")
         self.graphs = can_graph if graphs is None else bool(graphs)
-        for name, value in zip(_HYPER, (temperature, cooling_rate, min_temperature, flip_ratio)):
+        for name, value in zip(HYPERPARAMETERS, (temperature, flip_ratio)):
             setattr(self, f"_{name}", _per_chain(value, k, name, device))
         self._check_hyper()
         seeds = torch.arange(k) if seeds is None else torch.as_tensor(
@@ -176,11 +167,8 @@ class Population:
 
     def _check_hyper(self) -> None:
         t, fr = self._temperature, self._flip_ratio
-        rate, floor = self._cooling_rate, self._min_temperature
         checks = {"temperature": (t >= 0, ">= 0"),
-                  "flip_ratio": ((fr > 0) & (fr <= 1), "in (0, 1]"),
-                  "cooling_rate": ((rate > 0) & (rate <= 1), "in (0, 1]"),
-                  "min_temperature": (floor >= 0, ">= 0")}
+                  "flip_ratio": ((fr > 0) & (fr <= 1), "in (0, 1]")}
         for name, (ok, what) in checks.items():
             if not bool(ok.all()):
                 bad = getattr(self, f"_{name}").tolist()
@@ -198,56 +186,10 @@ class Population:
 
     temperature = property(lambda self: self._temperature,
                            lambda self, v: self._set_hyper("temperature", v),
-                           doc="Initial temperature of every chain, float64 ``[K]``.")
-    cooling_rate = property(lambda self: self._cooling_rate,
-                            lambda self, v: self._set_hyper("cooling_rate", v),
-                            doc="Per-step cooling factor of every chain, float64 ``[K]``.")
-    min_temperature = property(lambda self: self._min_temperature,
-                               lambda self, v: self._set_hyper("min_temperature", v),
-                               doc="Temperature floor of every chain, float64 ``[K]``.")
+                           doc="Every chain's temperature without a ``schedule``, float64 ``[K]``.")
     flip_ratio = property(lambda self: self._flip_ratio,
                           lambda self, v: self._set_hyper("flip_ratio", v),
                           doc="Flip ratio of every chain, float64 ``[K]``.")
-
-    def _layout(self) -> None:
-        """Flip counts per chain and layer; forget the drawn block. Where the counts changed,
-        steps are captured anew (:class:`StepGraphs`, at the next step), unless the counts
-        before lasted fewer than ``_GRAPH_MIN_STEPS`` steps: then the new ones run that many
-        steps eagerly first (e.g. under a per-step flip-ratio schedule), since a capture costs
-        more than it saves over a few steps."""
-        numels = [w[0].numel() for w in self.net.weights]
-        counts = [[F.flip_count(fr, n) for n in numels] for fr in self.flip_ratio.tolist()]
-        if counts != self._counts:
-            short = bool(self._counts) and self._steps_with_counts < _GRAPH_MIN_STEPS
-            self._graphs_after = _GRAPH_MIN_STEPS if short else 0
-            self._counts, self._steps_with_counts = counts, 0
-            self._step_graphs = None
-        self._block: ProposalBlock | None = None
-        if not self.graphs:
-            self._step_graphs = None
-
-    def _next_block(self) -> ProposalBlock:
-        numels = [w[0].numel() for w in self.net.weights]
-        length = ProposalBlock.block_length(len(self), self._counts, numels)
-        layers = None
-        if self.proposal == "layer":
-            layers = layer_schedule(self.layer_seed, self.n_steps, length, len(numels))
-        return ProposalBlock(self.random, self.n_steps, length, layers, self._counts,
-                             [tuple(w.shape[1:]) for w in self.net.weights],
-                             self._temperatures(self.n_steps, length) * self.boltzmann,
-                             self.acceptance)
-
-    def _temperatures(self, start: int, length: int) -> Tensor:
-        """Every chain's temperature at steps ``start .. start + length - 1``: ``[K, length]``."""
-        if self.schedule is not None:
-            values = torch.as_tensor(self.schedule(start, length), dtype=torch.float64)
-            if values.shape != (len(self), length) or not bool((values >= 0).all()):
-                raise ValueError(f"schedule({start}, {length}) must give temperatures >= 0 "
-                                 f"shaped ({len(self)}, {length}), but got {values}.")
-            return values.to(self.net.device)
-        t = torch.arange(start, start + length, dtype=torch.float64, device=self.net.device)
-        return torch.maximum(self.min_temperature.unsqueeze(1),
-                             self.temperature.unsqueeze(1) * self.cooling_rate.unsqueeze(1).pow(t))
 
     # ----------------------------------------------------------------------------- state
     def __len__(self) -> int:
@@ -295,57 +237,6 @@ class Population:
         self._step()
         return self.cache.energies.clone()
 
-    @torch.no_grad()
-    def _step(self) -> None:
-        block = self._block
-        if block is None or self.n_steps >= block.start + block.length:
-            block = self._block = self._next_block()
-        b = self.n_steps - block.start
-        graphs = self._step_graphs
-        if graphs is None and self.graphs and self._steps_with_counts >= self._graphs_after:
-            graphs = self._step_graphs = StepGraphs(self)
-        if graphs is None or not graphs.step(block, b):
-            flips, threshold, tie = block.flips(b), block.threshold_at(b), block.tie_at(b)
-            k, chunk = len(self), self._chunk_size()
-            for start in range(0, k, chunk):
-                part = slice(start, min(k, start + chunk))
-                part_flips = flips if chunk >= k else {
-                    i: LayerFlips(*(None if t is None else t[part] for t in (
-                        f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
-                    for i, f in flips.items()}
-                self._advance(part_flips, part, threshold[part],
-                              None if tie is None else tie[part])
-        self.n_steps += 1
-        self._steps_with_counts += 1
-
-    def _advance(self, flips: dict[int, LayerFlips], part: slice, threshold: Tensor,
-                 tie: Tensor | None) -> None:
-        """Propose ``flips`` to the chains ``part`` and accept or reject each: a move is
-        accepted iff ``dE < threshold``, or ``dE <= 0`` (Metropolis, ``tie`` None), or ``dE == 0
-        and tie`` (Barker)."""
-        delta = self.cache.propose(flips, part) - self.cache.energies[part]
-        accepted = delta < threshold
-        if tie is None:  # Metropolis: downhill and level moves are always accepted
-            accepted |= delta <= 0
-        else:  # Barker: a level move with probability 1/2
-            accepted |= (delta == 0) & tie
-        self.cache.commit(accepted)
-        self.n_accepted[part] += accepted
-
-    def _chunk_size(self) -> int:
-        """Chains per batched operation: ``chunk``, or by default as many as keep a step's
-        work buffers near ``_CHUNK_BYTES`` (about ``4 N (5 M + 4 classes)`` bytes per chain for
-        ``M`` flips per layer): beyond the caches, batching more chains only adds memory
-        traffic."""
-        if self.chunk is not None:
-            return max(1, self.chunk)
-        if self.net.device.type != "cpu":  # no cache to fit: one launch per operation is best
-            return len(self)
-        n = self.energy_set.inputs_t.shape[1]
-        flips = max(max(c) for c in self._counts)
-        per_chain = 4 * n * (5 * flips + 4 * self.net.n_classes)
-        return max(1, min(len(self), _CHUNK_BYTES // per_chain))
-
     def run(self, n_steps: int) -> Tensor:
         """Take ``n_steps`` steps; returns the energies after the last (float64 ``[K]``)."""
         for _ in range(n_steps):
@@ -374,7 +265,7 @@ class Population:
         index = index.to(self.net.device)
         self.cache.keep(index)
         self.random.keep(index)
-        for name in _HYPER:
+        for name in HYPERPARAMETERS:
             setattr(self, f"_{name}", getattr(self, f"_{name}")[index])
         self.n_accepted = self.n_accepted[index]
         self.ids = [self.ids[i] for i in index_list]
@@ -411,63 +302,3 @@ class Population:
         """Energies recomputed by a full forward pass of every chain (ignores the caches)."""
         return self.energy_set.energies(self.net.preactivations(self.energy_set.inputs_t)[-1],
                                         self.net)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Weights, step count, per-chain hyperparameters, random-stream state (the seeds: a
-        chain's stream is a function of its seed and the step), acceptance counts, energies
-        and ids. The energy set is not included."""
-        return {"weights": [w.clone() for w in self.net.weights],
-                "output_scale": self.net.output_scale, "n_steps": self.n_steps,
-                "seeds": self.random.seeds.clone(), "n_accepted": self.n_accepted.clone(),
-                "energies": self.cache.energies.clone(), "ids": list(self.ids),
-                "acceptance": self.acceptance, "proposal": self.proposal,
-                "boltzmann": self.boltzmann, "layer_seed": self.layer_seed,
-                **{name: getattr(self, name).clone() for name in _HYPER}}
-
-    def chain_state(self, k: int) -> dict[str, Any]:
-        """The :meth:`state_dict` of chain ``k`` alone: what a population of one that took the
-        same steps would save (a trial's checkpoint, whatever population it ran in)."""
-        state = self.state_dict()
-        one = {key: (value[k:k + 1].clone() if isinstance(value, Tensor) else value)
-               for key, value in state.items()}
-        one["weights"] = [w[k:k + 1].clone() for w in state["weights"]]
-        one["ids"] = [state["ids"][k]]
-        return one
-
-    def resume_at(self, n_steps: int, n_accepted: Sequence[int]) -> None:
-        """Continue chains whose weights were loaded from a run that took ``n_steps`` steps
-        with ``n_accepted`` acceptances each: the next step is that run's next step (its
-        draws, layer and temperatures), so the chains go on bit-identically."""
-        if len(n_accepted) != len(self):
-            raise ValueError(f"n_accepted must have one entry per chain ({len(self)}), but got "
-                             f"{len(n_accepted)}.")
-        self.n_steps = int(n_steps)
-        self.n_accepted = torch.tensor([int(a) for a in n_accepted], dtype=torch.int64,
-                                       device=self.net.device)
-        self._layout()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (its number of chains may differ from the current one);
-        the caches are rebuilt from the weights, so the next step is the one the saved
-        population would have taken. Energies of None are recomputed from the weights."""
-        shapes = [tuple(w.shape[1:]) for w in self.net.weights]
-        saved = [tuple(w.shape[1:]) for w in state["weights"]]
-        if saved != shapes or state["output_scale"] != self.net.output_scale:
-            raise ValueError(f"the state is of another architecture: layers {saved}, "
-                             f"output_scale {state['output_scale']}; this population has "
-                             f"{shapes}, {self.net.output_scale}.")
-        device = self.net.device
-        self.net.weights = [w.to(device, torch.float32).clone() for w in state["weights"]]
-        self.acceptance, self.proposal = state["acceptance"], state["proposal"]
-        self.boltzmann = float(state["boltzmann"])
-        self.layer_seed = int(state["layer_seed"])
-        for name in _HYPER:
-            setattr(self, f"_{name}", state[name].to(device, torch.float64).clone())
-        self.random = ChainRandom(state["seeds"], device)
-        self.n_steps = int(state["n_steps"])
-        self.n_accepted = state["n_accepted"].to(device).clone()
-        self.ids = list(state["ids"])
-        self.cache.rebuild()
-        if state["energies"] is not None:
-            self.cache.energies = state["energies"].to(device, torch.float64).clone()
-        self._layout()

@@ -1,4 +1,5 @@
-"""Energy evaluation: the loss a sampler minimises, measured with forward passes only.
+"""Energy targets of a model: closures that measure the loss a sampler minimises with forward
+passes only (the fixed full-split target, the original's mini-batches).
 
 The model runs in eval mode under ``torch.no_grad()``: no dropout noise, and BatchNorm uses (and
 never updates) its running statistics, so a rejected candidate leaves no trace.
@@ -14,68 +15,12 @@ import torch
 from torch import nn
 
 from mcmc_core.data import Split
+from mcmc_core.energy._loss import cross_entropy_t, is_plain_cross_entropy
+from mcmc_core.energy._subset import fixed_subset
 
-__all__ = ["ENERGIES", "Energy", "FullEnergy", "MinibatchEnergy", "evaluate", "mean_loss"]
+__all__ = ["ENERGIES", "Energy", "FullEnergy", "MinibatchEnergy"]
 
 ENERGIES = ("full", "minibatch")
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    batch_size: int = 4096,
-) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``(inputs, targets)``, in eval mode, in chunks.
-
-    ``criterion`` must average over the batch (``reduction="mean"``, as CrossEntropyLoss does).
-    Inputs are moved chunk by chunk to the model's device.
-    """
-    n = len(targets)
-    if n == 0:
-        return float("nan"), float("nan")
-    device = _device_of(model)
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, n, batch_size):
-        x = inputs[start : start + batch_size].to(device, non_blocking=True)
-        y = targets[start : start + batch_size].to(device, non_blocking=True)
-        out = model(x)
-        loss_sum += float(criterion(out, y)) * len(y)
-        correct += int((out.argmax(dim=1) == y).sum())
-    return loss_sum / n, correct / n
-
-
-@torch.no_grad()
-def mean_loss(
-    model: nn.Module,
-    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    batch_size: int = 8192,
-) -> float:
-    """Mean loss of ``model`` on ``(inputs, targets)`` in eval mode: the energy, nothing more.
-
-    Inputs are expected on the model's device already (the energies keep them there). One chunk
-    when ``len(targets) <= batch_size``, so the first layer sees the same tensor at every call.
-    """
-    model.eval()
-    n = len(targets)
-    if n <= batch_size:
-        return float(criterion(model(inputs), targets))
-    total = 0.0
-    for start in range(0, n, batch_size):
-        y = targets[start : start + batch_size]
-        total += float(criterion(model(inputs[start : start + batch_size]), y)) * len(y)
-    return total / n
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 class Energy:
@@ -135,18 +80,11 @@ class FullEnergy(Energy):
         batch_size: int = 8192,
         device: torch.device | str = "cpu",
     ) -> None:
-        if samples is not None and samples < 1:
-            raise ValueError(f"samples must be >= 1 or None, but got {samples=}.")
         self.criterion, self.batch_size = criterion, batch_size
-        inputs, targets = split.inputs, split.targets
-        if samples is not None and samples < len(targets):
-            g = torch.Generator().manual_seed(seed)
-            keep = torch.randperm(len(targets), generator=g)[:samples]
-            inputs, targets = inputs[keep], targets[keep]
+        inputs, targets = fixed_subset(split, samples, seed)
         # Kept on the device once: the target is read at every step.
         self.inputs, self.targets = inputs.to(device), targets.to(device)
         self._plain_ce = is_plain_cross_entropy(criterion, self.targets)
-        self._targets_row = self.targets.unsqueeze(0)
 
     @torch.no_grad()
     def logits(self, model: nn.Module) -> torch.Tensor:
@@ -170,21 +108,11 @@ class FullEnergy(Energy):
         No autograd (the sampler's hot path): pass logits that do not require grad.
         """
         if self._plain_ce:
-            top = logits_t.amax(0)
-            lse = (logits_t - top).exp_().sum(0).log_().add_(top)
-            return float(lse.sub_(logits_t.gather(0, self._targets_row)[0]).mean())
+            return float(cross_entropy_t(logits_t.unsqueeze(0).clone(), self.targets).mean())
         return float(self.criterion(logits_t.t(), self.targets))
 
     def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
         return [functools.partial(self._full, m) for m in models]
-
-
-def is_plain_cross_entropy(criterion: object, targets: torch.Tensor) -> bool:
-    """``nn.CrossEntropyLoss()`` with defaults, on class-index targets it does not ignore."""
-    return (type(criterion) is nn.CrossEntropyLoss and criterion.weight is None
-            and criterion.reduction == "mean" and criterion.label_smoothing == 0.0
-            and targets.dtype == torch.int64 and targets.dim() == 1
-            and not bool((targets == criterion.ignore_index).any()))
 
 
 class MinibatchEnergy(Energy):

@@ -1,38 +1,23 @@
-"""The energy set of a population and its batched loss: mean cross-entropy per chain."""
+"""The fixed target as the batched kernel sees it (:class:`EnergySet`): the binarized inputs
+transposed, the targets, and the mean cross-entropy of ``K`` chains from their last integer
+pre-activations; :class:`~mcmc_core.population.ChainCache` keeps those up to date (the fast,
+incremental kernel of the energy)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from mcmc_core.data import Split
+from mcmc_core.energy._subset import fixed_subset
 from mcmc_core.layers import sign
-from mcmc_core.population._weights import StackedMLP
 
-__all__ = ["EnergySet", "cross_entropy_t"]
+if TYPE_CHECKING:
+    from mcmc_core.population import StackedMLP
 
-# Without subtracting the max, exp() of logits up to this size neither overflows nor underflows
-# in float32 (exp(80) * classes < 3.4e38 for up to ~6,000 classes; exp(-80) > 1.2e-38).
-_NO_SHIFT_BOUND = 80.0
-
-
-def cross_entropy_t(logits: Tensor, targets: Tensor, *, shift: bool = True) -> Tensor:
-    """Per-sample cross-entropy ``[K, N]`` of logits laid out ``[K, classes, N]``.
-
-    Args:
-        logits: the logits (overwritten: used as scratch space).
-        targets: ``[N]`` int64 class indices.
-        shift: subtract the per-sample max logit before ``exp`` (needed when logits can exceed
-            about 80 in size).
-    """
-    index = targets.view(1, 1, -1).expand(logits.shape[0], 1, -1)
-    picked = logits.gather(1, index).squeeze(1)
-    if shift:
-        top = logits.amax(1, keepdim=True)
-        lse = logits.sub_(top).exp_().sum(1).log_().add_(top.squeeze(1))
-    else:
-        lse = logits.exp_().sum(1).log_()
-    return lse.sub_(picked)
+__all__ = ["EnergySet"]
 
 
 class EnergySet:
@@ -40,7 +25,7 @@ class EnergySet:
 
     The energy of a chain is the mean cross-entropy of its logits over this set: the whole
     ``split``, or a fixed subset of ``samples`` points drawn by a seeded permutation (the same
-    subset :class:`~mcmc_core.energy.FullEnergy` takes for the same ``samples`` and ``seed``).
+    subset :class:`~mcmc_core.energy.FullEnergy` takes: :func:`~mcmc_core.energy.fixed_subset`).
 
     Args:
         split: usually the training split.
@@ -51,12 +36,7 @@ class EnergySet:
 
     def __init__(self, split: Split, *, samples: int | None = None, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
-        if samples is not None and samples < 1:
-            raise ValueError(f"samples must be >= 1 or None, but got {samples=}.")
-        inputs, targets = split.inputs, split.targets
-        if samples is not None and samples < len(targets):
-            keep = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
-            inputs, targets = inputs[keep[:samples]], targets[keep[:samples]]
+        inputs, targets = fixed_subset(split, samples, seed)
         self.input_shape = tuple(inputs.shape[1:])
         #: ``sign(flatten(inputs))`` transposed, ``[features, N]`` (one row per input unit).
         self.inputs_t = sign(inputs.flatten(1).to(device, torch.float32)).t().contiguous()
@@ -65,11 +45,6 @@ class EnergySet:
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
-
-    @staticmethod
-    def needs_shift(net: StackedMLP) -> bool:
-        """Whether logits can exceed about 80 in size (then ``exp`` needs the max subtracted)."""
-        return net.scale * net.weights[-1].shape[2] > _NO_SHIFT_BOUND
 
     def one_hot(self, classes: int, like: Tensor) -> Tensor:
         """``[classes, N]``: 1 at ``(targets[n], n)``, else 0 (float, cached)."""
@@ -105,7 +80,7 @@ class EnergySet:
         ``z_last`` (``[K, classes, N]``, integers) and the last layer's scale ``s``.
 
         ``mean_n(log sum_c exp(s Z[c, n])) - s mean_n(Z[y_n, n])`` (:meth:`log_partition` of
-        ``exp(s Z)`` and :meth:`picked`); with large logits (:meth:`needs_shift`) the per-sample
+        ``exp(s Z)`` and :meth:`picked`); with large logits (``net.needs_shift()``) the per-sample
         max is subtracted before ``exp``. The function of a chain's ``Z`` is the same whatever
         the batch. Without shift, ``scratch`` holds ``exp(s Z)`` afterwards. ``scratch``
         (shaped like ``z_last``), ``lse_out`` and ``lse64_out`` (``[K, N]``, float32 and
@@ -115,34 +90,10 @@ class EnergySet:
         n = z_last.shape[-1]
         picked = self.picked(z_last, net.weights[-1].shape[2])  # |Z| <= fan_in
         logits = torch.mul(z_last, net.scale, out=scratch)
-        if not self.needs_shift(net):
+        if not net.needs_shift():
             return (self.log_partition(logits.exp_(), lse_out, lse64_out)
                     - picked * net.scale) / n
         top = logits.amax(1, keepdim=True)
         lse = torch.sum(logits.sub_(top).exp_(), 1, out=lse_out).log_().add_(top.squeeze(1))
         lse64 = lse.to(torch.float64) if lse64_out is None else lse64_out.copy_(lse)
         return (lse64.sum(1) - picked * net.scale) / n
-
-
-@torch.no_grad()
-def evaluate_stacked(net: StackedMLP, split: Split,
-                     batch_size: int = 4096) -> tuple[Tensor, Tensor]:
-    """Mean cross-entropy and accuracy of every chain on ``split``: float64 ``[K]`` each.
-
-    Chunks of ``batch_size`` samples are binarized and run through all chains at once (one
-    batched matmul per layer). An empty split gives NaNs.
-    """
-    k, n = len(net), len(split)
-    loss_sum = torch.zeros(k, dtype=torch.float64, device=net.device)
-    correct = torch.zeros(k, dtype=torch.int64, device=net.device)
-    shift = EnergySet.needs_shift(net)
-    for start in range(0, n, batch_size):
-        x = split.inputs[start : start + batch_size].to(net.device, torch.float32)
-        y = split.targets[start : start + batch_size].to(net.device)
-        z = net.preactivations(sign(x.flatten(1)).t().contiguous())[-1]  # [K, classes, B]
-        loss_sum += cross_entropy_t(z * net.scale, y, shift=shift).sum(1, dtype=torch.float64)
-        correct += (z.argmax(1) == y).sum(1)
-    if n == 0:
-        nan = torch.full((k,), float("nan"), dtype=torch.float64)
-        return nan, nan.clone()
-    return loss_sum / n, correct.to(torch.float64) / n

@@ -1,0 +1,103 @@
+"""Evaluation on a split, in chunks, in eval mode: one model under any criterion
+(:func:`evaluate`, :func:`mean_loss`) or ``K`` stacked binary MLPs at once under cross-entropy
+(:func:`evaluate_stacked`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from mcmc_core.data import Split
+from mcmc_core.energy._loss import cross_entropy_t
+from mcmc_core.layers import sign
+
+if TYPE_CHECKING:
+    from mcmc_core.population import StackedMLP
+
+__all__ = ["device_of", "evaluate", "evaluate_stacked", "mean_loss"]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int = 4096,
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``(inputs, targets)``, in eval mode, in chunks.
+
+    ``criterion`` must average over the batch (``reduction="mean"``, as CrossEntropyLoss does).
+    Inputs are moved chunk by chunk to the model's device.
+    """
+    n = len(targets)
+    if n == 0:
+        return float("nan"), float("nan")
+    device = device_of(model)
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, n, batch_size):
+        x = inputs[start : start + batch_size].to(device, non_blocking=True)
+        y = targets[start : start + batch_size].to(device, non_blocking=True)
+        out = model(x)
+        loss_sum += float(criterion(out, y)) * len(y)
+        correct += int((out.argmax(dim=1) == y).sum())
+    return loss_sum / n, correct / n
+
+
+@torch.no_grad()
+def mean_loss(
+    model: nn.Module,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int = 8192,
+) -> float:
+    """Mean loss of ``model`` on ``(inputs, targets)`` in eval mode: the energy, nothing more.
+
+    Inputs are expected on the model's device already (the energies keep them there). One chunk
+    when ``len(targets) <= batch_size``, so the first layer sees the same tensor at every call.
+    """
+    model.eval()
+    n = len(targets)
+    if n <= batch_size:
+        return float(criterion(model(inputs), targets))
+    total = 0.0
+    for start in range(0, n, batch_size):
+        y = targets[start : start + batch_size]
+        total += float(criterion(model(inputs[start : start + batch_size]), y)) * len(y)
+    return total / n
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU without any)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate_stacked(net: StackedMLP, split: Split,
+                     batch_size: int = 4096) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy and accuracy of every chain on ``split``: float64 ``[K]`` each.
+
+    Chunks of ``batch_size`` samples are binarized and run through all chains at once (one
+    batched matmul per layer). An empty split gives NaNs.
+    """
+    k, n = len(net), len(split)
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=net.device)
+    correct = torch.zeros(k, dtype=torch.int64, device=net.device)
+    shift = net.needs_shift()
+    for start in range(0, n, batch_size):
+        x = split.inputs[start : start + batch_size].to(net.device, torch.float32)
+        y = split.targets[start : start + batch_size].to(net.device)
+        z = net.preactivations(sign(x.flatten(1)).t().contiguous())[-1]  # [K, classes, B]
+        loss_sum += cross_entropy_t(z * net.scale, y, shift=shift).sum(1, dtype=torch.float64)
+        correct += (z.argmax(1) == y).sum(1)
+    if n == 0:
+        nan = torch.full((k,), float("nan"), dtype=torch.float64)
+        return nan, nan.clone()
+    return loss_sum / n, correct.to(torch.float64) / n
