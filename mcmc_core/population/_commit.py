@@ -4,31 +4,18 @@ writes of the accepted chains' rows only."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from mcmc_core.energy import EnergySet
-    from mcmc_core.population._weights import StackedMLP
-    from mcmc_core.population._workspace import Workspace
+from mcmc_core.population._workspace import CacheFields
 
 __all__ = ["CacheCommit"]
 
 
-class CacheCommit:
+class CacheCommit(CacheFields):
     """:meth:`commit` of a :class:`~mcmc_core.population.ChainCache` (its caches and the
     proposed candidate are read and written here)."""
 
-    net: StackedMLP
-    energy_set: EnergySet
-    pre: list[Tensor]
-    exp_last: Tensor | None
-    picked: Tensor | None
-    energies: Tensor
-    _ws: Workspace
-    _part: slice
     sync_free: bool
     _rows: list[tuple[int, Tensor, Tensor, Tensor]]
     _dense: list[tuple[int, Tensor]]

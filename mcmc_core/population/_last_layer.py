@@ -11,25 +11,17 @@ from torch import Tensor
 
 from mcmc_core.energy import EnergySet
 
+from mcmc_core.population._workspace import CacheFields
+
 if TYPE_CHECKING:
     from mcmc_core.population._proposal import LayerFlips
-    from mcmc_core.population._weights import StackedMLP
-    from mcmc_core.population._workspace import Workspace
 
 __all__ = ["LastLayerProposals"]
 
 
-class LastLayerProposals:
+class LastLayerProposals(CacheFields):
     """Proposals whose last step is the last layer; :class:`ChainCache` holds the caches."""
 
-    net: StackedMLP
-    energy_set: EnergySet
-    pre: list[Tensor]
-    exp_last: Tensor | None
-    picked: Tensor | None
-    energies: Tensor
-    _ws: Workspace
-    _part: slice
     _dense: list[tuple[int, Tensor]]
     _candidate: Tensor | None
     _candidate_picked: Tensor | None

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-__all__ = ["Workspace", "sign_", "sign_into"]
+if TYPE_CHECKING:
+    from mcmc_core.energy import EnergySet
+    from mcmc_core.population._weights import StackedMLP
+
+__all__ = ["CacheFields", "Workspace", "sign_", "sign_into"]
 
 
 def sign_(z: Tensor) -> Tensor:
@@ -45,3 +50,17 @@ class Workspace:
     def clear(self) -> None:
         self._buffers.clear()
         self._views.clear()
+
+
+class CacheFields:
+    """What a :class:`~mcmc_core.population.ChainCache` holds, as the parts of it in other
+    modules (:mod:`._last_layer`, :mod:`._commit`) read it."""
+
+    net: StackedMLP
+    energy_set: EnergySet
+    pre: list[Tensor]
+    exp_last: Tensor | None
+    picked: Tensor | None
+    energies: Tensor
+    _ws: Workspace
+    _part: slice
