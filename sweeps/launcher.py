@@ -23,14 +23,14 @@ from sweeps.best import format_reproduce
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
 from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
-from sweeps.tracking import (
+from sweeps.sweep_runs import (
     close_killed_run,
     close_orphan_runs,
     end_run,
     log_sweep_settings,
     open_parent_run,
-    tracking_uri,
 )
+from sweeps.tracking import tracking_uri
 from sweeps.supervisor import run_workers
 from sweeps.worker import WorkerSpec, stop_file
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeps.stores import store_lock
-from sweeps.tracking import end_run, mlflow_client, open_parent_run, tracking_uri
+from sweeps.sweep_runs import end_run, open_parent_run
+from sweeps.tracking import mlflow_client, tracking_uri
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

@@ -35,7 +35,8 @@ from sweeps.study import (
     open_study,
     worker_seed,
 )
-from sweeps.tracking import client_uri, close_killed_run
+from sweeps.sweep_runs import close_killed_run
+from sweeps.tracking import client_uri
 from sweeps.trial import TrialContext
 
 __all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "run_worker", "session_failures"]
