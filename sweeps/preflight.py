@@ -10,7 +10,10 @@ or worker exists. A problem is one line on stderr::
 
 with exit status 1 for a service (unreachable, corrupt) and 2 for a config value (a bad path, a
 missing database driver, no GPU for ``device=cuda``). :func:`check_services` is the entry both
-use; the ``check_*`` functions check one service each and raise :class:`Problem`.
+use; the ``check_*`` functions check one service each and raise :class:`Problem`. A sweep of
+``mcmc-train -m hparams_search=...`` gets the same checks from its sweeper
+(:func:`check_sweep`, called by :mod:`sweeps.hydra_sweeper`): Hydra calls no ``on_run_start``
+in a multirun.
 """
 
 from __future__ import annotations
