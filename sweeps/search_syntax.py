@@ -34,7 +34,8 @@ from mcmc_core._validation import ConfigError, violation
 from sweeps.config import ParamSpec
 from sweeps.job_folders import override_value
 
-__all__ = ["FORMS", "PARAMS", "SearchSyntax", "parse_space", "rewrite_params_args"]
+__all__ = ["FORMS", "PARAMS", "SearchSyntax", "parse_space", "rewrite_params_args",
+           "selects_sweeper"]
 
 #: Where the search space lives in the config.
 PARAMS = "hydra.sweeper.params"
@@ -43,6 +44,7 @@ FORMS = ("interval(a, b), tag(log, interval(a, b)), int(interval(a, b)), choice(
          "range(start, stop[, step]), a,b,c, a plain value, or {type: float|int|categorical, "
          "low: ..., high: ..., log: ..., step: ..., choices: [...]}")
 _SPEC_FIELDS = tuple(f.name for f in fields(ParamSpec))
+_SELECTS = re.compile(r"^\+{0,2}(hparams_search=|hydra/sweeper=mcmc_optuna$)")
 _PARAM_ARG = re.compile(r"^((?:\+{1,2}|~)?hydra\.sweeper\.params\.[^=]+)(?:=(.*))?$", re.DOTALL)
 
 
@@ -62,13 +64,22 @@ class SearchSyntax:
     fixed: list[str] = field(default_factory=list)
 
 
+def selects_sweeper(args: list[str]) -> bool:
+    """Whether the command line ``args`` select this sweeper: an ``hparams_search`` option (all
+    of ``conf/hparams_search/`` use it) or ``hydra/sweeper=mcmc_optuna``."""
+    return any(_SELECTS.match(arg) for arg in args)
+
+
 def rewrite_params_args(args: list[str]) -> list[str]:
-    """Command-line ``args`` with each ``hydra.sweeper.params.<key>=<value>`` passed on as
+    """Command-line ``args`` that select this sweeper (:func:`selects_sweeper`) with each
+    ``hydra.sweeper.params.<key>=<value>`` passed on as
     ``++hydra.sweeper.params.<key>='<value>'`` and each ``~hydra.sweeper.params.<key>`` as
     ``...=null`` (an entry removed). Quoted, the value reaches this sweeper as written (Hydra
     refuses to sweep over its own config, ``interval(...)`` included) and is parsed here, with
     one-line errors; ``++`` lets ``<key>`` be dotted (``sampler.temperature``): Hydra sets it
     as a nested key, which replaces the flat one of the same name (:func:`_flatten`)."""
+    if not selects_sweeper(args):
+        return list(args)  # another sweeper's params: left as they are
     out = []
     for arg in args:
         found = _PARAM_ARG.match(arg)

@@ -81,12 +81,15 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
                     app: str = "train") -> list[str]:
     """One line per command-line override of the packaged config that Hydra would reject with a
     multi-line report: an unknown group option (``model=nope``), a group ``app`` does not have,
-    an unknown key, or a value of the wrong type (``sampler.temperature=abc``). Other overrides,
+    an unknown key, or a value of the wrong type (``sampler.temperature=abc``), and so for the
+    settings of our sweeper (``hydra.sweeper.n_trials``) when it is selected. Other overrides,
     and Hydra's shell completion (``-sc install=bash``), are left to Hydra."""
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
+
+    from sweeps.search_syntax import selects_sweeper
 
     known, _ = get_args_parser().parse_known_args(args)
     if known.config_dir or known.config_path:  # other configs: only Hydra knows them
@@ -95,15 +98,12 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
         return []
     groups = config_groups(app)
     schema, parser, errors = OmegaConf.structured(schema_cls), OverridesParser.create(), []
-    parsed = []
+    ours = selects_sweeper(known.overrides)
     for arg in known.overrides:
         try:
-            parsed.append(parser.parse_override(arg))
+            ov = parser.parse_override(arg)
         except HydraException:  # a syntax error: Hydra reports it
             continue
-    ours = any((o.key_or_group, o.value()) == ("hydra/sweeper", "mcmc_optuna")
-               or o.key_or_group == "hparams_search" for o in parsed)
-    for ov in parsed:
         key = ov.key_or_group
         if ours and key.startswith(_SWEEPER) and not ov.is_sweep_override():
             errors += _setting_errors(key, ov.value())

@@ -57,6 +57,7 @@ class Result:
     stderr: str
     seconds: float
     pid: int | None = None
+    program: str = "mcmc-sweep"
 
     def ok(self) -> Result:
         """Assert exit status 0 (showing the output otherwise) and return self."""
@@ -64,7 +65,7 @@ class Result:
         return self
 
     def describe(self) -> str:
-        return (f"mcmc-sweep {' '.join(self.args)} -> {self.returncode}\n--- stdout\n"
+        return (f"{self.program} {' '.join(self.args)} -> {self.returncode}\n--- stdout\n"
                 f"{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}")
 
     @property
@@ -133,7 +134,7 @@ class Sweep:
             proc.communicate()
             raise
         return Result(list(args), proc.returncode, stdout, stderr,
-                      time.perf_counter() - start, proc.pid)
+                      time.perf_counter() - start, proc.pid, program)
 
     def start(self, args: Sequence[str], program: str = "mcmc-sweep") -> Launch:
         """Start ``mcmc-sweep *args`` (or ``program``) in a new session (its own process

@@ -201,6 +201,25 @@ def test_a_search_in_hydra_optuna_sweepers_syntax_runs(new_sweep) -> None:
     assert (params["study.sampler"], params["study.seed"]) == ("tpe", "1234")
 
 
+def test_pruning_per_epoch_through_the_sweeper(new_sweep) -> None:
+    """test_sweep_pruning's sweep: half the temperatures are absurd; the median pruner stops
+    those trials before their last epoch, and never a good one."""
+    s, epochs, good, bad = new_sweep("sweeper-pruning"), 7, 0.0003, 30.0
+    result = s.run(s.multirun_args(
+        f"hydra.sweeper.params.sampler.temperature=choice({good}, {bad})",
+        "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler=random",
+        "hydra.sweeper.pruner=median", f"trainer.epochs={epochs}"), program="mcmc-train").ok()
+    trials = s.study(result.study_name).get_trials()
+    assert len(finished(trials)) == 8, states(trials)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, states(trials)
+    assert all(t.params["temperature"] == bad and t.last_step < epochs for t in pruned)
+    assert all(t.state == TrialState.COMPLETE for t in trials
+               if t.params["temperature"] == good)
+    names = {r.info.run_name for r in s.runs(result.study_name).children}
+    assert {f"trial-{t.number:04d} (pruned)" for t in pruned} <= names
+
+
 def test_populations_through_the_sweeper(new_sweep) -> None:
     """``hydra.sweeper.population=3`` with one worker: its three trials run together."""
     s = new_sweep("sweeper-population")

@@ -128,6 +128,11 @@ def test_a_command_line_entry_replaces_the_one_of_its_key_in_place() -> None:
     assert space.fixed == []  # trainer.epochs=2 is no sweep: Hydra composed it already
 
 
+def test_another_sweepers_params_are_left_alone() -> None:
+    args = ["-m", "hydra/sweeper=basic", "hydra.sweeper.params.seed=1,2"]
+    assert rewrite_params_args(args) == args
+
+
 def test_the_command_line_passes_params_on_quoted_and_forced() -> None:
     args = ["-m", "hparams_search=default", "hydra.sweeper.n_trials=40",
             "hydra.sweeper.params.sampler.temperature=tag(log, interval(1e-5, 1e-1))",
