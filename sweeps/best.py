@@ -14,7 +14,6 @@ trial, and can be edited to try a variant.
 from __future__ import annotations
 
 import copy
-import re
 import shlex
 from importlib import resources
 from pathlib import Path
@@ -24,6 +23,7 @@ import optuna
 import yaml
 from omegaconf import OmegaConf
 
+from sweeps.job_folders import override_value
 from sweeps.study import retry_key
 from sweeps.tracking import flatten
 from sweeps.trial import ATTR_CONFIG
@@ -36,7 +36,6 @@ BEST_FOLDER = "best"
 _CONFIG_NAME = "config"
 #: Keys of where and how a trial ran, set to ``mcmc-train``'s defaults in the written config.
 _RUN_KEYS = (("trainer", "checkpoint_dir"), ("trainer", "resume"), ("trainer", "verbose"))
-_PLAIN = re.compile(r"[A-Za-z_/.][A-Za-z0-9_./+-]*")
 
 
 def train_defaults() -> dict[str, Any]:
@@ -67,26 +66,10 @@ def best_config(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, A
     return out
 
 
-def _value(value: Any) -> str:
-    """``value`` in Hydra's override syntax (floats exactly, as ``repr`` writes them)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_value(v) for v in value) + "]"
-    text = str(value)
-    if _PLAIN.fullmatch(text) and text not in ("null", "true", "false"):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def overrides(config: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
     """``key=value`` for every value of ``config`` that ``defaults`` lacks or has otherwise."""
     base = flatten(defaults)
-    return [f"{k}={_value(v)}" for k, v in flatten(config).items()
+    return [f"{k}={override_value(v)}" for k, v in flatten(config).items()
             if k not in base or base[k] != v]
 
 

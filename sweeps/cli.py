@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import Any
 
-__all__ = ["sweep", "train"]
+__all__ = ["exit_at_once_on_sigint", "sweep", "train"]
 
 _MESSAGE = b"\ninterrupted: run the same command to continue\n"
 
@@ -25,6 +25,12 @@ _MESSAGE = b"\ninterrupted: run the same command to continue\n"
 def _exit_at_once(signum: int, frame: Any) -> None:
     os.write(2, _MESSAGE)
     os._exit(130)
+
+
+def exit_at_once_on_sigint() -> None:
+    """From now on Ctrl-C ends the process at once, status 130: ``mcmc-sweep``'s way outside
+    its workers' phase, which ``mcmc-train -m``'s sweeper takes on."""
+    signal.signal(signal.SIGINT, _exit_at_once)
 
 
 def _run(module: str, *, exit_at_once: bool) -> Any:

@@ -3,7 +3,7 @@
 ``conf/train.yaml`` and ``conf/sweep.yaml`` write their help text themselves (``hydra.help``);
 its group list is ``${mcmc_groups:train}`` / ``${mcmc_groups:sweep}``, an OmegaConf resolver
 (:func:`register_resolver`) that lists the option files in ``conf/``: the groups that exist,
-each with the options that exist, and for ``mcmc-train`` none of the sweep's own groups.
+each with the options that exist, and for each command none of the other's own groups.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ from importlib import resources
 
 from omegaconf import OmegaConf
 
-__all__ = ["APPS", "SWEEP_ONLY_GROUPS", "config_groups", "groups_text", "register_resolver"]
+__all__ = ["APPS", "SWEEP_ONLY_GROUPS", "TRAIN_ONLY_GROUPS", "config_groups", "groups_text",
+           "register_resolver"]
 
 #: The two commands, by the name their config has in ``conf/``.
 APPS = ("train", "sweep")
 #: Groups only ``mcmc-sweep`` composes (``conf/sweep.yaml``'s defaults).
 SWEEP_ONLY_GROUPS = ("search",)
+#: Groups only ``mcmc-train`` composes (``conf/train.yaml``'s defaults): ``hparams_search``
+#: selects the sweeper of ``mcmc-train -m`` (``mcmc-sweep`` is its shorthand).
+TRAIN_ONLY_GROUPS = ("hparams_search",)
 
 
 def config_groups(app: str = "sweep") -> dict[str, list[str]]:
@@ -28,8 +32,9 @@ def config_groups(app: str = "sweep") -> dict[str, list[str]]:
     conf = resources.files("conf")
     groups = {d.name: sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
               for d in conf.iterdir() if d.is_dir() and not d.name.startswith("_")}
+    other = TRAIN_ONLY_GROUPS if app == "sweep" else SWEEP_ONLY_GROUPS
     return {name: options for name, options in sorted(groups.items())
-            if options and (app == "sweep" or name not in SWEEP_ONLY_GROUPS)}
+            if options and name not in other}
 
 
 def groups_text(app: str) -> str:

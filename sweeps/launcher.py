@@ -20,6 +20,7 @@ from mcmc_core._validation import ConfigError, violation
 from mcmc_core.secrets import mask_url
 from sweeps.config import SweepConfig
 from sweeps.best import format_reproduce
+from sweeps.job_folders import JobFolders
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
 from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
@@ -86,10 +87,10 @@ def study_lock(p: SweepPlan) -> Any:
 
 
 def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, Any],
-           group_options: dict[str, dict]) -> int:
+           group_options: dict[str, dict], jobs: JobFolders | None = None) -> int:
     """Run the sweep to ``n_trials`` finished trials; returns the process exit status
     (0 done, 1 ended by ``max_failures``, dead workers or an exhausted space, 130
-    interrupted)."""
+    interrupted). With ``jobs`` (``mcmc-train -m``), each trial writes its Hydra job folder."""
     p = plan(cfg, resolved)
     p.output_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -133,7 +134,8 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
                         group_options=group_options, output_dir=str(p.output_dir),
                         session=session, parent_run_id=parent_run_id,
                         tracking_uri=p.tracking_uri, device=p.devices[i], threads=p.threads,
-                        deadline=deadline, launch_trials=len(study.get_trials(deepcopy=False)))
+                        deadline=deadline, launch_trials=len(study.get_trials(deepcopy=False)),
+                        jobs=jobs)
              for i in range(cfg.study.workers)]
     reasons, interrupted = run_workers(specs, study, n_trials, cfg.study.metric,
                                        stop_file(p.output_dir, session), cfg.study.max_failures)

@@ -46,6 +46,7 @@ from sweeps.trial import (
     interrupt,
     link_run,
     record_final,
+    record_job,
     run_tags,
     run_trial,
     start_attempt,
@@ -150,6 +151,7 @@ def _prepare(chains: list[Chain], ctx: TrialContext) -> None:
     for c in chains:
         c.values = ctx.space.suggest(c.trial)
         c.cfg, c.resolved = trial_config(ctx, c.values, c.key, c.trial.number)
+        record_job(ctx, c.trial, c.values, c.resolved)
     errors = population_errors(chains[0].cfg, ctx.space.specs, len(chains))
     if len({_shared_part(c.resolved) for c in chains}) > 1:
         errors.append(f"trials {[c.trial.number for c in chains]} differ in more than "

@@ -10,7 +10,10 @@ or worker exists. A problem is one line on stderr::
 
 with exit status 1 for a service (unreachable, corrupt) and 2 for a config value (a bad path, a
 missing database driver, no GPU for ``device=cuda``). :func:`check_services` is the entry both
-use; the ``check_*`` functions check one service each and raise :class:`Problem`.
+use; the ``check_*`` functions check one service each and raise :class:`Problem`. A sweep of
+``mcmc-train -m hparams_search=...`` gets the same checks from its sweeper
+(:func:`check_sweep`, called by :mod:`sweeps.hydra_sweeper`): Hydra calls no ``on_run_start``
+in a multirun.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "check_device",
     "check_folder",
     "check_services",
+    "check_sweep",
     "check_tracking",
     "mlflow_http_defaults",
 ]
@@ -111,9 +115,11 @@ def _within(seconds: float, fn: Callable[[], Any], on_timeout: Callable[[], Prob
     return result[0] if result else None
 
 
-def check_device(device: str, key: str = "device", gpus: list[int] | None = None) -> None:
+def check_device(device: str, key: str = "device", gpus: list[int] | None = None,
+                 gpus_key: str = "study.gpus") -> None:
     """A ``cuda`` / ``cuda:N`` device needs that GPU to be visible, and so do the GPU indices
-    ``gpus`` (``study.gpus``) of a run on CUDA (``device=auto`` with a GPU too)."""
+    ``gpus`` (``study.gpus``, or ``gpus_key``) of a run on CUDA (``device=auto`` with a GPU
+    too)."""
     if device == "cpu" or (device == "auto" and gpus is None):
         return
     import torch
@@ -130,7 +136,7 @@ def check_device(device: str, key: str = "device", gpus: list[int] | None = None
                       f"use cuda:0 to cuda:{visible - 1}", CONFIG)
     bad = [g for g in gpus or [] if g >= visible]
     if bad:
-        raise Problem("study.gpus", gpus, f"only {visible} CUDA GPU(s) are visible",
+        raise Problem(gpus_key, gpus, f"only {visible} CUDA GPU(s) are visible",
                       f"use indices below {visible}, or null for all", CONFIG)
 
 
@@ -284,7 +290,8 @@ def mlflow_http_defaults() -> None:
 
 def check_services(*, device: str | None = None, gpus: list[int] | None = None,
                    folders: Iterable[tuple[str, Any]] = (), storage: str | None = None,
-                   tracking: str | None = None) -> None:
+                   tracking: str | None = None,
+                   study_key: Callable[[str], str] = "study.{}".format) -> None:
     """Check each given service, config values first, then the servers; stop at the first
     problem with its one line on stderr and its exit status (:class:`Problem`).
 
@@ -294,14 +301,16 @@ def check_services(*, device: str | None = None, gpus: list[int] | None = None,
         folders: ``(key, path)`` of each folder the run writes to.
         storage: the Optuna storage URL (``study.storage``).
         tracking: the MLflow tracking URI (``tracking.uri``), None when tracking is off.
+        study_key: the key the error line names for a study setting (``gpus`` ->
+            ``study.gpus``).
     """
     mlflow_http_defaults()
     checks: list[Callable[[], None]] = []
     if device is not None:
-        checks.append(lambda: check_device(device, gpus=gpus))
+        checks.append(lambda: check_device(device, gpus=gpus, gpus_key=study_key("gpus")))
     checks += [lambda k=k, p=p: check_folder(p, k) for k, p in folders]
     if storage is not None:
-        checks.append(lambda: check_database(storage, "study.storage"))
+        checks.append(lambda: check_database(storage, study_key("storage")))
     if tracking is not None:
         checks.append(lambda: check_tracking(tracking, "tracking.uri"))
     try:
@@ -342,19 +351,29 @@ class Preflight(Callback):
 def _sweep_checks(cfg: DictConfig) -> None:
     """The sweep's own validation (as in its task), then its services and its dataset."""
     from mcmc_core._validation import ConfigError
-    from mcmc_core.data import DatasetNotFoundError, load_dataset
     from sweeps.sweep import prepare
-    from sweeps.tracking import tracking_uri
     from sweeps.train import fail
 
     try:
         sweep, resolved, _, _ = prepare(cfg)
     except ConfigError as err:
         fail(str(err).splitlines())
+    check_sweep(sweep, resolved)
+
+
+def check_sweep(sweep: Any, resolved: dict[str, Any], folders: Iterable[tuple[str, Any]] = (),
+                study_key: Callable[[str], str] = "study.{}".format) -> None:
+    """The services of the validated sweep ``sweep`` (a :class:`~sweeps.config.SweepConfig`
+    and its ``resolved`` form), its output folder and ``folders``, then its dataset (unless it
+    only reports); exits with the problem's line (see :func:`check_services`)."""
+    from mcmc_core.data import DatasetNotFoundError, load_dataset
+    from sweeps.tracking import tracking_uri
+    from sweeps.train import fail
+
     name = sweep.study_name(resolved)
     check_services(device=sweep.device, gpus=sweep.study.gpus,
-                   folders=[("study.output_dir", sweep.output_dir(name))],
-                   storage=sweep.storage_url(name),
+                   folders=[(study_key("output_dir"), sweep.output_dir(name)), *folders],
+                   storage=sweep.storage_url(name), study_key=study_key,
                    tracking=tracking_uri(sweep.tracking) if sweep.tracking.enabled else None)
     if not sweep.report:
         try:

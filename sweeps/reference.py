@@ -29,6 +29,11 @@ __all__ = ["allowed_values", "field_docs", "render"]
 PROBES: dict[Any, list[Any]] = {int: [-1, 0, 10**9], float: [-1.0, 0.0, 1.5, 1e9],
                                 str: ["\x00"], list: [[], [-1], [1, 1, 1, 1]]}
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+#: What the ``hydra.sweeper`` settings that are no study setting (or more than one) allow.
+_SWEEPER_ALLOWED = {"sampler": ", or {_target_: optuna.samplers.<TPESampler|RandomSampler|"
+                               "CmaEsSampler|GPSampler|QMCSampler>, seed: N}",
+                    "params": "the forms in *meaning*", "max_failure_rate": "0.0",
+                    "custom_search_space": "null"}
 #: Name of the placeholder search entry in the keys ``search.<name>.*``.
 ENTRY = "<name>"
 
@@ -160,10 +165,15 @@ def _table(title: str, summary: str, rows: list[str]) -> list[str]:
             "|---|---|---|---|", *rows, ""]
 
 
+def _all_groups() -> dict[str, list[str]]:
+    """The groups of both commands."""
+    return dict(sorted({**config_groups("train"), **config_groups("sweep")}.items()))
+
+
 def _option_notes(group: str) -> list[str]:
     """``- `group=option`: <the option file's first comment line>`` per option."""
     notes = []
-    for option in config_groups()[group]:
+    for option in _all_groups()[group]:
         text = (resources.files("conf") / group / f"{option}.yaml").read_text()
         lines = [line for line in text.splitlines() if not line.startswith("# @package")]
         block = " ".join(line.lstrip("#").strip() for line in
@@ -196,11 +206,11 @@ def render() -> str:
            "## Config groups", "",
            "| group | options | default (`mcmc-train`) | default (`mcmc-sweep`) |",
            "|---|---|---|---|"]
-    for group, options in config_groups("sweep").items():
+    for group, options in _all_groups().items():
         out.append(f"| `{group}` | {', '.join(options)} | `{train_choices.get(group, '-')}` | "
                    f"`{sweep_choices.get(group, '-')}` |".replace("`None`", "none"))
     out.append("")
-    for group in config_groups("sweep"):
+    for group in _all_groups():
         out += _option_notes(group)
     out.append("")
     out += _table("Top level", _markdown(inspect.getdoc(TrainConfig).splitlines()[0]),
@@ -226,9 +236,44 @@ def render() -> str:
                   f"(`conf/search/`).",
                   _rows(_with_entry(sweep, name), spec_cls, ["search", ENTRY], entry, None,
                         missing))
+    out += _sweeper_table(sweep, missing)
     if missing:
         raise ValueError("no Args: entry for " + ", ".join(missing))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _sweeper_table(sweep: SweepConfig, missing: list[str]) -> list[str]:
+    """The settings of ``hydra/sweeper=mcmc_optuna``, with the defaults of
+    ``hparams_search=default``; a study setting's allowed values are its ``study`` key's."""
+    from hydra import compose, initialize_config_module
+
+    from sweeps.config import StudyConfig
+    from sweeps.sweeper_config import RENAMED, McmcOptunaSweeperConf
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hparams_search=default"],
+                      return_hydra_config=True)
+    defaults = cfg.hydra.sweeper
+    docs, rows = field_docs(McmcOptunaSweeperConf), []
+    hints = typing.get_type_hints(McmcOptunaSweeperConf)
+    for f in dataclasses.fields(McmcOptunaSweeperConf):
+        if f.name.startswith("_"):
+            continue
+        if f.name not in docs:
+            missing.append(f"hydra.sweeper.{f.name}")
+        study = RENAMED.get(f.name, f.name)
+        if study in StudyConfig.__dataclass_fields__:
+            tp = hints[f.name] if hints[f.name] is not Any else str
+            allowed = (allowed_values(sweep, ["study", study], tp)
+                       + _SWEEPER_ALLOWED.get(f.name, ""))
+        else:
+            allowed = _SWEEPER_ALLOWED.get(f.name) or _WORDS[hints[f.name]]
+        default = "the digits search" if f.name == "params" else _value(defaults[f.name])
+        rows.append(f"| `hydra.sweeper.{f.name}` | `{default}` | {_markdown(allowed)} "
+                    f"| {_markdown(docs.get(f.name, ''))} |")
+    summary = " ".join(inspect.getdoc(McmcOptunaSweeperConf).split("\n\n")[0].split())
+    return _table("`hydra.sweeper` (`mcmc-train -m hparams_search=default`)",
+                  _markdown(summary) + " Defaults: `conf/hparams_search/default.yaml`.", rows)
 
 
 def _with_entry(sweep: SweepConfig, name: str) -> SweepConfig:

@@ -117,7 +117,8 @@ class SearchSpace:
         low, then at its high bound, and every categorical choice."""
         cases = []
         for name, s in self.specs.items():
-            options = [s.low, s.high] if s.type != "categorical" else list(s.choices or [])
+            options = ([int(s.low), int(s.high)] if s.type == "int"  # type: ignore[arg-type]
+                       else [s.low, s.high] if s.type == "float" else list(s.choices or []))
             labels = ["low", "high"] if s.type != "categorical" else ["choices"] * len(options)
             for label, value in zip(labels, options):
                 cases.append((f"search.{name}.{label}", {name: value}))

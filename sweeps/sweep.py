@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import hydra
@@ -42,11 +43,13 @@ def _compose_with(extra: list[str]) -> DictConfig:
     return hydra.compose(config_name="sweep", overrides=task + extra)
 
 
-def prepare(cfg: DictConfig) -> tuple[SweepConfig, dict[str, Any], dict[str, Any], dict]:
+def prepare(cfg: DictConfig, compose: Callable[[list[str]], DictConfig] | None = None,
+            ) -> tuple[SweepConfig, dict[str, Any], dict[str, Any], dict]:
     """Validate a composed sweep config, including every search entry at its bounds and each
     group choice, and whether its trials can run as populations (``study.population`` > 1).
     Returns the typed config, the resolved config, the base training config of a
-    trial (plain dict) and the composed group options.
+    trial (plain dict) and the composed group options. ``compose(["model=cnn"])`` composes the
+    config with extra overrides (default: ``conf/sweep.yaml`` with the command line's).
 
     Raises:
         ConfigError: one line per violation, before any work starts.
@@ -59,7 +62,8 @@ def prepare(cfg: DictConfig) -> tuple[SweepConfig, dict[str, Any], dict[str, Any
     group_options: dict[str, dict] = {}
     if not errors:
         try:
-            group_options = SearchSpace.compose_group_options(sweep.search, _compose_with)
+            group_options = SearchSpace.compose_group_options(sweep.search,
+                                                              compose or _compose_with)
         except (HydraException, OmegaConfBaseException) as err:
             errors.append(violation("search", {k: v.choices for k, v in sweep.search.items()
                                                if v.type == "categorical"},
@@ -108,8 +112,10 @@ def dry_run(sweep: SweepConfig, resolved: dict[str, Any]) -> None:
           f"{data.n_classes} classes: loads")
 
 
-def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
-    """Write the report of an existing study; no trial runs."""
+def report(sweep: SweepConfig, resolved: dict[str, Any],
+           without: str = "mcmc-sweep command without report=true") -> int:
+    """Write the report of an existing study; no trial runs (``without``: what to run first
+    when there is none)."""
     import optuna
 
     from sweeps.best import format_reproduce
@@ -118,7 +124,7 @@ def report(sweep: SweepConfig, resolved: dict[str, Any]) -> int:
 
     p = plan(sweep, resolved)
     missing = [f"study.name={p.name!r} is not in storage {mask_url(p.storage_url)}: run the same "
-               "mcmc-sweep command without report=true first"]
+               f"{without} first"]
     path = sqlite_path(p.storage_url)
     if path is not None and not path.exists():  # opening it would create an empty storage
         fail(missing)

@@ -33,6 +33,7 @@ _logger = logging.getLogger(__name__)
 register_configs()
 register_resolver()
 
+_SWEEPER = "hydra.sweeper."
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 _PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
@@ -80,12 +81,15 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
                     app: str = "train") -> list[str]:
     """One line per command-line override of the packaged config that Hydra would reject with a
     multi-line report: an unknown group option (``model=nope``), a group ``app`` does not have,
-    an unknown key, or a value of the wrong type (``sampler.temperature=abc``). Other overrides,
+    an unknown key, or a value of the wrong type (``sampler.temperature=abc``), and so for the
+    settings of our sweeper (``hydra.sweeper.n_trials``) when it is selected. Other overrides,
     and Hydra's shell completion (``-sc install=bash``), are left to Hydra."""
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
+
+    from sweeps.search_syntax import selects_sweeper
 
     known, _ = get_args_parser().parse_known_args(args)
     if known.config_dir or known.config_path:  # other configs: only Hydra knows them
@@ -94,14 +98,18 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
         return []
     groups = config_groups(app)
     schema, parser, errors = OmegaConf.structured(schema_cls), OverridesParser.create(), []
+    ours = selects_sweeper(known.overrides)
     for arg in known.overrides:
         try:
             ov = parser.parse_override(arg)
         except HydraException:  # a syntax error: Hydra reports it
             continue
         key = ov.key_or_group
+        if ours and key.startswith(_SWEEPER) and not ov.is_sweep_override():
+            errors += _setting_errors(key, ov.value())
+            continue
         if (ov.type != OverrideType.CHANGE or ov.is_sweep_override() or ov.package is not None
-                or key.split(".")[0] == "hydra"):
+                or key.replace("/", ".").split(".")[0] == "hydra"):
             continue
         value = ov.value()
         if key in groups:
@@ -127,6 +135,25 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
     return errors
 
 
+def _setting_errors(key: str, value: Any) -> list[str]:
+    """A ``hydra.sweeper.<setting>`` of our sweeper (:mod:`sweeps.sweeper_config`) that does
+    not exist, or a value of the wrong type."""
+    from sweeps.sweeper_config import McmcOptunaSweeperConf
+
+    hints = {k: tp for k, tp in typing.get_type_hints(McmcOptunaSweeperConf).items()
+             if not k.startswith("_")}
+    name = key[len(_SWEEPER):]
+    if name.split(".")[0] not in hints:
+        return [violation(key, value, f"a key of hydra.sweeper: {', '.join(hints)}")]
+    if name in hints and hints[name] is not Any:
+        try:
+            OmegaConf.update(OmegaConf.structured(McmcOptunaSweeperConf), name, value,
+                             merge=True)
+        except OmegaConfBaseException:
+            return [violation(key, value, _expected(hints[name]))]
+    return []
+
+
 def fail(lines: list[str]) -> NoReturn:
     """Print ``error: <line>`` per line on stderr (passwords masked) and exit with status 2 (no
     traceback)."""
@@ -145,10 +172,15 @@ def train_app(cfg: DictConfig) -> float:
 
 
 def main() -> Any:
-    """Console entry point: bad overrides are reported one line each before Hydra composes."""
+    """Console entry point: bad overrides are reported one line each before Hydra composes; a
+    search entry given as ``hydra.sweeper.params.<key>=<sweep>`` is passed on quoted
+    (:func:`sweeps.search_syntax.rewrite_params_args`)."""
+    from sweeps.search_syntax import rewrite_params_args
+
     errors = override_errors(sys.argv[1:])
     if errors:
         fail(errors)
+    sys.argv[1:] = rewrite_params_args(sys.argv[1:])
     return train_app()
 
 

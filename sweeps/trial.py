@@ -24,6 +24,7 @@ from mcmc_core.data import DataSplits, load_dataset
 from mcmc_core.secrets import mask_config, mask_text
 from mcmc_core.trainers import BaseTrainer, Callback
 from sweeps.hosts import host_name
+from sweeps.job_folders import JobFolders
 from sweeps.space import SearchSpace
 from sweeps.study import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, requeue, retry_key
 from sweeps.tracking import OBJECTIVE, MLflowCallback
@@ -39,6 +40,7 @@ __all__ = [
     "interrupt",
     "link_run",
     "record_final",
+    "record_job",
     "run_tags",
     "run_trial",
     "start_attempt",
@@ -115,6 +117,7 @@ class TrialContext:
     parent_run_id: str | None
     device: str
     stop: Callable[[], bool]
+    jobs: JobFolders | None = None  #: ``mcmc-train -m``: Hydra's job folder of each trial
     _data: dict[str, DataSplits] = field(default_factory=dict)
 
     def data(self, cfg: TrainConfig) -> DataSplits:
@@ -139,6 +142,14 @@ def trial_config(ctx: TrialContext, values: dict[str, Any], key: int,
     train_cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     resolved: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore
     return train_cfg.validate(), resolved
+
+
+def record_job(ctx: TrialContext, trial: optuna.Trial, values: dict[str, Any],
+               resolved: dict[str, Any]) -> None:
+    """Write the trial's Hydra job folder (:mod:`sweeps.job_folders`) in a ``mcmc-train -m``
+    sweep; nothing in a ``mcmc-sweep`` one."""
+    if ctx.jobs is not None:
+        ctx.jobs.write(trial.number, ctx.space.by_key(values), resolved)
 
 
 def best_value(history: list[dict[str, float]], metric: str,
@@ -224,6 +235,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> Tr
     try:
         values = ctx.space.suggest(trial)
         train_cfg, resolved = trial_config(ctx, values, key, trial.number)
+        record_job(ctx, trial, values, resolved)
         if train_cfg.tracking.enabled:
             tracker = MLflowCallback(train_cfg.tracking, resolved, parent_run_id=ctx.parent_run_id,
                                      tags=run_tags(ctx, trial, key),

@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.config import ParamSpec, StudyConfig
+from sweeps.job_folders import JobFolders
 from sweeps.population import run_trials
 from sweeps.space import SearchSpace
 from sweeps.study import (
@@ -63,6 +64,7 @@ class WorkerSpec:
     threads: int
     deadline: float | None
     launch_trials: int = 0  #: trials in the study when the launch began (seeds the sampler)
+    jobs: JobFolders | None = None  #: ``mcmc-train -m``: Hydra's job folder of each trial
 
     @property
     def stop_file(self) -> Path:
@@ -172,7 +174,7 @@ def run_worker(spec: WorkerSpec) -> str:
     ctx = TrialContext(study_name=spec.study_name, base_config=spec.base_config, space=space,
                        metric=spec.study.metric, output_dir=Path(spec.output_dir),
                        session=spec.session, parent_run_id=spec.parent_run_id,
-                       device=spec.device, stop=spec.stop_file.exists)
+                       device=spec.device, stop=spec.stop_file.exists, jobs=spec.jobs)
     n_trials = spec.study.n_trials
     while True:
         if spec.stop_file.exists():

@@ -24,13 +24,14 @@ TINY = ["device=cpu", "dataset=synthetic", "trainer.epochs=3", "trainer.steps_pe
 STUDY_LINE = re.compile(r"^study '([^']+)': (\d+)/(\d+) finished trials", re.MULTILINE)
 
 
-def command() -> list[str]:
-    """The installed ``mcmc-sweep`` next to this interpreter, else on PATH, else the module."""
-    script = Path(sys.executable).parent / "mcmc-sweep"
+def command(program: str = "mcmc-sweep") -> list[str]:
+    """The installed ``program`` (``mcmc-sweep`` or ``mcmc-train``) next to this interpreter,
+    else on PATH, else the module."""
+    script = Path(sys.executable).parent / program
     if script.exists():
         return [str(script)]
-    found = shutil.which("mcmc-sweep")
-    return [found] if found else [sys.executable, "-m", "sweeps.sweep"]
+    found = shutil.which(program)
+    return [found] if found else [sys.executable, "-m", f"sweeps.{program.split('-')[1]}"]
 
 
 def env() -> dict[str, str]:
@@ -56,6 +57,7 @@ class Result:
     stderr: str
     seconds: float
     pid: int | None = None
+    program: str = "mcmc-sweep"
 
     def ok(self) -> Result:
         """Assert exit status 0 (showing the output otherwise) and return self."""
@@ -63,7 +65,7 @@ class Result:
         return self
 
     def describe(self) -> str:
-        return (f"mcmc-sweep {' '.join(self.args)} -> {self.returncode}\n--- stdout\n"
+        return (f"{self.program} {' '.join(self.args)} -> {self.returncode}\n--- stdout\n"
                 f"{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}")
 
     @property
@@ -113,10 +115,17 @@ class Sweep:
         """``base`` settings, this sweep's folders and store, then ``extra`` overrides."""
         return [*base, f"study.output_dir={self.out}", f"tracking.uri={self.uri}", *extra]
 
-    def run(self, args: Sequence[str], timeout: float = 150) -> Result:
-        """Run ``mcmc-sweep *args`` to its end."""
+    def multirun_args(self, *extra: str, base: Sequence[str] = TINY) -> list[str]:
+        """``mcmc-train -m hparams_search=default`` with ``base`` settings, this sweep's
+        folders and store, then ``extra`` overrides (run them with ``program="mcmc-train"``)."""
+        return ["-m", "hparams_search=default", *base, f"hydra.sweeper.output_dir={self.out}",
+                f"tracking.uri={self.uri}", *extra]
+
+    def run(self, args: Sequence[str], timeout: float = 150,
+            program: str = "mcmc-sweep") -> Result:
+        """Run ``mcmc-sweep *args`` (or ``program``) to its end."""
         start = time.perf_counter()
-        proc = subprocess.Popen([*command(), *args], cwd=self.cwd, env=env(), text=True,
+        proc = subprocess.Popen([*command(program), *args], cwd=self.cwd, env=env(), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
@@ -125,13 +134,14 @@ class Sweep:
             proc.communicate()
             raise
         return Result(list(args), proc.returncode, stdout, stderr,
-                      time.perf_counter() - start, proc.pid)
+                      time.perf_counter() - start, proc.pid, program)
 
-    def start(self, args: Sequence[str]) -> Launch:
-        """Start ``mcmc-sweep *args`` in a new session (its own process group)."""
+    def start(self, args: Sequence[str], program: str = "mcmc-sweep") -> Launch:
+        """Start ``mcmc-sweep *args`` (or ``program``) in a new session (its own process
+        group)."""
         log = self.root / f"launch-{time.monotonic_ns()}"
         stdout, stderr = open(f"{log}.out", "w"), open(f"{log}.err", "w")
-        proc = subprocess.Popen([*command(), *args], cwd=self.cwd, env=env(), stdout=stdout,
+        proc = subprocess.Popen([*command(program), *args], cwd=self.cwd, env=env(), stdout=stdout,
                                 stderr=stderr, start_new_session=True)
         stdout.close(), stderr.close()
         return Launch(list(args), proc, Path(f"{log}.out"), Path(f"{log}.err"))

@@ -1,0 +1,105 @@
+"""``kill -9`` of a whole ``mcmc-train -m hparams_search=default`` sweep (parent and workers) in
+the middle of its trials, then the same command again: the killed trials are retried with the
+same parameters from their epoch checkpoints, no parameter set runs twice, and the study ends
+with exactly ``n_trials`` finished trials under one MLflow parent run, none left RUNNING."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from mcmc_core.trainers import load_checkpoint
+
+from sweeptools import finished, states, wait_for
+
+N_TRIALS, EPOCHS = 2, 5
+#: Trials of a few seconds: epochs long enough that the kill lands between two checkpoints.
+LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
+        "trainer.steps_per_epoch=2500"]
+
+
+@pytest.fixture(scope="module")
+def killed(new_sweep):
+    """Start the sweep, SIGKILL its process group once a RUNNING trial has checkpointed an early
+    epoch, then run the same command to its end (each launch in its own multirun folder)."""
+    s = new_sweep("sweeper-kill-9")
+    args = s.multirun_args(f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2",
+                           "hydra.sweeper.pruner=none", base=LONG)
+    launch = s.start([*args, f"hydra.sweep.dir={s.root / 'm1'}"], program="mcmc-train")
+    name = launch.study_name()
+    study = s.study(name)
+
+    def mid_trial() -> bool:
+        running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+        return any(1 <= epoch <= EPOCHS - 3 and key in running
+                   for key, epoch in s.checkpoint_epochs().items())
+
+    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
+    killed_ms = int(time.time() * 1000)
+    before = launch.kill_and_reap(study)
+    at_kill = s.checkpoint_epochs()
+    rerun = s.run([*args, f"hydra.sweep.dir={s.root / 'm2'}"], program="mcmc-train").ok()
+    return SimpleNamespace(s=s, name=name, killed_ms=killed_ms, at_kill=at_kill, before=before,
+                           rerun=rerun, trials=s.study(name).get_trials(), runs=s.runs(name),
+                           first_output=launch.output())
+
+
+def _killed(k) -> list:
+    return [t for t in k.before if t.state == TrialState.RUNNING]
+
+
+def _retry_of(k, trial):
+    retries = [t for t in k.trials if t.system_attrs.get("failed_trial") == trial.number]
+    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in k.trials]
+    return retries[0]
+
+
+def test_the_kill_left_running_trials_with_checkpoints(killed) -> None:
+    assert _killed(killed), states(killed.before)
+    assert any(1 <= killed.at_kill.get(t.number, 0) < EPOCHS for t in _killed(killed))
+    assert "Traceback" not in killed.first_output
+
+
+def test_the_rerun_ends_with_exactly_n_trials_and_no_duplicate(killed) -> None:
+    assert killed.rerun.study_name == killed.name
+    trials = killed.trials
+    assert len(finished(trials)) == N_TRIALS, states(trials)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    params = [tuple(sorted(t.params.items())) for t in finished(trials)]
+    assert len(set(params)) == len(params), params
+
+
+def test_killed_trials_continued_from_their_checkpoints(killed) -> None:
+    resumed = [t for t in _killed(killed) if killed.at_kill.get(t.number, 0) >= 1]
+    assert resumed
+    for old in resumed:
+        retry, epoch = _retry_of(killed, old), killed.at_kill[old.number]
+        assert retry.state == TrialState.COMPLETE and retry.params == old.params
+        # The checkpoint folder of the first attempt (keyed by its number) holds the whole run.
+        state = load_checkpoint(killed.s.checkpoints()[old.number])
+        assert [h["epoch"] for h in state["history"]] == list(range(1, EPOCHS + 1))
+        # The same MLflow run, continued: the epochs after the checkpoint logged after the
+        # kill, none twice (a restart would log epoch 1 again; the kill may land between an
+        # epoch's checkpoint and its MLflow metrics, as in test_sweep_kill).
+        assert retry.user_attrs["mlflow_run_id"] == old.user_attrs["mlflow_run_id"]
+        logged = killed.runs.steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
+        steps = [s for s, _ in logged]
+        assert len(steps) == len(set(steps)), logged
+        assert set(range(epoch + 1, EPOCHS + 1)) <= set(steps) <= set(range(1, EPOCHS + 1))
+        assert all(ts > killed.killed_ms for s, ts in logged if s > epoch), logged
+        # Each attempt has its job folder in its launch's multirun folder.
+        for folder, trial in (("m1", old), ("m2", retry)):
+            overrides = yaml.safe_load((killed.s.root / folder / str(trial.number) / ".hydra" /
+                                        "overrides.yaml").read_text())
+            assert f"sampler.temperature={trial.params['temperature']!r}" in overrides
+
+
+def test_one_mlflow_parent_and_nothing_left_running(killed) -> None:
+    runs = killed.runs
+    assert len(runs.parents) == 1 and runs.parents[0].info.status == "FINISHED"
+    assert len(runs.with_status("FINISHED")) == N_TRIALS
+    assert not [r for r in runs.all if r.info.status == "RUNNING"]
