@@ -209,8 +209,10 @@ def check_database(url: str, key: str) -> None:
 
 
 def _check_sqlite(database: str | None, key: str, url: str) -> None:
-    """An existing SQLite file opens read-only and passes ``PRAGMA quick_check``; a missing one
-    can be created later (its folder is writable)."""
+    """An existing SQLite file opens and passes ``PRAGMA quick_check``; a missing one can be
+    created later (its folder is writable). A writable file is opened read-write (never
+    created): a process killed in a write leaves a hot journal that only a writer can roll
+    back, as any later open of the store does anyway; a read-only open would refuse it."""
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
@@ -221,7 +223,9 @@ def _check_sqlite(database: str | None, key: str, url: str) -> None:
     if path.is_dir():
         raise Problem(key, url, f"{path} is a folder, not an SQLite file", todo, CONFIG)
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=TIMEOUT)
+        mode = "rw" if os.access(path, os.W_OK) else "ro"
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True,
+                              timeout=TIMEOUT)
         try:
             con.execute("SELECT count(*) FROM sqlite_master").fetchone()
             row = con.execute("PRAGMA quick_check").fetchone()

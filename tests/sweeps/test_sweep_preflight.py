@@ -61,6 +61,40 @@ def test_an_existing_storage_passes_and_is_left_as_it_was(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("check", [check_database, check_tracking])
+def test_a_store_whose_writer_was_killed_mid_transaction_passes(tmp_path: Path, check) -> None:
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "store.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (a)")
+    con.close()
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import sqlite3, time
+con = sqlite3.connect({str(db)!r}, isolation_level=None)
+con.execute("PRAGMA cache_size=1")  # spill to the file: a hot journal holds the old pages
+con.execute("BEGIN EXCLUSIVE")
+for _ in range(20000):
+    con.execute("INSERT INTO t VALUES (randomblob(200))")
+print("writing", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert (tmp_path / "store.db-journal").exists()
+    # The check rolls the killed transaction back, as the store's next open would ...
+    check(f"sqlite:///{db}", "tracking.uri")
+    assert not (tmp_path / "store.db-journal").exists()
+    # ... and the store is as it was before that transaction.
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    con.close()
+
+
+@pytest.mark.parametrize("check", [check_database, check_tracking])
 def test_a_corrupt_sqlite_file_is_a_service_problem(tmp_path: Path, check) -> None:
     (tmp_path / "store.db").write_bytes(GARBAGE)
     with pytest.raises(Problem) as caught:
