@@ -1,4 +1,4 @@
-"""The start-up checks of :mod:`sweeps.preflight`, in-process against real services: SQLite
+"""The start-up checks of :mod:`sweeps.service_checks`, in-process against real services: SQLite
 files, a real HTTP server on loopback, a port where nothing listens. A check that passes creates
 nothing; one that fails raises a :class:`Problem` with its key, a masked value and an exit
 status (1 for a service, 2 for a config value)."""
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.preflight import (
+from sweeps.service_checks import (
     CONFIG,
     MLFLOW_HTTP_ENV,
     SERVICE,
