@@ -164,7 +164,7 @@ def _prepare(chains: list[Chain], ctx: TrialContext) -> None:
             c.run = ClientRun(c.cfg.tracking, c.resolved, parent_run_id=ctx.parent_run_id,
                               tags=run_tags(ctx, c.trial, c.key),
                               params=ctx.space.by_key(c.values))
-            run_id = c.run.open(c.folder / RUN_ID_FILE, resume=c.epoch > 0)
+            run_id = c.run.open(c.folder / RUN_ID_FILE, resume=c.epoch > 0, history=c.history)
             c.run.set_tags(link_run(c.trial, run_id, c.previous_run))
         for m in c.history:  # for the pruner, as a resumed lone trial does
             c.trial.report(float(m[ctx.metric]), int(m["epoch"]))

@@ -111,7 +111,7 @@ class MLflowCallback(Callback):
     def on_train_start(self, trainer: BaseTrainer) -> None:
         path = trainer.checkpoint_path
         self.run.open(path.parent / RUN_ID_FILE if path is not None else None,
-                      resume=trainer.epoch > 0)
+                      resume=trainer.epoch > 0, history=trainer.history)
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
         self.run.log_metrics(epoch_metrics(metrics), step=epoch)
@@ -162,9 +162,12 @@ class ClientRun:
             self._client = mlflow_client(tracking_uri(self.tracking))
         return self._client
 
-    def open(self, id_file: Path | None, resume: bool) -> str:
+    def open(self, id_file: Path | None, resume: bool,
+             history: list[dict[str, float]] | None = None) -> str:
         """Re-open the run recorded in ``id_file`` when ``resume`` (the trial continues from a
-        checkpoint), else create one; record its id in ``id_file``. Returns the run id."""
+        checkpoint), else create one; record its id in ``id_file``. A re-opened run gets the
+        epochs of the checkpoint's ``history`` it lacks (a process killed between writing an
+        epoch's checkpoint and logging it). Returns the run id."""
         from mlflow.entities import Param
         from mlflow.tracking.context.registry import resolve_tags
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -173,6 +176,7 @@ class ClientRun:
         if previous and resume:
             self.client.update_run(previous, status="RUNNING")
             self.run_id = previous
+            self._log_missing_epochs(history or [])
         else:
             name = self.tracking.experiment
             exp = self.client.get_experiment_by_name(name)
@@ -188,6 +192,15 @@ class ClientRun:
         if id_file is not None:
             write_run_id(id_file, self.run_id)
         return self.run_id
+
+    def _log_missing_epochs(self, history: list[dict[str, float]]) -> None:
+        if not history:
+            return
+        first = next(k for k in _FIRST_METRICS if k in history[0])
+        logged = {m.step for m in self.client.get_metric_history(self.run_id, first)}
+        for metrics in history:
+            if int(metrics["epoch"]) not in logged:
+                self.log_metrics(epoch_metrics(metrics), step=int(metrics["epoch"]))
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         """Log ``metrics`` at ``step`` (one request)."""
