@@ -23,6 +23,7 @@ cost that takes most of the workers' time, and how much.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -43,10 +44,12 @@ COMPUTE = ("step", "evaluate")
 BACKGROUND = ("heartbeat",)
 
 
-def command() -> list[str]:
-    """The installed ``mcmc-sweep`` next to this interpreter, else the module."""
+def command(tree: Path | None = None) -> list[str]:
+    """The installed ``mcmc-sweep`` next to this interpreter, else the module (always the
+    module for another source ``tree``)."""
     script = Path(sys.executable).parent / "mcmc-sweep"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sweeps.sweep"]
+    return [str(script)] if script.exists() and tree is None else [
+        sys.executable, "-m", "sweeps.sweep"]
 
 
 def net_overrides(net: str, mnist: Path) -> tuple[list[str], str]:
@@ -57,7 +60,8 @@ def net_overrides(net: str, mnist: Path) -> tuple[list[str], str]:
               "dataset.test_fraction=0.1", "dataset.val_fraction=0.05",
               "search.flip_ratio.low=5e-5", "search.flip_ratio.high=2e-3"]
     if (mnist / "t10k-images-idx3-ubyte.gz").exists() or (mnist / "t10k-images-idx3-ubyte").exists():
-        return ["dataset=idx", f"dataset.root={mnist}", *common], f"MNIST t10k ({mnist})"
+        return (["dataset=idx", f"dataset.root={mnist.resolve()}", *common],
+                f"MNIST t10k ({mnist})")
     print(f"note: {mnist} not found: the mnist sweep trains on synthetic data of the same "
           "shape (784 inputs, 10 classes, 10,000 samples)", flush=True)
     return ["dataset=synthetic", "dataset.synthetic_shape=[1,28,28]",
@@ -108,9 +112,10 @@ def phase_summary(folder: Path) -> dict[str, Any]:
 
 
 def sweep(net: str, population: int, n_trials: int, workers: int, pruner: str, device: str,
-          mnist: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run one sweep in a temporary folder; return its timings, outcome, MLflow check and
-    phases."""
+          mnist: Path, overrides: list[str] | None = None,
+          tree: Path | None = None) -> dict[str, Any]:
+    """Run one sweep in a temporary folder (with the code of source ``tree``, default the
+    installed one); return its timings, outcome, MLflow check and phases."""
     import optuna
     from optuna.trial import TrialState
 
@@ -122,9 +127,11 @@ def sweep(net: str, population: int, n_trials: int, workers: int, pruner: str, d
                 f"study.population={population}", f"study.pruner={pruner}", *net_args,
                 *(overrides or []), f"study.output_dir={root / 'out'}", f"tracking.uri={uri}"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")])
         start = time.perf_counter()
-        proc = subprocess.run([*command(), *args], check=False, cwd=root, env=env, text=True,
-                              capture_output=True)
+        proc = subprocess.run([*command(tree), *args], check=False, cwd=root, env=env,
+                              text=True, capture_output=True)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"mcmc-sweep {' '.join(args)} -> {proc.returncode}\n"
@@ -144,7 +151,8 @@ def sweep(net: str, population: int, n_trials: int, workers: int, pruner: str, d
     # none is left RUNNING.
     mlflow_ok = (runs["trial_numbers"] >= {t.number for t in done}
                  and runs["child_runs"] >= len(done) and "RUNNING" not in runs["statuses"])
-    return {"net": net, "data": data, "population": population, "pruner": pruner,
+    return {"net": net, "data": data, "tree": str(tree or "installed"), "population": population,
+            "pruner": pruner,
             "n_trials": n_trials, "workers": workers, "device": device,
             "finished": len(done), "complete": len(complete), "pruned": len(done) - len(complete),
             "failed": sum(t.state == TrialState.FAIL for t in trials),
@@ -177,34 +185,44 @@ def machine() -> dict[str, Any]:
 
 def table(runs: list[dict[str, Any]], base: int) -> tuple[list[str], dict[str, float]]:
     """The printed rows (medians over rounds) and each population's trials/hour ratio to
-    population ``base`` of the same net, pruner and workers."""
+    population ``base`` of the same net, pruner, workers and source tree (and, with several
+    trees, to the first tree's)."""
     def median(rows: list[dict[str, Any]], key: str) -> float:
         values = sorted(r[key] for r in rows)
         return values[len(values) // 2]
 
-    lines = ["| net | pruner | workers | population | trials | wall s | trials/hour "
-             f"| vs population {base} | pruned | best val_accuracy | mlflow runs ok "
-             "| per-trial costs (share of worker time) | largest: ms/trial | peak GPU MiB/worker |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
+    def key(r: dict[str, Any], **changed: Any) -> tuple[Any, ...]:
+        r = {**r, **changed}
+        return r["net"], r["pruner"], r["workers"], r["population"], r["tree"]
+
+    trees = list(dict.fromkeys(r["tree"] for r in runs))
+    lines = ["| net | pruner | workers | population | "
+             + ("tree | vs first tree | " if len(trees) > 1 else "")
+             + f"trials | wall s | trials/hour | vs population {base} | pruned "
+             "| best val_accuracy | mlflow runs ok | per-trial costs (share of worker time) "
+             "| largest: ms/trial | peak GPU MiB/worker |",
+             "|---|---|---:|---:|" + ("---|---:|" if len(trees) > 1 else "")
+             + "---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
     ratios: dict[str, float] = {}
-    keys = sorted({(r["net"], r["pruner"], r["workers"], r["population"]) for r in runs},
-                  key=lambda k: (k[0], k[1], k[2], k[3]))
-    for net, pruner, workers, population in keys:
-        rows = [r for r in runs if (r["net"], r["pruner"], r["workers"], r["population"])
-                == (net, pruner, workers, population)]
-        base_rows = [r for r in runs if (r["net"], r["pruner"], r["workers"], r["population"])
-                     == (net, pruner, workers, base)]
+    for k in sorted({key(r) for r in runs}, key=lambda k: (*k[:4], trees.index(k[4]))):
+        rows = [r for r in runs if key(r) == k]
+        base_rows = [r for r in runs if key(r) == key(rows[0], population=base)]
+        first_rows = [r for r in runs if key(r) == key(rows[0], tree=trees[0])]
         tph = median(rows, "trials_per_hour")
         ratio = tph / median(base_rows, "trials_per_hour") if base_rows else float("nan")
-        ratios[f"{net}/{pruner}/workers={workers}/population={population}"] = ratio
+        vs_first = tph / median(first_rows, "trials_per_hour")
+        name = "/".join([k[0], k[1], f"workers={k[2]}", f"population={k[3]}"]
+                        + ([f"tree={k[4]}"] if k[4] != "installed" else []))
+        ratios[name] = ratio
         last = rows[-1]
         ph = last["phases"]
         limit = ph["limit"]
         memory = [m for m in ph["max_memory_allocated"] if m is not None]
         best = max((r["best_value"] or 0) for r in rows)
         lines.append(
-            f"| {net} | {pruner} | {workers} | {population} | {last['finished']} "
-            f"| {median(rows, 'wall_s'):.1f} | {tph:.0f} | {ratio:.2f}x "
+            f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | "
+            + (f"{k[4]} | {vs_first:.2f}x | " if len(trees) > 1 else "")
+            + f"{last['finished']} | {median(rows, 'wall_s'):.1f} | {tph:.0f} | {ratio:.2f}x "
             f"| {median(rows, 'pruned'):.0f} | {best:.4f} | {all(r['mlflow_ok'] for r in rows)} "
             f"| {100 * (ph['per_trial_share'] or 0):.0f} % "
             f"| {limit}: {ph['ms_per_trial'].get(limit, 0):.1f} ms "
@@ -228,6 +246,9 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="*", default=[],
                         help="extra mcmc-sweep overrides, e.g. trainer.epochs=5")
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--trees", type=Path, nargs="+", default=[None],
+                        help="source trees to run the sweeps from, alternately (e.g. a worktree "
+                        "of an earlier commit, to compare code versions in one run)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless every sweep has every trial's MLflow run")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -240,14 +261,15 @@ def main() -> None:
         for net in args.nets:
             for pruner in args.pruners:
                 for workers in args.workers:
-                    for population in args.populations:
+                    for population, tree in itertools.product(args.populations, args.trees):
                         n = (args.base_trials or args.n_trials) if population == 1 \
                             else args.n_trials
                         result = sweep(net, population, n, workers, pruner, args.device,
-                                       args.mnist, args.overrides)
+                                       args.mnist, args.overrides, tree)
                         result["round"] = round_
                         runs.append(result)
                         print(f"{net}, {pruner}, {workers} workers, population {population}, "
+                              f"{'tree ' + str(tree) + ', ' if tree else ''}"
                               f"round {round_}: {result['finished']} trials in "
                               f"{result['wall_s']:.1f} s ({result['trials_per_hour']:.0f}/hour), "
                               f"{result['pruned']} pruned, mlflow_ok {result['mlflow_ok']}",

@@ -74,3 +74,25 @@ def test_sweep_benchmark_runs_both_populations(tmp_path: Path) -> None:
     assert set(result["ratio_trials_per_hour"]) == {
         f"digits/successive_halving/workers={w}/population={p}" for w in (1, 2) for p in (1, 3)}
     assert "| digits | successive_halving | 2 | 3 |" in proc.stdout
+
+
+def test_gpu_script_runs_its_measurement_tiny_on_the_cpu(tmp_path: Path) -> None:
+    # The CPU's trials/hour that the GPU's MNIST sweep is compared with: a tiny one here.
+    reference = tmp_path / "cpu.json"
+    reference.write_text(json.dumps({"runs": [{"trials_per_hour": 1.0}]}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPU_SWEEPS_TINY": "1",
+           "GPU_SWEEPS_DEVICE": "cpu", "GPU_SWEEPS_WHEELS": str(tmp_path / "no-wheels"),
+           "GPU_SWEEPS_MNIST": str(tmp_path / "no-mnist"), "PYTHON": sys.executable,
+           "GPU_SWEEPS_CPU_REFERENCE": str(reference), "OUT": str(tmp_path / "out")}
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu_sweeps.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "digits.json", "digits.log", "mnist.json", "mnist.log", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    # every trial in MLflow, the 3-minute bound and the CPU comparison evaluated
+    assert summary["digits"]["mlflow_ok"] and summary["digits"]["within_3_minutes"]
+    assert summary["digits"]["mlflow_child_runs"] == summary["digits"]["trials"] == 4
+    assert summary["mnist"]["cpu_trials_per_hour"] == 1.0 and summary["mnist"]["vs_cpu"] > 50
+    assert "synthetic" in (out / "mnist.log").read_text()
