@@ -41,4 +41,5 @@ else
 fi
 du -ch .whl/*.whl | tail -1 | sed 's/total/wheels (.whl)/'
 du -sh .gpu-data | sed 's/\t/ /'
-echo "working tree that travels: $(git ls-files -co --exclude-standard -z | du -ch --files0-from=- 2>/dev/null | tail -1 | cut -f1) + the above"
+tree=$(git ls-files -co --exclude-standard -z | du -ch --files0-from=- 2>/dev/null | tail -1)
+echo "working tree that travels: ${tree%%[[:space:]]*} + the above (64 MiB at most in all)"

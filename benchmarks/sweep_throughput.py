@@ -59,7 +59,7 @@ def net_overrides(net: str, mnist: Path) -> tuple[list[str], str]:
     common = ["dataset.binarize=mean", "model.hidden=[100]", "sampler.energy_samples=8000",
               "dataset.test_fraction=0.1", "dataset.val_fraction=0.05",
               "search.flip_ratio.low=5e-5", "search.flip_ratio.high=2e-3"]
-    if (mnist / "t10k-images-idx3-ubyte.gz").exists() or (mnist / "t10k-images-idx3-ubyte").exists():
+    if any((mnist / f"t10k-images-idx3-ubyte{gz}").exists() for gz in (".gz", "")):
         return (["dataset=idx", f"dataset.root={mnist.resolve()}", *common],
                 f"MNIST t10k ({mnist})")
     print(f"note: {mnist} not found: the mnist sweep trains on synthetic data of the same "
@@ -158,6 +158,9 @@ def sweep(net: str, population: int, n_trials: int, workers: int, pruner: str, d
             "failed": sum(t.state == TrialState.FAIL for t in trials),
             "trial_epochs": epochs, "wall_s": wall, "trials_span_s": span,
             "trials_per_hour": len(done) / wall * 3600,
+            # without the command's start-up and report: from the first trial's start to the
+            # last one's end
+            "trials_per_hour_span": len(done) / span * 3600 if span > 0 else float("nan"),
             "trial_epochs_per_s": epochs / span if span > 0 else float("nan"),
             "best_value": best.value if best else None,
             "best_test_accuracy": best.user_attrs.get("test_accuracy") if best else None,
@@ -274,12 +277,22 @@ def main() -> None:
                               f"{result['wall_s']:.1f} s ({result['trials_per_hour']:.0f}/hour), "
                               f"{result['pruned']} pruned, mlflow_ok {result['mlflow_ok']}",
                               flush=True)
-    base = args.populations[0]
-    lines, ratios = table(runs, base)
+                        write(args, started, info, runs)
+    lines = write(args, started, info, runs)
     print(f"\n{args.device}, {os.cpu_count()} CPUs, {args.rounds} round(s) (median of rounds), "
           f"load average at start {info['load_average'][0]:.2f}, at end "
           f"{os.getloadavg()[0]:.2f}:")
     print("\n".join(lines))
+    print(f"\nwrote {args.json}")
+    if args.check and not all(r["mlflow_ok"] for r in runs):
+        raise SystemExit("error: a sweep's MLflow store lacks a trial's child run (mlflow_ok)")
+
+
+def write(args: argparse.Namespace, started: datetime, info: dict[str, Any],
+          runs: list[dict[str, Any]]) -> list[str]:
+    """Write the JSON of the sweeps so far (after each one: a run stopped by a time limit keeps
+    what it measured); returns the table's lines."""
+    lines, ratios = table(runs, args.populations[0])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "benchmark": "sweep_throughput", "started_utc": started.isoformat(timespec="seconds"),
@@ -288,9 +301,7 @@ def main() -> None:
         "data": sorted({r["data"] for r in runs}),
         "ratio_trials_per_hour": ratios, "table": lines, "runs": runs,
     }, indent=2, default=str))
-    print(f"\nwrote {args.json}")
-    if args.check and not all(r["mlflow_ok"] for r in runs):
-        raise SystemExit("error: a sweep's MLflow store lacks a trial's child run (mlflow_ok)")
+    return lines
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ def _rdb(storage: BaseStorage) -> RDBStorage | None:
 @contextmanager
 def _transaction(rdb: RDBStorage, trial_ids: Sequence[int] = ()) -> Iterator[Any]:
     """An Optuna session whose writes commit together; with ``trial_ids``, it first checks
-    that none of those trials has finished (raising before anything is written: an error
-    raised by Optuna's own check after some writes does not undo them here)."""
+    that none of those trials has finished, raising before anything is written. (Optuna's
+    check, when it fails, reads the trial in a nested session of the same thread, which
+    commits the writes made before it: after some writes it would not undo them.)"""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 

@@ -60,7 +60,8 @@ def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
 
     name = cfg.study_name(resolved)
     workers = cfg.study.workers
-    use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    use_cuda = (cfg.device.startswith("cuda")
+                or (cfg.device == "auto" and torch.cuda.is_available()))
     gpus: list[int] | None = None  # None: every worker on the CPU
     if use_cuda:
         gpus = cfg.study.gpus if cfg.study.gpus is not None else list(range(torch.cuda.device_count()))

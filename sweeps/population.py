@@ -35,9 +35,9 @@ from torch import nn
 from mcmc_core._validation import ConfigError, check, violation
 from mcmc_core.config import TrainConfig
 from mcmc_core.population import StackedMLP
+from sweeps.batch_writes import report_values, set_user_attrs
 from sweeps.chains import SCORES, Chain, Group, build_groups, measure
 from sweeps.config import ParamSpec
-from sweeps.batch_writes import report_values, set_user_attrs
 from sweeps.phases import phase
 from sweeps.snapshot import prune_decisions
 from sweeps.study import retry_key
@@ -135,7 +135,8 @@ def run_population(study: optuna.Study, trials: list[optuna.Trial],
     """Run ``trials`` as one population to their ends and tell the study; returns their final
     states, in order. Each ends as :func:`~sweeps.trial.run_trial` ends a trial; an exception
     fails every trial still running (interrupted ones are queued for a retry)."""
-    chains = [Chain(t, *attempt) for t, attempt in zip(trials, start_attempts(study, trials, ctx))]
+    attempts = start_attempts(study, trials, ctx)
+    chains = [Chain(t, *attempt) for t, attempt in zip(trials, attempts)]
     try:
         _prepare(chains, ctx)
         _run(study, chains, ctx)

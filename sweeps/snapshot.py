@@ -58,6 +58,11 @@ class SnapshotStorage:
     def __getattr__(self, name: str) -> Any:  # anything not read from the snapshot
         return getattr(self._storage, name)
 
+    def release(self) -> None:
+        """Read and write through to the storage from now on (the snapshot is dropped)."""
+        self.frozen = False
+        self._trials.clear()
+
     # -- reads ---------------------------------------------------------------------------------
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
@@ -129,7 +134,8 @@ class StudySnapshot:
 
     def __init__(self, study: optuna.Study) -> None:
         self.storage = SnapshotStorage(study._storage, study._study_id)
-        self.study = optuna.Study(study_name=study.study_name, storage=self.storage,  # type: ignore[arg-type]
+        storage: Any = self.storage  # a storage by what it does, not a BaseStorage subclass
+        self.study = optuna.Study(study_name=study.study_name, storage=storage,
                                   sampler=study.sampler, pruner=study.pruner)
 
     def trials(self, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
@@ -146,7 +152,7 @@ def snapshot_study(study: optuna.Study) -> Iterator[StudySnapshot]:
     try:
         yield snap
     finally:
-        snap.storage.frozen = False
+        snap.storage.release()
 
 
 def prune_decisions(study: optuna.Study, trials: Sequence[optuna.Trial]) -> set[int]:

@@ -125,7 +125,7 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
                space: SearchSpace | None = None) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials (queued retries first), stopping at the first that would take
     the study past ``n_trials`` finished trials: that one is given back (WAITING), and so are
-    those of another worker's asks at the same moment would make surplus.
+    those that another worker's asks at the same moment make surplus.
 
     With ``space``, each trial's values are sampled at once, and a trial whose values repeat a
     live trial's is failed unrun (user attribute ``duplicate_of``) and asked again. The ``k``
@@ -153,7 +153,8 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
                 snap.study.tell(trial, state=TrialState.FAIL)  # the snapshot sees it failed
                 duplicates += 1
                 if duplicates >= MAX_DUPLICATES:
-                    raise SpaceExhausted(f"{duplicates} proposals in a row repeated earlier trials")
+                    raise SpaceExhausted(
+                        f"{duplicates} proposals in a row repeated earlier trials")
                 continue
             duplicates = 0
             trials.append(trial)

@@ -79,7 +79,8 @@ def test_sweep_benchmark_runs_both_populations(tmp_path: Path) -> None:
 def test_gpu_script_runs_its_measurement_tiny_on_the_cpu(tmp_path: Path) -> None:
     # The CPU's trials/hour that the GPU's MNIST sweep is compared with: a tiny one here.
     reference = tmp_path / "cpu.json"
-    reference.write_text(json.dumps({"runs": [{"trials_per_hour": 1.0}]}))
+    reference.write_text(json.dumps({"runs": [{"trials_per_hour": 1.0, "finished": 1,
+                                               "trials_span_s": 3600.0}]}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GPU_SWEEPS_TINY": "1",
            "GPU_SWEEPS_DEVICE": "cpu", "GPU_SWEEPS_WHEELS": str(tmp_path / "no-wheels"),
            "GPU_SWEEPS_MNIST": str(tmp_path / "no-mnist"), "PYTHON": sys.executable,
@@ -95,4 +96,5 @@ def test_gpu_script_runs_its_measurement_tiny_on_the_cpu(tmp_path: Path) -> None
     assert summary["digits"]["mlflow_ok"] and summary["digits"]["within_3_minutes"]
     assert summary["digits"]["mlflow_child_runs"] == summary["digits"]["trials"] == 4
     assert summary["mnist"]["cpu_trials_per_hour"] == 1.0 and summary["mnist"]["vs_cpu"] > 50
+    assert summary["mnist"]["vs_cpu_span"] > summary["mnist"]["vs_cpu"]  # without start-up
     assert "synthetic" in (out / "mnist.log").read_text()

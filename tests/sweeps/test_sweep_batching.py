@@ -82,7 +82,7 @@ def test_a_snapshot_reads_the_storage_again_after_its_block(tmp_path) -> None:
     assert study.get_trials()[0].intermediate_values == {1: 0.5}
 
 
-# -- asks ------------------------------------------------------------------------------------------
+# -- asks --------------------------------------------------------------------------------------
 
 def test_a_batch_of_asks_sees_the_parameters_of_its_own_trials(tmp_path) -> None:
     # Two points only: the batch's third ask repeats one of its first two every time.
@@ -151,7 +151,7 @@ def test_record_heartbeats_keeps_every_trial_alive(tmp_path) -> None:
     assert storage._get_stale_trial_ids(study._study_id) == []
 
 
-# -- phases and devices ----------------------------------------------------------------------------
+# -- phases and devices ------------------------------------------------------------------------
 
 def test_phases_add_up_per_phase_and_go_to_the_worker_file(tmp_path) -> None:
     phases.reset()
