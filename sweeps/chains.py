@@ -36,6 +36,7 @@ from mcmc_core.trainers import (
     run_scheduled,
     save_checkpoint,
 )
+from sweeps.phases import phase
 from sweeps.tracking import ClientRun, epoch_metrics
 
 __all__ = ["CHECKPOINT_NAME", "SCORES", "Chain", "Group", "build_groups", "flip_groups",
@@ -109,9 +110,11 @@ class Chain:
         if improves_best(metrics, self.best):
             self.best, self.best_model = best_entry(metrics), model
         self.history.append(metrics)
-        self.save(pop, k, model)
+        with phase("checkpoint"):
+            self.save(pop, k, model)
         if self.run is not None:
-            self.run.log_metrics(epoch_metrics(metrics), step=self.epoch)
+            with phase("mlflow_log"):
+                self.run.log_metrics(epoch_metrics(metrics), step=self.epoch)
 
     def final_metrics(self) -> dict[str, Any]:
         """The last epoch's metrics plus ``best_*`` (as ``BaseTrainer.final_metrics``)."""
@@ -121,8 +124,9 @@ class Chain:
         """The trial has been told ``state``: close its run with ``status`` and ``tags``."""
         self.state = state
         if self.run is not None:
-            self.run.set_tags(tags)
-            self.run.close(status)
+            with phase("mlflow_close"):
+                self.run.set_tags(tags)
+                self.run.close(status)
 
 
 #: The cost of one more batched step, in chain-flips: a step of a group costs about

@@ -35,7 +35,7 @@ from sweeps.tracking import tracking_uri
 from sweeps.supervisor import run_workers
 from sweeps.worker import WorkerSpec, stop_file
 
-__all__ = ["SweepPlan", "launch", "plan"]
+__all__ = ["SweepPlan", "launch", "plan", "worker_devices"]
 
 ATTR_PARENT_RUN = "mlflow_parent_run_id"
 #: The study's key, the tag that finds its parent run (:data:`sweeps.tracking.TAG_STUDY_KEY`).
@@ -60,7 +60,9 @@ def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
 
     name = cfg.study_name(resolved)
     workers = cfg.study.workers
-    use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    use_cuda = (cfg.device.startswith("cuda")
+                or (cfg.device == "auto" and torch.cuda.is_available()))
+    gpus: list[int] | None = None  # None: every worker on the CPU
     if use_cuda:
         gpus = cfg.study.gpus if cfg.study.gpus is not None else list(range(torch.cuda.device_count()))
         visible = torch.cuda.device_count()
@@ -70,13 +72,20 @@ def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
                                          cfg.study.gpus or cfg.device,
                                          f"GPU indices below {visible} (visible CUDA GPUs)"
                                          if visible else "cpu or auto: no CUDA GPU is visible")])
-        devices = [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
-    else:
-        devices = ["cpu"] * workers
+    devices = worker_devices(gpus, workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
     uri = tracking_uri(cfg.tracking) if cfg.tracking.enabled else None
     return SweepPlan(name=name, output_dir=cfg.output_dir(name), storage_url=cfg.storage_url(name),
                      tracking_uri=uri, devices=devices, threads=threads)
+
+
+def worker_devices(gpus: list[int] | None, workers: int) -> list[str]:
+    """Each worker's device: the CUDA GPUs ``gpus`` round robin, several workers per GPU when
+    they outnumber the GPUs (``study.workers=4 study.gpus=[0]``: four on ``cuda:0``), or the
+    CPU for every worker when ``gpus`` is None."""
+    if gpus is None:
+        return ["cpu"] * workers
+    return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
 
 
 def study_lock(p: SweepPlan) -> Any:

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import optuna
+import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from torch import nn
@@ -34,22 +35,26 @@ from torch import nn
 from mcmc_core._validation import ConfigError, check, violation
 from mcmc_core.config import TrainConfig
 from mcmc_core.population import StackedMLP
+from sweeps.batch_writes import report_values, set_user_attrs
 from sweeps.chains import SCORES, Chain, Group, build_groups, measure
 from sweeps.config import ParamSpec
+from sweeps.phases import phase
+from sweeps.snapshot import prune_decisions
+from sweeps.study import retry_key
 from sweeps.tracking import OBJECTIVE, RUN_ID_FILE, ClientRun, closing_metrics
 from sweeps.trial import (
     Interrupted,
     TrialContext,
+    attempt_attrs,
     best_value,
     check_finite,
     fail,
     interrupt,
-    link_run,
+    link_tags,
     record_final,
     record_job,
     run_tags,
     run_trial,
-    start_attempt,
     trial_config,
 )
 
@@ -130,7 +135,8 @@ def run_population(study: optuna.Study, trials: list[optuna.Trial],
     """Run ``trials`` as one population to their ends and tell the study; returns their final
     states, in order. Each ends as :func:`~sweeps.trial.run_trial` ends a trial; an exception
     fails every trial still running (interrupted ones are queued for a retry)."""
-    chains = [Chain(t, *start_attempt(study, t, ctx)) for t in trials]
+    attempts = start_attempts(study, trials, ctx)
+    chains = [Chain(t, *attempt) for t, attempt in zip(trials, attempts)]
     try:
         _prepare(chains, ctx)
         _run(study, chains, ctx)
@@ -145,13 +151,24 @@ def run_population(study: optuna.Study, trials: list[optuna.Trial],
     return [c.state or TrialState.FAIL for c in chains]
 
 
+def start_attempts(study: optuna.Study, trials: list[optuna.Trial],
+                   ctx: TrialContext) -> list[tuple[int, str | None]]:
+    """:func:`~sweeps.trial.start_attempt` of every trial, from one read of the study and in
+    one transaction."""
+    stored = {t._trial_id: t for t in study.get_trials(deepcopy=False)}
+    set_user_attrs([(t, attempt_attrs(ctx)) for t in trials])
+    return [(retry_key(stored[t._trial_id]), stored[t._trial_id].user_attrs.get("mlflow_run_id"))
+            for t in trials]
+
+
 def _prepare(chains: list[Chain], ctx: TrialContext) -> None:
     """Sample and check the trials' configs, load their checkpoints, open their runs and
     re-report the epochs of earlier attempts."""
-    for c in chains:
-        c.values = ctx.space.suggest(c.trial)
-        c.cfg, c.resolved = trial_config(ctx, c.values, c.key, c.trial.number)
-        record_job(ctx, c.trial, c.values, c.resolved)
+    with phase("config"):
+        for c in chains:
+            c.values = ctx.space.suggest(c.trial)
+            c.cfg, c.resolved = trial_config(ctx, c.values, c.key, c.trial.number)
+            record_job(ctx, c.trial, c.values, c.resolved)
     errors = population_errors(chains[0].cfg, ctx.space.specs, len(chains))
     if len({_shared_part(c.resolved) for c in chains}) > 1:
         errors.append(f"trials {[c.trial.number for c in chains]} differ in more than "
@@ -161,13 +178,17 @@ def _prepare(chains: list[Chain], ctx: TrialContext) -> None:
     for c in chains:
         c.load()
         if c.cfg.tracking.enabled:
-            c.run = ClientRun(c.cfg.tracking, c.resolved, parent_run_id=ctx.parent_run_id,
-                              tags=run_tags(ctx, c.trial, c.key),
-                              params=ctx.space.by_key(c.values))
-            run_id = c.run.open(c.folder / RUN_ID_FILE, resume=c.epoch > 0, history=c.history)
-            c.run.set_tags(link_run(c.trial, run_id, c.previous_run))
+            with phase("mlflow_open"):
+                c.run = ClientRun(c.cfg.tracking, c.resolved, parent_run_id=ctx.parent_run_id,
+                                  tags=run_tags(ctx, c.trial, c.key),
+                                  params=ctx.space.by_key(c.values))
+                run_id = c.run.open(c.folder / RUN_ID_FILE, resume=c.epoch > 0,
+                                    history=c.history)
+                c.run.set_tags(link_tags(run_id, c.previous_run))
         for m in c.history:  # for the pruner, as a resumed lone trial does
             c.trial.report(float(m[ctx.metric]), int(m["epoch"]))
+    set_user_attrs([(c.trial, {"mlflow_run_id": c.run.run_id}) for c in chains
+                    if c.run is not None])
 
 
 def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
@@ -185,10 +206,13 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
     groups = build_groups(live, data, steps) if live else []
     while groups:
         start = time.perf_counter()
-        for g in groups:
-            g.run(steps)
+        with phase("step"):
+            for g in groups:
+                g.run(steps)
+            synchronize(groups[0].pop.net.device)
         seconds = time.perf_counter() - start
-        measured = [measure(g.pop, data, cfg.trainer.eval_batch_size) for g in groups]
+        with phase("evaluate"):
+            measured = [measure(g.pop, data, cfg.trainer.eval_batch_size) for g in groups]
         epoch_time = time.perf_counter() - start
         where: dict[int, tuple[Group, int]] = {}
         for g, columns in zip(groups, measured):
@@ -204,25 +228,27 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
                            "wall_time": c.elapsed + epoch_time}
                 c.end_epoch(metrics, g.pop, k)
         live = sorted((c for g in groups for c in g.chains), key=lambda c: c.trial.number)
-        for c in live:  # as OptunaReporter, trial by trial
+        for c in live:  # a diverged chain fails alone
             try:
                 check_finite(c.history[-1], ctx.metric, c.epoch)
-                c.trial.report(float(c.history[-1][ctx.metric]), c.epoch)
-            except (FloatingPointError, UpdateFinishedTrialError) as err:
-                # Diverged: it fails alone. Already finished: another process took it for dead
-                # (stale heartbeat) and queued its retry; it just leaves (see fail()).
+            except FloatingPointError as err:
                 c.leave(*fail(study, c.trial, err))
+        with phase("optuna_report"):
+            _report(study, [c for c in live if c.state is None], ctx.metric)
         running = [c for c in live if c.state is None]
         # Every pruning decision is taken before any chain is told: a chain that completes
         # now must not count against the last epoch of the others in its batch.
-        pruned = {c.trial.number for c in running if c.trial.should_prune()}
+        with phase("optuna_prune"):
+            pruned = prune_decisions(study, [c.trial for c in running])
         for c in running:
             g, k = where[c.trial.number]
             try:
                 if c.trial.number in pruned:
-                    study.tell(c.trial, state=TrialState.PRUNED)
+                    with phase("optuna_tell"):
+                        study.tell(c.trial, state=TrialState.PRUNED)
                     if c.run is not None:
-                        c.run.log_model(g.pop.export(k))
+                        with phase("mlflow_close"):
+                            c.run.log_model(g.pop.export(k))
                     c.leave(TrialState.PRUNED, "FINISHED", {
                         "optuna.state": "PRUNED", "optuna.pruned": f"pruned at epoch {c.epoch}"})
                 elif c.epoch >= epochs:
@@ -238,15 +264,42 @@ def _run(study: optuna.Study, chains: list[Chain], ctx: TrialContext) -> None:
         groups = [g for g in groups if g.chains]
 
 
+def _report(study: optuna.Study, chains: list[Chain], metric: str) -> None:
+    """Report each chain's last epoch to its trial, in one transaction per epoch; a trial that
+    another process has finished meanwhile (it took the trial for dead: stale heartbeat, and
+    queued its retry) leaves (see :func:`~sweeps.trial.fail`)."""
+    try:
+        for epoch in sorted({c.epoch for c in chains}):
+            at = [c for c in chains if c.epoch == epoch]
+            report_values([c.trial for c in at], [float(c.history[-1][metric]) for c in at],
+                          epoch)
+    except UpdateFinishedTrialError:  # which one: trial by trial (reported ones are skipped)
+        for c in chains:
+            try:
+                c.trial.report(float(c.history[-1][metric]), c.epoch)
+            except UpdateFinishedTrialError as err:
+                c.leave(*fail(study, c.trial, err))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA steps are launched asynchronously), so that
+    the epoch's step time is the steps'."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _complete(study: optuna.Study, c: Chain, ctx: TrialContext, model: nn.Module) -> None:
     """Log the closing metrics and the model, and tell the trial COMPLETE."""
     final = c.final_metrics()
     value = best_value(c.history, ctx.metric, study.direction)
     if c.run is not None:
-        c.run.log_metrics(closing_metrics(final))
-        c.run.log_model(model)
-    record_final(c.trial, final, c.resolved)
-    study.tell(c.trial, value)
+        with phase("mlflow_close"):
+            c.run.log_metrics(closing_metrics(final))
+            c.run.log_model(model)
+    with phase("optuna_tell"):
+        record_final(c.trial, final, c.resolved)
+        study.tell(c.trial, value)
     if c.run is not None:
-        c.run.log_metrics({OBJECTIVE: value})
+        with phase("mlflow_close"):
+            c.run.log_metrics({OBJECTIVE: value})
     c.leave(TrialState.COMPLETE, "FINISHED", {"optuna.state": "COMPLETE", "optuna.value": value})

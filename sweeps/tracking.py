@@ -7,6 +7,7 @@ Everything logged here goes through :mod:`mcmc_core.secrets` first: params, tags
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -154,6 +155,7 @@ class ClientRun:
         self.tags, self.params = dict(tags or {}), dict(params or {})
         self._client: Any = None
         self.run_id: str | None = None
+        self.run_name: str | None = None  #: known once this process created the run
 
     @property
     def client(self) -> Any:
@@ -169,7 +171,6 @@ class ClientRun:
         epochs of the checkpoint's ``history`` it lacks (a process killed between writing an
         epoch's checkpoint and logging it). Returns the run id."""
         from mlflow.entities import Param
-        from mlflow.tracking.context.registry import resolve_tags
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         previous = id_file.read_text().strip() if id_file and id_file.exists() else None
@@ -177,18 +178,19 @@ class ClientRun:
             self.client.update_run(previous, status="RUNNING")
             self.run_id = previous
             self._log_missing_epochs(history or [])
+            self.set_tags(self.tags)
         else:
             name = self.tracking.experiment
             exp = self.client.get_experiment_by_name(name)
             exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
             system = {MLFLOW_PARENT_RUN_ID: self.parent_run_id} if self.parent_run_id else {}
-            run = self.client.create_run(exp_id, run_name=self.tracking.run_name,
-                                         tags=resolve_tags(system))
-            self.run_id = run.info.run_id
+            # The run's tags with its creation, its params in one batch: three requests.
+            run = self.client.create_run(exp_id, run_name=self.tracking.run_name, tags={
+                **context_tags(), **system, **masked_tags(self.tags)})
+            self.run_id, self.run_name = run.info.run_id, run.info.run_name
             params = run_params(self.config, self.params)
             self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
             self.client.log_dict(self.run_id, mask_config(self.config), "config.yaml")
-        self.set_tags(self.tags)
         if id_file is not None:
             write_run_id(id_file, self.run_id)
         return self.run_id
@@ -230,13 +232,22 @@ class ClientRun:
         if self.run_id is not None and tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, v)
                                                      for k, v in masked_tags(tags).items()])
-            name_pruned(self.client, self.run_id, tags)
+            self.run_name = name_pruned(self.client, self.run_id, tags, self.run_name)
 
     def close(self, status: str) -> None:
         """End the run with ``status`` (FINISHED, FAILED, KILLED). Safe to call twice."""
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
         self.run_id = None
+
+
+@functools.lru_cache(maxsize=1)
+def context_tags() -> dict[str, str]:
+    """MLflow's tags of this process's context (source, user, git commit...): the same for
+    every run it creates, so resolved once (a few ms each time)."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return resolve_tags({})
 
 
 def run_params(config: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
@@ -270,14 +281,19 @@ def closing_metrics(final: dict[str, Any]) -> dict[str, float]:
             for k, v in final.items()}
 
 
-def name_pruned(client: Any, run_id: str, tags: dict[str, Any]) -> None:
+def name_pruned(client: Any, run_id: str, tags: dict[str, Any],
+                name: str | None = None) -> str | None:
     """Append :data:`PRUNED_SUFFIX` to the name of a run whose ``tags`` say
-    ``optuna.state=PRUNED`` (its status stays FINISHED: MLflow has no pruned status)."""
+    ``optuna.state=PRUNED`` (its status stays FINISHED: MLflow has no pruned status); ``name``:
+    its name now, when known (else it is read). Returns its name (None: not read)."""
     if str(tags.get("optuna.state")) != "PRUNED":
-        return
-    name = client.get_run(run_id).info.run_name or ""
+        return name
+    if name is None:
+        name = client.get_run(run_id).info.run_name or ""
     if not name.endswith(PRUNED_SUFFIX):
-        client.update_run(run_id, name=f"{name}{PRUNED_SUFFIX}")
+        name = f"{name}{PRUNED_SUFFIX}"
+        client.update_run(run_id, name=name)
+    return name
 
 
 def save_model_files(model: nn.Module, folder: Path) -> None:

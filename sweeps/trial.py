@@ -7,6 +7,7 @@ trial killed with its process and retried picks up at its last finished epoch.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import traceback
@@ -34,11 +35,13 @@ __all__ = [
     "Interrupted",
     "OptunaReporter",
     "TrialContext",
+    "attempt_attrs",
     "best_value",
     "check_finite",
     "fail",
     "interrupt",
     "link_run",
+    "link_tags",
     "record_final",
     "record_job",
     "run_tags",
@@ -97,8 +100,14 @@ class RunLink(Callback):
 def link_run(trial: optuna.Trial, run_id: str | None,
              previous_run: str | None) -> dict[str, Any]:
     """Keep the trial's MLflow run id on the trial; returns the tags that link a retry's new run
-    to the run of the attempt it replaces (none for the same run, continued)."""
+    to the run of the attempt it replaces (:func:`link_tags`)."""
     trial.set_user_attr("mlflow_run_id", run_id)
+    return link_tags(run_id, previous_run)
+
+
+def link_tags(run_id: str | None, previous_run: str | None) -> dict[str, Any]:
+    """The tags that link a retry's new run to the run of the attempt it replaces (none for the
+    same run, continued)."""
     if previous_run and previous_run != run_id:
         return {"optuna.retry_of_run_id": previous_run}
     return {}
@@ -128,6 +137,13 @@ class TrialContext:
         return self._data[key]
 
 
+@functools.lru_cache(maxsize=1)
+def train_schema() -> DictConfig:
+    """``TrainConfig``'s structured schema, made once per process (about 20 ms each time: a
+    population of hundreds of trials merges every trial's config onto it; merging copies it)."""
+    return OmegaConf.structured(TrainConfig)
+
+
 def trial_config(ctx: TrialContext, values: dict[str, Any], key: int,
                  number: int) -> tuple[TrainConfig, dict[str, Any]]:
     """The validated training config of a trial and its resolved plain-dict form."""
@@ -138,7 +154,7 @@ def trial_config(ctx: TrialContext, values: dict[str, Any], key: int,
     cfg.device = ctx.device
     cfg.tracking.experiment = ctx.study_name
     cfg.tracking.run_name = f"trial-{number:04d}"
-    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+    merged = OmegaConf.merge(train_schema(), cfg)
     train_cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     resolved: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore
     return train_cfg.validate(), resolved
@@ -159,13 +175,17 @@ def best_value(history: list[dict[str, float]], metric: str,
     return max(values) if direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
 
 
+def attempt_attrs(ctx: TrialContext) -> dict[str, Any]:
+    """The user attributes that record an attempt's host, process and launch."""
+    return {ATTR_HOST: host_name(), ATTR_PID: os.getpid(), ATTR_SESSION: ctx.session}
+
+
 def start_attempt(study: optuna.Study, trial: optuna.Trial,
                   ctx: TrialContext) -> tuple[int, str | None]:
     """Record this attempt's host, process and launch on ``trial``; returns its retry key (its
     checkpoint folder) and the MLflow run of the attempt it retries (None for a first one)."""
     frozen = study._storage.get_trial(trial._trial_id)
-    for attr, value in ((ATTR_HOST, host_name()), (ATTR_PID, os.getpid()),
-                        (ATTR_SESSION, ctx.session)):
+    for attr, value in attempt_attrs(ctx).items():
         trial.set_user_attr(attr, value)
     return retry_key(frozen), frozen.user_attrs.get("mlflow_run_id")
 

@@ -8,6 +8,7 @@ or ``max_failures`` reached), or after ``timeout``.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -21,8 +22,12 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.config import ParamSpec, StudyConfig
+from sweeps import phases
+from sweeps.batch_writes import record_heartbeats
 from sweeps.job_folders import JobFolders
+from sweeps.phases import phase
 from sweeps.population import run_trials
+from sweeps.snapshot import snapshot_study
 from sweeps.space import SearchSpace
 from sweeps.study import (
     ATTR_DUPLICATE,
@@ -40,7 +45,8 @@ from sweeps.sweep_runs import close_killed_run
 from sweeps.tracking import client_uri
 from sweeps.trial import TrialContext
 
-__all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "run_worker", "session_failures"]
+__all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "device_memory", "run_worker",
+           "session_failures"]
 
 POLL_SECONDS = 1.0
 
@@ -86,16 +92,16 @@ def session_failures(trials: list[optuna.trial.FrozenTrial], session: str) -> in
 def heartbeat(storage: optuna.storages.RDBStorage, trials: Sequence[optuna.Trial],
               interval: float) -> Iterator[None]:
     """Record the heartbeat of every trial in ``trials`` every ``interval`` seconds while the
-    block runs."""
+    block runs (all of them in one transaction)."""
     done = threading.Event()
 
     def beat() -> None:
         while not done.is_set():
-            for trial in trials:
-                try:
-                    storage.record_heartbeat(trial._trial_id)
-                except Exception:  # a transient storage error must not kill the trial
-                    pass
+            try:
+                with phase("heartbeat"):
+                    record_heartbeats(storage, [t._trial_id for t in trials])
+            except Exception:  # a transient storage error must not kill the trial
+                pass
             done.wait(interval)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trials[0].number}", daemon=True)
@@ -118,43 +124,61 @@ class SpaceExhausted(Exception):
 def ask_trials(study: optuna.Study, n_trials: int, k: int,
                space: SearchSpace | None = None) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials (queued retries first), stopping at the first that would take
-    the study past ``n_trials`` finished trials: that one is given back (WAITING).
+    the study past ``n_trials`` finished trials: that one is given back (WAITING), and so are
+    those that another worker's asks at the same moment make surplus.
 
     With ``space``, each trial's values are sampled at once, and a trial whose values repeat a
-    live trial's is failed unrun (user attribute ``duplicate_of``) and asked again.
+    live trial's is failed unrun (user attribute ``duplicate_of``) and asked again. The ``k``
+    asks read the study's trials once (:func:`~sweeps.snapshot.snapshot_study`), and once more
+    at the end for the other workers' new trials.
 
     Raises:
         SpaceExhausted: after :data:`MAX_DUPLICATES` duplicates in a row.
     """
-    storage = study._storage
     trials: list[optuna.Trial] = []
     duplicates = 0
-    while len(trials) < k:
-        trial = study.ask()
-        if space is not None:
-            space.suggest(trial)
-        frozen = storage.get_trial(trial._trial_id)
-        others = study.get_trials(deepcopy=False)
-        if is_surplus(others, frozen, n_trials):
-            # Another worker took the last slot at the same moment: give this one back.
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
-            break
-        same = duplicate_of(others, frozen) if space is not None else None
-        if same is not None:
-            trial.set_user_attr(ATTR_DUPLICATE, same)
-            study.tell(trial, state=TrialState.FAIL)
-            duplicates += 1
-            if duplicates >= MAX_DUPLICATES:
-                raise SpaceExhausted(f"{duplicates} proposals in a row repeated earlier trials")
-            continue
-        duplicates = 0
-        trials.append(trial)
+    with snapshot_study(study) as snap:
+        while len(trials) < k:
+            trial = snap.study.ask()
+            if space is not None:
+                space.suggest(trial)
+            frozen = snap.storage.get_trial(trial._trial_id)
+            others = snap.trials()
+            if is_surplus(others, frozen, n_trials):
+                _give_back(study, trial)
+                break
+            same = duplicate_of(others, frozen) if space is not None else None
+            if same is not None:
+                trial.set_user_attr(ATTR_DUPLICATE, same)
+                snap.study.tell(trial, state=TrialState.FAIL)  # the snapshot sees it failed
+                duplicates += 1
+                if duplicates >= MAX_DUPLICATES:
+                    raise SpaceExhausted(
+                        f"{duplicates} proposals in a row repeated earlier trials")
+                continue
+            duplicates = 0
+            trials.append(trial)
+    # Another worker may have asked at the same moment: every worker ranks the stored trials
+    # the same way (is_surplus), so exactly the later ones give way.
+    stored = study.get_trials(deepcopy=False)
+    by_id = {t._trial_id: t for t in stored}
+    for i, trial in enumerate(trials):
+        if is_surplus(stored, by_id[trial._trial_id], n_trials):
+            for surplus in trials[i:]:
+                _give_back(study, surplus)
+            return trials[:i]
     return trials
+
+
+def _give_back(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Another worker took the last slot at the same moment: queue ``trial`` back (WAITING)."""
+    study._storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
 
 
 def run_worker(spec: WorkerSpec) -> str:
     """The worker loop; returns why it stopped (``done``, ``stopped``, ``timeout``,
-    ``max_failures``, ``exhausted``: the sampler only repeats earlier trials)."""
+    ``max_failures``, ``exhausted``: the sampler only repeats earlier trials). At its end it
+    writes where its time went (:mod:`sweeps.phases`) and its device's peak memory."""
     import torch
 
     if threading.current_thread() is threading.main_thread():
@@ -165,7 +189,33 @@ def run_worker(spec: WorkerSpec) -> str:
         import mlflow
 
         mlflow.set_tracking_uri(client_uri(spec.tracking_uri))
+    phases.reset()
+    started, populations, reason = time.time(), [], "error"
+    try:
+        reason = _loop(spec, populations)
+        return reason
+    finally:
+        phases.write_worker_file(
+            phases.worker_file(spec.output_dir, spec.session, spec.index),
+            {"worker": spec.index, "pid": os.getpid(), "device": spec.device,
+             "threads": spec.threads, "population": spec.study.population, "stopped": reason,
+             "seconds": time.time() - started, "populations": populations,
+             "trials": sum(populations), **device_memory(spec.device)})
 
+
+def device_memory(device: str) -> dict[str, float | None]:
+    """The peak memory this process allocated and reserved on a CUDA ``device``, in bytes
+    (None on the CPU)."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return {"max_memory_allocated": None, "max_memory_reserved": None}
+    return {"max_memory_allocated": torch.cuda.max_memory_allocated(device),
+            "max_memory_reserved": torch.cuda.max_memory_reserved(device)}
+
+
+def _loop(spec: WorkerSpec, populations: list[int]) -> str:
+    """:func:`run_worker`'s loop; appends the size of each population it runs."""
     storage = open_storage(spec.storage_url, spec.study,
                            on_retry=lambda t: close_killed_run(spec.tracking_uri, t))
     study = open_study(storage, spec.study_name, spec.study,
@@ -195,12 +245,14 @@ def run_worker(spec: WorkerSpec) -> str:
             continue
         room = n_trials - counts.finished - counts.running
         try:
-            asked = ask_trials(study, n_trials, min(spec.study.population, room), space)
+            with phase("ask"):
+                asked = ask_trials(study, n_trials, min(spec.study.population, room), space)
         except SpaceExhausted:
             spec.stop_file.touch()
             return "exhausted"
         if not asked:
             time.sleep(POLL_SECONDS)
             continue
+        populations.append(len(asked))
         with heartbeat(storage, asked, spec.study.heartbeat_interval):
             run_trials(study, asked, ctx)

@@ -22,6 +22,9 @@ MNIST_SCRIPTS = {
     "time_to_accuracy.py": ["--budget", "1", "--nets", "784-10"],
     "original_vs_full.py": [],
     "margin_energy.py": ["--steps", "200", "--every", "100"],
+    "sweep_throughput.py": ["--nets", "mnist", "--n-trials", "2", "--workers", "1",
+                            "--populations", "2", "--overrides", "trainer.epochs=1",
+                            "trainer.steps_per_epoch=5", "dataset.synthetic_samples=300"],
 }
 
 
@@ -49,10 +52,49 @@ def test_benchmark_falls_back_to_synthetic_data(script: str, tmp_path: Path) -> 
 
 def test_sweep_benchmark_runs_both_populations(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    args = ["--n-trials", "2", "--workers", "1", "--populations", "1", "2",
+    args = ["--n-trials", "3", "--base-trials", "2", "--workers", "1", "2", "--populations",
+            "1", "3", "--pruners", "successive_halving", "--check",
             "--overrides", "trainer.epochs=2", "trainer.steps_per_epoch=20", "--json", str(out)]
     proc = _run("sweep_throughput.py", args, tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    runs = json.loads(out.read_text())["runs"]
-    assert [(r["population"], r["finished"], r["failed"]) for r in runs] == [(1, 2, 0), (2, 2, 0)]
+    result = json.loads(out.read_text())
+    runs = result["runs"]
+    # population 1 on --base-trials, the population on --n-trials, for each worker count
+    assert [(r["workers"], r["population"], r["finished"], r["failed"]) for r in runs] == [
+        (1, 1, 2, 0), (1, 3, 3, 0), (2, 1, 2, 0), (2, 3, 3, 0)]
     assert all("trainer.epochs=2" in r["command"] for r in runs)
+    # every trial has its MLflow child run, and the workers said where their time went
+    assert all(r["mlflow_ok"] and r["mlflow_child_runs"] == r["finished"] for r in runs)
+    for r in runs:
+        phases = r["phases"]
+        assert phases["workers"] == r["workers"] and phases["trials_run"] == r["finished"]
+        assert {"ask", "step", "evaluate", "mlflow_log", "optuna_report"} <= set(phases["phases"])
+        assert phases["limit"] not in ("step", "evaluate", "heartbeat")
+        assert phases["max_memory_allocated"] == [None] * r["workers"]  # N/A on the CPU
+    assert set(result["ratio_trials_per_hour"]) == {
+        f"digits/successive_halving/workers={w}/population={p}" for w in (1, 2) for p in (1, 3)}
+    assert "| digits | successive_halving | 2 | 3 |" in proc.stdout
+
+
+def test_gpu_script_runs_its_measurement_tiny_on_the_cpu(tmp_path: Path) -> None:
+    # The CPU's trials/hour that the GPU's MNIST sweep is compared with: a tiny one here.
+    reference = tmp_path / "cpu.json"
+    reference.write_text(json.dumps({"runs": [{"trials_per_hour": 1.0, "finished": 1,
+                                               "trials_span_s": 3600.0}]}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPU_SWEEPS_TINY": "1",
+           "GPU_SWEEPS_DEVICE": "cpu", "GPU_SWEEPS_WHEELS": str(tmp_path / "no-wheels"),
+           "GPU_SWEEPS_MNIST": str(tmp_path / "no-mnist"), "PYTHON": sys.executable,
+           "GPU_SWEEPS_CPU_REFERENCE": str(reference), "OUT": str(tmp_path / "out")}
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu_sweeps.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "digits.json", "digits.log", "mnist.json", "mnist.log", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    # every trial in MLflow, the 3-minute bound and the CPU comparison evaluated
+    assert summary["digits"]["mlflow_ok"] and summary["digits"]["within_3_minutes"]
+    assert summary["digits"]["mlflow_child_runs"] == summary["digits"]["trials"] == 4
+    assert summary["mnist"]["cpu_trials_per_hour"] == 1.0 and summary["mnist"]["vs_cpu"] > 50
+    assert summary["mnist"]["vs_cpu_span"] > summary["mnist"]["vs_cpu"]  # without start-up
+    assert "synthetic" in (out / "mnist.log").read_text()
