@@ -37,7 +37,8 @@ from mcmc_core.trainers import (
     save_checkpoint,
 )
 from sweeps.phases import phase
-from sweeps.tracking import ClientRun, epoch_metrics
+from sweeps.client_run import ClientRun
+from sweeps.tracking import epoch_metrics
 
 __all__ = ["CHECKPOINT_NAME", "SCORES", "Chain", "Group", "build_groups", "flip_groups",
            "measure"]

@@ -7,7 +7,7 @@ The trials of a population share their training config except a chain's own valu
 (:data:`CHAIN_KEYS`: its temperature, flip ratio, seed and both schedules, any of the five
 schedules each). Each epoch (``trainer.steps_per_epoch`` steps of every chain) all chains are
 evaluated at once; then each trial gets its epoch's metrics in its own MLflow child run
-(:class:`~sweeps.tracking.ClientRun`: several are open in one process), a checkpoint, and an
+(:class:`~sweeps.client_run.ClientRun`: several are open in one process), a checkpoint, and an
 Optuna report; a diverged, pruned or finished chain leaves the batch, the others go on. Chains
 are stepped in groups of one step and similar flip counts (:func:`~sweeps.chains.build_groups`);
 a chain's steps do not depend on the chains it is batched with.
@@ -41,7 +41,8 @@ from sweeps.config import ParamSpec
 from sweeps.phases import phase
 from sweeps.snapshot import prune_decisions
 from sweeps.study import retry_key
-from sweeps.tracking import OBJECTIVE, RUN_ID_FILE, ClientRun, closing_metrics
+from sweeps.client_run import ClientRun
+from sweeps.tracking import OBJECTIVE, RUN_ID_FILE, closing_metrics
 from sweeps.trial import (
     Interrupted,
     TrialContext,

@@ -7,13 +7,11 @@ Everything logged here goes through :mod:`mcmc_core.secrets` first: params, tags
 
 from __future__ import annotations
 
-import functools
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcmc_core.secrets import MASK, is_secret_key, mask_config, mask_text
+from mcmc_core.secrets import MASK, is_secret_key, mask_text
 from mcmc_core.trainers import Callback
 from sweeps.stores import ensure_mlflow_store
 
@@ -25,18 +23,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "FIRST_METRICS",
     "METRIC_NAMES",
     "OBJECTIVE",
     "PRUNED_SUFFIX",
     "TAG_STUDY_KEY",
-    "ClientRun",
     "MLflowCallback",
     "client_uri",
     "closing_metrics",
     "epoch_metrics",
     "flatten",
     "masked_tags",
-    "name_pruned",
     "mlflow_client",
     "name_pruned",
     "run_params",
@@ -60,7 +57,7 @@ METRIC_NAMES = {"step": "n_steps", "temperature": "current_temperature",
                 "flip_ratio": "current_flip_ratio"}
 #: Epoch metrics logged first, in this order: MLflow's compare view colours its parallel
 #: coordinates by the first metric a run logged.
-_FIRST_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_accuracy",
+FIRST_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_accuracy",
                   "train_loss")
 
 
@@ -82,7 +79,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class MLflowCallback(Callback):
-    """Logs a trainer's run to MLflow, through a :class:`ClientRun`.
+    """Logs a trainer's run to MLflow, through a :class:`~sweeps.client_run.ClientRun`.
 
     On start it opens a run (re-opening the same run when the trainer resumes from a checkpoint
     folder that recorded one), logs the flattened config as params and the resolved config as
@@ -101,6 +98,8 @@ class MLflowCallback(Callback):
     def __init__(self, tracking: TrackingConfig, config: dict[str, Any], *,
                  parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
                  params: dict[str, Any] | None = None) -> None:
+        from sweeps.client_run import ClientRun
+
         self.run = ClientRun(tracking, config, parent_run_id=parent_run_id, tags=tags,
                              params=params)
 
@@ -135,121 +134,6 @@ class MLflowCallback(Callback):
         self.run.close(status or ("FAILED" if failed else "FINISHED"))
 
 
-class ClientRun:
-    """A run logged through :class:`mlflow.MlflowClient` by its id, never the fluent active run:
-    one process may keep several open at once (a population's trials). :class:`MLflowCallback`
-    logs a trainer's run through one.
-
-    Args:
-        tracking: the run's tracking settings (URI, experiment, run name, ``log_model``).
-        config: the resolved run configuration (params and ``config.yaml`` of a new run).
-        parent_run_id: open a new run as a child of this run.
-        tags: tags set on the run, also when it is re-opened.
-        params: extra params logged on a new run (a trial's sampled values).
-    """
-
-    def __init__(self, tracking: TrackingConfig, config: dict[str, Any], *,
-                 parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None) -> None:
-        self.tracking, self.config, self.parent_run_id = tracking, config, parent_run_id
-        self.tags, self.params = dict(tags or {}), dict(params or {})
-        self._client: Any = None
-        self.run_id: str | None = None
-        self.run_name: str | None = None  #: known once this process created the run
-
-    @property
-    def client(self) -> Any:
-        """The ``MlflowClient``, made on first use (it creates the store: not before work)."""
-        if self._client is None:
-            self._client = mlflow_client(tracking_uri(self.tracking))
-        return self._client
-
-    def open(self, id_file: Path | None, resume: bool,
-             history: list[dict[str, float]] | None = None) -> str:
-        """Re-open the run recorded in ``id_file`` when ``resume`` (the trial continues from a
-        checkpoint), else create one; record its id in ``id_file``. A re-opened run gets the
-        epochs of the checkpoint's ``history`` it lacks (a process killed between writing an
-        epoch's checkpoint and logging it). Returns the run id."""
-        from mlflow.entities import Param
-        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-        previous = id_file.read_text().strip() if id_file and id_file.exists() else None
-        if previous and resume:
-            self.client.update_run(previous, status="RUNNING")
-            self.run_id = previous
-            self._log_missing_epochs(history or [])
-            self.set_tags(self.tags)
-        else:
-            name = self.tracking.experiment
-            exp = self.client.get_experiment_by_name(name)
-            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-            system = {MLFLOW_PARENT_RUN_ID: self.parent_run_id} if self.parent_run_id else {}
-            # The run's tags with its creation, its params in one batch: three requests.
-            run = self.client.create_run(exp_id, run_name=self.tracking.run_name, tags={
-                **context_tags(), **system, **masked_tags(self.tags)})
-            self.run_id, self.run_name = run.info.run_id, run.info.run_name
-            params = run_params(self.config, self.params)
-            self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
-            self.client.log_dict(self.run_id, mask_config(self.config), "config.yaml")
-        if id_file is not None:
-            write_run_id(id_file, self.run_id)
-        return self.run_id
-
-    def _log_missing_epochs(self, history: list[dict[str, float]]) -> None:
-        if not history:
-            return
-        first = next(k for k in _FIRST_METRICS if k in history[0])
-        logged = {m.step for m in self.client.get_metric_history(self.run_id, first)}
-        for metrics in history:
-            if int(metrics["epoch"]) not in logged:
-                self.log_metrics(epoch_metrics(metrics), step=int(metrics["epoch"]))
-
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        """Log ``metrics`` at ``step`` (one request)."""
-        import time
-
-        from mlflow.entities import Metric
-
-        if self.run_id is None:
-            return
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
-                                                    for k, v in metrics.items()])
-
-    def log_model(self, model: nn.Module) -> None:
-        """Log ``model`` as ``model/state_dict.pt`` and ``model/model.txt``."""
-        if not self.tracking.log_model or self.run_id is None:
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            save_model_files(model, Path(tmp))
-            self.client.log_artifacts(self.run_id, tmp, artifact_path="model")
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        """Set tags on the open run (no-op when none is open); ``optuna.state=PRUNED`` also
-        renames it (:func:`name_pruned`)."""
-        from mlflow.entities import RunTag
-
-        if self.run_id is not None and tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, v)
-                                                     for k, v in masked_tags(tags).items()])
-            self.run_name = name_pruned(self.client, self.run_id, tags, self.run_name)
-
-    def close(self, status: str) -> None:
-        """End the run with ``status`` (FINISHED, FAILED, KILLED). Safe to call twice."""
-        if self.run_id is not None:
-            self.client.set_terminated(self.run_id, status=status)
-        self.run_id = None
-
-
-@functools.lru_cache(maxsize=1)
-def context_tags() -> dict[str, str]:
-    """MLflow's tags of this process's context (source, user, git commit...): the same for
-    every run it creates, so resolved once (a few ms each time)."""
-    from mlflow.tracking.context.registry import resolve_tags
-
-    return resolve_tags({})
-
-
 def run_params(config: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
     """The params of a new run: the flattened ``config``, then ``params`` (a trial's sampled
     values by config key, see :meth:`~sweeps.space.SearchSpace.by_key`: each key once);
@@ -269,8 +153,8 @@ def masked_tags(tags: dict[str, Any]) -> dict[str, str]:
 def epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """An epoch's metrics as logged at ``step=epoch`` (the epoch itself is the step, so no
     ``epoch`` metric), renamed by :data:`METRIC_NAMES`, the scores first."""
-    order = [k for k in _FIRST_METRICS if k in metrics]
-    order += [k for k in metrics if k not in _FIRST_METRICS and k != "epoch"]
+    order = [k for k in FIRST_METRICS if k in metrics]
+    order += [k for k in metrics if k not in FIRST_METRICS and k != "epoch"]
     return {METRIC_NAMES.get(k, k): float(metrics[k]) for k in order}
 
 
