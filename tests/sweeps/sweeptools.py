@@ -296,6 +296,20 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def retry_of(trials: list[Any], trial: Any) -> Any:
+    """The one retry of a trial that a kill left running (Optuna's ``failed_trial``)."""
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == trial.number]
+    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in trials]
+    return retries[0]
+
+
+def running(trials: list[Any]) -> list[Any]:
+    """The RUNNING trials (e.g. those a kill caught)."""
+    from optuna.trial import TrialState
+
+    return [t for t in trials if t.state == TrialState.RUNNING]
+
+
 def finished(trials: list[Any]) -> list[Any]:
     """COMPLETE and PRUNED trials: what counts towards ``study.n_trials``."""
     from optuna.trial import TrialState

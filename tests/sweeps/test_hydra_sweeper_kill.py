@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
 
-from sweeptools import finished, states, wait_for
+from sweeptools import finished, retry_of, running, states, wait_for
 
 N_TRIALS, EPOCHS = 2, 5
 #: Trials of a few seconds: epochs long enough that the kill lands between two checkpoints.
@@ -48,19 +48,11 @@ def killed(new_sweep):
                            first_output=launch.output())
 
 
-def _killed(k) -> list:
-    return [t for t in k.before if t.state == TrialState.RUNNING]
-
-
-def _retry_of(k, trial):
-    retries = [t for t in k.trials if t.system_attrs.get("failed_trial") == trial.number]
-    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in k.trials]
-    return retries[0]
 
 
 def test_the_kill_left_running_trials_with_checkpoints(killed) -> None:
-    assert _killed(killed), states(killed.before)
-    assert any(1 <= killed.at_kill.get(t.number, 0) < EPOCHS for t in _killed(killed))
+    assert running(killed.before), states(killed.before)
+    assert any(1 <= killed.at_kill.get(t.number, 0) < EPOCHS for t in running(killed.before))
     assert "Traceback" not in killed.first_output
 
 
@@ -74,10 +66,10 @@ def test_the_rerun_ends_with_exactly_n_trials_and_no_duplicate(killed) -> None:
 
 
 def test_killed_trials_continued_from_their_checkpoints(killed) -> None:
-    resumed = [t for t in _killed(killed) if killed.at_kill.get(t.number, 0) >= 1]
+    resumed = [t for t in running(killed.before) if killed.at_kill.get(t.number, 0) >= 1]
     assert resumed
     for old in resumed:
-        retry, epoch = _retry_of(killed, old), killed.at_kill[old.number]
+        retry, epoch = retry_of(killed.trials, old), killed.at_kill[old.number]
         assert retry.state == TrialState.COMPLETE and retry.params == old.params
         # The checkpoint folder of the first attempt (keyed by its number) holds the whole run.
         state = load_checkpoint(killed.s.checkpoints()[old.number])

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
 
-from sweeptools import finished, states, wait_for
+from sweeptools import finished, retry_of, running, states, wait_for
 
 N_TRIALS, EPOCHS = 2, 5
 #: Trials of a few seconds: epochs long enough that the kill lands between two checkpoints.
@@ -46,19 +46,11 @@ def killed(new_sweep):
                            runs=s.runs(name), first_output=launch.output())
 
 
-def killed_trials(k) -> list:
-    return [t for t in k.before if t.state == TrialState.RUNNING]
-
-
-def retry_of(k, trial):
-    retries = [t for t in k.trials if t.system_attrs.get("failed_trial") == trial.number]
-    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in k.trials]
-    return retries[0]
 
 
 def test_kill_left_running_trials_with_checkpoints(killed) -> None:
-    assert killed_trials(killed), states(killed.before)
-    assert any(1 <= killed.at_kill.get(t.number, 0) < EPOCHS for t in killed_trials(killed))
+    assert running(killed.before), states(killed.before)
+    assert any(1 <= killed.at_kill.get(t.number, 0) < EPOCHS for t in running(killed.before))
     assert not finished(killed.before)
     assert "Traceback" not in killed.first_output
 
@@ -70,11 +62,11 @@ def test_rerun_ends_with_exactly_n_trials(killed) -> None:
 
 
 def test_killed_trials_were_retried_with_same_params(killed) -> None:
-    for old in killed_trials(killed):
+    for old in running(killed.before):
         now = killed.trials[old.number]
         assert now.state == TrialState.FAIL
         assert "error" not in now.user_attrs  # died, did not raise
-        retry = retry_of(killed, old)
+        retry = retry_of(killed.trials, old)
         assert retry.state == TrialState.COMPLETE
         assert retry.params == old.params
         assert retry.system_attrs["retry_history"] == [old.number]
@@ -83,10 +75,10 @@ def test_killed_trials_were_retried_with_same_params(killed) -> None:
 
 def test_retries_continued_from_their_checkpoints(killed) -> None:
     runs = killed.runs
-    resumed = [t for t in killed_trials(killed) if killed.at_kill.get(t.number, 0) >= 1]
+    resumed = [t for t in running(killed.before) if killed.at_kill.get(t.number, 0) >= 1]
     assert resumed
     for old in resumed:
-        retry, epoch = retry_of(killed, old), killed.at_kill[old.number]
+        retry, epoch = retry_of(killed.trials, old), killed.at_kill[old.number]
         # The same checkpoint folder (keyed by the first trial) now holds the whole run.
         state = load_checkpoint(killed.s.checkpoints()[old.number])
         assert state["epoch"] == EPOCHS and len(state["history"]) == EPOCHS

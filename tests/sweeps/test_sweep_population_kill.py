@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
-from sweeptools import finished, states, wait_for
+from sweeptools import finished, retry_of, states, wait_for
 
 
 N_TRIALS, POPULATION, EPOCHS, STEPS = 4, 2, 5, 2500
@@ -43,11 +43,6 @@ def killed(new_sweep):
                            first_output=launch.output())
 
 
-def retry_of(k, trial):
-    retries = [t for t in k.trials if t.system_attrs.get("failed_trial") == trial.number]
-    assert len(retries) == 1, [(t.number, t.state, t.system_attrs) for t in k.trials]
-    return retries[0]
-
 
 def by_worker(trials) -> list[list]:
     """The trials of each worker process (each ran them as one population)."""
@@ -68,11 +63,11 @@ def test_rerun_ends_with_exactly_n_trials(killed) -> None:
     for old in killed.before:
         now = killed.trials[old.number]
         assert now.state == TrialState.FAIL and "error" not in now.user_attrs
-        retry = retry_of(killed, old)
+        retry = retry_of(killed.trials, old)
         assert retry.state == TrialState.COMPLETE and retry.params == old.params
         assert retry.user_attrs["pid"] != old.user_attrs["pid"]
     # The retries ran as populations again: each worker's together.
-    retries = [retry_of(killed, old) for old in killed.before]
+    retries = [retry_of(killed.trials, old) for old in killed.before]
     for group in by_worker(retries):
         assert max(t.datetime_start for t in group) < min(t.datetime_complete for t in group)
 
@@ -80,7 +75,7 @@ def test_rerun_ends_with_exactly_n_trials(killed) -> None:
 def test_each_chain_continued_from_its_own_checkpoint(killed) -> None:
     runs = killed.runs
     for old in killed.before:
-        retry, epoch = retry_of(killed, old), killed.at_kill[old.number]
+        retry, epoch = retry_of(killed.trials, old), killed.at_kill[old.number]
         state = load_checkpoint(killed.s.checkpoints("last.pt")[old.number])
         assert state["epoch"] == EPOCHS and state["step"] == EPOCHS * STEPS
         assert [h["epoch"] for h in state["history"]] == list(range(1, EPOCHS + 1))
