@@ -26,7 +26,7 @@ from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["SnapshotStorage", "prune_decisions", "snapshot_study"]
+__all__ = ["SnapshotStorage", "count_live", "prune_decisions", "snapshot_study"]
 
 
 def _own_copy(trial: FrozenTrial) -> FrozenTrial:
@@ -167,3 +167,19 @@ def prune_decisions(study: optuna.Study, trials: Sequence[optuna.Trial]) -> set[
             if snap.study.pruner.prune(snap.study, frozen):
                 pruned.add(trial.number)
     return pruned
+
+
+def count_live(study: optuna.Study) -> int:
+    """The study's complete, pruned and running trials, counted by the database in one query
+    (no trial is read), or from a read of the trials on another storage."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    rdb = getattr(study._storage, "_backend", None)
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        return len(study.get_trials(deepcopy=False, states=states))
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session) as session:
+        return session.query(models.TrialModel).filter(
+            models.TrialModel.study_id == study._study_id,
+            models.TrialModel.state.in_(states)).count()

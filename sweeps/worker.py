@@ -27,7 +27,7 @@ from sweeps.batch_writes import record_heartbeats
 from sweeps.job_folders import JobFolders
 from sweeps.phases import phase
 from sweeps.population import run_trials
-from sweeps.snapshot import snapshot_study
+from sweeps.snapshot import count_live, snapshot_study
 from sweeps.space import SearchSpace
 from sweeps.study import (
     ATTR_DUPLICATE,
@@ -129,8 +129,9 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
 
     With ``space``, each trial's values are sampled at once, and a trial whose values repeat a
     live trial's is failed unrun (user attribute ``duplicate_of``) and asked again. The ``k``
-    asks read the study's trials once (:func:`~sweeps.snapshot.snapshot_study`), and once more
-    at the end for the other workers' new trials.
+    asks read the study's trials once (:func:`~sweeps.snapshot.snapshot_study`); before each
+    ask the database counts the live trials, to stop when other workers' asks filled the
+    study meanwhile, and at the end one more read gives back the surplus exactly.
 
     Raises:
         SpaceExhausted: after :data:`MAX_DUPLICATES` duplicates in a row.
@@ -139,6 +140,8 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
     duplicates = 0
     with snapshot_study(study) as snap:
         while len(trials) < k:
+            if trials and count_live(study) >= n_trials:
+                break  # other workers' asks at the same moment filled the study
             trial = snap.study.ask()
             if space is not None:
                 space.suggest(trial)
