@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PHASES", "phase", "reset", "snapshot", "worker_file", "write_worker_file"]
+__all__ = ["PHASES", "add", "phase", "reset", "snapshot", "worker_file", "write_worker_file"]
 
 #: The phases timed, in the order shown (a phase with no call is left out of the file).
 PHASES = ("ask", "config", "mlflow_open", "step", "evaluate", "checkpoint", "mlflow_log",
@@ -40,6 +40,12 @@ def phase(name: str) -> Iterator[None]:
     finally:
         _seconds[name] += time.perf_counter() - start
         _calls[name] += 1
+
+
+def add(name: str, seconds: float) -> None:
+    """Add ``seconds`` timed elsewhere (a trainer's :attr:`epoch_times`) to phase ``name``."""
+    _seconds[name] += seconds
+    _calls[name] += 1
 
 
 def reset() -> None:

@@ -1,5 +1,6 @@
-"""One trial: sampled values applied onto the composed config, a training run reported to Optuna
-and logged to MLflow as a child of the sweep's parent run.
+"""One trial's parts: its sampled values applied onto the composed config, its attempt's
+records, and how it ends (failed, interrupted, complete). :mod:`sweeps.trial_runner` runs
+trials with them.
 
 A trial continues from its checkpoint folder (keyed by the first trial of its retry chain), so a
 trial killed with its process and retried picks up at its last finished epoch.
@@ -20,33 +21,29 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from mcmc_core.config import TrainConfig, build_trainer
+from mcmc_core.config import TrainConfig
 from mcmc_core.data import DataSplits, load_dataset
 from mcmc_core.secrets import mask_config, mask_text
-from mcmc_core.trainers import BaseTrainer, Callback
+from sweeps.batch_writes import set_user_attrs
 from sweeps.hosts import host_name
 from sweeps.job_folders import JobFolders
 from sweeps.space import SearchSpace
 from sweeps.study import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, requeue, retry_key
-from sweeps.tracking import OBJECTIVE, MLflowCallback
 
 __all__ = [
     "ATTR_CONFIG",
     "Interrupted",
-    "OptunaReporter",
     "TrialContext",
     "attempt_attrs",
     "best_value",
     "check_finite",
     "fail",
     "interrupt",
-    "link_run",
     "link_tags",
     "record_final",
     "record_job",
     "run_tags",
-    "run_trial",
-    "start_attempt",
+    "start_attempts",
     "trial_config",
 ]
 
@@ -55,54 +52,12 @@ class Interrupted(Exception):
     """The sweep was asked to stop (SIGINT): the trial is re-queued, not failed."""
 
 
-class OptunaReporter(Callback):
-    """Reports the study metric to the trial every epoch; stops on NaN, on request, on pruning."""
-
-    def __init__(self, trial: optuna.Trial, metric: str, stop: Callable[[], bool]) -> None:
-        self.trial, self.metric, self.stop = trial, metric, stop
-
-    def on_train_start(self, trainer: BaseTrainer) -> None:
-        # A resumed (retried) trial re-reports the epochs done before, for the pruner.
-        for m in trainer.history:
-            self.trial.report(float(m[self.metric]), int(m["epoch"]))
-
-    def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
-        check_finite(metrics, self.metric, epoch)
-        self.trial.report(float(metrics[self.metric]), epoch)
-        if self.stop() and epoch < trainer.cfg.epochs:  # a last epoch completes
-            raise Interrupted(f"interrupted after epoch {epoch}")
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
-
 def check_finite(metrics: dict[str, float], metric: str, epoch: int) -> None:
     """Raise :class:`FloatingPointError` if the epoch's energy, training loss or ``metric`` is not
     finite: the chain diverged."""
     for key in ("energy", "train_loss", metric):
         if key in metrics and not math.isfinite(metrics[key]):
             raise FloatingPointError(f"{key}={metrics[key]} at epoch {epoch}: the chain diverged")
-
-
-class RunLink(Callback):
-    """Keeps the trial's MLflow run id on the trial, and links a retry's new run to the run of
-    the attempt it replaces. Goes after the :class:`MLflowCallback` in the callback list."""
-
-    def __init__(self, tracker: MLflowCallback, trial: optuna.Trial,
-                 previous_run: str | None) -> None:
-        self.tracker, self.trial, self.previous_run = tracker, trial, previous_run
-
-    def on_train_start(self, trainer: BaseTrainer) -> None:
-        tags = link_run(self.trial, self.tracker.run_id, self.previous_run)
-        if tags:
-            self.tracker.set_tags(tags)
-
-
-def link_run(trial: optuna.Trial, run_id: str | None,
-             previous_run: str | None) -> dict[str, Any]:
-    """Keep the trial's MLflow run id on the trial; returns the tags that link a retry's new run
-    to the run of the attempt it replaces (:func:`link_tags`)."""
-    trial.set_user_attr("mlflow_run_id", run_id)
-    return link_tags(run_id, previous_run)
 
 
 def link_tags(run_id: str | None, previous_run: str | None) -> dict[str, Any]:
@@ -180,14 +135,15 @@ def attempt_attrs(ctx: TrialContext) -> dict[str, Any]:
     return {ATTR_HOST: host_name(), ATTR_PID: os.getpid(), ATTR_SESSION: ctx.session}
 
 
-def start_attempt(study: optuna.Study, trial: optuna.Trial,
-                  ctx: TrialContext) -> tuple[int, str | None]:
-    """Record this attempt's host, process and launch on ``trial``; returns its retry key (its
-    checkpoint folder) and the MLflow run of the attempt it retries (None for a first one)."""
-    frozen = study._storage.get_trial(trial._trial_id)
-    for attr, value in attempt_attrs(ctx).items():
-        trial.set_user_attr(attr, value)
-    return retry_key(frozen), frozen.user_attrs.get("mlflow_run_id")
+def start_attempts(study: optuna.Study, trials: list[optuna.Trial],
+                   ctx: TrialContext) -> list[tuple[int, str | None]]:
+    """Record this attempt's host, process and launch on every trial (in one transaction);
+    returns each one's retry key (its checkpoint folder) and the MLflow run of the attempt it
+    retries (None for a first one), from one read of the study."""
+    stored = {t._trial_id: t for t in study.get_trials(deepcopy=False)}
+    set_user_attrs([(t, attempt_attrs(ctx)) for t in trials])
+    return [(retry_key(stored[t._trial_id]), stored[t._trial_id].user_attrs.get("mlflow_run_id"))
+            for t in trials]
 
 
 def run_tags(ctx: TrialContext, trial: optuna.Trial, key: int) -> dict[str, Any]:
@@ -240,55 +196,3 @@ def fail(study: optuna.Study, trial: optuna.Trial,
     trial.set_user_attr("traceback", mask_text(traceback.format_exc()[-4000:]))
     study.tell(trial, state=TrialState.FAIL)
     return TrialState.FAIL, "FAILED", {"optuna.state": "FAIL", "error": message}
-
-
-def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext) -> TrialState:
-    """Run ``trial`` to its end and tell the study; returns the trial's final state.
-
-    COMPLETE: the best epoch's metric is the value. PRUNED: the pruner stopped it. FAIL: it raised
-    (the error is kept as the ``error`` user attribute and an MLflow tag) or was interrupted (then
-    a retry with the same parameters is queued).
-    """
-    key, previous_run = start_attempt(study, trial, ctx)
-    tracker: MLflowCallback | None = None
-    trainer: BaseTrainer | None = None
-    try:
-        values = ctx.space.suggest(trial)
-        train_cfg, resolved = trial_config(ctx, values, key, trial.number)
-        record_job(ctx, trial, values, resolved)
-        if train_cfg.tracking.enabled:
-            tracker = MLflowCallback(train_cfg.tracking, resolved, parent_run_id=ctx.parent_run_id,
-                                     tags=run_tags(ctx, trial, key),
-                                     params=ctx.space.by_key(values))
-        # The tracker logs an epoch before the reporter may stop the run after it.
-        callbacks: list[Callback] = [tracker, RunLink(tracker, trial, previous_run)] if tracker else []
-        callbacks.append(OptunaReporter(trial, ctx.metric, ctx.stop))
-        trainer = build_trainer(train_cfg, callbacks=callbacks, config=resolved,
-                                data=ctx.data(train_cfg))
-        final = trainer.train()
-        value = best_value(trainer.history, ctx.metric, study.direction)
-        record_final(trial, final, resolved)
-        study.tell(trial, value)
-        if tracker is not None:
-            tracker.run.log_metrics({OBJECTIVE: value})
-        _close(tracker, "FINISHED", {"optuna.state": "COMPLETE", "optuna.value": value})
-        return TrialState.COMPLETE
-    except optuna.TrialPruned as pruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        if tracker is not None and trainer is not None:
-            tracker.log_model(trainer)
-        _close(tracker, "FINISHED", {"optuna.state": "PRUNED", "optuna.pruned": str(pruned)})
-        return TrialState.PRUNED
-    except (Interrupted, KeyboardInterrupt):
-        _close(tracker, *interrupt(study, trial))
-        return TrialState.FAIL
-    except Exception as err:  # a trial that raises fails alone; the sweep goes on
-        state, status, tags = fail(study, trial, err)
-        _close(tracker, status, tags)
-        return state
-
-
-def _close(tracker: MLflowCallback | None, status: str, tags: dict[str, Any]) -> None:
-    if tracker is not None:
-        tracker.set_tags(tags)
-        tracker.close(status=status)

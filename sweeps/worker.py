@@ -26,7 +26,6 @@ from sweeps import phases
 from sweeps.batch_writes import record_heartbeats
 from sweeps.job_folders import JobFolders
 from sweeps.phases import phase
-from sweeps.population import run_trials
 from sweeps.snapshot import count_live, snapshot_study
 from sweeps.space import SearchSpace
 from sweeps.study import (
@@ -44,6 +43,7 @@ from sweeps.study import (
 from sweeps.sweep_runs import close_killed_run
 from sweeps.tracking import client_uri
 from sweeps.trial import TrialContext
+from sweeps.trial_runner import run_trials
 
 __all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "device_memory", "run_worker",
            "session_failures"]

@@ -1,9 +1,7 @@
-"""The epoch loop shared by the MCMC chain and the gradient baseline."""
+"""The epoch loop of K >= 1 chains, shared by the MCMC trainers and the gradient baseline."""
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,9 +16,10 @@ from mcmc_core.secrets import mask_config
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
+from mcmc_core.trainers._format import format_final, format_metrics
+from mcmc_core.trainers._record import ChainRecord
 
-__all__ = ["DEVICES", "BaseTrainer", "best_entry", "final_metrics", "improves_best",
-           "resolve_data", "resolve_device"]
+__all__ = ["DEVICES", "BaseTrainer", "resolve_data", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,18 +43,40 @@ def resolve_data(data: DataSplits | DataConfig | None, dataset_name: str) -> Dat
     return load_dataset(data if data is not None else DataConfig(name=dataset_name))
 
 
-class BaseTrainer:
-    """Runs epochs, evaluates every split, prints a line, calls callbacks and checkpoints.
+class _OfChain0:
+    """A lone trainer's ``epoch``, ``history``, ... : those of its chain 0's record."""
 
-    Subclasses implement :meth:`_train_epoch` (returning the epoch's own metrics), and
-    :meth:`_state_dict` / :meth:`_load_state_dict` for everything a resumed run needs.
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
+        return self if trainer is None else getattr(trainer.records[0], self.name)
+
+    def __set__(self, trainer: Any, value: Any) -> None:
+        setattr(trainer.records[0], self.name, value)
+
+
+class BaseTrainer:
+    """The epoch loop for K >= 1 reported chains: runs epochs, evaluates every split, prints a
+    line, keeps each chain's record (:class:`ChainRecord`), checkpoints and calls callbacks.
+
+    A chain leaves when a callback calls :meth:`leave` (a pruned or failed trial) or at its
+    last epoch; the others go on. A lone run is one chain (``epoch``, ``history``, ``best`` and
+    ``best_state`` are its record's). Subclasses implement :meth:`_train_epoch` (one chain) or
+    :meth:`_train_epochs` (K chains), and :meth:`_state_dict` / :meth:`_load_state_dict` for
+    everything a resumed run needs; a K-chain trainer also the per-chain hooks below.
     """
 
     name = "base"
+    epoch = _OfChain0()
+    elapsed = _OfChain0()
+    history = _OfChain0()
+    best = _OfChain0()
+    best_state = _OfChain0()
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         criterion: Criterion | None,
         data: DataSplits,
         *,
@@ -63,19 +84,21 @@ class BaseTrainer:
         device: str | torch.device = "auto",
         callbacks: Iterable[Callback] = (),
         config: dict[str, Any] | None = None,
+        n_chains: int = 1,
     ) -> None:
         self.device = resolve_device(device)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device) if model is not None else None
         self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
         self.data = data
         self.cfg = trainer
         self.callbacks = list(callbacks)
         self.config = config or {}
-        self.epoch = 0
-        self.elapsed = 0.0
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, float] = {}
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.records = [ChainRecord() for _ in range(n_chains)]
+        #: The chains still training (indices into :attr:`records`).
+        self.live: list[int] = list(range(n_chains))
+        #: Seconds of the last epoch's parts: ``step``, ``evaluate``, ``checkpoint``.
+        self.epoch_times: dict[str, float] = {}
+        self._leaving: set[int] = set()
 
     # -- subclass hooks -------------------------------------------------------------------------
     def _setup(self, epochs: int) -> None:
@@ -83,6 +106,39 @@ class BaseTrainer:
 
     def _train_epoch(self) -> dict[str, float]:
         raise NotImplementedError
+
+    def _train_epochs(self) -> dict[int, dict[str, float]]:
+        """An epoch of every live chain: ``{chain: its epoch's own metrics}``."""
+        return {0: self._train_epoch()}
+
+    def _evaluate_chains(self) -> dict[int, dict[str, float]]:
+        """Every live chain's loss and accuracy on each split."""
+        return {0: self.evaluate()}
+
+    def chain_weights(self, k: int) -> dict[str, torch.Tensor]:
+        """Chain ``k``'s current weights, as a CPU copy of its model's state dict."""
+        assert self.model is not None
+        return {n: v.detach().cpu().clone() for n, v in self.model.state_dict().items()}
+
+    def chain_model(self, k: int) -> nn.Module:
+        """Chain ``k``'s current model."""
+        assert self.model is not None
+        return self.model
+
+    def checkpoint_path_of(self, k: int) -> Path | None:
+        """Where chain ``k`` is checkpointed (None: nowhere)."""
+        return self.checkpoint_path
+
+    def chain_state_dict(self, k: int, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Chain ``k``'s checkpoint (``weights``: :meth:`chain_weights`)."""
+        return self.state_dict()
+
+    def load_chain_state_dict(self, k: int, state: dict[str, Any]) -> None:
+        """Continue chain ``k`` from its checkpoint ``state``."""
+        self.load_state_dict(state)
+
+    def _leave(self, chains: list[int]) -> None:
+        """``chains`` stop training (free what steps them)."""
 
     def _state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -110,11 +166,16 @@ class BaseTrainer:
         """One line on how this trainer runs, printed before the first epoch when verbose."""
         return None
 
-    def train(self, n_epoch: int | None = None, *, resume: bool | None = None) -> dict[str, Any]:
-        """Train until epoch ``n_epoch`` (default: ``trainer.epochs``) and return the final metrics.
+    def leave(self, k: int) -> None:
+        """Chain ``k`` stops after this epoch (call from a callback: pruned, failed)."""
+        self._leaving.add(k)
 
-        With ``resume`` (default: ``trainer.resume``) and an existing checkpoint, the run continues
-        from it and reaches the same weights as an uninterrupted run.
+    def train(self, n_epoch: int | None = None, *, resume: bool | None = None) -> dict[str, Any]:
+        """Train until epoch ``n_epoch`` (default: ``trainer.epochs``) and return the final
+        metrics (chain 0's).
+
+        With ``resume`` (default: ``trainer.resume``) and existing checkpoints, each chain
+        continues from its own and reaches the same weights as an uninterrupted run.
         """
         epochs = n_epoch if n_epoch is not None else self.cfg.epochs
         if epochs < 1:
@@ -122,36 +183,16 @@ class BaseTrainer:
         if not hasattr(self, "_ready"):
             self._setup(epochs)
             self._ready = True
-        resume = self.cfg.resume if resume is None else resume
-        path = self.checkpoint_path
-        state = load_latest_checkpoint(path) if resume and path is not None else None
-        if state is not None:
-            self.load_state_dict(state)
-            if self.cfg.verbose:
-                print(f"resumed from {path} at epoch {self.epoch}", flush=True)
+        self.epochs = epochs
+        self.live = [k for k in range(len(self.records)) if k not in self._leaving]
+        self._resume(self.cfg.resume if resume is None else resume)
         if self.cfg.verbose and (line := self.describe()):
             print(line, flush=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
-        while self.epoch < epochs:
-            start = time.perf_counter()
-            metrics = self._train_epoch()
-            self.epoch += 1
-            metrics.update(self.evaluate())
-            metrics["epoch"] = self.epoch
-            metrics["epoch_time"] = time.perf_counter() - start
-            self.elapsed += metrics["epoch_time"]
-            metrics["wall_time"] = self.elapsed
-            self._update_best(metrics)
-            self.history.append(metrics)
-            if self.cfg.verbose:
-                print(format_metrics(metrics, epochs), flush=True)
-            if path is not None:
-                save_checkpoint(self.state_dict(), path)
-                for cb in self.callbacks:
-                    cb.on_checkpoint(self, str(path))
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, self.epoch, metrics)
+        self._drop([k for k in self.live if self.records[k].epoch >= epochs])
+        while self.live:
+            self._run_epoch()
         final = self.final_metrics()
         if self.cfg.verbose:
             print(format_final(final), flush=True)
@@ -159,14 +200,53 @@ class BaseTrainer:
             cb.on_train_end(self, final)
         return final
 
-    def _update_best(self, metrics: dict[str, float]) -> None:
-        if improves_best(metrics, self.best):
-            self.best = best_entry(metrics)
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+    def _resume(self, resume: bool) -> None:
+        for k in range(len(self.records) if resume else 0):
+            path = self.checkpoint_path_of(k)
+            state = load_latest_checkpoint(path) if path is not None else None
+            if state is not None:
+                self.load_chain_state_dict(k, state)
+                if self.cfg.verbose:
+                    print(f"resumed from {path} at epoch {self.records[k].epoch}", flush=True)
 
-    def final_metrics(self) -> dict[str, Any]:
-        """The last epoch's metrics plus ``best_*`` (the epoch with the best validation accuracy)."""
-        return final_metrics(self.history, self.best)
+    def _run_epoch(self) -> None:
+        """One epoch of every live chain, then its records, checkpoints and callbacks."""
+        start = time.perf_counter()
+        trained = self._train_epochs()
+        evaluated_at = time.perf_counter()
+        scores = self._evaluate_chains()
+        seconds = time.perf_counter() - start
+        self.epoch_times = {"step": evaluated_at - start, "evaluate": seconds - (
+            evaluated_at - start), "checkpoint": 0.0}
+        ended = {}
+        for k in self.live:
+            weights = self.chain_weights(k)
+            metrics = self.records[k].add({**trained[k], **scores[k]}, seconds, weights)
+            ended[k] = metrics
+            if self.cfg.verbose:
+                prefix = f"chain {k} | " if len(self.records) > 1 else ""
+                print(prefix + format_metrics(metrics, self.epochs), flush=True)
+            path = self.checkpoint_path_of(k)
+            if path is not None:
+                saved = time.perf_counter()
+                save_checkpoint(self.chain_state_dict(k, weights), path)
+                self.epoch_times["checkpoint"] += time.perf_counter() - saved
+                for cb in self.callbacks:
+                    cb.on_checkpoint(self, str(path))
+        for cb in self.callbacks:
+            cb.on_epochs_end(self, ended)
+        self._drop([k for k in self.live
+                    if k in self._leaving or self.records[k].epoch >= self.epochs])
+
+    def _drop(self, chains: list[int]) -> None:
+        if chains:
+            self._leave(chains)
+            self.live = [k for k in self.live if k not in chains]
+
+    def final_metrics(self, k: int = 0) -> dict[str, Any]:
+        """Chain ``k``'s last epoch's metrics plus ``best_*`` (the epoch with the best
+        validation accuracy)."""
+        return self.records[k].final_metrics()
 
     def load_best(self) -> None:
         """Load the weights of the epoch with the best validation accuracy into the model."""
@@ -178,11 +258,7 @@ class BaseTrainer:
         """Everything needed to resume: the trainer's own state plus the subclass's."""
         return {
             "trainer": self.name,
-            "epoch": self.epoch,
-            "elapsed": self.elapsed,
-            "history": copy.deepcopy(self.history),
-            "best_metric": dict(self.best),
-            "best_model": self.best_state,
+            **self.records[0].state_dict(),
             "config": mask_config(self.config),  # a copy for people: no passwords
             **self._state_dict(),
         }
@@ -192,66 +268,5 @@ class BaseTrainer:
             raise ValueError(
                 f"checkpoint was written by trainer {state.get('trainer')!r}, not {self.name!r}"
             )
-        self.epoch, self.elapsed = state["epoch"], state["elapsed"]
-        self.history = copy.deepcopy(state["history"])
-        self.best, self.best_state = dict(state["best_metric"]), state["best_model"]
+        self.records[0].load_state_dict(state)
         self._load_state_dict(state)
-
-
-def improves_best(metrics: dict[str, float], best: dict[str, float]) -> bool:
-    """Whether an epoch's ``metrics`` beat the ``best`` epoch so far (higher validation accuracy,
-    then lower validation loss); always true before any best."""
-    return not best or ((metrics["val_accuracy"], -metrics["val_loss"])
-                        > (best["val_accuracy"], -best["val_loss"]))
-
-
-def best_entry(metrics: dict[str, float]) -> dict[str, float]:
-    """What is kept of the best epoch: its number, validation and test loss and accuracy."""
-    return {k: metrics[k] for k in ("epoch", "val_loss", "val_accuracy", "test_loss",
-                                    "test_accuracy")}
-
-
-def final_metrics(history: list[dict[str, float]], best: dict[str, float]) -> dict[str, Any]:
-    """The last epoch's metrics plus ``best_<k>`` of the best epoch."""
-    final: dict[str, Any] = dict(history[-1]) if history else {}
-    final.update({f"best_{k}": v for k, v in best.items()})
-    return final
-
-
-def _fmt(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.4f}"
-
-
-def format_metrics(m: dict[str, float], epochs: int) -> str:
-    """One compact line per epoch, each field named: ``epoch 3/20 | loss train .. val .. test ..
-    | accuracy train ..% val ..% test ..% | accept ..% | T .. | flip_ratio .. | .. steps/s |
-    ..s`` (``accept``: the epoch's acceptance rate; the MCMC fields only where measured)."""
-    width = len(str(epochs))
-    splits = ("train", "val", "test")
-    parts = [f"epoch {m['epoch']:>{width}}/{epochs}",
-             "loss " + " ".join(f"{s} {_fmt(m[f'{s}_loss'])}" for s in splits),
-             "accuracy " + " ".join(f"{s} {100 * m[f'{s}_accuracy']:5.1f}%" for s in splits)]
-    if "acceptance_rate" in m:
-        parts.append(f"accept {100 * m['acceptance_rate']:5.1f}%")
-    if "temperature" in m:
-        parts.append(f"T {m['temperature']:.2e}")
-    if "flip_ratio" in m:
-        parts.append(f"flip_ratio {m['flip_ratio']:.2e}")
-    swaps = [f"{m[k]:.2f}" for k in sorted(m) if k.startswith("swap_rate_")]
-    if swaps:
-        parts.append("swap_rate " + ",".join(swaps))
-    parts.append(f"{m['steps_per_s']:.0f} steps/s")
-    parts.append(f"{m['wall_time']:.1f}s")
-    return " | ".join(parts)
-
-
-def format_final(m: dict[str, Any]) -> str:
-    """The closing lines: final and best-by-validation test accuracy."""
-    if not m:
-        return "no epochs were run"
-    return (
-        f"final: epoch {m['epoch']} test_accuracy={m['test_accuracy']:.4f} "
-        f"test_loss={_fmt(m['test_loss'])} val_accuracy={m['val_accuracy']:.4f}\n"
-        f"best (by val_accuracy): epoch {m['best_epoch']} "
-        f"test_accuracy={m['best_test_accuracy']:.4f} val_accuracy={m['best_val_accuracy']:.4f}"
-    )

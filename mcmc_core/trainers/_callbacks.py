@@ -21,7 +21,14 @@ class Callback:
         """Called once before the first epoch (also when resuming)."""
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
-        """Called after each epoch with that epoch's metrics."""
+        """Called after each epoch with that epoch's metrics (by :meth:`on_epochs_end`)."""
+
+    def on_epochs_end(self, trainer: BaseTrainer, ended: dict[int, dict[str, float]]) -> None:
+        """Called after each epoch with every live chain's metrics, ``{chain: metrics}``; a
+        chain may be made to leave here (:meth:`BaseTrainer.leave`). By default
+        :meth:`on_epoch_end` of each."""
+        for metrics in ended.values():
+            self.on_epoch_end(trainer, int(metrics["epoch"]), metrics)
 
     def on_checkpoint(self, trainer: BaseTrainer, path: str) -> None:
         """Called after a checkpoint has been written to ``path``."""

@@ -1,5 +1,5 @@
 """Units of ``study.population``: which configs may run as populations, the chains' seeds, asking
-for a population's trials, and :func:`~sweeps.population.run_population` in this process on a
+for a population's trials, and :func:`~sweeps.trial_runner.run_trials` in this process on a
 real SQLite Optuna storage and MLflow store: an interrupted population is queued and its chains
 continue from their checkpoints beside a fresh chain; a diverged population fails with its
 error; an exception fails every trial of the population."""
@@ -16,9 +16,10 @@ from optuna.trial import TrialState
 
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.trainers import load_checkpoint
-from sweeps.chains import Chain, flip_groups
+from mcmc_core.trainers import flip_groups
 from sweeps.config import ParamSpec, StudyConfig
-from sweeps.population import CHAIN_KEYS, population_errors, run_population, run_trials
+from sweeps.population import CHAIN_KEYS, population_errors
+from sweeps.trial_runner import run_trials
 from sweeps.space import SearchSpace
 from sweeps.study import open_storage, open_study
 from sweeps.trial import TrialContext
@@ -83,7 +84,7 @@ def test_ask_trials_never_takes_the_study_past_n_trials(tmp_path) -> None:
     assert [t.state for t in study.get_trials()][2:] == [TrialState.RUNNING] * 2
 
 
-# -- run_population in this process ---------------------------------------------------------------
+# -- run_trials in this process ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory) -> str:
@@ -121,7 +122,7 @@ def test_interrupted_chains_continue_from_their_checkpoints_beside_a_fresh_chain
         return True
 
     first = [study.ask() for _ in range(2)]
-    assert run_population(study, first, context(tmp_path, "resume", uri, stop=stop)) == [
+    assert run_trials(study, first, context(tmp_path, "resume", uri, stop=stop)) == [
         TrialState.FAIL] * 2
     before = study.get_trials()
     # Interrupted after epoch 1: failed without an error, queued with the same parameters.
@@ -137,7 +138,7 @@ def test_interrupted_chains_continue_from_their_checkpoints_beside_a_fresh_chain
     # The two retries and a fresh trial run as one population.
     second = ask_trials(study, n_trials=3, k=3)
     assert [t.number for t in second] == [2, 3, 4]
-    assert run_population(study, second, context(tmp_path, "resume", uri)) == [
+    assert run_trials(study, second, context(tmp_path, "resume", uri)) == [
         TrialState.COMPLETE] * 3
     trials = study.get_trials()
     for old in before[:2]:
@@ -169,7 +170,7 @@ def test_a_diverged_population_fails_with_its_error(tmp_path, uri) -> None:
     study = new_study(tmp_path, "nan")
     trials = [study.ask() for _ in range(2)]
     ctx = context(tmp_path, "nan", uri, model__output_scale=1e300)
-    assert run_population(study, trials, ctx) == [TrialState.FAIL] * 2
+    assert run_trials(study, trials, ctx) == [TrialState.FAIL] * 2
     for t in study.get_trials():
         assert t.user_attrs["error"].startswith("FloatingPointError: ")
         assert "the chain diverged" in t.user_attrs["error"]
@@ -186,7 +187,7 @@ def test_an_exception_fails_every_trial_of_the_population(tmp_path) -> None:
     trials = [study.ask() for _ in range(3)]
     ctx = context(tmp_path, "raise", dataset__name="idx",
                   dataset__root=str(tmp_path / "missing"))
-    assert run_population(study, trials, ctx) == [TrialState.FAIL] * 3
+    assert run_trials(study, trials, ctx) == [TrialState.FAIL] * 3
     errors = {t.user_attrs["error"].split(":")[0] for t in study.get_trials()}
     assert errors == {"DatasetNotFoundError"}
 
@@ -197,7 +198,7 @@ def test_checkpoint_holds_the_chain_weights(tmp_path) -> None:
     study.enqueue_trial({"temperature": 1e-4, "cooling_rate": 0.99})
     study.enqueue_trial({"temperature": 1e-2, "cooling_rate": 0.999})
     trials = [study.ask() for _ in range(2)]
-    assert run_population(study, trials, context(tmp_path, "weights")) == [
+    assert run_trials(study, trials, context(tmp_path, "weights")) == [
         TrialState.COMPLETE] * 2
     states = [load_checkpoint(tmp_path / "checkpoints" / f"trial-{t.number:04d}" / "last.pt")
               for t in trials]
@@ -238,7 +239,7 @@ def test_a_trial_gives_the_same_result_alone_and_in_any_population(tmp_path) -> 
             study.enqueue_trial(p)
         trials = [study.ask() for _ in params]
         ctx = context(tmp_path / name, name, search=search)
-        assert run_population(study, trials, ctx) == [TrialState.COMPLETE] * len(params)
+        assert run_trials(study, trials, ctx) == [TrialState.COMPLETE] * len(params)
         histories.append(load_checkpoint(tmp_path / name / "checkpoints" / "trial-0000" /
                                          "last.pt"))
     alone, batched = histories
@@ -263,7 +264,7 @@ def test_a_trial_taken_over_by_another_process_leaves_quietly(tmp_path) -> None:
         return False
 
     ctx = context(tmp_path, "taken", stop=stop)
-    assert run_population(study, trials, ctx) == [TrialState.FAIL, TrialState.COMPLETE]
+    assert run_trials(study, trials, ctx) == [TrialState.FAIL, TrialState.COMPLETE]
     taken, other = study.get_trials()
     assert "error" not in taken.user_attrs and sorted(taken.intermediate_values) == [1]
     assert sorted(other.intermediate_values) == list(range(1, EPOCHS + 1))
@@ -313,10 +314,10 @@ def _run_to_end(tmp_path, name: str, params: list[dict], stop_after: int | None 
         return stop_after is not None and len(polls) == stop_after
 
     ctx = context(tmp_path / name, name, stop=stop, **overrides)
-    run_population(study, [study.ask() for _ in params], ctx)
+    run_trials(study, [study.ask() for _ in params], ctx)
     while retries := study.get_trials(states=(TrialState.WAITING,)):
         for _ in retries:  # each retry alone: a population of one
-            run_population(study, [study.ask()], ctx)
+            run_trials(study, [study.ask()], ctx)
     folder = tmp_path / name / "checkpoints"
     return [load_checkpoint(folder / f"trial-{k:04d}" / "last.pt") for k in range(len(params))]
 
@@ -357,7 +358,7 @@ def test_a_population_chain_is_the_lone_trainers_chain(tmp_path) -> None:
     for p in params:
         study.enqueue_trial(p)
     ctx = context(tmp_path / "stopped", "stopped", stop=lambda: True)
-    run_population(study, [study.ask() for _ in params], ctx)
+    run_trials(study, [study.ask() for _ in params], ctx)
     folder = tmp_path / "stopped" / "checkpoints" / "trial-0001"
     cfg: TrainConfig = OmegaConf.to_object(OmegaConf.merge(  # type: ignore[assignment]
         OmegaConf.structured(TrainConfig), load_checkpoint(folder / "last.pt")["config"]))
@@ -370,7 +371,7 @@ def test_a_population_chain_is_the_lone_trainers_chain(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("size", [1, 2])
-@pytest.mark.parametrize("incremental", [True, False])  # False: by its trainer (run_trial)
+@pytest.mark.parametrize("incremental", [True, False])  # False: by its own trainer
 def test_a_stop_after_the_last_epoch_completes_the_trials(tmp_path, size, incremental) -> None:
     """Ctrl-C after a trial's last epoch keeps it COMPLETE: nothing is queued to run again."""
     if size > 1 and not incremental:

@@ -437,7 +437,8 @@ def test_trial_failed_meanwhile_by_another_process_stops_quietly(tmp_path) -> No
     and failed by another process stops that trial without raising (which would kill the worker
     and the sweep) and without touching the stored trial."""
     from mcmc_core.config import TrainConfig
-    from sweeps.trial import TrialContext, run_trial
+    from sweeps.trial import TrialContext
+    from sweeps.trial_runner import run_trials
 
     base = OmegaConf.to_container(OmegaConf.structured(TrainConfig))
     base["dataset"]["name"], base["device"] = "synthetic", "cpu"
@@ -459,7 +460,7 @@ def test_trial_failed_meanwhile_by_another_process_stops_quietly(tmp_path) -> No
     ctx = TrialContext(study_name="taken", base_config=base, space=space, metric="val_accuracy",
                        output_dir=tmp_path, session="s1", parent_run_id=None, device="cpu",
                        stop=stop)
-    assert run_trial(s, trial, ctx) == TrialState.FAIL
+    assert run_trials(s, [trial], ctx) == [TrialState.FAIL]
     stored = s._storage.get_trial(trial._trial_id)
     assert stored.state == TrialState.FAIL
     assert "error" not in stored.user_attrs

@@ -1,0 +1,119 @@
+"""TrainerPopulation: K chains of their own configs, each the chain its lone TrainerMCMC runs,
+in the one epoch loop of BaseTrainer (a chain may leave; each resumes from its checkpoint)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+
+from mcmc_core.config import TrainConfig, build_trainer
+from mcmc_core.data import DataConfig, DataSplits
+from mcmc_core.models import ModelConfig
+from mcmc_core.schedules import FlipRatioScheduleConfig, TemperatureScheduleConfig
+from mcmc_core.trainers import BaseTrainer, Callback, TrainerConfig, TrainerPopulation
+
+EPOCHS, STEPS = 3, 25
+TIMING = ("epoch_time", "wall_time", "steps_per_s")
+
+
+def configs(folder=None) -> list[TrainConfig]:
+    """Three chains that differ in seed, temperature, flip ratio and both schedules."""
+    base = TrainConfig(model=ModelConfig(name="mlp", hidden=[8]),
+                       dataset=DataConfig(name="synthetic"), device="cpu",
+                       trainer=TrainerConfig(epochs=EPOCHS, steps_per_epoch=STEPS))
+    base.tracking.enabled = False
+    chains = [(0, 1e-3, 0.02, TemperatureScheduleConfig(), FlipRatioScheduleConfig()),
+              (1, 3e-3, 0.05, TemperatureScheduleConfig(name="cosine", unit="epochs"),
+               FlipRatioScheduleConfig(name="exponential", cooling_rate=0.99)),
+              (2, 1e-2, 0.1, TemperatureScheduleConfig(name="step", step_size=10),
+               FlipRatioScheduleConfig())]
+    out = []
+    for k, (seed, t, f, sched, flips) in enumerate(chains):
+        c = copy.deepcopy(base)
+        c.seed, c.schedule, c.flip_schedule = seed, sched, flips
+        c.sampler = replace(c.sampler, temperature=t, flip_ratio=f)
+        if folder is not None:
+            c.trainer.checkpoint_dir = str(folder / f"chain-{k}")
+        out.append(c.validate())
+    return out
+
+
+def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
+
+
+def weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [w.detach().cpu() for w in model.state_dict().values()]
+
+
+def test_each_chain_is_its_lone_trainers_chain(synthetic: DataSplits) -> None:
+    cfgs = configs()
+    population = TrainerPopulation(cfgs, synthetic)
+    population.train()
+    for k, cfg in enumerate(cfgs):
+        lone = build_trainer(cfg, data=synthetic)
+        lone.train()
+        # The same weights, bit for bit, and the same epochs' metrics (the lone trainer
+        # evaluates its model in float32, the population its stacked weights in float64).
+        assert all(torch.equal(a, b) for a, b in zip(weights(population.chain_model(k)),
+                                                      weights(lone.model)))
+        assert untimed(population.records[k].history) == [
+            pytest.approx(h, rel=1e-6) for h in untimed(lone.history)]
+        assert population.final_metrics(k)["best_epoch"] == lone.final_metrics()["best_epoch"]
+
+
+class LeaveAt(Callback):
+    """Chain ``chain`` leaves after epoch ``epoch``."""
+
+    def __init__(self, chain: int, epoch: int) -> None:
+        self.chain, self.epoch, self.seen = chain, epoch, []
+
+    def on_epochs_end(self, trainer: BaseTrainer, ended: dict[int, dict[str, float]]) -> None:
+        self.seen.append(sorted(ended))
+        if self.chain in ended and int(ended[self.chain]["epoch"]) == self.epoch:
+            trainer.leave(self.chain)
+
+
+def test_a_chain_that_leaves_changes_none_of_the_others(synthetic: DataSplits) -> None:
+    whole = TrainerPopulation(configs(), synthetic)
+    whole.train()
+    leave = LeaveAt(chain=1, epoch=1)
+    left = TrainerPopulation(configs(), synthetic, callbacks=[leave])
+    left.train()
+    # Chain 1 stopped after epoch 1; chains 0 and 2 went on, exactly as before.
+    assert leave.seen == [[0, 1, 2], [0, 2], [0, 2]]
+    assert [r.epoch for r in left.records] == [EPOCHS, 1, EPOCHS]
+    assert untimed(left.records[1].history) == untimed(whole.records[1].history[:1])
+    for k in (0, 2):
+        assert untimed(left.records[k].history) == untimed(whole.records[k].history)
+        assert all(torch.equal(a, b) for a, b in zip(weights(left.chain_model(k)),
+                                                      weights(whole.chain_model(k))))
+
+
+@pytest.mark.parametrize("stopped_after", [1, 2])
+def test_resumed_from_its_checkpoints_it_is_bit_identical(tmp_path, synthetic: DataSplits,
+                                                          stopped_after: int) -> None:
+    whole = TrainerPopulation(configs(tmp_path / "whole"), synthetic)
+    whole.train()
+    first = TrainerPopulation(configs(tmp_path / "resumed"), synthetic)
+    first.train(stopped_after)
+    # A new process: every chain continues from its own last.pt.
+    resumed = TrainerPopulation(configs(tmp_path / "resumed"), synthetic)
+    resumed.train()
+    for k in range(3):
+        assert untimed(resumed.records[k].history) == untimed(whole.records[k].history)
+        assert all(torch.equal(a, b) for a, b in zip(weights(resumed.chain_model(k)),
+                                                      weights(whole.chain_model(k))))
+    # And the lone trainer resumes a population chain's checkpoint to the same weights.
+    cfg = configs(tmp_path / "resumed")[2]
+    cfg.trainer.checkpoint_dir = str(tmp_path / "alone")
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "last.pt").write_bytes(
+        (tmp_path / "resumed" / "chain-2" / "last.prev.pt").read_bytes())
+    lone = build_trainer(cfg, data=synthetic)
+    lone.train()
+    assert all(torch.equal(a, b) for a, b in zip(weights(lone.model),
+                                                  weights(whole.chain_model(2))))
