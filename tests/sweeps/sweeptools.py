@@ -323,3 +323,31 @@ def states(trials: list[Any]) -> dict[str, int]:
     for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
+
+
+#: History entries that measure time, not the chain.
+TIMING = ("epoch_time", "wall_time", "steps_per_s")
+
+
+def assert_as_uninterrupted(state: dict[str, Any], folder: Path) -> None:
+    """A trial's final checkpoint ``state`` (killed, resumed, maybe moved between population
+    sizes) holds the weights and epochs' metrics of its config run in one go, bit for bit."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from mcmc_core.config import TrainConfig
+    from mcmc_core.data import load_dataset
+    from mcmc_core.trainers import TrainerPopulation
+
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig),
+                                              state["config"]))
+    cfg.trainer.checkpoint_dir, cfg.tracking.enabled = str(folder), False
+    whole = TrainerPopulation([cfg], load_dataset(cfg.dataset))
+    whole.train()
+
+    def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
+
+    assert untimed(state["history"]) == untimed(whole.records[0].history)
+    assert all(torch.equal(a, b) for a, b in zip(state["model"].values(),
+                                                  whole.chain_weights(0).values()))

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
-from sweeptools import finished, retry_of, states, wait_for
+from sweeptools import assert_as_uninterrupted, finished, retry_of, states, wait_for
 
 
 N_TRIALS, POPULATION, EPOCHS, STEPS = 4, 2, 5, 2500
@@ -98,6 +98,12 @@ def test_each_chain_continued_from_its_own_checkpoint(killed) -> None:
         assert all(ts > killed.killed_ms for s, ts in logged if s > epoch), logged
         assert [v for _, v in sorted((m.step, m.value) for m in runs.client.get_metric_history(
             run_id, "n_steps"))] == [e * STEPS for e in range(1, EPOCHS + 1)]
+
+
+def test_each_resumed_chain_is_bit_identical_to_an_uninterrupted_run(killed, tmp_path) -> None:
+    for old in killed.before:
+        state = load_checkpoint(killed.s.checkpoints("last.pt")[old.number])
+        assert_as_uninterrupted(state, tmp_path / f"trial-{old.number}")
 
 
 def test_mlflow_one_finished_child_per_trial_none_running(killed) -> None:

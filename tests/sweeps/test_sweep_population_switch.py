@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from optuna.trial import TrialState
-from sweeptools import finished, states, wait_for
+from sweeptools import assert_as_uninterrupted, finished, states, wait_for
 
 from mcmc_core.trainers import load_checkpoint
 
@@ -77,10 +77,12 @@ def switched_back(new_sweep):
     return kill_early_and_rerun(new_sweep, "population-switch-back", 2, 1)
 
 
-def test_the_population_continues_each_lone_trial(switched) -> None:
-    assert_continued(*switched, CHAIN)
+def test_the_population_continues_each_lone_trial(switched, tmp_path) -> None:
+    for key, state in assert_continued(*switched, CHAIN).items():
+        assert_as_uninterrupted(state, tmp_path / f"trial-{key}")  # bit for bit
 
 
-def test_a_lone_trial_continues_its_population_chain(switched_back) -> None:
-    for state in assert_continued(*switched_back, LONE).values():
+def test_a_lone_trial_continues_its_population_chain(switched_back, tmp_path) -> None:
+    for key, state in assert_continued(*switched_back, LONE).items():
         assert state["engine"]["population"]["n_steps"] == EPOCHS * STEPS
+        assert_as_uninterrupted(state, tmp_path / f"trial-{key}")  # bit for bit
