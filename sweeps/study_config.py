@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DIRECTIONS", "METRICS", "PRUNERS", "SAMPLERS", "StudyConfig"]
+__all__ = ["DIRECTIONS", "METRICS", "PRUNERS", "SAMPLERS", "SAMPLER_CLASSES", "StudyConfig"]
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+#: Our sampler names and the Optuna classes they build (``optuna.samplers.<class>``).
+SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler",
+                   "gp": "GPSampler", "qmc": "QMCSampler"}
+SAMPLERS = tuple(SAMPLER_CLASSES)
 PRUNERS = ("median", "hyperband", "successive_halving", "wilcoxon", "none")
 DIRECTIONS = ("maximize", "minimize")
 #: Per-epoch metrics a study may optimise (test metrics are recorded, never optimised).
