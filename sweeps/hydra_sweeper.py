@@ -26,17 +26,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from mcmc_core._validation import ConfigError, violation
-from sweeps.config import SAMPLERS, StudyConfig
 from sweeps.search_syntax import PARAMS, SearchSyntax, parse_space
+from sweeps.study_config import SAMPLERS, SAMPLER_CLASSES, StudyConfig
 from sweeps.sweeper_config import RENAMED
 from sweeps.train import fail
 
 __all__ = ["SAMPLER_TARGETS", "relabel", "run_sweep", "study_settings", "sweep_config"]
 
 #: hydra-optuna-sweeper's ``sampler._target_`` values and our sampler names.
-SAMPLER_TARGETS = {f"optuna.samplers.{cls}": name for cls, name in (
-    ("TPESampler", "tpe"), ("RandomSampler", "random"), ("CmaEsSampler", "cmaes"),
-    ("GPSampler", "gp"), ("QMCSampler", "qmc"))}
+SAMPLER_TARGETS = {f"optuna.samplers.{cls}": name for name, cls in SAMPLER_CLASSES.items()}
 _SETTING = {field: setting for setting, field in RENAMED.items()}  # study field -> setting
 
 
@@ -54,7 +52,7 @@ def _sampler(value: Any, errors: list[str]) -> tuple[str, int | None]:
             return name, value.get("seed")
     elif isinstance(value, str):
         return value, None
-    classes = "|".join(t.rsplit(".", 1)[1] for t in SAMPLER_TARGETS)
+    classes = "|".join(SAMPLER_CLASSES.values())
     errors.append(violation("hydra.sweeper.sampler", value, f"one of {', '.join(SAMPLERS)}, or "
                             f"{{_target_: optuna.samplers.<{classes}>, seed: N}} (no other "
                             "arguments)"))

@@ -3,9 +3,10 @@
 ``mcmc-sweep`` and ``mcmc-train`` run :class:`Preflight` as a Hydra callback (``hydra.callbacks``
 in ``conf/sweep.yaml`` and ``conf/train.yaml``): it validates the composed config and checks the
 device, the output and checkpoint folders, the Optuna storage and the MLflow tracking store
-(:mod:`sweeps.service_checks`), each within seconds, before Hydra makes its run folder and before
-any storage, store, MLflow run or worker exists; a problem is one line on stderr, ``error:
-<key>=<value>: <what is wrong>; <what to do>``, exit status 1 (a service) or 2 (a config value).
+(:func:`check_services`; each service's check is in :mod:`sweeps.service_checks`), within
+seconds, before Hydra makes its run folder and before any storage, store, MLflow run or worker
+exists; a problem is one line on stderr, ``error: <key>=<value>: <what is wrong>; <what to
+do>``, exit status 1 (a service) or 2 (a config value).
 A sweep of ``mcmc-train -m hparams_search=...`` gets the same checks from its sweeper
 (:func:`check_sweep`, called by :mod:`sweeps.hydra_sweeper`): Hydra calls no ``on_run_start``
 in a multirun.
@@ -14,16 +15,30 @@ in a multirun.
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeps.service_checks import check_services
+from sweeps.service_checks import (
+    Problem,
+    check_database,
+    check_device,
+    check_folder,
+    check_tracking,
+)
 
-__all__ = ["Preflight", "check_sweep"]
+__all__ = ["MLFLOW_HTTP_ENV", "Preflight", "check_services", "check_sweep",
+           "mlflow_http_defaults"]
+
+#: MLflow's HTTP client retries for minutes by default; what a run uses unless the user says.
+MLFLOW_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 class Preflight(Callback):
@@ -99,3 +114,49 @@ def _train_checks(cfg: DictConfig) -> None:
                    folders=[("trainer.checkpoint_dir", folder)] if folder else [],
                    tracking=tracking_uri(train.tracking)  # type: ignore[union-attr]
                    if train.tracking.enabled else None)  # type: ignore[union-attr]
+
+
+def mlflow_http_defaults() -> None:
+    """Bound MLflow's HTTP retries and timeout (:data:`MLFLOW_HTTP_ENV`) unless the user set
+    them, here and in worker processes started later."""
+    for name, value in MLFLOW_HTTP_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+def check_services(*, device: str | None = None, gpus: list[int] | None = None,
+                   folders: Iterable[tuple[str, Any]] = (), storage: str | None = None,
+                   tracking: str | None = None,
+                   study_key: Callable[[str], str] = "study.{}".format) -> None:
+    """Check each given service, config values first, then the servers; stop at the first
+    problem with its one line on stderr and its exit status
+    (:class:`~sweeps.service_checks.Problem`).
+
+    Args:
+        device: the ``device`` setting.
+        gpus: the GPU indices of a sweep's workers (``study.gpus``).
+        folders: ``(key, path)`` of each folder the run writes to.
+        storage: the Optuna storage URL (``study.storage``).
+        tracking: the MLflow tracking URI (``tracking.uri``), None when tracking is off.
+        study_key: the key the error line names for a study setting (``gpus`` ->
+            ``study.gpus``).
+    """
+    mlflow_http_defaults()
+    checks: list[Callable[[], None]] = []
+    if device is not None:
+        checks.append(lambda: check_device(device, gpus=gpus, gpus_key=study_key("gpus")))
+    checks += [lambda k=k, p=p: check_folder(p, k) for k, p in folders]
+    if storage is not None:
+        checks.append(lambda: check_database(storage, study_key("storage")))
+    if tracking is not None:
+        checks.append(lambda: check_tracking(tracking, "tracking.uri"))
+    try:
+        for check in checks:
+            check()
+    except Problem as problem:
+        _exit(problem)
+
+
+def _exit(problem: Problem) -> NoReturn:
+    """Print ``problem``'s line on stderr and exit with its status."""
+    print(f"error: {problem.line}", file=sys.stderr)
+    raise SystemExit(problem.status)

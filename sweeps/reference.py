@@ -22,6 +22,7 @@ from typing import Any
 from mcmc_core.config import TrainConfig
 from sweeps.config import SweepConfig
 from sweeps.helptext import config_groups
+from sweeps.study_config import SAMPLER_CLASSES
 
 __all__ = ["allowed_values", "field_docs", "render"]
 
@@ -30,8 +31,8 @@ PROBES: dict[Any, list[Any]] = {int: [-1, 0, 10**9], float: [-1.0, 0.0, 1.5, 1e9
                                 str: ["\x00"], list: [[], [-1], [1, 1, 1, 1]]}
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 #: What the ``hydra.sweeper`` settings that are no study setting (or more than one) allow.
-_SWEEPER_ALLOWED = {"sampler": ", or {_target_: optuna.samplers.<TPESampler|RandomSampler|"
-                               "CmaEsSampler|GPSampler|QMCSampler>, seed: N}",
+_SWEEPER_ALLOWED = {"sampler": ", or {_target_: optuna.samplers.<"
+                               + "|".join(SAMPLER_CLASSES.values()) + ">, seed: N}",
                     "params": "the forms in *meaning*", "max_failure_rate": "0.0",
                     "custom_search_space": "null"}
 #: Name of the placeholder search entry in the keys ``search.<name>.*``.

@@ -5,22 +5,21 @@ problem is :class:`Problem`, one line::
     <key>=<value, password masked>: <what is wrong>; <what to do>
 
 with exit status 1 for a service (unreachable, corrupt) and 2 for a config value (a bad path, a
-missing database driver, no GPU for ``device=cuda``). :func:`check_services` runs a run's checks
-and exits with the first problem's line; the ``check_*`` functions check one service each.
+missing database driver, no GPU for ``device=cuda``). Each ``check_*`` function checks one
+service; :func:`sweeps.preflight.check_services` runs a run's checks.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mcmc_core.secrets import mask_text, mask_url
@@ -33,19 +32,13 @@ __all__ = [
     "check_database",
     "check_device",
     "check_folder",
-    "check_services",
     "check_tracking",
-    "mlflow_http_defaults",
 ]
 
 #: Exit statuses: a service is unreachable or corrupt / a config value cannot work.
 SERVICE, CONFIG = 1, 2
 #: Seconds each network check waits for an answer.
 TIMEOUT = 3.0
-#: MLflow's HTTP client retries for minutes by default; what a run uses unless the user says.
-MLFLOW_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 #: pip packages of the DB-API modules SQLAlchemy dialects import.
 _DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
                     "MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "pg8000": "pg8000",
@@ -269,48 +262,3 @@ def _check_http(uri: str, key: str) -> None:
                       f"({type(err).__name__}: {err})", todo, SERVICE) from None
     if status >= 500:
         raise Problem(key, uri, f"the server answers HTTP {status} at {health}", todo, SERVICE)
-
-
-def mlflow_http_defaults() -> None:
-    """Bound MLflow's HTTP retries and timeout (:data:`MLFLOW_HTTP_ENV`) unless the user set
-    them, here and in worker processes started later."""
-    for name, value in MLFLOW_HTTP_ENV.items():
-        os.environ.setdefault(name, value)
-
-
-def check_services(*, device: str | None = None, gpus: list[int] | None = None,
-                   folders: Iterable[tuple[str, Any]] = (), storage: str | None = None,
-                   tracking: str | None = None,
-                   study_key: Callable[[str], str] = "study.{}".format) -> None:
-    """Check each given service, config values first, then the servers; stop at the first
-    problem with its one line on stderr and its exit status (:class:`Problem`).
-
-    Args:
-        device: the ``device`` setting.
-        gpus: the GPU indices of a sweep's workers (``study.gpus``).
-        folders: ``(key, path)`` of each folder the run writes to.
-        storage: the Optuna storage URL (``study.storage``).
-        tracking: the MLflow tracking URI (``tracking.uri``), None when tracking is off.
-        study_key: the key the error line names for a study setting (``gpus`` ->
-            ``study.gpus``).
-    """
-    mlflow_http_defaults()
-    checks: list[Callable[[], None]] = []
-    if device is not None:
-        checks.append(lambda: check_device(device, gpus=gpus, gpus_key=study_key("gpus")))
-    checks += [lambda k=k, p=p: check_folder(p, k) for k, p in folders]
-    if storage is not None:
-        checks.append(lambda: check_database(storage, study_key("storage")))
-    if tracking is not None:
-        checks.append(lambda: check_tracking(tracking, "tracking.uri"))
-    try:
-        for check in checks:
-            check()
-    except Problem as problem:
-        _exit(problem)
-
-
-def _exit(problem: Problem) -> NoReturn:
-    """Print ``problem``'s line on stderr and exit with its status."""
-    print(f"error: {problem.line}", file=sys.stderr)
-    raise SystemExit(problem.status)

@@ -18,9 +18,9 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.config import StudyConfig
 from sweeps.hosts import host_name, pid_alive
 from sweeps.stores import open_under_lock
+from sweeps.study_config import SAMPLER_CLASSES, StudyConfig
 
 __all__ = [
     "Counts",
@@ -54,18 +54,13 @@ ATTR_DUPLICATE = "duplicate_of"
 def make_sampler(cfg: StudyConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The configured Optuna sampler, seeded with ``seed`` (default: ``cfg.seed``; a worker
     passes its :func:`worker_seed`)."""
-    seed = cfg.seed if seed is None else seed
-    if cfg.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    if cfg.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if cfg.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed)
-    if cfg.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if cfg.sampler == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    raise ValueError(f"study.sampler={cfg.sampler!r} is not allowed")
+    if cfg.sampler not in SAMPLER_CLASSES:
+        raise ValueError(f"study.sampler={cfg.sampler!r} is not allowed")
+    sampler_class = getattr(optuna.samplers, SAMPLER_CLASSES[cfg.sampler])
+    options = {"constant_liar": True} if cfg.sampler == "tpe" else {}  # parallel workers
+    sampler: optuna.samplers.BaseSampler = sampler_class(
+        seed=cfg.seed if seed is None else seed, **options)
+    return sampler
 
 
 def worker_seed(cfg: StudyConfig, launch_trials: int, worker: int) -> int:

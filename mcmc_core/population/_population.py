@@ -12,9 +12,10 @@ from mcmc_core import functional as F
 from mcmc_core.data import Split
 from mcmc_core.energy import EnergySet, evaluate_stacked
 from mcmc_core.population._graphs import StepGraphs
+from mcmc_core.population._hyperparameters import HYPERPARAMETERS, ChainHyperparameters, per_chain
 from mcmc_core.population._incremental import ChainCache
 from mcmc_core.population._random import MAX_PURPOSE, ChainRandom
-from mcmc_core.population._state import HYPERPARAMETERS, PopulationState
+from mcmc_core.population._state import PopulationState
 from mcmc_core.population._stepping import BatchedStepper
 from mcmc_core.population._weights import StackedMLP
 
@@ -23,21 +24,12 @@ __all__ = ["PROPOSALS", "Population"]
 PROPOSALS = ("layer", "all")
 
 
-def _per_chain(value: float | Sequence[float] | Tensor, k: int, name: str,
-               device: torch.device) -> Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64).flatten()
-    if t.numel() == 1:
-        t = t.expand(k)
-    if t.numel() != k:
-        raise ValueError(f"{name} must be one value or one per chain ({k}), but got {t.numel()}.")
-    return t.clone().to(device)
-
-
-class Population(BatchedStepper, PopulationState):
+class Population(BatchedStepper, PopulationState, ChainHyperparameters):
     """``K`` sign-flip MCMC chains on binary MLPs of one architecture, stepped together.
 
     Chain ``k`` is the sampler of :class:`~mcmc_core.optim.SignFlipSampler` on a fixed energy
-    set (mean cross-entropy, cached), with its own temperature, flip ratio and seed. A :meth:`step` proposes for every chain a candidate that flips
+    set (mean cross-entropy, cached), with its own temperature, flip ratio and seed. A
+    :meth:`step` proposes for every chain a candidate that flips
     ``flip_count(flip_ratio_k, n_l)`` distinct weights of layer ``l`` (``proposal="layer"``)
     or of every layer (``proposal="all"``), evaluates all candidates at once from the flips
     alone (:class:`~mcmc_core.population.ChainCache`: one batched update per layer, no full
@@ -132,7 +124,7 @@ class Population(BatchedStepper, PopulationState):
                              f"sync_free={self.cache.sync_free}, {chunk=} for {k} chains.")
         self.graphs = can_graph if graphs is None else bool(graphs)
         for name, value in zip(HYPERPARAMETERS, (temperature, flip_ratio)):
-            setattr(self, f"_{name}", _per_chain(value, k, name, device))
+            setattr(self, f"_{name}", per_chain(value, k, name, device))
         self._check_hyper()
         seeds = torch.arange(k) if seeds is None else torch.as_tensor(
             seeds if isinstance(seeds, Tensor) else list(seeds))
@@ -164,32 +156,6 @@ class Population(BatchedStepper, PopulationState):
                                output_scale=output_scale, device=device)
         energy_set = EnergySet(split, samples=samples, seed=sample_seed, device=device)
         return cls(net, energy_set, seeds=seeds, **kwargs)
-
-    def _check_hyper(self) -> None:
-        t, fr = self._temperature, self._flip_ratio
-        checks = {"temperature": (t >= 0, ">= 0"),
-                  "flip_ratio": ((fr > 0) & (fr <= 1), "in (0, 1]")}
-        for name, (ok, what) in checks.items():
-            if not bool(ok.all()):
-                bad = getattr(self, f"_{name}").tolist()
-                raise ValueError(f"{name} must be {what} for every chain, but got {bad}.")
-
-    def _set_hyper(self, name: str, value: float | Sequence[float] | Tensor) -> None:
-        old = getattr(self, f"_{name}")
-        setattr(self, f"_{name}", _per_chain(value, len(self), name, self.net.device))
-        try:
-            self._check_hyper()
-        except ValueError:
-            setattr(self, f"_{name}", old)
-            raise
-        self._layout()
-
-    temperature = property(lambda self: self._temperature,
-                           lambda self, v: self._set_hyper("temperature", v),
-                           doc="Every chain's temperature without a ``schedule``, float64 ``[K]``.")
-    flip_ratio = property(lambda self: self._flip_ratio,
-                          lambda self, v: self._set_hyper("flip_ratio", v),
-                          doc="Flip ratio of every chain, float64 ``[K]``.")
 
     # ----------------------------------------------------------------------------- state
     def __len__(self) -> int:

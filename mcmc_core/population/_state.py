@@ -10,16 +10,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from mcmc_core.population._hyperparameters import HYPERPARAMETERS
 from mcmc_core.population._random import ChainRandom
 
 if TYPE_CHECKING:
     from mcmc_core.population._incremental import ChainCache
     from mcmc_core.population._weights import StackedMLP
 
-__all__ = ["HYPERPARAMETERS", "PopulationState"]
-
-#: The per-chain hyperparameters, float64 ``[K]`` tensors.
-HYPERPARAMETERS = ("temperature", "flip_ratio")
+__all__ = ["PopulationState"]
 
 
 class PopulationState:

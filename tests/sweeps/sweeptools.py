@@ -14,12 +14,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from mlflow_server import LOCAL_HOSTS
 
 #: Tiny trials: 3 epochs of 20 MCMC steps on the seeded 600-example ``synthetic`` set.
 TINY = ["device=cpu", "dataset=synthetic", "trainer.epochs=3", "trainer.steps_per_epoch=20"]
+#: Trials of a few seconds: epochs long enough that a kill lands between two checkpoints.
+LONG_EPOCHS = 5
+LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={LONG_EPOCHS}",
+        "trainer.steps_per_epoch=2500"]
 #: The first line of every launch: ``study 'NAME': 0/4 finished trials, storage ..., output ...``.
 STUDY_LINE = re.compile(r"^study '([^']+)': (\d+)/(\d+) finished trials", re.MULTILINE)
 
@@ -351,3 +356,46 @@ def assert_as_uninterrupted(state: dict[str, Any], folder: Path) -> None:
     assert untimed(state["history"]) == untimed(whole.records[0].history)
     assert all(torch.equal(a, b) for a, b in zip(state["model"].values(),
                                                   whole.chain_weights(0).values()))
+def check_first_launch(launch: Result, trials: list[Any], n_trials: int) -> None:
+    """Assert that ``launch``, a study's first, left exactly ``n_trials`` finished ``trials``
+    and none RUNNING, ran them in one or two worker processes and printed the best trial."""
+    from optuna.trial import TrialState
+
+    assert len(finished(trials)) == n_trials, states(trials)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert launch.finished_before == 0
+    # Trials ran in the worker processes (at most two), not in the sweep's own process.
+    pids = {t.user_attrs["pid"] for t in finished(trials)}
+    assert 1 <= len(pids) <= 2 and launch.pid not in pids
+    assert "best: trial" in launch.stdout
+
+
+def kill_mid_trial(s: Sweep, args: Sequence[str], rerun_args: Sequence[str],
+                   program: str = "mcmc-sweep") -> SimpleNamespace:
+    """Start ``program *args`` (trials of :data:`LONG`), SIGKILL its process group once a
+    RUNNING trial has checkpointed an early epoch, then run ``program *rerun_args`` to its end.
+
+    Returns ``s``, ``name`` (the study's), ``killed_ms`` (when), ``before`` (the trials as the
+    kill left them), ``at_kill`` (``{key: epoch}`` of the checkpoints then), ``rerun`` (its
+    :class:`Result`), ``trials`` and ``runs`` after it, and ``first_output`` (the killed
+    launch's output).
+    """
+    from optuna.trial import TrialState
+
+    launch = s.start(args, program=program)
+    name = launch.study_name()
+    study = s.study(name)
+
+    def mid_trial() -> bool:
+        running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+        return any(1 <= epoch <= LONG_EPOCHS - 3 and key in running
+                   for key, epoch in s.checkpoint_epochs().items())
+
+    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
+    killed_ms = int(time.time() * 1000)
+    before = launch.kill_and_reap(study)
+    at_kill = s.checkpoint_epochs()
+    rerun = s.run(rerun_args, program=program).ok()
+    return SimpleNamespace(s=s, name=name, killed_ms=killed_ms, at_kill=at_kill, before=before,
+                           rerun=rerun, trials=s.study(name).get_trials(), runs=s.runs(name),
+                           first_output=launch.output())

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sweeptools import TINY, finished, states
+from sweeptools import TINY, check_first_launch, finished, states
 
 N_TRIALS = 6
 #: A search in hydra-optuna-sweeper's syntax, each form once, as a user's own config group
@@ -72,13 +72,7 @@ def multirun(new_sweep):
 
 
 def test_multirun_reaches_exactly_n_trials_in_worker_processes(multirun) -> None:
-    trials = multirun.after_first
-    assert len(finished(trials)) == N_TRIALS, states(trials)
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert multirun.first.finished_before == 0
-    pids = {t.user_attrs["pid"] for t in finished(trials)}
-    assert 1 <= len(pids) <= 2 and multirun.first.pid not in pids
-    assert "best: trial" in multirun.first.stdout
+    check_first_launch(multirun.first, multirun.after_first, N_TRIALS)
 
 
 def test_one_mlflow_parent_with_one_finished_child_per_trial(multirun) -> None:

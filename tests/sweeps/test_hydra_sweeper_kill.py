@@ -5,7 +5,6 @@ with exactly ``n_trials`` finished trials under one MLflow parent run, none left
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -14,40 +13,21 @@ from optuna.trial import TrialState
 
 from mcmc_core.trainers import load_checkpoint
 
-from sweeptools import finished, retry_of, running, states, wait_for
+from sweeptools import LONG, LONG_EPOCHS, finished, kill_mid_trial, retry_of, running, states
 
-N_TRIALS, EPOCHS = 2, 5
-#: Trials of a few seconds: epochs long enough that the kill lands between two checkpoints.
-LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
-        "trainer.steps_per_epoch=2500"]
+N_TRIALS, EPOCHS = 2, LONG_EPOCHS
 
 
 @pytest.fixture(scope="module")
-def killed(new_sweep):
+def killed(new_sweep) -> SimpleNamespace:
     """Start the sweep, SIGKILL its process group once a RUNNING trial has checkpointed an early
-    epoch, then run the same command to its end (each launch in its own multirun folder)."""
+    epoch, then run the same command to its end, each launch in its own multirun folder
+    (:func:`sweeptools.kill_mid_trial`)."""
     s = new_sweep("sweeper-kill-9")
     args = s.multirun_args(f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2",
                            "hydra.sweeper.pruner=none", base=LONG)
-    launch = s.start([*args, f"hydra.sweep.dir={s.root / 'm1'}"], program="mcmc-train")
-    name = launch.study_name()
-    study = s.study(name)
-
-    def mid_trial() -> bool:
-        running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
-        return any(1 <= epoch <= EPOCHS - 3 and key in running
-                   for key, epoch in s.checkpoint_epochs().items())
-
-    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
-    killed_ms = int(time.time() * 1000)
-    before = launch.kill_and_reap(study)
-    at_kill = s.checkpoint_epochs()
-    rerun = s.run([*args, f"hydra.sweep.dir={s.root / 'm2'}"], program="mcmc-train").ok()
-    return SimpleNamespace(s=s, name=name, killed_ms=killed_ms, at_kill=at_kill, before=before,
-                           rerun=rerun, trials=s.study(name).get_trials(), runs=s.runs(name),
-                           first_output=launch.output())
-
-
+    return kill_mid_trial(s, [*args, f"hydra.sweep.dir={s.root / 'm1'}"],
+                          [*args, f"hydra.sweep.dir={s.root / 'm2'}"], program="mcmc-train")
 
 
 def test_the_kill_left_running_trials_with_checkpoints(killed) -> None:

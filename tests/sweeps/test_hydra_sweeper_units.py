@@ -229,3 +229,16 @@ def test_the_sweeper_is_registered_under_hydra_sweeper() -> None:
     assert node._target_ == f"{plugin.__name__}.McmcOptunaSweeper"
     assert Plugins.is_in_toplevel_plugins_module(node._target_)
     assert node._recursive_ is False  # a sampler: {_target_: ...} stays a config
+
+
+def test_the_plugin_imports_without_torch_or_optuna() -> None:
+    """Hydra's plugin scan imports the sweeper (and its settings' defaults, ``StudyConfig``) at
+    the start of every Hydra app: that must not load torch or Optuna."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hydra_plugins.mcmc_optuna_sweeper.sweeper; "
+            "print(sorted({'torch', 'optuna', 'mlflow', 'mcmc_core'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]", out

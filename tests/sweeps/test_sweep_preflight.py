@@ -1,4 +1,5 @@
-"""The start-up checks of :mod:`sweeps.service_checks`, in-process against real services: SQLite
+"""The start-up checks of :mod:`sweeps.service_checks` (run by
+:func:`sweeps.preflight.check_services`), in-process against real services: SQLite
 files, a real HTTP server on loopback, a port where nothing listens. A check that passes creates
 nothing; one that fails raises a :class:`Problem` with its key, a masked value and an exit
 status (1 for a service, 2 for a config value)."""
@@ -14,18 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from sweeps.preflight import MLFLOW_HTTP_ENV, check_services, mlflow_http_defaults
 from sweeps.service_checks import (
     CONFIG,
-    MLFLOW_HTTP_ENV,
     SERVICE,
     TIMEOUT,
     Problem,
     check_database,
     check_device,
     check_folder,
-    check_services,
     check_tracking,
-    mlflow_http_defaults,
 )
 
 GARBAGE = b"not an sqlite file " * 100

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sweeptools import env, finished, states
+from sweeptools import check_first_launch, env, finished, states
 
 N_TRIALS, MORE_TRIALS, EPOCHS = 4, 5, 3
 SAMPLED_KEYS = {"temperature": "sampler.temperature", "cooling_rate": "schedule.cooling_rate",
@@ -55,14 +55,7 @@ def sweep(new_sweep):
 
 
 def test_two_workers_reach_exactly_n_trials(sweep) -> None:
-    trials = sweep.after_first
-    assert len(finished(trials)) == N_TRIALS, states(trials)
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert sweep.first.finished_before == 0
-    # Trials ran in the worker processes (at most two), not in the sweep's own process.
-    pids = {t.user_attrs["pid"] for t in finished(trials)}
-    assert 1 <= len(pids) <= 2 and sweep.first.pid not in pids
-    assert "best: trial" in sweep.first.stdout
+    check_first_launch(sweep.first, sweep.after_first, N_TRIALS)
 
 
 def test_mlflow_one_parent_and_one_finished_child_per_trial(sweep) -> None:
