@@ -46,8 +46,9 @@ class StudyConfig:
         seed: seed of the Optuna sampler.
         population: trials a worker runs together as one batched population of chains
             (:mod:`sweeps.population`); 1 runs each trial alone. Above 1, trials may differ
-            only in ``sampler.temperature``, ``schedule.cooling_rate``, ``sampler.flip_ratio``
-            and ``seed`` (a binary MLP on the full energy, exponential cooling per step).
+            only in a chain's own values: ``sampler.temperature``, ``sampler.flip_ratio``,
+            ``seed``, ``schedule.*`` and ``flip_schedule.*`` (any schedule; a binary MLP on
+            the full energy).
     """
 
     name: str | None = None
