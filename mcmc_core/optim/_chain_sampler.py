@@ -15,6 +15,7 @@ from mcmc_core.optim._incremental import build_population, run_scheduled
 from mcmc_core.optim._sign_flip import SignFlipSampler
 
 if TYPE_CHECKING:
+    from mcmc_core.population import Population
     from mcmc_core.schedules import ChainSchedules
     from mcmc_core.tempering import ParallelTempering
 
@@ -27,28 +28,22 @@ class ChainSampler(Optimizer):
     """Sign-flip MCMC of ``K`` chains of binary weights; param group ``k`` is chain ``k``.
 
     A group holds one chain's ±1 tensors and its own ``temperature``, ``flip_ratio`` and
-    ``seed`` (the key of its random stream). A step advances every chain once, as
-    :class:`SignFlipSampler` steps one: flip ``flip_count(flip_ratio, n)`` distinct weights of one
-    random tensor (``proposal="layer"``) or of every tensor (``"all"``), measure the candidate
-    on ``energy`` and accept it by the Metropolis or Barker rule at the chain's temperature.
-    As ``torch.optim.SGD`` runs ``_single_tensor_sgd``, ``_multi_tensor_sgd`` or ``_fused_sgd``,
-    one of two kernels does the work (:attr:`kernel`):
+    ``seed`` (its random stream). A step advances every chain as :class:`SignFlipSampler` steps
+    one (flips, the candidate's energy, Metropolis or Barker), in one of two kernels
+    (:attr:`kernel`), picked as ``torch.optim.SGD`` picks ``_single_tensor_sgd`` or
+    ``_multi_tensor_sgd``:
 
     * ``"forward"``: chain after chain, a forward pass per candidate through ``energy``'s
-      closures (each group stepped by a :class:`SignFlipSampler` over the same group dict): any
-      model, any :class:`~mcmc_core.energy.Energy`, ``coupled``.
-    * ``"incremental"``: all chains as one batched :class:`~mcmc_core.population.Population`,
-      candidates evaluated from the flips alone (cached integer pre-activations), steps replayed
-      as CUDA graphs on a GPU (``graphs``): binary MLPs on a plain cross-entropy
-      :class:`~mcmc_core.energy.FullEnergy`. It steps a stacked copy of the weights, which
-      :meth:`sync` writes into the params.
-    * ``"auto"``: ``"incremental"`` where it applies, else ``"forward"``; :attr:`kernel_reason`
-      says why.
+      closures (a :class:`SignFlipSampler` over each group dict): any model and energy.
+    * ``"incremental"``: all chains in one batched :class:`~mcmc_core.population.Population`,
+      candidates evaluated from the flips alone, steps replayed as CUDA graphs on a GPU
+      (``graphs``): binary MLPs on a plain cross-entropy ``FullEnergy``, ``coupled=False``. It
+      steps a stacked copy of the weights; :meth:`sync` writes them into the params.
+    * ``"auto"``: ``"incremental"`` where it applies, else ``"forward"`` (:attr:`kernel_reason`).
 
-    The kernels draw from different random streams: one seed gives two different, equally
-    distributed chains. No schedule is built into a kernel: a step takes the groups' values,
-    a :meth:`run` given every chain's schedule objects
-    (:class:`~mcmc_core.schedules.ChainSchedules`) their values at each step.
+    The kernels draw from different random streams (one seed, two equally distributed
+    chains). No schedule is built in: a step takes the groups' values; :meth:`run` takes every
+    chain's schedule objects (:class:`~mcmc_core.schedules.ChainSchedules`).
 
     Example:
         >>> from mcmc_core.data import DataConfig, load_dataset
@@ -115,7 +110,9 @@ class ChainSampler(Optimizer):
         self.energy: Energy | EnergySet = energy
         self.acceptance, self.proposal, self.coupled = acceptance, proposal, coupled
         self.samplers: list[SignFlipSampler] = []
-        self.population, self.kernel_reason = None, "kernel='forward'"
+        self.population: Population | None = None
+        #: Why the incremental kernel does not run (None when it does).
+        self.kernel_reason: str | None = "kernel='forward'"
         if kernel != "forward":
             self.population, self.kernel_reason = build_population(
                 self.models, energy, self.param_groups, coupled=coupled,
@@ -137,10 +134,12 @@ class ChainSampler(Optimizer):
     @property
     def n_steps(self) -> int:
         """Steps taken so far (by every chain)."""
-        return self.population.n_steps if self.population is not None else self.samplers[0].n_steps
+        pop = self.population
+        return pop.n_steps if pop is not None else self.samplers[0].n_steps
 
     @torch.no_grad()
-    def step(self, closures: Sequence[Callable[[], float]] | None = None) -> list[float]:  # type: ignore[override]
+    def step(  # type: ignore[override]
+            self, closures: Sequence[Callable[[], float]] | None = None) -> list[float]:
         """One step of every chain at its group's values. ``closures`` (the forward kernel's;
         default: ``energy.closures(models)``) measure each chain's energy. Returns every
         chain's energy after the step."""

@@ -171,8 +171,9 @@ class TrainerMCMC(BaseTrainer):
         seconds = time.perf_counter() - start
         sampler.sync()
         proposed, accepted = sampler.counts()
+        assert self.schedules is not None  # _setup() ran
         # Per-step schedules: the next step's values; per-epoch ones: this epoch's.
-        temperatures, flip_ratios = self.schedules.reported(sampler.n_steps)  # type: ignore[union-attr]
+        temperatures, flip_ratios = self.schedules.reported(sampler.n_steps)
         metrics = {
             "step": float(sampler.n_steps),
             "energy": sampler.current_energy(),
