@@ -41,9 +41,8 @@ class ChainSampler(Optimizer):
       steps a stacked copy of the weights; :meth:`sync` writes them into the params.
     * ``"auto"``: ``"incremental"`` where it applies, else ``"forward"`` (:attr:`kernel_reason`).
 
-    The kernels draw from different random streams (one seed, two equally distributed
-    chains). No schedule is built in: a step takes the groups' values; :meth:`run` takes every
-    chain's schedule objects (:class:`~mcmc_core.schedules.ChainSchedules`).
+    The kernels draw from different random streams. No schedule is built in: a step takes the
+    groups' values, :meth:`run` those of every chain's schedule objects (``ChainSchedules``).
 
     Example:
         >>> from mcmc_core.data import DataConfig, load_dataset
@@ -64,16 +63,13 @@ class ChainSampler(Optimizer):
     Args:
         params: one dict per chain: ``{"params": its ±1 tensors, "temperature": ...,
             "flip_ratio": ..., "seed": ...}`` (missing values: the arguments below).
-        temperature: a chain's temperature ``T >= 0`` (0 is greedy descent).
-        flip_ratio: fraction of a tensor's weights flipped per proposal, in (0, 1]
-            (default: 0.01).
+        temperature, flip_ratio: as :class:`SignFlipSampler` (default flip_ratio: 0.01).
         seed: a chain's stream seed (default: None, the chain's index).
         models: each chain's model, the owner of its group's tensors.
         energy: what a chain's energy is measured on (``FullEnergy``, ``MinibatchEnergy``).
         acceptance, proposal, boltzmann, coupled: as :class:`SignFlipSampler`.
         kernel: ``"auto"``, ``"forward"`` or ``"incremental"`` (default: ``"auto"``).
-        graphs: the incremental kernel's CUDA graphs (see ``Population``; default: None,
-            wherever they apply).
+        graphs: the incremental kernel's CUDA graphs (``Population``'s; default: None).
     """
 
     def __init__(
@@ -225,8 +221,7 @@ class ChainSampler(Optimizer):
         return float(self.population.energies[k])
 
     def sync(self) -> None:
-        """Make the params hold the chains' current weights (the incremental kernel steps a
-        stacked copy of them)."""
+        """Write the chains' current weights into the params (after the incremental kernel)."""
         if self.population is not None:
             for k, model in enumerate(self.models):
                 self.population.net.write(k, model)

@@ -59,8 +59,7 @@ class BatchedStepper:
 
     @property
     def schedule(self) -> Callable[[int, int], Tensor] | None:
-        """The temperature schedule (``Population``'s ``schedule``); one assigned takes effect
-        at the next step."""
+        """The temperature schedule (``Population``'s); a new one applies from the next step."""
         return self._schedule
 
     @schedule.setter

@@ -49,14 +49,11 @@ class TrainerMCMC(BaseTrainer):
     same seed and configuration give identical weights.
 
     The replicas are the param groups of one :class:`~mcmc_core.optim.ChainSampler`
-    (:attr:`engine`), whose kernel is picked automatically. A binary MLP on the full energy
-    with cross-entropy (the default) runs the ``incremental`` kernel, a batched
-    :class:`~mcmc_core.population.Population`: candidates are evaluated from the flipped
-    weights alone and all replicas step together; a single chain is a population of one.
-    Anything else (a CNN, the mini-batch energy, ``coupled``, another criterion,
-    ``sampler.incremental=false``) runs the ``forward`` kernel, a forward pass per candidate;
-    :attr:`engine_reason` says why. Temperatures and flip ratios follow every replica's
-    schedule objects (:class:`~mcmc_core.schedules.ChainSchedules`) on both kernels.
+    (:attr:`engine`), their schedules :class:`~mcmc_core.schedules.ChainSchedules`. A binary
+    MLP on the full energy with cross-entropy (the default) runs its incremental kernel, a
+    batched population (a single chain is a population of one); anything else (a CNN, the
+    mini-batch energy, ``coupled``, another criterion, ``sampler.incremental=false``) a
+    forward pass per candidate; :attr:`engine_reason` says why.
 
     Args:
         model: a binarized model (see :func:`mcmc_core.binarize_model`).
@@ -134,8 +131,7 @@ class TrainerMCMC(BaseTrainer):
         self.steps_per_epoch = trainer.steps_per_epoch or math.ceil(n_train / sampler.batch_size)
 
     def describe(self) -> str:
-        """Which kernel runs the chains and, for the slower one, why: e.g. ``engine: population
-        (1 chain, cpu): candidates evaluated from the flips``."""
+        """Which kernel runs the chains and, for the slower one, why."""
         n = len(self.models)
         chains = f"{n} chain{'s' if n > 1 else ''}, {self.device}"
         if self.engine_reason is None:

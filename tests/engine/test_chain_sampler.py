@@ -105,7 +105,7 @@ def test_the_incremental_kernel_is_a_population_of_the_groups(
     # The params change only at sync(), then hold the population's weights.
     assert _equal(_weights(models), before)
     sampler.sync()
-    assert _equal(_weights(models), [w[k].flatten() .view_as(p) for k in range(3)
+    assert _equal(_weights(models), [w[k].view_as(p) for k in range(3)
                                      for w, p in zip(pop.net.weights,
                                                      binary_parameters(models[k]))])
     assert [sampler.counts(k) for k in range(3)] == [(40, int(a)) for a in pop.n_accepted]
