@@ -21,6 +21,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The MNIST folder both trees read (the base's worktree has no ``../shared`` beside it, and
+#: would fall back to synthetic data: another workload).
+MNIST = ROOT.parent / "shared" / "data" / "mnist-t10k"
 #: The commit before the one-contract redesign (issue 13) began.
 DEFAULT_BASE = "85fd84e^"
 #: Each benchmark with short settings (1 thread: the sweep's workers use one each).
@@ -35,7 +38,7 @@ def run_bench(tree: Path, name: str, out: Path) -> dict:
     """Run benchmark ``name`` of ``tree`` (its own packages first on the path); its JSON."""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(tree / "benchmarks" / f"{name}.py"), *BENCHES[name],
-           "--json", str(out)]
+           "--mnist", str(MNIST), "--json", str(out)]
     subprocess.run(cmd, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 

@@ -29,8 +29,8 @@ class ParallelTempering:
     between even pairs ``(0,1), (2,3), ...`` and odd pairs ``(1,2), ...``; a pair ``(i, j)``
     swaps states with probability ``min(1, exp((1/(k T_i) - 1/(k T_j)) (E_i - E_j)))``. The
     caller's ``swap(i, j)`` exchanges the two states (weights, caches, energies), so replica 0
-    always holds the coldest chain's state. The same rule serves a list of
-    :class:`~mcmc_core.optim.SignFlipSampler` and a :class:`~mcmc_core.population.Population`.
+    always holds the coldest chain's state. The same rule serves both kernels of
+    :class:`~mcmc_core.optim.ChainSampler` (:meth:`~mcmc_core.optim.ChainSampler.exchange`).
 
     Args:
         n_replicas: number of replicas (>= 2).

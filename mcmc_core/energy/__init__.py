@@ -6,7 +6,7 @@ never updates) its running statistics, so a rejected candidate leaves no trace.
 Modules: :mod:`._subset` (the fixed target's points, :func:`fixed_subset`), :mod:`._loss`
 (cross-entropy from ``[K, classes, N]`` logits), :mod:`._evaluate` (loss and accuracy on a
 split: one model, or ``K`` stacked MLPs at once), :mod:`._targets` (closures over a model's
-energy for :class:`~mcmc_core.optim.SignFlipSampler`: :class:`FullEnergy`,
+energy for the sampler's forward kernel: :class:`FullEnergy`,
 :class:`MinibatchEnergy`), :mod:`._set` (the same fixed target for the batched kernel,
 :class:`EnergySet`; :class:`~mcmc_core.population.ChainCache` is its incremental fast path).
 """

@@ -31,6 +31,7 @@ class Energy:
     """
 
     fixed: bool
+    name: str  # its ``sampler.energy`` value
 
     def closures(self, models: list[nn.Module]) -> list[Callable[[], float]]:
         """Closures for the next sampler step, one per model, all on the same target."""
@@ -68,7 +69,7 @@ class FullEnergy(Energy):
         device: where the target is kept (default: ``"cpu"``).
     """
 
-    fixed = True
+    fixed, name = True, "full"
 
     def __init__(
         self,
@@ -84,7 +85,8 @@ class FullEnergy(Energy):
         inputs, targets = fixed_subset(split, samples, seed)
         # Kept on the device once: the target is read at every step.
         self.inputs, self.targets = inputs.to(device), targets.to(device)
-        self._plain_ce = is_plain_cross_entropy(criterion, self.targets)
+        #: The criterion is a plain ``nn.CrossEntropyLoss()`` (what the batched kernel computes).
+        self.plain_cross_entropy = is_plain_cross_entropy(criterion, self.targets)
 
     @torch.no_grad()
     def logits(self, model: nn.Module) -> torch.Tensor:
@@ -107,7 +109,7 @@ class FullEnergy(Energy):
 
         No autograd (the sampler's hot path): pass logits that do not require grad.
         """
-        if self._plain_ce:
+        if self.plain_cross_entropy:
             return float(cross_entropy_t(logits_t.unsqueeze(0).clone(), self.targets).mean())
         return float(self.criterion(logits_t.t(), self.targets))
 
@@ -127,7 +129,7 @@ class MinibatchEnergy(Energy):
         device: where the data is kept (default: ``"cpu"``).
     """
 
-    fixed = False
+    fixed, name = False, "minibatch"
 
     def __init__(
         self,

@@ -1,6 +1,11 @@
-"""Samplers over binary weights, in the ``torch.optim`` style."""
+"""Samplers over binary weights, in the ``torch.optim`` style: :class:`ChainSampler` (``K``
+chains, one param group each, stepped by the ``forward`` or the ``incremental`` kernel) and
+:class:`SignFlipSampler` (one chain's tensors: the forward kernel's step)."""
 
+from mcmc_core.optim._chain_sampler import KERNELS, ChainSampler
 from mcmc_core.optim._config import SamplerConfig
+from mcmc_core.optim._incremental import run_scheduled
 from mcmc_core.optim._sign_flip import PROPOSALS, SignFlipSampler
 
-__all__ = ["PROPOSALS", "SamplerConfig", "SignFlipSampler"]
+__all__ = ["KERNELS", "PROPOSALS", "ChainSampler", "SamplerConfig", "SignFlipSampler",
+           "run_scheduled"]

@@ -27,10 +27,10 @@ class SamplerConfig:
             mini-batch of ``batch_size`` per step).
         energy_samples: size of the fixed subset for ``full``; null = the whole training split.
         incremental: with ``full`` and cross-entropy, run a binary MLP's replicas as one
-            :class:`~mcmc_core.population.Population` (candidates evaluated from the flips by
-            updating cached pre-activations, all replicas batched); false, or any other model
-            or energy, runs one ``SignFlipSampler`` per replica with a forward pass per
-            candidate. The two draw from different random streams.
+            :class:`~mcmc_core.population.Population` (the sampler's incremental kernel:
+            candidates evaluated from the flips by updating cached pre-activations, all
+            replicas batched); false, or any other model or energy, runs its forward kernel, a
+            forward pass per candidate. The two draw from different random streams.
         batch_size: mini-batch size for ``minibatch``.
         n_replicas: parallel tempering replicas (1 = a single chain).
         ladder_ratio: ratio between neighbouring replica temperatures (geometric ladder).

@@ -25,9 +25,9 @@ class SignFlipSampler(Optimizer):
     Barker/Gibbs rule ``1 / (1 + exp(dE / (k T)))``. A rejected candidate is restored exactly by
     flipping the same weights back; no tensor is copied.
 
-    This is the general chain: any model, any energy closure (a mini-batch energy, a CNN).
-    Binary MLPs on a fixed energy are sampled faster, from the flips alone, by
-    :class:`~mcmc_core.population.Population` (a population of one is a single chain).
+    This is the general chain: any model, any energy closure (a mini-batch energy, a CNN),
+    and the forward kernel of :class:`~mcmc_core.optim.ChainSampler` (``K`` chains, one per
+    param group), whose incremental kernel samples binary MLPs on a fixed energy faster.
 
     ``temperature`` and ``flip_ratio`` live in the param groups, so schedules can anneal them as
     ``torch.optim.lr_scheduler`` anneals ``lr``; groups may have their own ``flip_ratio``.

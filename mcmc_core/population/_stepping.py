@@ -41,7 +41,6 @@ class BatchedStepper:
     energy_set: EnergySet
     flip_ratio: Tensor
     temperature: Tensor
-    schedule: Callable[[int, int], Tensor] | None
     acceptance: str
     proposal: str
     boltzmann: float
@@ -55,6 +54,17 @@ class BatchedStepper:
     _graphs_after: int
     _step_graphs: StepGraphs | None
     _block: ProposalBlock | None
+
+    _schedule: Callable[[int, int], Tensor] | None = None
+
+    @property
+    def schedule(self) -> Callable[[int, int], Tensor] | None:
+        """The temperature schedule (``Population``'s); a new one applies from the next step."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, schedule: Callable[[int, int], Tensor] | None) -> None:
+        self._schedule, self._block = schedule, None
 
     def _layout(self) -> None:
         """Flip counts per chain and layer; forget the drawn block. Where the counts changed,

@@ -112,6 +112,11 @@ class ChainSchedules:
         """Every chain's flip ratio at ``step``."""
         return [self._at(s, step) for s in self.flip_ratio]
 
+    def at(self, step: int) -> tuple[list[float], list[float]]:
+        """Every chain's temperature and flip ratio at ``step`` (what a chain stepped one step
+        at a time takes)."""
+        return [self._at(s, step) for s in self.temperature], self.flip_ratios(step)
+
     def steps_with_same_flips(self, step: int) -> int | float:
         """Steps from ``step`` on during which no flip ratio can change: 1 under a varying
         per-step schedule, to the epoch's end under a varying per-epoch one, else infinite."""

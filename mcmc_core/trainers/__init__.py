@@ -1,5 +1,6 @@
 """Training loops: the MCMC chain and the straight-through-estimator baseline."""
 
+from mcmc_core.optim import run_scheduled
 from mcmc_core.trainers._base import DEVICES, BaseTrainer, resolve_device
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import (
@@ -11,7 +12,6 @@ from mcmc_core.trainers._checkpoint import (
 from mcmc_core.trainers._config import TRAINER_NAMES, TrainerConfig
 from mcmc_core.trainers._mcmc import TrainerMCMC, child_seeds
 from mcmc_core.trainers._population import TrainerPopulation, flip_groups, population_errors
-from mcmc_core.trainers._population_engine import run_scheduled
 from mcmc_core.trainers._record import ChainRecord, best_entry, final_metrics, improves_best
 from mcmc_core.trainers._ste import TrainerSTE
 

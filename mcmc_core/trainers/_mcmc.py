@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Iterable
@@ -16,16 +17,13 @@ from torch import nn
 from mcmc_core._validation import ConfigError
 from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.energy import Energy, FullEnergy, MinibatchEnergy
-from mcmc_core.optim import SamplerConfig
-from mcmc_core.population import EnergySet
-from mcmc_core.schedules import FlipRatioScheduleConfig, TemperatureScheduleConfig
+from mcmc_core.layers import binary_parameters
+from mcmc_core.optim import ChainSampler, SamplerConfig
+from mcmc_core.schedules import ChainSchedules, FlipRatioScheduleConfig, TemperatureScheduleConfig
 from mcmc_core.tempering import ParallelTempering, geometric_ladder
 from mcmc_core.trainers._base import BaseTrainer, Criterion, resolve_data
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._config import TrainerConfig
-from mcmc_core.trainers._engine import ChainEngine
-from mcmc_core.trainers._population_engine import PopulationEngine, population_unsupported
-from mcmc_core.trainers._sampler_engine import SamplerEngine
 
 __all__ = ["TrainerMCMC", "child_seeds"]
 
@@ -50,13 +48,12 @@ class TrainerMCMC(BaseTrainer):
     flip ratio and steps/s. Randomness comes only from the chains' own seeded streams, so the
     same seed and configuration give identical weights.
 
-    The replicas run on one of two engines (:attr:`engine`). A binary MLP on the full energy
-    with cross-entropy (the default) runs as a :class:`~mcmc_core.population.Population`:
-    candidates are evaluated from the flipped weights alone and all replicas step together; a
-    single chain is a population of one. Anything else (a CNN, the mini-batch energy,
-    ``coupled``, another criterion, ``sampler.incremental=false``) runs one
-    :class:`~mcmc_core.optim.SignFlipSampler` per replica with a forward pass per candidate;
-    :attr:`engine_reason` says why.
+    The replicas are the param groups of one :class:`~mcmc_core.optim.ChainSampler`
+    (:attr:`engine`), their schedules :class:`~mcmc_core.schedules.ChainSchedules`. A binary
+    MLP on the full energy with cross-entropy (the default) runs its incremental kernel, a
+    batched population (a single chain is a population of one); anything else (a CNN, the
+    mini-batch energy, ``coupled``, another criterion, ``sampler.incremental=false``) a
+    forward pass per candidate; :attr:`engine_reason` says why.
 
     Args:
         model: a binarized model (see :func:`mcmc_core.binarize_model`).
@@ -113,27 +110,28 @@ class TrainerMCMC(BaseTrainer):
         n = sampler.n_replicas
         seeds = child_seeds(seed, n + 2)
         self.models = [self.model] + [copy.deepcopy(self.model) for _ in range(n - 1)]
-        temperatures = geometric_ladder(sampler.temperature, n, sampler.ladder_ratio)
-        schedules = (self.schedule_cfg, self.flip_schedule_cfg)
-        #: Why the replicas are not a population (None when they are).
-        self.engine_reason = population_unsupported(self.models, self.criterion,
-                                                    self.data.train, sampler)
-        self.engine: ChainEngine
-        if self.engine_reason is None:
-            engine = PopulationEngine(self.models, self.data.train, sampler, temperatures,
-                                      seeds, *schedules, device=self.device)
-            self.energy: Energy | EnergySet = engine.energy_set
-        else:
-            self.energy = self._make_energy(seeds[-1])
-            engine = SamplerEngine(self.models, self.energy, sampler, temperatures, seeds,
-                                   *schedules)
-        self.engine = engine
+        self._ladder = geometric_ladder(sampler.temperature, n, sampler.ladder_ratio)
+        chains = [{"params": binary_parameters(m), "temperature": t, "seed": s}
+                  for m, t, s in zip(self.models, self._ladder, seeds)]
+        #: The sampler of the replicas (param group ``k``: replica ``k``, coldest first).
+        self.engine = ChainSampler(
+            chains, flip_ratio=sampler.flip_ratio, models=self.models,
+            energy=self._make_energy(seeds[-1]), acceptance=sampler.acceptance,
+            proposal=sampler.proposal, boltzmann=sampler.boltzmann, coupled=sampler.coupled,
+            kernel="auto" if sampler.incremental else "forward")
+        self.energy = self.engine.energy
+        #: Why the replicas are not a batched population (None when they are).
+        self.engine_reason = (self.engine.kernel_reason if sampler.incremental
+                              else "sampler.incremental=false")
+        #: The replica exchange rule, or None for a single chain.
+        self.tempering = (ParallelTempering(n, boltzmann=sampler.boltzmann, seed=seeds[n])
+                          if n > 1 else None)
+        self.schedules: ChainSchedules | None = None  # built by _setup (the run's horizon)
         n_train = len(self.data.train)
         self.steps_per_epoch = trainer.steps_per_epoch or math.ceil(n_train / sampler.batch_size)
 
     def describe(self) -> str:
-        """Which engine runs the chains and, for the slower one, why: e.g. ``engine: population
-        (1 chain, cpu): candidates evaluated from the flips``."""
+        """Which kernel runs the chains and, for the slower one, why."""
         n = len(self.models)
         chains = f"{n} chain{'s' if n > 1 else ''}, {self.device}"
         if self.engine_reason is None:
@@ -144,12 +142,7 @@ class TrainerMCMC(BaseTrainer):
     @property
     def step(self) -> int:
         """Steps taken so far (by every replica)."""
-        return self.engine.step
-
-    @property
-    def tempering(self) -> ParallelTempering | None:
-        """The replica exchange rule, or None for a single chain."""
-        return self.engine.tempering
+        return self.engine.n_steps
 
     def _make_energy(self, seed: int) -> Energy:
         s = self.sampler_cfg
@@ -160,28 +153,35 @@ class TrainerMCMC(BaseTrainer):
                                seed=seed, device=self.device)
 
     def _setup(self, epochs: int) -> None:
-        self.engine.setup(epochs, self.steps_per_epoch)
+        self.schedules = ChainSchedules(
+            self._ladder, [self.sampler_cfg.flip_ratio] * len(self.models), self.schedule_cfg,
+            self.flip_schedule_cfg, epochs=epochs, steps_per_epoch=self.steps_per_epoch)
 
     def _train_epoch(self) -> dict[str, float]:
-        engine = self.engine
-        proposed0, accepted0 = engine.counts()
+        sampler, tempering = self.engine, self.tempering
+        proposed0, accepted0 = sampler.counts()
         start = time.perf_counter()
-        engine.run(self.steps_per_epoch)
+        sampler.run(self.steps_per_epoch, self.schedules,
+                    interval=self.sampler_cfg.swap_interval if tempering else None,
+                    on_interval=functools.partial(sampler.exchange, tempering))
         seconds = time.perf_counter() - start
-        engine.sync()
-        proposed, accepted = engine.counts()
+        sampler.sync()
+        proposed, accepted = sampler.counts()
+        assert self.schedules is not None  # _setup() ran
+        # Per-step schedules: the next step's values; per-epoch ones: this epoch's.
+        temperatures, flip_ratios = self.schedules.reported(sampler.n_steps)
         metrics = {
-            "step": float(engine.step),
-            "energy": engine.current_energy(),
+            "step": float(sampler.n_steps),
+            "energy": sampler.current_energy(),
             "acceptance_rate": (accepted - accepted0) / max(1, proposed - proposed0),
-            "temperature": engine.temperatures()[0],
-            "flip_ratio": engine.flip_ratio(),
+            "temperature": temperatures[0],
+            "flip_ratio": (min(1.0, temperatures[0]) if self.sampler_cfg.coupled
+                           else flip_ratios[0]),
             "steps_per_s": self.steps_per_epoch / seconds if seconds > 0 else float("inf"),
         }
-        if engine.tempering is not None:
-            for k, rate in enumerate(engine.tempering.swap_rates()):
+        if tempering is not None:
+            for k, rate in enumerate(tempering.swap_rates()):
                 metrics[f"swap_rate_{k}_{k + 1}"] = rate
-        engine.end_epoch()
         return metrics
 
     def _state_dict(self) -> dict[str, Any]:
@@ -189,7 +189,8 @@ class TrainerMCMC(BaseTrainer):
             "step": self.step,
             "model": self.model.state_dict(),
             "replicas": [m.state_dict() for m in self.models[1:]],
-            "engine": self.engine.state_dict(),
+            "engine": {"step": self.step, **self.engine.state_dict(),
+                       "tempering": self.tempering.state_dict() if self.tempering else None},
             "rng": {"torch": torch.get_rng_state()},
         }
 
@@ -197,4 +198,6 @@ class TrainerMCMC(BaseTrainer):
         for m, s in zip(self.models, [state["model"], *state["replicas"]]):
             m.load_state_dict(s)
         self.engine.load_state_dict(state["engine"])
+        if self.tempering is not None:
+            self.tempering.load_state_dict(state["engine"]["tempering"])
         torch.set_rng_state(state["rng"]["torch"])

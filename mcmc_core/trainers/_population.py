@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from mcmc_core._validation import check
 from mcmc_core.data import DataSplits
 from mcmc_core.functional import flip_count
+from mcmc_core.optim import run_scheduled
 from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.schedules import ChainSchedules
 from mcmc_core.secrets import mask_config
@@ -29,7 +30,6 @@ from mcmc_core.trainers._base import BaseTrainer
 from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME
 from mcmc_core.trainers._mcmc import TrainerMCMC, child_seeds
-from mcmc_core.trainers._population_engine import run_scheduled
 
 if TYPE_CHECKING:
     from mcmc_core.config import TrainConfig

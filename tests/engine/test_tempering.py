@@ -45,7 +45,7 @@ def _replicas(make_model: Callable[..., nn.Module], temperatures: list[float],
 
 def _exchange(pt: ParallelTempering, samplers: list[SignFlipSampler],
               energies: list[float] | None = None) -> None:
-    """One round over samplers, as the trainer's sampler engine does it."""
+    """One round over samplers, as ChainSampler's forward kernel does it."""
     def swap(i: int, j: int) -> None:
         samplers[i].swap_weights(samplers[j])
         samplers[i].energy, samplers[j].energy = samplers[j].energy, samplers[i].energy
