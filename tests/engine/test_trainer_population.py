@@ -117,3 +117,34 @@ def test_resumed_from_its_checkpoints_it_is_bit_identical(tmp_path, synthetic: D
     lone.train()
     assert all(torch.equal(a, b) for a, b in zip(weights(lone.model),
                                                   weights(whole.chain_model(2))))
+
+
+def eight(folder) -> list[TrainConfig]:
+    """Eight chains: the three of :func:`configs` and five more seeds and temperatures."""
+    cfgs = configs(folder)
+    for k in range(3, 8):
+        c = copy.deepcopy(cfgs[k % 3])
+        c.seed, c.trainer.checkpoint_dir = 10 + k, str(folder / f"chain-{k}")
+        c.sampler = replace(c.sampler, temperature=1e-3 * (k - 1))
+        cfgs.append(c.validate())
+    return cfgs
+
+
+@pytest.mark.parametrize("first, then", [(8, 1), (1, 8)])
+def test_a_chain_moved_between_population_sizes_is_bit_identical(
+        tmp_path, synthetic: DataSplits, first: int, then: int) -> None:
+    """Epoch 1 in populations of ``first``, the rest in populations of ``then``: every chain
+    ends as in one uninterrupted population of eight."""
+    whole = TrainerPopulation(eight(tmp_path / "whole"), synthetic)
+    whole.train()
+    cfgs = eight(tmp_path / "moved")
+    for size, epochs in ((first, 1), (then, EPOCHS)):
+        for i in range(0, 8, size):
+            TrainerPopulation(cfgs[i:i + size], synthetic).train(epochs)
+    for k, cfg in enumerate(cfgs):
+        moved = TrainerPopulation([cfg], synthetic)
+        moved.train()  # nothing left to run: it loads the chain's last checkpoint
+        assert moved.records[0].epoch == EPOCHS
+        assert untimed(moved.records[0].history) == untimed(whole.records[k].history)
+        assert all(torch.equal(a, b) for a, b in zip(weights(moved.chain_model(0)),
+                                                      weights(whole.chain_model(k))))
