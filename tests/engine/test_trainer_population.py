@@ -13,7 +13,13 @@ from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.models import ModelConfig
 from mcmc_core.schedules import FlipRatioScheduleConfig, TemperatureScheduleConfig
-from mcmc_core.trainers import BaseTrainer, Callback, TrainerConfig, TrainerPopulation
+from mcmc_core.trainers import (
+    BaseTrainer,
+    Callback,
+    TrainerConfig,
+    TrainerPopulation,
+    load_checkpoint,
+)
 
 EPOCHS, STEPS = 3, 25
 TIMING = ("epoch_time", "wall_time", "steps_per_s")
@@ -35,8 +41,8 @@ def configs(folder=None) -> list[TrainConfig]:
         c = copy.deepcopy(base)
         c.seed, c.schedule, c.flip_schedule = seed, sched, flips
         c.sampler = replace(c.sampler, temperature=t, flip_ratio=f)
-        if folder is not None:
-            c.trainer.checkpoint_dir = str(folder / f"chain-{k}")
+        if folder is not None:  # checkpoints, continued from
+            c.trainer.checkpoint_dir, c.trainer.resume = str(folder / f"chain-{k}"), True
         out.append(c.validate())
     return out
 
@@ -93,13 +99,35 @@ def test_a_chain_that_leaves_changes_none_of_the_others(synthetic: DataSplits) -
                                                       weights(whole.chain_model(k))))
 
 
+class Killed(Exception):
+    """The process is gone (its checkpoints of the epoch are written)."""
+
+
+class KillAfter(Callback):
+    """Raise :class:`Killed` once the chains have finished epoch ``epoch``."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epochs_end(self, trainer: BaseTrainer, ended: dict[int, dict[str, float]]) -> None:
+        if max(int(m["epoch"]) for m in ended.values()) >= self.epoch:
+            raise Killed
+
+
+def run_until(cfgs: list[TrainConfig], data: DataSplits, epoch: int) -> None:
+    """Train ``cfgs`` as one population, killed after ``epoch`` (none: to the end)."""
+    try:
+        TrainerPopulation(cfgs, data, callbacks=[KillAfter(epoch)]).train()
+    except Killed:
+        pass
+
+
 @pytest.mark.parametrize("stopped_after", [1, 2])
 def test_resumed_from_its_checkpoints_it_is_bit_identical(tmp_path, synthetic: DataSplits,
                                                           stopped_after: int) -> None:
     whole = TrainerPopulation(configs(tmp_path / "whole"), synthetic)
     whole.train()
-    first = TrainerPopulation(configs(tmp_path / "resumed"), synthetic)
-    first.train(stopped_after)
+    run_until(configs(tmp_path / "resumed"), synthetic, stopped_after)
     # A new process: every chain continues from its own last.pt.
     resumed = TrainerPopulation(configs(tmp_path / "resumed"), synthetic)
     resumed.train()
@@ -107,6 +135,10 @@ def test_resumed_from_its_checkpoints_it_is_bit_identical(tmp_path, synthetic: D
         assert untimed(resumed.records[k].history) == untimed(whole.records[k].history)
         assert all(torch.equal(a, b) for a, b in zip(weights(resumed.chain_model(k)),
                                                       weights(whole.chain_model(k))))
+        saved = [load_checkpoint(tmp_path / run / f"chain-{k}" / "last.pt")
+                 for run in ("whole", "resumed")]
+        assert saved[0]["step"] == saved[1]["step"] == EPOCHS * STEPS
+        assert torch.equal(*(s["engine"]["population"]["n_accepted"] for s in saved))
     # And the lone trainer resumes a population chain's checkpoint to the same weights.
     cfg = configs(tmp_path / "resumed")[2]
     cfg.trainer.checkpoint_dir = str(tmp_path / "alone")
@@ -140,7 +172,7 @@ def test_a_chain_moved_between_population_sizes_is_bit_identical(
     cfgs = eight(tmp_path / "moved")
     for size, epochs in ((first, 1), (then, EPOCHS)):
         for i in range(0, 8, size):
-            TrainerPopulation(cfgs[i:i + size], synthetic).train(epochs)
+            run_until(cfgs[i:i + size], synthetic, epochs)
     for k, cfg in enumerate(cfgs):
         moved = TrainerPopulation([cfg], synthetic)
         moved.train()  # nothing left to run: it loads the chain's last checkpoint
