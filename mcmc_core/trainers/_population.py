@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from mcmc_core._validation import check
+from mcmc_core._validation import ConfigError, check
 from mcmc_core.data import DataSplits
 from mcmc_core.functional import flip_count
 from mcmc_core.optim import run_scheduled
@@ -124,6 +124,14 @@ class TrainerPopulation(BaseTrainer):
     def __init__(self, cfgs: Sequence[TrainConfig], data: DataSplits, *,
                  callbacks: Sequence[Callback] = (),
                  configs: Sequence[dict[str, Any]] | None = None) -> None:
+        if not cfgs:
+            raise ValueError("a population needs at least one chain's config.")
+        errors = list(dict.fromkeys(e for c in cfgs for e in population_errors(c)))
+        if len({(tuple(c.model.hidden), c.model.output_scale) for c in cfgs}) > 1:
+            errors.append("model.hidden and model.output_scale must be equal for every chain "
+                          "of a population")
+        if errors:
+            raise ConfigError(errors)
         cfg = cfgs[0]
         super().__init__(None, None, data, trainer=cfg.trainer, device=cfg.device,
                          callbacks=callbacks, n_chains=len(cfgs))

@@ -180,3 +180,19 @@ def test_a_chain_moved_between_population_sizes_is_bit_identical(
         assert untimed(moved.records[0].history) == untimed(whole.records[k].history)
         assert all(torch.equal(a, b) for a, b in zip(weights(moved.chain_model(0)),
                                                       weights(whole.chain_model(k))))
+
+
+def test_configs_a_population_cannot_train_are_refused_one_line_each(
+        synthetic: DataSplits) -> None:
+    from mcmc_core import ConfigError
+
+    cnn, wide = configs(), configs()
+    cnn[1].model.name, cnn[1].sampler = "cnn", replace(cnn[1].sampler, energy="minibatch")
+    wide[2].model.hidden = [16]
+    with pytest.raises(ConfigError) as cnn_error:
+        TrainerPopulation(cnn, synthetic)
+    assert str(cnn_error.value).splitlines() == [
+        "model.name='cnn' is not allowed: expected mlp in a population",
+        "sampler.energy='minibatch' is not allowed: expected full in a population"]
+    with pytest.raises(ConfigError, match="model.hidden and model.output_scale must be equal"):
+        TrainerPopulation(wide, synthetic)
