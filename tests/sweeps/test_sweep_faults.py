@@ -89,7 +89,7 @@ def test_no_parameter_set_twice(stopped) -> None:
 
 def test_stopped_trials_continued_from_their_last_checkpoint(stopped) -> None:
     """Every trial that had a checkpoint at a stop kept its MLflow run and logged each epoch
-    once: the epochs up to the checkpoint before the stop, the later ones after it."""
+    once: the epochs before the checkpoint's before the stop, the later ones after it."""
     done = {t.number: t for t in finished(stopped.trials)}
     checked = 0
     for at in stopped.stops:
@@ -102,6 +102,8 @@ def test_stopped_trials_continued_from_their_last_checkpoint(stopped) -> None:
             logged = stopped.runs.steps(run_id, "val_accuracy")
             steps = [step for step, _ in logged]
             assert steps == list(range(1, EPOCHS + 1)), (key, at["moment"], logged)
-            assert all(ts < at["ms"] for step, ts in logged if step <= epoch), logged
+            # The checkpoint's own epoch was logged before the stop, or, if the stop fell
+            # between its checkpoint and its metrics, by the retry (from the checkpoint).
+            assert all(ts < at["ms"] for step, ts in logged if step < epoch), logged
             checked += 1
     assert checked, [at["epochs"] for at in stopped.stops]
