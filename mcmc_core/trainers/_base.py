@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -129,8 +130,9 @@ class BaseTrainer:
         """Where chain ``k`` is checkpointed (None: nowhere)."""
         return self.checkpoint_path
 
-    def chain_state_dict(self, k: int, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """Chain ``k``'s checkpoint (``weights``: :meth:`chain_weights`)."""
+    def chain_state_dict(self, k: int,
+                         weights: Callable[[], dict[str, torch.Tensor]]) -> dict[str, Any]:
+        """Chain ``k``'s checkpoint (``weights()``: its :meth:`chain_weights`, read once)."""
         return self.state_dict()
 
     def load_chain_state_dict(self, k: int, state: dict[str, Any]) -> None:
@@ -220,7 +222,7 @@ class BaseTrainer:
             evaluated_at - start), "checkpoint": 0.0}
         ended = {}
         for k in self.live:
-            weights = self.chain_weights(k)
+            weights = functools.cache(functools.partial(self.chain_weights, k))
             metrics = self.records[k].add({**trained[k], **scores[k]}, seconds, weights)
             ended[k] = metrics
             if self.cfg.verbose:

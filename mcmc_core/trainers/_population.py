@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,12 +187,13 @@ class TrainerPopulation(BaseTrainer):
     def chain_weights(self, k: int) -> dict[str, Tensor]:
         return self.chain_model(k).state_dict()
 
-    def chain_state_dict(self, k: int, weights: dict[str, Tensor]) -> dict[str, Any]:
+    def chain_state_dict(self, k: int,
+                         weights: Callable[[], dict[str, Tensor]]) -> dict[str, Any]:
         """Chain ``k``'s checkpoint: what a lone ``TrainerMCMC`` of its config holds now."""
         g, i = self._where(k)  # type: ignore[misc]
         return {"trainer": self.name, **self.records[k].state_dict(),
                 "config": mask_config(self.configs[k]), "step": self.steps[k],
-                "model": weights, "replicas": [],
+                "model": weights(), "replicas": [],
                 "engine": {"step": self.steps[k], "population": g.pop.chain_state(i),
                            "tempering": None},
                 "rng": {"torch": torch.get_rng_state()}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,16 +51,16 @@ class ChainRecord:
     best_state: dict[str, Tensor] | None = None
 
     def add(self, metrics: dict[str, float], seconds: float,
-            weights: dict[str, Tensor]) -> dict[str, float]:
+            weights: Callable[[], dict[str, Tensor]]) -> dict[str, float]:
         """Record the next epoch (``metrics`` of its training and evaluation, ``seconds`` it
-        took, the chain's ``weights`` at its end); returns the metrics with ``epoch``,
-        ``epoch_time`` and ``wall_time``."""
+        took; ``weights()``: the chain's weights at its end, read if it is the best so far);
+        returns the metrics with ``epoch``, ``epoch_time`` and ``wall_time``."""
         self.epoch += 1
         self.elapsed += seconds
         metrics = {**metrics, "epoch": self.epoch, "epoch_time": seconds,
                    "wall_time": self.elapsed}
         if improves_best(metrics, self.best):
-            self.best, self.best_state = best_entry(metrics), weights
+            self.best, self.best_state = best_entry(metrics), weights()
         self.history.append(metrics)
         return metrics
 
