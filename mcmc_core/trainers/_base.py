@@ -265,10 +265,13 @@ class BaseTrainer:
             **self._state_dict(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _check_writer(self, state: dict[str, Any]) -> None:
         if state.get("trainer") != self.name:
             raise ValueError(
                 f"checkpoint was written by trainer {state.get('trainer')!r}, not {self.name!r}"
             )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_writer(state)
         self.records[0].load_state_dict(state)
         self._load_state_dict(state)

@@ -160,25 +160,19 @@ class TrainerPopulation(BaseTrainer):
         return Path(folder) / CHECKPOINT_NAME if folder else None
 
     def load_chain_state_dict(self, k: int, state: dict[str, Any]) -> None:
-        if state.get("trainer") != self.name:
-            raise ValueError(f"checkpoint was written by trainer {state.get('trainer')!r}, "
-                             f"not {self.name!r}")
+        self._check_writer(state)
         self.records[k].load_state_dict(state)
         self.steps[k] = int(state["step"])
         self.accepted[k] = int(state["engine"]["population"]["n_accepted"][0])
         for layer, w in zip(self.net.weights, state["model"].values()):
             layer[k] = w.to(self.device)
 
-    def _where(self, k: int) -> tuple[_Group, int] | None:
-        """Chain ``k``'s group and its index there (None: not in one)."""
-        return self._at.get(k)
-
     def _set_groups(self, groups: list[_Group]) -> None:
         self.groups = [g for g in groups if g.chains]
         self._at = {k: (g, i) for g in self.groups for i, k in enumerate(g.chains)}
 
     def chain_model(self, k: int) -> nn.Module:
-        at = self._where(k)
+        at = self._at.get(k)
         if at is not None:
             return at[0].pop.export(at[1])
         return StackedMLP([w[k:k + 1] for w in self.net.weights], self.net.input_shape,
@@ -190,7 +184,7 @@ class TrainerPopulation(BaseTrainer):
     def chain_state_dict(self, k: int,
                          weights: Callable[[], dict[str, Tensor]]) -> dict[str, Any]:
         """Chain ``k``'s checkpoint: what a lone ``TrainerMCMC`` of its config holds now."""
-        g, i = self._where(k)  # type: ignore[misc]
+        g, i = self._at[k]
         return {"trainer": self.name, **self.records[k].state_dict(),
                 "config": mask_config(self.configs[k]), "step": self.steps[k],
                 "model": weights(), "replicas": [],
