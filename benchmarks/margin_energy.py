@@ -30,7 +30,7 @@ from torch import Tensor
 
 from mcmc_core.data import DataConfig, DatasetNotFoundError, load_dataset
 from mcmc_core.population import Population
-from mcmc_core.population._incremental import ChainCache
+from mcmc_core.population import ChainCache
 from mcmc_core.schedules import ChainSchedules
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"

@@ -9,13 +9,12 @@ objects, :class:`~mcmc_core.schedules.ChainSchedules`), but from a counter-based
 per chain instead of a ``torch.Generator``: the same seed gives a different, equally distributed
 trajectory than ``SignFlipSampler``, and the same trajectory alone as in any population.
 
-Modules: :mod:`._population` (:class:`Population`: chains, results), :mod:`._stepping` (its
-batched step), :mod:`._state` (its state dict), :mod:`._hyperparameters` (every chain's
-temperature and flip ratio), :mod:`._weights` (stacked weights, export), :mod:`._random`
+Modules: :mod:`._population` (:class:`Population`: chains, their hyperparameters, the batched
+step, state dict, results), :mod:`._cache` (:class:`ChainCache`, the cached pre-activations: the
+energy's incremental kernel), :mod:`._weights` (stacked weights, export), :mod:`._random`
 (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of steps at a time),
-:mod:`._incremental` (:class:`ChainCache`, the cached pre-activations: the energy's incremental
-kernel) with :mod:`._last_layer`, :mod:`._commit` and :mod:`._workspace`, :mod:`._graphs` (steps
-replayed as CUDA graphs). The energy set and the batched loss are in :mod:`mcmc_core.energy`.
+:mod:`._graphs` (steps replayed as CUDA graphs). The energy set and the batched loss are in
+:mod:`mcmc_core.energy`.
 
 Example:
     >>> from mcmc_core.data import DataConfig, load_dataset
@@ -28,7 +27,7 @@ Example:
 """
 
 from mcmc_core.energy import EnergySet, cross_entropy_t, evaluate_stacked
-from mcmc_core.population._incremental import ChainCache
+from mcmc_core.population._cache import ChainCache
 from mcmc_core.population._proposal import (
     LayerFlips,
     ProposalBlock,

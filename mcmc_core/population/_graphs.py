@@ -17,16 +17,13 @@ runs uncaptured on any device in the CPU tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from mcmc_core.population._proposal import ProposalBlock
-
-if TYPE_CHECKING:
-    from mcmc_core.population._population import Population
+from mcmc_core.population._cache import ChainCache
+from mcmc_core.population._proposal import LayerFlips, ProposalBlock
 
 __all__ = ["StepGraphs"]
 
@@ -34,17 +31,22 @@ _ALL_LAYERS = -1  # the graph key of proposal="all"
 
 
 class StepGraphs:
-    """Steps of ``population`` taken by replaying captured CUDA graphs.
+    """Steps of a population taken by replaying captured CUDA graphs (all its chains at once,
+    sync-free commits). Off CUDA nothing is captured: each step runs eagerly from the same
+    fixed draws and device-side step index that a graph replays (what the CPU tests check).
 
     Args:
-        population: whose steps are captured (all its chains at once, sync-free commits). Off
-            CUDA nothing is captured: each step runs eagerly from the same fixed draws and
-            device-side step index that a graph replays (what the CPU tests check).
+        cache: the population's weights and caches.
+        advance: the population's step of some chains, ``advance(flips, chains, threshold,
+            tie)`` (:meth:`Population._advance <mcmc_core.population.Population._advance>`).
+        counters: the tensors ``advance`` writes beside the cache (acceptance counts).
     """
 
-    def __init__(self, population: Population) -> None:
-        self._pop = population
-        self._capture = population.net.device.type == "cuda"
+    def __init__(self, cache: ChainCache,
+                 advance: Callable[[dict[int, LayerFlips], slice, Tensor, Tensor | None], None],
+                 counters: Callable[[], Sequence[Tensor]]) -> None:
+        self._cache, self._advance, self._counters = cache, advance, counters
+        self._capture = cache.net.device.type == "cuda"
         self._steps: dict[int, Callable[[], None]] = {}
         self._keep: list[object] = []  # graphs' work buffers, alive as long as the graphs
         self._warm: set[int] = set()
@@ -80,20 +82,20 @@ class StepGraphs:
         return True
 
     def _record(self, key: int) -> Callable[[], None]:
-        pop, draws, b = self._pop, self._draws, self._b
+        cache, draws, b = self._cache, self._draws, self._b
         assert draws is not None and b is not None
         layer = None if key == _ALL_LAYERS else key
-        chains = slice(0, len(pop))
+        chains = slice(0, len(cache.net))
 
         def advance() -> None:
-            pop._advance(draws.flips(b, layer), chains, draws.threshold_at(b), draws.tie_at(b))
+            self._advance(draws.flips(b, layer), chains, draws.threshold_at(b), draws.tie_at(b))
 
         if not self._capture:
             return advance
-        graph, device = torch.cuda.CUDAGraph(), pop.net.device
+        graph, device = torch.cuda.CUDAGraph(), cache.net.device
         # On the population's device (a worker's cuda:N need not be the current device), on a
         # side stream of that device.
-        with torch.cuda.device(device), pop.cache.separate_buffers() as buffers, torch.cuda.graph(
+        with torch.cuda.device(device), cache.separate_buffers() as buffers, torch.cuda.graph(
                 graph, stream=torch.cuda.Stream(device), capture_error_mode="thread_local"):
             advance()
         self._keep.append(buffers)
@@ -101,7 +103,7 @@ class StepGraphs:
 
     def _tensors_signature(self) -> tuple[int, ...]:
         """Addresses of every tensor a step reads or writes beside its draws and buffers."""
-        pop, cache = self._pop, self._pop.cache
-        tensors = [*pop.net.weights, *cache.pre, cache.energies, cache.exp_last, cache.picked,
-                   pop.n_accepted, pop.energy_set.inputs_t]
+        cache = self._cache
+        tensors = [*cache.net.weights, *cache.pre, cache.energies, cache.exp_last, cache.picked,
+                   *self._counters(), cache.energy_set.inputs_t]
         return tuple(-1 if t is None else t.data_ptr() for t in tensors)

@@ -1,4 +1,7 @@
-"""A population of sign-flip MCMC chains advanced together: :class:`Population`."""
+"""A population of sign-flip MCMC chains advanced together (:class:`Population`): its chains and
+their per-chain hyperparameters, its batched step (a block of draws per chain, every chain's
+candidate evaluated from its flips alone by :class:`~mcmc_core.population.ChainCache`, accepted
+or rejected through masks; on CUDA replayed as graphs, :class:`StepGraphs`), its state dict."""
 
 from __future__ import annotations
 
@@ -11,20 +14,37 @@ from torch import Tensor, nn
 from mcmc_core import functional as F
 from mcmc_core.data import Split
 from mcmc_core.energy import EnergySet, evaluate_stacked
+from mcmc_core.population._cache import ChainCache
 from mcmc_core.population._graphs import StepGraphs
-from mcmc_core.population._hyperparameters import HYPERPARAMETERS, ChainHyperparameters, per_chain
-from mcmc_core.population._incremental import ChainCache
+from mcmc_core.population._proposal import LayerFlips, ProposalBlock, layer_schedule
 from mcmc_core.population._random import MAX_PURPOSE, ChainRandom
-from mcmc_core.population._state import PopulationState
-from mcmc_core.population._stepping import BatchedStepper
 from mcmc_core.population._weights import StackedMLP
 
-__all__ = ["PROPOSALS", "Population"]
+__all__ = ["HYPERPARAMETERS", "PROPOSALS", "Population", "per_chain"]
 
 PROPOSALS = ("layer", "all")
+#: The per-chain hyperparameters, float64 ``[K]`` tensors.
+HYPERPARAMETERS = ("temperature", "flip_ratio")
+
+_CHUNK_BYTES = 24 << 20  # measured on a 2-core Xeon (2 MB L2 per core): see benchmarks/README
+# Steps of one set of flip counts below which the next set runs as many steps before its CUDA
+# graphs are captured. Measured once, ad hoc, on an H100 (digits, K=32): a change of counts cost
+# ~17 ms with graphs (two captures), about 30 steps' gain.
+_GRAPH_MIN_STEPS = 64
 
 
-class Population(BatchedStepper, PopulationState, ChainHyperparameters):
+def per_chain(value: float | Sequence[float] | Tensor, k: int, name: str,
+              device: torch.device) -> Tensor:
+    """``value`` (one, or one per chain) as a float64 ``[k]`` tensor on ``device``."""
+    t = torch.as_tensor(value, dtype=torch.float64).flatten()
+    if t.numel() == 1:
+        t = t.expand(k)
+    if t.numel() != k:
+        raise ValueError(f"{name} must be one value or one per chain ({k}), but got {t.numel()}.")
+    return t.clone().to(device)
+
+
+class Population:
     """``K`` sign-flip MCMC chains on binary MLPs of one architecture, stepped together.
 
     Chain ``k`` is the sampler of :class:`~mcmc_core.optim.SignFlipSampler` on a fixed energy
@@ -157,7 +177,7 @@ class Population(BatchedStepper, PopulationState, ChainHyperparameters):
         energy_set = EnergySet(split, samples=samples, seed=sample_seed, device=device)
         return cls(net, energy_set, seeds=seeds, **kwargs)
 
-    # ----------------------------------------------------------------------------- state
+    # ----------------------------------------------------------------------------- chains' values
     def __len__(self) -> int:
         return len(self.net)
 
@@ -193,6 +213,80 @@ class Population(BatchedStepper, PopulationState, ChainHyperparameters):
         """``counts[k][l]``: how many weights of layer ``l`` a proposal of chain ``k`` flips."""
         return [list(c) for c in self._counts]
 
+    # ----------------------------------------------------------------------------- hyperparameters
+    def _check_hyper(self) -> None:
+        t, fr = self._temperature, self._flip_ratio
+        checks = {"temperature": (t >= 0, ">= 0"),
+                  "flip_ratio": ((fr > 0) & (fr <= 1), "in (0, 1]")}
+        for name, (ok, what) in checks.items():
+            if not bool(ok.all()):
+                bad = getattr(self, f"_{name}").tolist()
+                raise ValueError(f"{name} must be {what} for every chain, but got {bad}.")
+
+    def _set_hyper(self, name: str, value: float | Sequence[float] | Tensor) -> None:
+        old = getattr(self, f"_{name}")
+        setattr(self, f"_{name}", per_chain(value, len(old), name, old.device))
+        try:
+            self._check_hyper()
+        except ValueError:
+            setattr(self, f"_{name}", old)
+            raise
+        self._layout()
+
+    temperature = property(lambda self: self._temperature,
+                           lambda self, v: self._set_hyper("temperature", v),
+                           doc="Every chain's temperature without a ``schedule``, float64 ``[K]``.")
+    flip_ratio = property(lambda self: self._flip_ratio,
+                          lambda self, v: self._set_hyper("flip_ratio", v),
+                          doc="Flip ratio of every chain, float64 ``[K]``.")
+
+    @property
+    def schedule(self) -> Callable[[int, int], Tensor] | None:
+        """The temperature schedule (see Args); a new one applies from the next step."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, schedule: Callable[[int, int], Tensor] | None) -> None:
+        self._schedule, self._block = schedule, None
+
+    def _layout(self) -> None:
+        """Flip counts per chain and layer; forget the drawn block. Where the counts changed,
+        steps are captured anew (:class:`StepGraphs`, at the next step), unless the counts
+        before lasted fewer than ``_GRAPH_MIN_STEPS`` steps: then the new ones run that many
+        steps eagerly first (e.g. under a per-step flip-ratio schedule), since a capture costs
+        more than it saves over a few steps."""
+        numels = [w[0].numel() for w in self.net.weights]
+        counts = [[F.flip_count(fr, n) for n in numels] for fr in self.flip_ratio.tolist()]
+        if counts != self._counts:
+            short = bool(self._counts) and self._steps_with_counts < _GRAPH_MIN_STEPS
+            self._graphs_after = _GRAPH_MIN_STEPS if short else 0
+            self._counts, self._steps_with_counts = counts, 0
+            self._step_graphs = None
+        self._block: ProposalBlock | None = None
+        if not self.graphs:
+            self._step_graphs = None
+
+    def _next_block(self) -> ProposalBlock:
+        numels = [w[0].numel() for w in self.net.weights]
+        length = ProposalBlock.block_length(len(self), self._counts, numels)
+        layers = None
+        if self.proposal == "layer":
+            layers = layer_schedule(self.layer_seed, self.n_steps, length, len(numels))
+        return ProposalBlock(self.random, self.n_steps, length, layers, self._counts,
+                             [tuple(w.shape[1:]) for w in self.net.weights],
+                             self._temperatures(self.n_steps, length) * self.boltzmann,
+                             self.acceptance)
+
+    def _temperatures(self, start: int, length: int) -> Tensor:
+        """Every chain's temperature at steps ``start .. start + length - 1``: ``[K, length]``."""
+        if self.schedule is not None:
+            values = torch.as_tensor(self.schedule(start, length), dtype=torch.float64)
+            if values.shape != (len(self), length) or not bool((values >= 0).all()):
+                raise ValueError(f"schedule({start}, {length}) must give temperatures >= 0 "
+                                 f"shaped ({len(self)}, {length}), but got {values}.")
+            return values.to(self.net.device)
+        return self.temperature.unsqueeze(1).expand(-1, length)
+
     # ----------------------------------------------------------------------------- stepping
     def step(self) -> Tensor:
         """Advance every chain by one step.
@@ -208,6 +302,58 @@ class Population(BatchedStepper, PopulationState, ChainHyperparameters):
         for _ in range(n_steps):
             self._step()
         return self.cache.energies.clone()
+
+    @torch.no_grad()
+    def _step(self) -> None:
+        block = self._block
+        if block is None or self.n_steps >= block.start + block.length:
+            block = self._block = self._next_block()
+        b = self.n_steps - block.start
+        graphs = self._step_graphs
+        if graphs is None and self.graphs and self._steps_with_counts >= self._graphs_after:
+            graphs = self._step_graphs = StepGraphs(self.cache, self._advance,
+                                                        lambda: [self.n_accepted])
+        if graphs is None or not graphs.step(block, b):
+            flips, threshold, tie = block.flips(b), block.threshold_at(b), block.tie_at(b)
+            k, chunk = len(self), self._chunk_size()
+            for start in range(0, k, chunk):
+                part = slice(start, min(k, start + chunk))
+                part_flips = flips if chunk >= k else {
+                    i: LayerFlips(*(None if t is None else t[part] for t in (
+                        f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
+                    for i, f in flips.items()}
+                self._advance(part_flips, part, threshold[part],
+                              None if tie is None else tie[part])
+        self.n_steps += 1
+        self._steps_with_counts += 1
+
+    def _advance(self, flips: dict[int, LayerFlips], part: slice, threshold: Tensor,
+                 tie: Tensor | None) -> None:
+        """Propose ``flips`` to the chains ``part`` and accept or reject each: a move is
+        accepted iff ``dE < threshold``, or ``dE <= 0`` (Metropolis, ``tie`` None), or ``dE == 0
+        and tie`` (Barker)."""
+        delta = self.cache.propose(flips, part) - self.cache.energies[part]
+        accepted = delta < threshold
+        if tie is None:  # Metropolis: downhill and level moves are always accepted
+            accepted |= delta <= 0
+        else:  # Barker: a level move with probability 1/2
+            accepted |= (delta == 0) & tie
+        self.cache.commit(accepted)
+        self.n_accepted[part] += accepted
+
+    def _chunk_size(self) -> int:
+        """Chains per batched operation: ``chunk``, or by default as many as keep a step's
+        work buffers near ``_CHUNK_BYTES`` (about ``4 N (5 M + 4 classes)`` bytes per chain for
+        ``M`` flips per layer): beyond the caches, batching more chains only adds memory
+        traffic."""
+        if self.chunk is not None:
+            return max(1, self.chunk)
+        if self.net.device.type != "cpu":  # no cache to fit: one launch per operation is best
+            return len(self)
+        n = self.energy_set.inputs_t.shape[1]
+        flips = max(max(c) for c in self._counts)
+        per_chain = 4 * n * (5 * flips + 4 * self.net.n_classes)
+        return max(1, min(len(self), _CHUNK_BYTES // per_chain))
 
     # ----------------------------------------------------------------------------- chains
     def keep(self, mask: Tensor | Sequence[bool] | Sequence[int]) -> None:
@@ -248,6 +394,67 @@ class Population(BatchedStepper, PopulationState, ChainHyperparameters):
         i, j = range(len(self))[i], range(len(self))[j]
         if i != j:
             self.cache.exchange(i, j)
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, step count, per-chain hyperparameters, random-stream state (the seeds: a
+        chain's stream is a function of its seed and the step), acceptance counts, energies
+        and ids. The energy set is not included."""
+        return {"weights": [w.clone() for w in self.net.weights],
+                "output_scale": self.net.output_scale, "n_steps": self.n_steps,
+                "seeds": self.random.seeds.clone(), "n_accepted": self.n_accepted.clone(),
+                "energies": self.cache.energies.clone(), "ids": list(self.ids),
+                "acceptance": self.acceptance, "proposal": self.proposal,
+                "boltzmann": self.boltzmann, "layer_seed": self.layer_seed,
+                **{name: getattr(self, name).clone() for name in HYPERPARAMETERS}}
+
+    def chain_state(self, k: int) -> dict[str, Any]:
+        """The :meth:`state_dict` of chain ``k`` alone: what a population of one that took the
+        same steps would save (a trial's checkpoint, whatever population it ran in)."""
+        state = self.state_dict()
+        one = {key: (value[k:k + 1].clone() if isinstance(value, Tensor) else value)
+               for key, value in state.items()}
+        one["weights"] = [w[k:k + 1].clone() for w in state["weights"]]
+        one["ids"] = [state["ids"][k]]
+        return one
+
+    def resume_at(self, n_steps: int, n_accepted: Sequence[int]) -> None:
+        """Continue chains whose weights were loaded from a run that took ``n_steps`` steps
+        with ``n_accepted`` acceptances each: the next step is that run's next step (its
+        draws, layer and temperatures), so the chains go on bit-identically."""
+        if len(n_accepted) != len(self):
+            raise ValueError(f"n_accepted must have one entry per chain ({len(self)}), but got "
+                             f"{len(n_accepted)}.")
+        self.n_steps = int(n_steps)
+        self.n_accepted = torch.tensor([int(a) for a in n_accepted], dtype=torch.int64,
+                                       device=self.net.device)
+        self._layout()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (its number of chains may differ from the current one);
+        the caches are rebuilt from the weights, so the next step is the one the saved
+        population would have taken. Energies of None are recomputed from the weights."""
+        shapes = [tuple(w.shape[1:]) for w in self.net.weights]
+        saved = [tuple(w.shape[1:]) for w in state["weights"]]
+        if saved != shapes or state["output_scale"] != self.net.output_scale:
+            raise ValueError(f"the state is of another architecture: layers {saved}, "
+                             f"output_scale {state['output_scale']}; this population has "
+                             f"{shapes}, {self.net.output_scale}.")
+        device = self.net.device
+        self.net.weights = [w.to(device, torch.float32).clone() for w in state["weights"]]
+        self.acceptance, self.proposal = state["acceptance"], state["proposal"]
+        self.boltzmann = float(state["boltzmann"])
+        self.layer_seed = int(state["layer_seed"])
+        for name in HYPERPARAMETERS:
+            setattr(self, f"_{name}", state[name].to(device, torch.float64).clone())
+        self.random = ChainRandom(state["seeds"], device)
+        self.n_steps = int(state["n_steps"])
+        self.n_accepted = state["n_accepted"].to(device).clone()
+        self.ids = list(state["ids"])
+        self.cache.rebuild()
+        if state["energies"] is not None:
+            self.cache.energies = state["energies"].to(device, torch.float64).clone()
+        self._layout()
 
     # ----------------------------------------------------------------------------- results
     def evaluate(self, split: Split, batch_size: int = 4096) -> tuple[Tensor, Tensor]:

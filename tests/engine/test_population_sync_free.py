@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mcmc_core.data import DataSplits
 from mcmc_core.population import Population
-from mcmc_core.population._stepping import _GRAPH_MIN_STEPS
+from mcmc_core.population._population import _GRAPH_MIN_STEPS
 
 #: Operators that wait for the device (a value read on the host) or move host data to it.
 _SYNCING = {"aten::nonzero", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::equal",

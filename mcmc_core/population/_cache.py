@@ -33,23 +33,57 @@ more than the arithmetic. A step may also be run on a contiguous part of the cha
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from mcmc_core.energy import EnergySet
-from mcmc_core.population._commit import CacheCommit
-from mcmc_core.population._last_layer import LastLayerProposals
 from mcmc_core.population._proposal import LayerFlips
 from mcmc_core.population._weights import StackedMLP
-from mcmc_core.population._workspace import Workspace, sign_, sign_into
 
-__all__ = ["ChainCache"]
+__all__ = ["ChainCache", "Workspace", "sign_", "sign_into"]
 
 
-class ChainCache(LastLayerProposals, CacheCommit):
+def sign_(z: Tensor) -> Tensor:
+    """In place: ``sign`` with 0 -> +1 of an integer-valued float tensor."""
+    return z.add_(0.5).sign_()
+
+
+def sign_into(z: Tensor, out: Tensor) -> Tensor:
+    """``sign`` with 0 -> +1 of an integer-valued float tensor, written into ``out``."""
+    return torch.add(z, 0.5, out=out).sign_()
+
+
+class Workspace:
+    """Named, reused buffers (each grows to the largest size asked for)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+        self._views: dict[tuple[object, ...], Tensor] = {}
+
+    def __call__(self, name: str, shape: Sequence[int], like: Tensor,
+                 dtype: torch.dtype | None = None) -> Tensor:
+        dtype = like.dtype if dtype is None else dtype
+        key = (name, tuple(shape), dtype, like.device)
+        view = self._views.get(key)
+        if view is not None:
+            return view
+        n, t = math.prod(shape), self._buffers.get(name)
+        if t is None or t.numel() < n or t.dtype != dtype or t.device != like.device:
+            t = self._buffers[name] = torch.empty(n, dtype=dtype, device=like.device)
+            self._views = {k: v for k, v in self._views.items() if k[0] != name}
+        view = self._views[key] = t[:n].view(*shape)
+        return view
+
+    def clear(self) -> None:
+        self._buffers.clear()
+        self._views.clear()
+
+
+class ChainCache:
     """The weights of a population with their caches, current energies and one candidate.
 
     Args:
@@ -249,10 +283,8 @@ class ChainCache(LastLayerProposals, CacheCommit):
                 z_new.copy_(z)
             elif up[0] == "dense":
                 torch.baddbmm(z, w, up[3], out=z_new)
-            elif up[3].shape[1] == 1:
-                torch.addcmul(z, up[2], up[3], out=z_new)  # type: ignore[arg-type]
             else:
-                torch.baddbmm(z, up[2], up[3], out=z_new)  # type: ignore[arg-type]
+                self._lowrank(z, up[2], up[3], z_new)  # type: ignore[arg-type]
             if delta is not None:
                 assert f is not None
                 local = f.row.view(-1) - part.start * z.shape[1]
@@ -275,3 +307,143 @@ class ChainCache(LastLayerProposals, CacheCommit):
             self._candidate = self._energy(self._log_partition(exp_new), picked)
             self._candidate_picked = picked
         return self._candidate
+
+    # ------------------------------------------------------------------------------ last layer
+    def _log_partition(self, exp_logits: Tensor) -> Tensor:
+        k, _, n = exp_logits.shape
+        return EnergySet.log_partition(exp_logits, self._ws("lse", (k, n), exp_logits),
+                                       self._ws("lse64", (k, n), exp_logits, torch.float64))
+
+    @staticmethod
+    def _lowrank(z: Tensor, columns: Tensor, d: Tensor, out: Tensor) -> Tensor:
+        """``z + columns @ d`` into ``out`` (an outer product when rank 1)."""
+        if d.shape[1] == 1:
+            return torch.addcmul(z, columns, d, out=out)
+        return torch.baddbmm(z, columns, d, out=out)
+
+    def _propose_last_lowrank(self, columns: Tensor, d: Tensor) -> Tensor:
+        """Candidates whose last layer's inputs changed on a few units: the new ``Z_last`` is
+        only kept long enough to take its picked sums and exponentials; :meth:`commit` adds the
+        same low-rank update to the accepted chains' ``Z_last`` in place."""
+        z = self.pre[-1][self._part]
+        buffer = self._lowrank(z, columns, d, self._ws("logits", z.shape, z))
+        picked = self.energy_set.picked(buffer, self.net.weights[-1].shape[2])
+        exp_new = buffer.mul_(self.net.scale).exp_()
+        self._dense.append((-1, exp_new))
+        self._lowrank_update = (columns, d)
+        self._candidate_picked = picked
+        self._candidate = self._energy(self._log_partition(exp_new), picked)
+        return self._candidate
+
+    def _propose_last_rows(self, f: LayerFlips, delta: Tensor) -> Tensor:
+        """Candidates that flip only last-layer weights: the touched rows of ``Z_last`` and
+        ``exp(s Z_last)`` are written in place (the old ones kept for :meth:`commit`), and the
+        energy is ``log_partition`` of the cached exponentials plus an exact update of the
+        picked sums."""
+        ws, z, exp_last = self._ws, self.pre[-1], self.exp_last
+        assert exp_last is not None and self.picked is not None
+        part = self._part
+        k, m, n = delta.shape
+        classes = z.shape[1]
+        old_z = self._gather_rows("old_z", z, f.row).view(k, m, n)
+        new_z = ws("new_z", (k, m, n), z)
+        first = self._aggregate(f.row, old_z, delta, new_z)
+        old_e = self._gather_rows("old_e", exp_last, f.row).view(k, m, n)
+        new_e = torch.mul(new_z, self.net.scale, out=ws("new_e", (k, m, n), z)).exp_()
+        # The picked sums change by the targets' cells of the changed rows (integers: exact):
+        # per row, its change summed over each class's samples, then the row's own class.
+        diff = torch.sub(new_z, old_z, out=delta).view(-1, n)
+        per_class = torch.mm(diff, self.energy_set.one_hot(classes, z).t())  # [K * M, classes]
+        change = per_class.gather(1, (f.row % classes).view(-1, 1)).view(k, m)
+        if first is not None:
+            change.mul_(first)
+        picked = self.picked[part] + change.sum(1, dtype=torch.float64)
+        rows = f.row.view(-1)
+        z.view(-1, n).index_copy_(0, rows, new_z.view(-1, n))
+        exp_last.view(-1, n).index_copy_(0, rows, new_e.view(-1, n))
+        self._last_rows = (rows, old_z, new_z, old_e, new_e)
+        self._candidate, self._candidate_picked = self._energy(
+            self._log_partition(exp_last[part]), picked), picked
+        return self._candidate
+
+    # ------------------------------------------------------------------------------ commit
+    @torch.no_grad()
+    def commit(self, accepted: Tensor) -> None:
+        """Chains where ``accepted`` (bool, one per chain of the proposed part) take their
+        candidate (weights, caches, energy); the others keep their current state.
+
+        With :attr:`sync_free` every cache write is masked (``where(accepted, new, old)``) and
+        takes the same tensor operations whatever was accepted; otherwise only the accepted
+        chains' rows are written, which needs their count on the host (``nonzero``)."""
+        if self._candidate is None:
+            raise RuntimeError("commit() without a proposed candidate.")
+        part, k = self._part, len(accepted)
+        if self.sync_free:
+            self._commit_masked(accepted)
+        else:
+            self._commit_selected(accepted)
+        if self._lowrank_update is not None:
+            # Z_last += columns @ d for the accepted chains (d zeroed for the others): in place.
+            columns, d = self._lowrank_update
+            d.mul_(accepted.view(-1, 1, 1))
+            z = self.pre[-1][part]
+            if d.shape[1] == 1:
+                z.addcmul_(columns, d)
+            else:
+                z.baddbmm_(columns, d)
+        if self.picked is not None and (self._dense or self._last_rows is not None):
+            picked = self.picked[part]
+            picked.copy_(torch.where(accepted, self._candidate_picked, picked))
+        for i, index, coef in self._flips:
+            change = coef.view(k, -1).mul_(accepted.unsqueeze(1)).view(-1)
+            self.net.weights[i].view(-1).index_add_(0, index.view(-1), change)
+        energies = self.energies[part]
+        energies.copy_(torch.where(accepted, self._candidate, energies))
+        self._rows, self._dense, self._flips, self._candidate = [], [], [], None
+        self._last_rows = self._lowrank_update = None
+
+    def _commit_selected(self, accepted: Tensor) -> None:
+        """Write the accepted chains' rows and dense caches, put the rejected chains' last-layer
+        rows back: index operations on the chains that need them (a host sync for the count)."""
+        part, k = self._part, len(accepted)
+        sel = accepted.nonzero().squeeze(1)
+        if len(sel):
+            for i, rows, _, new_z in self._rows:
+                n = new_z.shape[-1]
+                values = self._gather_rows("commit_rows", new_z.view(k, -1), sel)
+                self.pre[i].view(-1, n).index_copy_(0, rows.index_select(0, sel).view(-1),
+                                                    values.view(-1, n))
+            for i, z_new in self._dense:
+                target = (self.pre[i] if i >= 0 else self.exp_last)[part]  # type: ignore[index]
+                picked = self._gather_rows("commit", z_new.view(k, -1), sel)
+                target.index_copy_(0, sel, picked.view(-1, *z_new.shape[1:]))
+        if self._last_rows is not None:
+            rejected = (~accepted).nonzero().squeeze(1)
+            if len(rejected):
+                rows, old_z, _, old_e, _ = self._last_rows
+                n = old_z.shape[-1]
+                rows = rows.view(k, -1).index_select(0, rejected).view(-1)
+                for cache, old in ((self.pre[-1], old_z), (self.exp_last, old_e)):
+                    values = self._gather_rows("commit_rows", old.view(k, -1), rejected)
+                    cache.view(-1, n).index_copy_(0, rows, values.view(-1, n))  # type: ignore
+
+    def _commit_masked(self, accepted: Tensor) -> None:
+        """The same writes as :meth:`_commit_selected` as masked selections of every chain's
+        candidate or old values: no host sync. Entries of a chain that hit the same row hold
+        the same values, so writing them all is well defined."""
+        part = self._part
+        keep = accepted.view(-1, 1, 1)
+        for i, rows, old_z, new_z in self._rows:
+            n = new_z.shape[-1]
+            values = torch.where(keep, new_z, old_z,
+                                 out=self._ws("commit_rows", new_z.shape, new_z))
+            self.pre[i].view(-1, n).index_copy_(0, rows.view(-1), values.view(-1, n))
+        for i, z_new in self._dense:
+            target = (self.pre[i] if i >= 0 else self.exp_last)[part]  # type: ignore[index]
+            torch.where(keep, z_new, target, out=target)
+        if self._last_rows is not None:
+            rows, old_z, new_z, old_e, new_e = self._last_rows
+            n = old_z.shape[-1]
+            for cache, old, new in ((self.pre[-1], old_z, new_z), (self.exp_last, old_e, new_e)):
+                values = torch.where(keep, new, old, out=self._ws("commit_rows", new.shape, new))
+                cache.view(-1, n).index_copy_(0, rows, values.view(-1, n))  # type: ignore
