@@ -16,7 +16,11 @@ from mcmc_core.data import DataConfig, DataSplits, load_dataset
 from mcmc_core.models import ModelConfig, build_model
 from mcmc_core.optim import SamplerConfig
 from mcmc_core.schedules import FlipRatioScheduleConfig, TemperatureScheduleConfig
-from mcmc_core.trainers import DEVICES, BaseTrainer, Callback, TrainerConfig, TrainerMCMC, TrainerSTE
+# The trainers' own modules, not the package: its TrainerPopulation takes TrainConfigs.
+from mcmc_core.trainers._base import DEVICES, BaseTrainer, Callback
+from mcmc_core.trainers._config import TrainerConfig
+from mcmc_core.trainers._mcmc import TrainerMCMC
+from mcmc_core.trainers._ste import TrainerSTE
 
 __all__ = ["TrackingConfig", "TrainConfig", "build_trainer", "register_configs"]
 

@@ -1,23 +1,17 @@
-"""Evaluation on a split, in chunks, in eval mode: one model under any criterion
-(:func:`evaluate`, :func:`mean_loss`) or ``K`` stacked binary MLPs at once under cross-entropy
-(:func:`evaluate_stacked`)."""
+"""Evaluation of one model on a split, in chunks, in eval mode, under any criterion
+(:func:`evaluate`, :func:`mean_loss`). ``K`` stacked binary MLPs are evaluated at once by
+:func:`mcmc_core.population.evaluate_stacked`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from mcmc_core.data import Split
-from mcmc_core.energy._loss import cross_entropy_t
-from mcmc_core.layers import sign
 
-if TYPE_CHECKING:
-    from mcmc_core.population import StackedMLP
-
-__all__ = ["device_of", "evaluate", "evaluate_stacked", "mean_loss"]
+__all__ = ["device_of", "evaluate", "mean_loss"]
 
 
 @torch.no_grad()
@@ -77,27 +71,3 @@ def device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
-
-
-@torch.no_grad()
-def evaluate_stacked(net: StackedMLP, split: Split,
-                     batch_size: int = 4096) -> tuple[Tensor, Tensor]:
-    """Mean cross-entropy and accuracy of every chain on ``split``: float64 ``[K]`` each.
-
-    Chunks of ``batch_size`` samples are binarized and run through all chains at once (one
-    batched matmul per layer). An empty split gives NaNs.
-    """
-    k, n = len(net), len(split)
-    loss_sum = torch.zeros(k, dtype=torch.float64, device=net.device)
-    correct = torch.zeros(k, dtype=torch.int64, device=net.device)
-    shift = net.needs_shift()
-    for start in range(0, n, batch_size):
-        x = split.inputs[start : start + batch_size].to(net.device, torch.float32)
-        y = split.targets[start : start + batch_size].to(net.device)
-        z = net.preactivations(sign(x.flatten(1)).t().contiguous())[-1]  # [K, classes, B]
-        loss_sum += cross_entropy_t(z * net.scale, y, shift=shift).sum(1, dtype=torch.float64)
-        correct += (z.argmax(1) == y).sum(1)
-    if n == 0:
-        nan = torch.full((k,), float("nan"), dtype=torch.float64)
-        return nan, nan.clone()
-    return loss_sum / n, correct.to(torch.float64) / n

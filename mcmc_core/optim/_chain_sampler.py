@@ -10,9 +10,11 @@ import torch
 from torch import nn
 from torch.optim.optimizer import Optimizer, required
 
-from mcmc_core.energy import Energy, EnergySet, device_of
+from mcmc_core.energy import Energy, device_of
 from mcmc_core.optim._incremental import build_population, run_scheduled
 from mcmc_core.optim._sign_flip import SignFlipSampler
+
+from mcmc_core.population import EnergySet
 
 if TYPE_CHECKING:
     from mcmc_core.population import Population

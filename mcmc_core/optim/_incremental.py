@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from mcmc_core.data import Split
-from mcmc_core.energy import Energy, EnergySet, FullEnergy
+from mcmc_core.energy import Energy, FullEnergy
 from mcmc_core.functional import flip_count
-from mcmc_core.population import Population, StackedMLP
+from mcmc_core.population import EnergySet, Population, StackedMLP
 
 if TYPE_CHECKING:
     from mcmc_core.schedules import ChainSchedules

@@ -13,8 +13,8 @@ Modules: :mod:`._population` (:class:`Population`: chains, their hyperparameters
 step, state dict, results), :mod:`._cache` (:class:`ChainCache`, the cached pre-activations: the
 energy's incremental kernel), :mod:`._weights` (stacked weights, export), :mod:`._random`
 (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of steps at a time),
-:mod:`._graphs` (steps replayed as CUDA graphs). The energy set and the batched loss are in
-:mod:`mcmc_core.energy`.
+:mod:`._graphs` (steps replayed as CUDA graphs), :mod:`._energy_set` (:class:`EnergySet`, the
+fixed target as the batched kernel sees it). The loss itself is :mod:`mcmc_core.energy`'s.
 
 Example:
     >>> from mcmc_core.data import DataConfig, load_dataset
@@ -26,8 +26,9 @@ Example:
     torch.Size([2])
 """
 
-from mcmc_core.energy import EnergySet, cross_entropy_t, evaluate_stacked
+from mcmc_core.energy import cross_entropy_t
 from mcmc_core.population._cache import ChainCache
+from mcmc_core.population._energy_set import EnergySet
 from mcmc_core.population._proposal import (
     LayerFlips,
     ProposalBlock,
@@ -38,7 +39,7 @@ from mcmc_core.population._proposal import (
 )
 from mcmc_core.population._random import ChainRandom, mix64
 from mcmc_core.population._population import PROPOSALS, Population
-from mcmc_core.population._weights import StackedMLP
+from mcmc_core.population._weights import StackedMLP, evaluate_stacked
 
 __all__ = [
     "PROPOSALS",

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from mcmc_core.energy import EnergySet
+from mcmc_core.population._energy_set import EnergySet
 from mcmc_core.population._proposal import LayerFlips
 from mcmc_core.population._weights import StackedMLP
 

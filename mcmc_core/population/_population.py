@@ -13,12 +13,12 @@ from torch import Tensor, nn
 
 from mcmc_core import functional as F
 from mcmc_core.data import Split
-from mcmc_core.energy import EnergySet, evaluate_stacked
 from mcmc_core.population._cache import ChainCache
+from mcmc_core.population._energy_set import EnergySet
 from mcmc_core.population._graphs import StepGraphs
 from mcmc_core.population._proposal import LayerFlips, ProposalBlock, layer_schedule
 from mcmc_core.population._random import MAX_PURPOSE, ChainRandom
-from mcmc_core.population._weights import StackedMLP
+from mcmc_core.population._weights import StackedMLP, evaluate_stacked
 
 __all__ = ["HYPERPARAMETERS", "PROPOSALS", "Population", "per_chain"]
 

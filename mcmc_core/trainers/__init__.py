@@ -1,8 +1,7 @@
 """Training loops: the MCMC chain and the straight-through-estimator baseline."""
 
 from mcmc_core.optim import run_scheduled
-from mcmc_core.trainers._base import DEVICES, BaseTrainer, resolve_device
-from mcmc_core.trainers._callbacks import Callback
+from mcmc_core.trainers._base import DEVICES, BaseTrainer, Callback, resolve_device
 from mcmc_core.trainers._checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,

@@ -1,4 +1,6 @@
-"""The epoch loop of K >= 1 chains, shared by the MCMC trainers and the gradient baseline."""
+"""The epoch loop of K >= 1 chains, shared by the MCMC trainers and the gradient baseline
+(:class:`BaseTrainer`), and its hooks (:class:`Callback`: the sweep layer reports to Optuna and
+MLflow through them)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,43 @@ from torch import nn
 from mcmc_core.data import DataConfig, DataSplits, load_dataset
 from mcmc_core.energy import evaluate
 from mcmc_core.secrets import mask_config
-from mcmc_core.trainers._callbacks import Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
 from mcmc_core.trainers._format import format_final, format_metrics
 from mcmc_core.trainers._record import ChainRecord
 
-__all__ = ["DEVICES", "BaseTrainer", "resolve_data", "resolve_device"]
+__all__ = ["DEVICES", "BaseTrainer", "Callback", "resolve_data", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Callback:
+    """No-op hooks; subclass and override what you need.
+
+    A callback may raise to stop training (e.g. ``optuna.TrialPruned``): the exception propagates
+    after the epoch's checkpoint has been written, so nothing is lost.
+    """
+
+    def on_train_start(self, trainer: BaseTrainer) -> None:
+        """Called once before the first epoch (also when resuming)."""
+
+    def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
+        """Called after each epoch with that epoch's metrics (by :meth:`on_epochs_end`)."""
+
+    def on_epochs_end(self, trainer: BaseTrainer, ended: dict[int, dict[str, float]]) -> None:
+        """Called after each epoch with every live chain's metrics, ``{chain: metrics}``; a
+        chain may be made to leave here (:meth:`BaseTrainer.leave`). By default
+        :meth:`on_epoch_end` of each."""
+        for metrics in ended.values():
+            self.on_epoch_end(trainer, int(metrics["epoch"]), metrics)
+
+    def on_checkpoint(self, trainer: BaseTrainer, path: str) -> None:
+        """Called after a checkpoint has been written to ``path``."""
+
+    def on_train_end(self, trainer: BaseTrainer, metrics: dict[str, Any]) -> None:
+        """Called once with the final metrics after the last epoch."""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -21,8 +21,7 @@ from mcmc_core.layers import binary_parameters
 from mcmc_core.optim import ChainSampler, SamplerConfig
 from mcmc_core.schedules import ChainSchedules, FlipRatioScheduleConfig, TemperatureScheduleConfig
 from mcmc_core.tempering import ParallelTempering, geometric_ladder
-from mcmc_core.trainers._base import BaseTrainer, Criterion, resolve_data
-from mcmc_core.trainers._callbacks import Callback
+from mcmc_core.trainers._base import BaseTrainer, Callback, Criterion, resolve_data
 from mcmc_core.trainers._config import TrainerConfig
 
 __all__ = ["TrainerMCMC", "child_seeds"]

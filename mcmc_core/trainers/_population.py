@@ -26,8 +26,7 @@ from mcmc_core.optim import run_scheduled
 from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.schedules import ChainSchedules
 from mcmc_core.secrets import mask_config
-from mcmc_core.trainers._base import BaseTrainer
-from mcmc_core.trainers._callbacks import Callback
+from mcmc_core.trainers._base import BaseTrainer, Callback
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME
 from mcmc_core.trainers._mcmc import TrainerMCMC, child_seeds
 

@@ -12,8 +12,7 @@ from torch import nn
 from mcmc_core._validation import ConfigError
 from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.layers import binary_parameters, sign
-from mcmc_core.trainers._base import BaseTrainer, Criterion, resolve_data
-from mcmc_core.trainers._callbacks import Callback
+from mcmc_core.trainers._base import BaseTrainer, Callback, Criterion, resolve_data
 from mcmc_core.trainers._config import TrainerConfig
 
 __all__ = ["TrainerSTE"]

@@ -5,17 +5,13 @@ incremental kernel of the energy)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
 from mcmc_core.data import Split
-from mcmc_core.energy._subset import fixed_subset
+from mcmc_core.energy import fixed_subset
 from mcmc_core.layers import sign
-
-if TYPE_CHECKING:
-    from mcmc_core.population import StackedMLP
+from mcmc_core.population._weights import StackedMLP
 
 __all__ = ["EnergySet"]
 
