@@ -2,9 +2,9 @@
 chains, one param group each, stepped by the ``forward`` or the ``incremental`` kernel) and
 :class:`SignFlipSampler` (one chain's tensors: the forward kernel's step)."""
 
-from mcmc_core.optim._chain_sampler import KERNELS, ChainSampler
+from mcmc_core.optim._chain_sampler import ChainSampler
 from mcmc_core.optim._config import SamplerConfig
-from mcmc_core.optim._incremental import run_scheduled
+from mcmc_core.optim._kernels import KERNELS, run_scheduled
 from mcmc_core.optim._sign_flip import PROPOSALS, SignFlipSampler
 
 __all__ = ["KERNELS", "PROPOSALS", "ChainSampler", "SamplerConfig", "SignFlipSampler",

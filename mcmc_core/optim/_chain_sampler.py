@@ -1,29 +1,21 @@
 """One sampler of ``K`` sign-flip MCMC chains whose param groups are the chains, with the kernel
-that steps them picked as ``torch.optim`` picks its own: :class:`ChainSampler`."""
+that steps them picked once, as ``torch.optim`` picks its own: :class:`ChainSampler`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.optimizer import Optimizer, required
 
-from mcmc_core.energy import Energy, device_of
-from mcmc_core.optim._incremental import build_population, run_scheduled
-from mcmc_core.optim._sign_flip import SignFlipSampler
+from mcmc_core.energy import Energy
+from mcmc_core.optim._kernels import make_kernel
+from mcmc_core.schedules import ChainSchedules
+from mcmc_core.tempering import ParallelTempering
 
-from mcmc_core.population import EnergySet
-
-if TYPE_CHECKING:
-    from mcmc_core.population import Population
-    from mcmc_core.schedules import ChainSchedules
-    from mcmc_core.tempering import ParallelTempering
-
-__all__ = ["KERNELS", "ChainSampler"]
-
-KERNELS = ("auto", "forward", "incremental")
+__all__ = ["ChainSampler"]
 
 
 class ChainSampler(Optimizer):
@@ -32,8 +24,8 @@ class ChainSampler(Optimizer):
     A group holds one chain's ±1 tensors and its own ``temperature``, ``flip_ratio`` and
     ``seed`` (its random stream). A step advances every chain as :class:`SignFlipSampler` steps
     one (flips, the candidate's energy, Metropolis or Barker), in one of two kernels
-    (:attr:`kernel`), picked as ``torch.optim.SGD`` picks ``_single_tensor_sgd`` or
-    ``_multi_tensor_sgd``:
+    (:attr:`kernel`), picked once as ``torch.optim.SGD`` picks ``_single_tensor_sgd`` or
+    ``_multi_tensor_sgd`` (``optim/_kernels.py``: two classes with the same methods):
 
     * ``"forward"``: chain after chain, a forward pass per candidate through ``energy``'s
       closures (a :class:`SignFlipSampler` over each group dict): any model and energy.
@@ -90,8 +82,6 @@ class ChainSampler(Optimizer):
         kernel: str = "auto",
         graphs: bool | None = None,
     ) -> None:
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, but got {kernel=}.")
         super().__init__(params, dict(temperature=temperature, flip_ratio=flip_ratio, seed=seed))
         if len(models) != len(self.param_groups):
             raise ValueError(f"models must have one entry per param group "
@@ -104,36 +94,23 @@ class ChainSampler(Optimizer):
                                  f"<= 1, but got {group['temperature']=}, "
                                  f"{group['flip_ratio']=}.")
         self.models = list(models)
-        #: The energy's closures (forward), or the batched kernel's fixed set (incremental).
-        self.energy: Energy | EnergySet = energy
         self.acceptance, self.proposal, self.coupled = acceptance, proposal, coupled
-        self.samplers: list[SignFlipSampler] = []
-        self.population: Population | None = None
+        self._kernel, reason = make_kernel(
+            self.param_groups, self.models, energy, kernel=kernel, coupled=coupled,
+            graphs=graphs, acceptance=acceptance, proposal=proposal, boltzmann=boltzmann)
         #: Why the incremental kernel does not run (None when it does).
-        self.kernel_reason: str | None = "kernel='forward'"
-        if kernel != "forward":
-            self.population, self.kernel_reason = build_population(
-                self.models, energy, self.param_groups, coupled=coupled,
-                device=device_of(self.models[0]), acceptance=acceptance, proposal=proposal,
-                boltzmann=boltzmann, graphs=graphs)
-        if self.population is not None:
-            self.energy = self.population.energy_set
-        elif kernel == "incremental":
-            raise ValueError(f"kernel='incremental' does not apply: {self.kernel_reason}.")
-        else:
-            self.samplers = [SignFlipSampler([g], acceptance=acceptance, proposal=proposal,
-                                             boltzmann=boltzmann, coupled=coupled,
-                                             cache_energy=energy.fixed, seed=g["seed"])
-                             for g in self.param_groups]
+        self.kernel_reason = reason
         #: The kernel stepping the chains: ``"forward"`` or ``"incremental"``.
-        self.kernel = "forward" if self.population is None else "incremental"
-        self._schedules: ChainSchedules | None = None
+        self.kernel: str = self._kernel.name
+        #: The energy's closures (forward), or the batched kernel's fixed set (incremental).
+        self.energy = self._kernel.energy
+        #: The incremental kernel's population (else None), the forward kernel's samplers.
+        self.population, self.samplers = self._kernel.population, self._kernel.samplers
 
     @property
     def n_steps(self) -> int:
         """Steps taken so far (by every chain)."""
-        pop = self.population
-        return pop.n_steps if pop is not None else self.samplers[0].n_steps
+        return self._kernel.n_steps
 
     @torch.no_grad()
     def step(  # type: ignore[override]
@@ -141,11 +118,7 @@ class ChainSampler(Optimizer):
         """One step of every chain at its group's values. ``closures`` (the forward kernel's;
         default: ``energy.closures(models)``) measure each chain's energy. Returns every
         chain's energy after the step."""
-        if self.population is None:
-            return [s.step(c) for s, c in zip(self.samplers,
-                                               closures or self.energy.closures(self.models))]
-        self.run(1)
-        return self.population.energies.tolist()
+        return self._kernel.step(self.param_groups, closures)
 
     @torch.no_grad()
     def run(self, n_steps: int, schedules: ChainSchedules | None = None, *,
@@ -154,58 +127,18 @@ class ChainSampler(Optimizer):
         at each step (None: the groups' values); ``on_interval()`` after every ``interval``-th
         step (parallel-tempering exchanges). Afterwards the groups hold the next step's
         values."""
-        pop = self.population
-        if pop is None:
-            for _ in range(n_steps):
-                if schedules is not None:
-                    self._set_groups(*schedules.at(self.n_steps))
-                for sampler, closure in zip(self.samplers, self.energy.closures(self.models)):
-                    sampler.step(closure)
-                if interval is not None and on_interval is not None and (
-                        self.n_steps % interval == 0):
-                    on_interval()
-        else:
-            if schedules is not self._schedules:
-                pop.schedule = None if schedules is None else schedules.temperatures
-                self._schedules = schedules
-            if schedules is None:  # the groups' values, wherever they changed
-                for name in ("temperature", "flip_ratio"):
-                    values = [g[name] for g in self.param_groups]
-                    if values != getattr(pop, name).tolist():
-                        setattr(pop, name, values)
-            run_scheduled(pop, schedules, n_steps, interval=interval, on_interval=on_interval)
+        self._kernel.run(self.param_groups, n_steps, schedules, interval, on_interval)
         if schedules is not None:
-            self._set_groups(*schedules.at(self.n_steps))
-
-    def _set_groups(self, temperatures: list[float], flip_ratios: list[float]) -> None:
-        for group, t, f in zip(self.param_groups, temperatures, flip_ratios):
-            group["temperature"], group["flip_ratio"] = t, f
+            for group, t, f in zip(self.param_groups, *schedules.at(self.n_steps)):
+                group["temperature"], group["flip_ratio"] = t, f
 
     def exchange(self, tempering: ParallelTempering) -> None:
         """One round of parallel-tempering exchanges between the chains (coldest first)."""
-        pop = self.population
-        if pop is not None:
-            tempering.exchange(pop.energies.tolist(), pop.temperatures().tolist(), pop.exchange)
-            return
-        samplers, fixed = self.samplers, self.energy.fixed
-        # A moving target: measure every chain on this exchange's batch.
-        energies = ([s.energy for s in samplers] if fixed
-                    else [c() for c in self.energy.closures(self.models)])
-
-        def swap(i: int, j: int) -> None:
-            samplers[i].swap_weights(samplers[j])
-            samplers[i].energy, samplers[j].energy = samplers[j].energy, samplers[i].energy
-
-        after = tempering.exchange(energies, self.temperatures(), swap)
-        if not fixed:
-            for sampler, energy in zip(samplers, after):
-                sampler.energy = energy
+        self._kernel.exchange(tempering, self.temperatures())
 
     def counts(self, k: int = 0) -> tuple[int, int]:
         """Proposals and acceptances of chain ``k`` so far."""
-        if self.population is None:
-            return self.samplers[k].counts()
-        return self.population.n_steps, int(self.population.n_accepted[k])
+        return self._kernel.counts(k)
 
     def temperatures(self) -> list[float]:
         """Every chain's temperature (its group's)."""
@@ -218,31 +151,17 @@ class ChainSampler(Optimizer):
 
     def current_energy(self, k: int = 0) -> float:
         """Chain ``k``'s current energy."""
-        if self.population is None:
-            return float(self.samplers[k].energy)  # type: ignore[arg-type]
-        return float(self.population.energies[k])
+        return self._kernel.current_energy(k)
 
     def sync(self) -> None:
         """Write the chains' current weights into the params (after the incremental kernel)."""
-        if self.population is not None:
-            for k, model in enumerate(self.models):
-                self.population.net.write(k, model)
+        self._kernel.sync()
 
     def state_dict(self) -> dict[str, Any]:
         """The kernel's state: ``{"population": ...}`` (incremental) or ``{"sampler": [each
         chain's SignFlipSampler state], "energy": ...}`` (forward)."""
-        if self.population is not None:
-            return {"population": self.population.state_dict()}
-        return {"sampler": [s.state_dict() for s in self.samplers],
-                "energy": self.energy.state_dict()}  # type: ignore[union-attr]
+        return self._kernel.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict` (other keys are ignored)."""
-        if self.population is not None:
-            self.population.load_state_dict(state_dict["population"])
-            self.sync()
-            return
-        for sampler, state in zip(self.samplers, state_dict["sampler"], strict=True):
-            sampler.load_state_dict(state)
-        self.param_groups = [s.param_groups[0] for s in self.samplers]
-        self.energy.load_state_dict(state_dict["energy"])  # type: ignore[union-attr]
+        self.param_groups = self._kernel.load_state_dict(self.param_groups, state_dict)
