@@ -1,4 +1,5 @@
-"""Pure maths of a sign-flip MCMC step: proposals and acceptance rules.
+"""Pure maths of a sign-flip MCMC step: a chain's hyperparameters, proposals and acceptance
+rules.
 
 Kept apart from the sampler's bookkeeping (the ``torch.optim.adam`` pattern) so each rule can be
 tested on its own.
@@ -14,6 +15,8 @@ __all__ = [
     "ACCEPTANCE_RULES",
     "acceptance_probability",
     "accept",
+    "check_chain",
+    "chain_flip_ratio",
     "flip_count",
     "propose_flips",
     "apply_flips",
@@ -27,6 +30,31 @@ _RANDPERM_MAX_NUMEL = 1 << 16
 # Sparse proposals of at most this many indices are deduplicated in Python (per-call overhead
 # of the tensor ops dominates there).
 _PY_DEDUP_MAX_K = 2048
+
+
+def check_chain(temperature: float, flip_ratio: float, where: str) -> None:
+    """The range of one chain's hyperparameters, as every sampler's constructor checks it
+    (``torch.optim``'s way; a user's config gets its one-line message from
+    :meth:`SamplerConfig.errors <mcmc_core.optim.SamplerConfig.errors>` first).
+
+    Args:
+        temperature: ``T >= 0`` (0 is greedy descent).
+        flip_ratio: in ``(0, 1]``.
+        where: what holds them, e.g. ``param_groups[1]``.
+
+    Raises:
+        ValueError: naming ``where`` and both values.
+    """
+    if not (temperature >= 0 and 0 < flip_ratio <= 1):
+        raise ValueError(f"{where} needs temperature >= 0 and 0 < flip_ratio <= 1, but got "
+                         f"{where}['temperature']={temperature!r}, "
+                         f"{where}['flip_ratio']={flip_ratio!r}.")
+
+
+def chain_flip_ratio(temperature: float, flip_ratio: float, coupled: bool) -> float:
+    """The flip ratio a chain proposes with: ``flip_ratio``, or ``min(1, temperature)`` when
+    ``coupled`` (the original research code's rule, kept to compare against it)."""
+    return min(1.0, temperature) if coupled else flip_ratio
 
 
 def flip_count(flip_ratio: float, numel: int) -> int:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import Optimizer, required
 
+from mcmc_core import functional as F
 from mcmc_core.energy import Energy
 from mcmc_core.optim._kernels import make_kernel
 from mcmc_core.schedules import ChainSchedules
@@ -89,10 +90,7 @@ class ChainSampler(Optimizer):
         for i, group in enumerate(self.param_groups):
             if group["seed"] is None:
                 group["seed"] = i
-            if not (group["temperature"] >= 0 and 0 < group["flip_ratio"] <= 1):
-                raise ValueError(f"param_groups[{i}] needs temperature >= 0 and 0 < flip_ratio "
-                                 f"<= 1, but got {group['temperature']=}, "
-                                 f"{group['flip_ratio']=}.")
+            F.check_chain(group["temperature"], group["flip_ratio"], f"param_groups[{i}]")
         self.models = list(models)
         self.acceptance, self.proposal, self.coupled = acceptance, proposal, coupled
         self._kernel, reason = make_kernel(
@@ -147,7 +145,7 @@ class ChainSampler(Optimizer):
     def flip_ratio(self, k: int = 0) -> float:
         """Chain ``k``'s flip ratio (``min(1, temperature)`` when ``coupled``)."""
         group = self.param_groups[k]
-        return min(1.0, group["temperature"]) if self.coupled else group["flip_ratio"]
+        return F.chain_flip_ratio(group["temperature"], group["flip_ratio"], self.coupled)
 
     def current_energy(self, k: int = 0) -> float:
         """Chain ``k``'s current energy."""

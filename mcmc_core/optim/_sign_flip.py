@@ -72,10 +72,7 @@ class SignFlipSampler(Optimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        if temperature is not required and not temperature >= 0.0:
-            raise ValueError(f"temperature must be >= 0, but got {temperature=}.")
-        if not 0.0 < flip_ratio <= 1.0:
-            raise ValueError(f"flip_ratio must be in (0, 1], but got {flip_ratio=}.")
+        F.check_chain(0.0 if temperature is required else temperature, flip_ratio, "defaults")
         if acceptance not in F.ACCEPTANCE_RULES:
             raise ValueError(f"acceptance must be one of {F.ACCEPTANCE_RULES}, but got {acceptance=}.")
         if proposal not in PROPOSALS:
@@ -108,7 +105,7 @@ class SignFlipSampler(Optimizer):
             group.setdefault("flip_ratio", 0.01)
 
     def _flip_ratio(self, group: dict[str, Any]) -> float:
-        return min(1.0, group["temperature"]) if self.coupled else group["flip_ratio"]
+        return F.chain_flip_ratio(group["temperature"], group["flip_ratio"], self.coupled)
 
     def _pick(self) -> list[tuple[torch.Tensor, dict[str, Any]]]:
         if self.proposal == "all":

@@ -215,13 +215,8 @@ class Population:
 
     # ----------------------------------------------------------------------------- hyperparameters
     def _check_hyper(self) -> None:
-        t, fr = self._temperature, self._flip_ratio
-        checks = {"temperature": (t >= 0, ">= 0"),
-                  "flip_ratio": ((fr > 0) & (fr <= 1), "in (0, 1]")}
-        for name, (ok, what) in checks.items():
-            if not bool(ok.all()):
-                bad = getattr(self, f"_{name}").tolist()
-                raise ValueError(f"{name} must be {what} for every chain, but got {bad}.")
+        for k, (t, fr) in enumerate(zip(self._temperature.tolist(), self._flip_ratio.tolist())):
+            F.check_chain(t, fr, f"chains[{k}]")
 
     def _set_hyper(self, name: str, value: float | Sequence[float] | Tensor) -> None:
         old = getattr(self, f"_{name}")

@@ -17,6 +17,7 @@ from torch import nn
 from mcmc_core._validation import ConfigError
 from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.energy import Energy, FullEnergy, MinibatchEnergy
+from mcmc_core.functional import chain_flip_ratio
 from mcmc_core.layers import binary_parameters
 from mcmc_core.optim import ChainSampler, SamplerConfig
 from mcmc_core.schedules import ChainSchedules, FlipRatioScheduleConfig, TemperatureScheduleConfig
@@ -174,8 +175,8 @@ class TrainerMCMC(BaseTrainer):
             "energy": sampler.current_energy(),
             "acceptance_rate": (accepted - accepted0) / max(1, proposed - proposed0),
             "temperature": temperatures[0],
-            "flip_ratio": (min(1.0, temperatures[0]) if self.sampler_cfg.coupled
-                           else flip_ratios[0]),
+            "flip_ratio": chain_flip_ratio(temperatures[0], flip_ratios[0],
+                                           self.sampler_cfg.coupled),
             "steps_per_s": self.steps_per_epoch / seconds if seconds > 0 else float("inf"),
         }
         if tempering is not None:
