@@ -286,12 +286,13 @@ class BaseTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: the trainer's own state plus the subclass's."""
-        return {
-            "trainer": self.name,
-            **self.records[0].state_dict(),
-            "config": mask_config(self.config),  # a copy for people: no passwords
-            **self._state_dict(),
-        }
+        return {**self._checkpoint_header(0, self.config), **self._state_dict()}
+
+    def _checkpoint_header(self, k: int, config: dict[str, Any] | None) -> dict[str, Any]:
+        """The keys of chain ``k``'s checkpoint every trainer writes: its writer, its record and
+        its config."""
+        return {"trainer": self.name, **self.records[k].state_dict(),
+                "config": mask_config(config)}  # a copy for people: no passwords
 
     def _check_writer(self, state: dict[str, Any]) -> None:
         if state.get("trainer") != self.name:

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,15 +22,10 @@ from mcmc_core.optim import ChainSampler, SamplerConfig
 from mcmc_core.schedules import ChainSchedules, FlipRatioScheduleConfig, TemperatureScheduleConfig
 from mcmc_core.tempering import ParallelTempering, geometric_ladder
 from mcmc_core.trainers._base import BaseTrainer, Callback, Criterion, resolve_data
+from mcmc_core.trainers._checkpoint import RunSeeds, mcmc_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
 
-__all__ = ["TrainerMCMC", "child_seeds"]
-
-
-def child_seeds(seed: int, n: int) -> list[int]:
-    """``n`` independent 63-bit seeds derived from ``seed`` (numpy's SeedSequence)."""
-    states = np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64)
-    return [int(s) >> 1 for s in states]
+__all__ = ["TrainerMCMC"]
 
 
 class TrainerMCMC(BaseTrainer):
@@ -108,15 +102,15 @@ class TrainerMCMC(BaseTrainer):
         super().__init__(model, criterion, resolve_data(data, dataset_name), trainer=trainer,
                          device=device, callbacks=callbacks, config=config)
         n = sampler.n_replicas
-        seeds = child_seeds(seed, n + 2)
+        seeds = RunSeeds.of(seed, n)
         self.models = [self.model] + [copy.deepcopy(self.model) for _ in range(n - 1)]
         self._ladder = geometric_ladder(sampler.temperature, n, sampler.ladder_ratio)
         chains = [{"params": binary_parameters(m), "temperature": t, "seed": s}
-                  for m, t, s in zip(self.models, self._ladder, seeds)]
+                  for m, t, s in zip(self.models, self._ladder, seeds.chains)]
         #: The sampler of the replicas (param group ``k``: replica ``k``, coldest first).
         self.engine = ChainSampler(
             chains, flip_ratio=sampler.flip_ratio, models=self.models,
-            energy=self._make_energy(seeds[-1]), acceptance=sampler.acceptance,
+            energy=self._make_energy(seeds.energy), acceptance=sampler.acceptance,
             proposal=sampler.proposal, boltzmann=sampler.boltzmann, coupled=sampler.coupled,
             kernel="auto" if sampler.incremental else "forward")
         self.energy = self.engine.energy
@@ -124,7 +118,7 @@ class TrainerMCMC(BaseTrainer):
         self.engine_reason = (self.engine.kernel_reason if sampler.incremental
                               else "sampler.incremental=false")
         #: The replica exchange rule, or None for a single chain.
-        self.tempering = (ParallelTempering(n, boltzmann=sampler.boltzmann, seed=seeds[n])
+        self.tempering = (ParallelTempering(n, boltzmann=sampler.boltzmann, seed=seeds.tempering)
                           if n > 1 else None)
         self.schedules: ChainSchedules | None = None  # built by _setup (the run's horizon)
         n_train = len(self.data.train)
@@ -185,14 +179,9 @@ class TrainerMCMC(BaseTrainer):
         return metrics
 
     def _state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "replicas": [m.state_dict() for m in self.models[1:]],
-            "engine": {"step": self.step, **self.engine.state_dict(),
-                       "tempering": self.tempering.state_dict() if self.tempering else None},
-            "rng": {"torch": torch.get_rng_state()},
-        }
+        return mcmc_checkpoint(self.step, self.model.state_dict(),
+                               [m.state_dict() for m in self.models[1:]], self.engine.state_dict(),
+                               self.tempering.state_dict() if self.tempering else None)
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         for m, s in zip(self.models, [state["model"], *state["replicas"]]):

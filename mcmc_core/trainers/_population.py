@@ -25,10 +25,9 @@ from mcmc_core.functional import flip_count
 from mcmc_core.optim import run_scheduled
 from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.schedules import ChainSchedules
-from mcmc_core.secrets import mask_config
 from mcmc_core.trainers._base import BaseTrainer, Callback
-from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME
-from mcmc_core.trainers._mcmc import TrainerMCMC, child_seeds
+from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, RunSeeds, mcmc_checkpoint
+from mcmc_core.trainers._mcmc import TrainerMCMC
 
 if TYPE_CHECKING:
     from mcmc_core.config import TrainConfig
@@ -142,9 +141,9 @@ class TrainerPopulation(BaseTrainer):
         # scale (a huge one makes the chains diverge, as a lone trainer's does).
         self.net = StackedMLP.build(data.train.inputs.shape[1:], cfg.model.hidden,
                                     data.n_classes, [c.seed for c in cfgs], device=self.device)
-        # The energy-subset seed a lone trainer's chain gets (TrainerMCMC's child_seeds).
+        # The energy subset a lone trainer's chain gets.
         self.energy_set = EnergySet(data.train, samples=cfg.sampler.energy_samples,
-                                    seed=child_seeds(cfg.seed, 3)[-1], device=self.device)
+                                    seed=RunSeeds.of(cfg.seed).energy, device=self.device)
         self.steps, self.accepted = [0] * len(cfgs), [0] * len(cfgs)
         self.groups: list[_Group] | None = None  # built at the first epoch (after a resume)
         self._at: dict[int, tuple[_Group, int]] = {}
@@ -184,12 +183,9 @@ class TrainerPopulation(BaseTrainer):
                          weights: Callable[[], dict[str, Tensor]]) -> dict[str, Any]:
         """Chain ``k``'s checkpoint: what a lone ``TrainerMCMC`` of its config holds now."""
         g, i = self._at[k]
-        return {"trainer": self.name, **self.records[k].state_dict(),
-                "config": mask_config(self.configs[k]), "step": self.steps[k],
-                "model": weights(), "replicas": [],
-                "engine": {"step": self.steps[k], "population": g.pop.chain_state(i),
-                           "tempering": None},
-                "rng": {"torch": torch.get_rng_state()}}
+        return {**self._checkpoint_header(k, self.configs[k]),
+                **mcmc_checkpoint(self.steps[k], weights(), [],
+                                  {"population": g.pop.chain_state(i)}, None)}
 
     # -- the epoch ----------------------------------------------------------------------------
     def _build_groups(self) -> list[_Group]:
@@ -215,7 +211,7 @@ class TrainerPopulation(BaseTrainer):
                        cfgs[0].model.output_scale),
             self.energy_set, temperature=[c.sampler.temperature for c in cfgs],
             flip_ratio=schedules.flip_ratios(step),
-            seeds=[child_seeds(c.seed, 3)[0] for c in cfgs], acceptance=s.acceptance,
+            seeds=[RunSeeds.of(c.seed).chains[0] for c in cfgs], acceptance=s.acceptance,
             proposal=s.proposal, boltzmann=s.boltzmann, ids=chains,
             schedule=schedules.temperatures)
         pop.resume_at(step, [self.accepted[k] for k in chains])
