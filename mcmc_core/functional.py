@@ -13,9 +13,11 @@ import torch
 
 __all__ = [
     "ACCEPTANCE_RULES",
+    "PROPOSALS",
     "acceptance_probability",
     "accept",
     "check_chain",
+    "check_rules",
     "chain_flip_ratio",
     "flip_count",
     "propose_flips",
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 ACCEPTANCE_RULES = ("metropolis", "barker")
+#: What a proposal flips: weights of one layer (tensor) or of every one.
+PROPOSALS = ("layer", "all")
 
 # Below this size (or for dense proposals) a full random permutation is cheap enough.
 _RANDPERM_MAX_NUMEL = 1 << 16
@@ -49,6 +53,17 @@ def check_chain(temperature: float, flip_ratio: float, where: str) -> None:
         raise ValueError(f"{where} needs temperature >= 0 and 0 < flip_ratio <= 1, but got "
                          f"{where}['temperature']={temperature!r}, "
                          f"{where}['flip_ratio']={flip_ratio!r}.")
+
+
+def check_rules(acceptance: str, proposal: str, boltzmann: float) -> None:
+    """Every sampler constructor's check of its rules (``ACCEPTANCE_RULES``, ``PROPOSALS``,
+    ``boltzmann > 0``): a ``ValueError`` naming the bad one."""
+    if acceptance not in ACCEPTANCE_RULES:
+        raise ValueError(f"acceptance must be one of {ACCEPTANCE_RULES}, but got {acceptance=}.")
+    if proposal not in PROPOSALS:
+        raise ValueError(f"proposal must be one of {PROPOSALS}, but got {proposal=}.")
+    if not boltzmann > 0:
+        raise ValueError(f"boltzmann must be positive, but got {boltzmann=}.")
 
 
 def chain_flip_ratio(temperature: float, flip_ratio: float, coupled: bool) -> float:

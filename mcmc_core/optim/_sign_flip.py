@@ -12,7 +12,7 @@ from mcmc_core import functional as F
 
 __all__ = ["SignFlipSampler", "PROPOSALS"]
 
-PROPOSALS = ("layer", "all")
+PROPOSALS = F.PROPOSALS
 
 
 class SignFlipSampler(Optimizer):
@@ -73,12 +73,7 @@ class SignFlipSampler(Optimizer):
         generator: torch.Generator | None = None,
     ) -> None:
         F.check_chain(0.0 if temperature is required else temperature, flip_ratio, "defaults")
-        if acceptance not in F.ACCEPTANCE_RULES:
-            raise ValueError(f"acceptance must be one of {F.ACCEPTANCE_RULES}, but got {acceptance=}.")
-        if proposal not in PROPOSALS:
-            raise ValueError(f"proposal must be one of {PROPOSALS}, but got {proposal=}.")
-        if not boltzmann > 0.0:
-            raise ValueError(f"boltzmann must be positive, but got {boltzmann=}.")
+        F.check_rules(acceptance, proposal, boltzmann)
         super().__init__(params, dict(temperature=temperature, flip_ratio=flip_ratio))
         self.acceptance = acceptance
         self.proposal = proposal

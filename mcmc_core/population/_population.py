@@ -22,7 +22,7 @@ from mcmc_core.population._weights import StackedMLP, evaluate_stacked
 
 __all__ = ["HYPERPARAMETERS", "PROPOSALS", "Population", "per_chain"]
 
-PROPOSALS = ("layer", "all")
+PROPOSALS = F.PROPOSALS
 #: The per-chain hyperparameters, float64 ``[K]`` tensors.
 HYPERPARAMETERS = ("temperature", "flip_ratio")
 
@@ -123,13 +123,7 @@ class Population:
                  schedule: Callable[[int, int], Tensor] | None = None,
                  sync_free: bool | None = None, graphs: bool | None = None) -> None:
         k, device = len(net), net.device
-        if acceptance not in F.ACCEPTANCE_RULES:
-            raise ValueError(f"acceptance must be one of {F.ACCEPTANCE_RULES}, but got "
-                             f"{acceptance=}.")
-        if proposal not in PROPOSALS:
-            raise ValueError(f"proposal must be one of {PROPOSALS}, but got {proposal=}.")
-        if not boltzmann > 0:
-            raise ValueError(f"boltzmann must be positive, but got {boltzmann=}.")
+        F.check_rules(acceptance, proposal, boltzmann)
         if len(net.weights) >= MAX_PURPOSE:
             raise ValueError(f"at most {MAX_PURPOSE - 1} layers are supported.")
         self.acceptance, self.proposal, self.boltzmann = acceptance, proposal, float(boltzmann)
