@@ -12,7 +12,7 @@ from torch.optim.optimizer import Optimizer, required
 
 from mcmc_core import functional as F
 from mcmc_core.energy import Energy
-from mcmc_core.optim._kernels import make_kernel
+from mcmc_core.optim._kernels import make_kernel, set_groups
 from mcmc_core.schedules import ChainSchedules
 from mcmc_core.tempering import ParallelTempering
 
@@ -127,8 +127,7 @@ class ChainSampler(Optimizer):
         values."""
         self._kernel.run(self.param_groups, n_steps, schedules, interval, on_interval)
         if schedules is not None:
-            for group, t, f in zip(self.param_groups, *schedules.at(self.n_steps)):
-                group["temperature"], group["flip_ratio"] = t, f
+            set_groups(self.param_groups, *schedules.at(self.n_steps))
 
     def exchange(self, tempering: ParallelTempering) -> None:
         """One round of parallel-tempering exchanges between the chains (coldest first)."""

@@ -23,7 +23,7 @@ from mcmc_core.schedules import ChainSchedules
 from mcmc_core.tempering import ParallelTempering
 
 __all__ = ["KERNELS", "ForwardKernel", "IncrementalKernel", "build_population", "make_kernel",
-           "run_scheduled"]
+           "run_scheduled", "set_groups"]
 
 KERNELS = ("auto", "forward", "incremental")
 
@@ -105,8 +105,9 @@ def run_scheduled(population: Population, schedules: ChainSchedules | None, n_st
             on_interval()
 
 
-def _set_groups(groups: list[dict[str, Any]], temperatures: list[float],
-                flip_ratios: list[float]) -> None:
+def set_groups(groups: list[dict[str, Any]], temperatures: list[float],
+               flip_ratios: list[float]) -> None:
+    """Write every chain's temperature and flip ratio into its param group."""
     for group, t, f in zip(groups, temperatures, flip_ratios):
         group["temperature"], group["flip_ratio"] = t, f
 
@@ -144,7 +145,7 @@ class ForwardKernel:
             interval: int | None, on_interval: Callable[[], None] | None) -> None:
         for _ in range(n_steps):
             if schedules is not None:
-                _set_groups(groups, *schedules.at(self.n_steps))
+                set_groups(groups, *schedules.at(self.n_steps))
             for sampler, closure in zip(self.samplers, self.energy.closures(self.models)):
                 sampler.step(closure)
             if interval is not None and on_interval is not None and (
