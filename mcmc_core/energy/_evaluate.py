@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
-
-from mcmc_core.data import Split
+from torch import nn
 
 __all__ = ["device_of", "evaluate", "mean_loss"]
 
