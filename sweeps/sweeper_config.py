@@ -105,26 +105,40 @@ class McmcOptunaSweeperConf:
         in ``seed``).
 
         Raises:
-            ConfigError: one line per bad setting, named ``hydra.sweeper.<setting>``.
+            ConfigError: one line per bad setting (:meth:`errors`).
         """
+        from mcmc_core._validation import ConfigError
+
+        if errors := self.errors():
+            raise ConfigError(errors)
+        sampler, seed = self._sampler()
+        return dataclasses.replace(self, sampler=sampler, seed=seed)
+
+    def _sampler(self) -> tuple[Any, int]:
+        """``(our sampler name, seed)`` of ``sampler`` (a name, or hydra-optuna-sweeper's
+        ``{_target_: optuna.samplers.TPESampler, seed: N}``); the value as it is when it is
+        neither."""
+        if isinstance(self.sampler, Mapping) and set(self.sampler) <= {"_target_", "seed"}:
+            targets = {f"optuna.samplers.{c}": n for n, c in SAMPLER_CLASSES.items()}
+            if (name := targets.get(self.sampler.get("_target_"))) is not None:
+                return name, self.sampler.get("seed", self.seed)
+        return self.sampler, self.seed
+
+    def errors(self) -> list[str]:
+        """One line per bad setting, named ``hydra.sweeper.<setting>``."""
         # Imported here: importing mcmc_core loads torch (see the module docstring).
-        from mcmc_core._validation import ConfigError, check, check_choice, violation
+        from mcmc_core._validation import check, check_choice, violation
 
         errors: list[str] = []
-        sampler, seed = self.sampler, self.seed
-        if isinstance(sampler, Mapping):
-            name = {f"optuna.samplers.{c}": n for n, c in SAMPLER_CLASSES.items()}.get(
-                sampler.get("_target_"))
-            if name is not None and set(sampler) <= {"_target_", "seed"}:
-                sampler, seed = name, sampler.get("seed", seed)
-        if not isinstance(sampler, str):
+        sampler, _ = self._sampler()
+        if isinstance(sampler, str):
+            check_choice(errors, f"{SWEEPER}.sampler", sampler, SAMPLERS)
+        else:
             classes = "|".join(SAMPLER_CLASSES.values())
             errors.append(violation(f"{SWEEPER}.sampler", sampler,
                                     f"one of {', '.join(SAMPLERS)}, or {{_target_: "
                                     f"optuna.samplers.<{classes}>, seed: N}} (no other "
                                     "arguments)"))
-        else:
-            check_choice(errors, f"{SWEEPER}.sampler", sampler, SAMPLERS)
         if isinstance(self.direction, str):
             check_choice(errors, f"{SWEEPER}.direction", self.direction, DIRECTIONS)
         else:
@@ -157,9 +171,7 @@ class McmcOptunaSweeperConf:
               self.max_failure_rate, f"0.0 (failed trials are counted by {SWEEPER}.max_failures)")
         check(errors, not self.custom_search_space, f"{SWEEPER}.custom_search_space",
               self.custom_search_space, f"null (write the search space in {PARAMS})")
-        if errors:
-            raise ConfigError(errors)
-        return dataclasses.replace(self, sampler=sampler, seed=seed)
+        return errors
 
 
 def register_sweeper_config() -> None:
