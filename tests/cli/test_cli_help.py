@@ -21,7 +21,7 @@ CALLS = {
                        {"COMP_LINE": "mcmc-train sampler."}),
     "train model=": ("mcmc-train", ["-sc", "query=bash"], {"COMP_LINE": "mcmc-train model="}),
     "sweep study.n": ("mcmc-sweep", ["-sc", "query=bash"],
-                      {"COMP_LINE": "mcmc-sweep dry_run=true study.n"}),
+                      {"COMP_LINE": "mcmc-sweep hydra.sweeper.dry_run=true study.n"}),
 }
 
 
@@ -72,4 +72,4 @@ def test_completion_query_completes_groups_and_keys(out) -> None:
     assert {"sampler.flip_ratio=", "sampler.temperature=", "sampler.acceptance="} <= set(keys)
     assert all(k.startswith("sampler.") for k in keys)
     assert out["train model="].split() == [f"model={o}" for o in config_groups()["model"]]
-    assert sorted(out["sweep study.n"].split()) == ["study.n_trials=", "study.name="]
+    assert sorted(out["sweep study.n"].split()) == ["hydra.sweeper.n_trials=", "hydra.sweeper.study_name="]

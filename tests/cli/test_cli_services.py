@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 TINY = ["device=cpu", "dataset=synthetic", "trainer.epochs=1", "trainer.steps_per_epoch=2"]
-SWEEP = [*TINY, "study.n_trials=1", "study.workers=1"]
+SWEEP = [*TINY, "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1"]
 PG_DOWN = "postgresql+psycopg://u:s3cret@127.0.0.1:1/db"  # nothing listens on port 1
 GARBAGE = bytes(range(256)) * 64
 
@@ -114,7 +114,7 @@ def _no_gpu(root: Path) -> str | None:
 
 
 def _out(root: Path) -> str:
-    return f"study.output_dir={root / 'out'}"
+    return f"hydra.sweeper.output_dir={root / 'out'}"
 
 
 CASES = {
@@ -122,20 +122,20 @@ CASES = {
         "mcmc-sweep", lambda r: [*SWEEP, _out(r), "tracking.uri=http://127.0.0.1:1"], 1,
         "tracking.uri", "no MLflow server answers at 127.0.0.1:1"),
     "sweep-storage-server-down": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, _out(r), f"study.storage={PG_DOWN}", "tracking=none"], 1,
+        "mcmc-sweep", lambda r: [*SWEEP, _out(r), f"hydra.sweeper.storage={PG_DOWN}", "tracking=none"], 1,
         "study.storage", "cannot connect to 127.0.0.1:1", needs=_module("psycopg")),
     "sweep-storage-driver-missing": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, _out(r), "study.storage=mysql://u@127.0.0.1/db"], 2,
+        "mcmc-sweep", lambda r: [*SWEEP, _out(r), "hydra.sweeper.storage=mysql://u@127.0.0.1/db"], 2,
         "study.storage", "database driver (MySQLdb) is not installed; pip install mysqlclient",
         needs=_no_module("MySQLdb")),
     "sweep-storage-corrupt": Case(
         "mcmc-sweep", lambda r: [*SWEEP, _out(r), "tracking=none"], 1, "study.storage",
         "is not a readable SQLite database", setup=_garbage_db),
     "sweep-output-under-a-file": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, f"study.output_dir={r / 'a-file' / 'sub'}"], 2,
+        "mcmc-sweep", lambda r: [*SWEEP, f"hydra.sweeper.output_dir={r / 'a-file' / 'sub'}"], 2,
         "study.output_dir", "a-file is a file, not a folder", setup=_a_file),
     "sweep-output-read-only": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, f"study.output_dir={_read_only_dir(r) / 'sub'}"], 2,
+        "mcmc-sweep", lambda r: [*SWEEP, f"hydra.sweeper.output_dir={_read_only_dir(r) / 'sub'}"], 2,
         "study.output_dir", "cannot create files in", setup=_read_only, needs=_unwritable),
     "sweep-device-cuda": Case(
         "mcmc-sweep", lambda r: [*SWEEP, _out(r), "device=cuda"], 2, "device",
@@ -217,7 +217,7 @@ TYPO = "search.temperature.key=sampler.temprature"
 def rejected(tmp_path_factory) -> dict[str, Outcome]:
     cases = {
         "typo": Case("mcmc-sweep", lambda r: [*SWEEP, _out(r), TYPO], 2, "", ""),
-        "sweep-value": Case("mcmc-sweep", lambda r: [*SWEEP, _out(r), "study.n_trials=0"], 2,
+        "sweep-value": Case("mcmc-sweep", lambda r: [*SWEEP, _out(r), "hydra.sweeper.n_trials=0"], 2,
                             "", ""),
         "train-value": Case("mcmc-train", lambda r: [*TINY, "trainer.epochs=0"], 2, "", ""),
     }

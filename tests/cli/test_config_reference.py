@@ -53,9 +53,9 @@ def test_allowed_values_come_from_the_checks(generated: str) -> None:
 
 
 def test_args_sections_are_parsed_per_field() -> None:
-    from sweeps.config import StudyConfig
+    from sweeps.config import McmcOptunaSweeperConf
 
-    docs = field_docs(StudyConfig)
+    docs = field_docs(McmcOptunaSweeperConf)
     assert docs["heartbeat_interval"] == docs["grace_period"]
     assert docs["n_trials"].startswith("finished (complete or pruned) trials")
     assert "Population" in field_docs(type(TrainConfig().sampler))["incremental"]

@@ -123,10 +123,10 @@ def test_each_command_resumes_the_others_study(new_sweep) -> None:
     """``mcmc-sweep`` runs 2 trials, ``-m`` with the same settings continues that study to 3,
     ``mcmc-sweep`` then finds it done: one study, one MLflow parent run."""
     s = new_sweep("both-commands")
-    sweep = s.run(s.args("study.n_trials=2", "study.workers=1")).ok()
+    sweep = s.run(s.args("hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1")).ok()
     multi = s.run(s.multirun_args("hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
                                   f"hydra.sweep.dir={s.root / 'm'}"), program="mcmc-train").ok()
-    again = s.run(s.args("study.n_trials=3", "study.workers=1")).ok()
+    again = s.run(s.args("hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1")).ok()
     assert sweep.study_name == multi.study_name == again.study_name
     assert (multi.finished_before, again.finished_before) == (2, 3)
     trials = s.study(sweep.study_name).get_trials()
@@ -138,13 +138,13 @@ def test_each_command_resumes_the_others_study(new_sweep) -> None:
 
 @pytest.mark.parametrize("sweep_args, multirun_args", [
     ([], []),
-    (["search.temperature.high=0.1", "dataset=synthetic", "study.population=2"],
+    (["search.temperature.high=0.1", "dataset=synthetic", "hydra.sweeper.population=2"],
      ["hydra.sweeper.params.sampler.temperature=tag(log, interval(1e-5, 1e-1))",
       "dataset=synthetic", "hydra.sweeper.population=2"]),
 ], ids=["default", "changed"])
 def test_the_same_settings_name_the_same_study(new_sweep, sweep_args, multirun_args) -> None:
     s = new_sweep("same-study")
-    dry = s.run(s.args("dry_run=true", *sweep_args, base=[])).ok()
+    dry = s.run(s.args("hydra.sweeper.dry_run=true", *sweep_args, base=[])).ok()
     multi = s.run(s.multirun_args("hydra.sweeper.dry_run=true", *multirun_args, base=[]),
                   program="mcmc-train").ok()
     # The whole plan, the same: study, storage, folders, settings, search space, dataset.
@@ -156,7 +156,7 @@ def test_the_same_settings_name_the_same_study(new_sweep, sweep_args, multirun_a
 
 def test_other_settings_name_another_study(new_sweep) -> None:
     s = new_sweep("other-study")
-    dry = s.run(s.args("dry_run=true", base=[])).ok()
+    dry = s.run(s.args("hydra.sweeper.dry_run=true", base=[])).ok()
     multi = s.run(s.multirun_args(
         "hydra.sweeper.dry_run=true",
         "hydra.sweeper.params.sampler.temperature=tag(log, interval(1e-5, 1e-1))", base=[]),

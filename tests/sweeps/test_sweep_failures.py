@@ -24,10 +24,10 @@ DIVERGING = "+search.output_scale={key:model.output_scale,type:categorical,choic
 def runs(new_sweep):
     going_on, stopping = new_sweep("fail-goes-on"), new_sweep("max-failures")
     results = run_many([
-        (going_on, going_on.args(DIVERGING, f"study.n_trials={N_TRIALS}", "study.workers=1",
-                                 "study.seed=5", "study.max_failures=10")),
-        (stopping, stopping.args("model.output_scale=1e300", f"study.n_trials={N_TRIALS}",
-                                 "study.workers=1", "study.max_failures=1")),
+        (going_on, going_on.args(DIVERGING, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1",
+                                 "hydra.sweeper.seed=5", "hydra.sweeper.max_failures=10")),
+        (stopping, stopping.args("model.output_scale=1e300", f"hydra.sweeper.n_trials={N_TRIALS}",
+                                 "hydra.sweeper.n_jobs=1", "hydra.sweeper.max_failures=1")),
     ])
     out = {}
     for key, s, result in zip(("going_on", "stopping"), (going_on, stopping), results):

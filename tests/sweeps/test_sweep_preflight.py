@@ -135,7 +135,7 @@ def test_a_missing_driver_names_the_package_to_install() -> None:
     with pytest.raises(Problem) as caught:
         check_database("mysql://me:pw@127.0.0.1/db", "study.storage")
     assert caught.value.status == CONFIG
-    assert caught.value.line == ("study.storage=mysql://me:***@127.0.0.1/db: its database driver "
+    assert caught.value.line == ("hydra.sweeper.storage=mysql://me:***@127.0.0.1/db: its database driver "
                                  "(MySQLdb) is not installed; pip install mysqlclient, or name an "
                                  "installed driver (mysql+<driver>://...)")
 
@@ -147,7 +147,7 @@ def test_folders(tmp_path: Path) -> None:
     with pytest.raises(Problem) as caught:
         check_folder(tmp_path / "file" / "b", "study.output_dir")
     assert caught.value.status == CONFIG
-    assert caught.value.line == (f"study.output_dir={tmp_path / 'file' / 'b'}: "
+    assert caught.value.line == (f"hydra.sweeper.output_dir={tmp_path / 'file' / 'b'}: "
                                  f"{tmp_path / 'file'} is a file, not a folder; set "
                                  "study.output_dir to a folder you can write to")
     assert [p.name for p in _tree(tmp_path)] == ["file"]

@@ -38,7 +38,7 @@ def sweep(new_sweep):
     """The same command twice, then with a larger ``n_trials``, with snapshots of the study and
     the MLflow store after each."""
     s = new_sweep("two-workers")
-    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2")
+    args = s.args(f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2")
     first = s.run(args).ok()
     name = first.study_name
     after_first = s.study(name).get_trials()
@@ -47,7 +47,7 @@ def sweep(new_sweep):
     after_again = s.study(name).get_trials()
     runs_again = s.runs(name)
     # The number of workers is how the study runs, not what it is: one worker continues it.
-    more = s.run([*args, f"study.n_trials={MORE_TRIALS}", "study.workers=1"]).ok()
+    more = s.run([*args, f"hydra.sweeper.n_trials={MORE_TRIALS}", "hydra.sweeper.n_jobs=1"]).ok()
     return SimpleNamespace(s=s, args=args, name=name, first=first, again=again, more=more,
                            after_first=after_first, after_again=after_again,
                            runs_first=runs_first, runs_again=runs_again,
@@ -172,7 +172,7 @@ def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
     shutil.rmtree(folder)
     before = sweep.study.get_trials()
     start = time.time()
-    result = sweep.s.run([*sweep.args, "report=true"]).ok()
+    result = sweep.s.run([*sweep.args, "hydra.sweeper.report=true"]).ok()
     trials = sweep.study.get_trials()
     assert [(t.number, t.state) for t in trials] == [(t.number, t.state) for t in before]
     best = json.loads((folder / "best.json").read_text())

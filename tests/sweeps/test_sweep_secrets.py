@@ -69,10 +69,10 @@ def swept(mlflow_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("secret-sweep")
     name = f"secrets-{uuid.uuid4().hex[:10]}"
     uri = mlflow_server.uri("sweeper", PASSWORD)
-    args = [*TINY, "trainer.epochs=2", f"study.output_dir={root / 'out'}", f"tracking.uri={uri}",
-            f"study.name={name}", "study.n_trials=2", "study.workers=1", "study.pruner=none"]
+    args = [*TINY, "trainer.epochs=2", f"hydra.sweeper.output_dir={root / 'out'}", f"tracking.uri={uri}",
+            f"hydra.sweeper.study_name={name}", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1", "hydra.sweeper.pruner=none"]
     if POSTGRES:
-        args.append(f"study.storage={POSTGRES}")
+        args.append(f"hydra.sweeper.storage={POSTGRES}")
     result = run("mcmc-sweep", args, root / "work")
     return root, name, uri, result
 
@@ -132,10 +132,10 @@ def test_training_run_writes_and_prints_no_password(mlflow_server, tmp_path) -> 
 
 
 def test_config_errors_show_passwords_as_stars(tmp_path) -> None:
-    bad = run("mcmc-sweep", [*TINY, f"study.storage=postgresql:sweeper:{PASSWORD}@127.0.0.1/db",
-                             f"study.output_dir={tmp_path / 'out'}"], tmp_path / "sweep")
+    bad = run("mcmc-sweep", [*TINY, f"hydra.sweeper.storage=postgresql:sweeper:{PASSWORD}@127.0.0.1/db",
+                             f"hydra.sweeper.output_dir={tmp_path / 'out'}"], tmp_path / "sweep")
     assert bad.returncode == 2, bad.describe()
-    assert bad.error_lines == ["error: study.storage='postgresql:***@127.0.0.1/db' is not "
+    assert bad.error_lines == ["error: hydra.sweeper.storage='postgresql:***@127.0.0.1/db' is not "
                                "allowed: expected null or an SQLAlchemy URL such as "
                                "sqlite:///optuna.db or postgresql://user@host/db"]
     unknown = run("mcmc-train", ["device=cpu", f"+tracking.api_token={PASSWORD}",
@@ -151,8 +151,8 @@ def test_config_errors_show_passwords_as_stars(tmp_path) -> None:
 
 def test_a_sweep_that_cannot_reach_its_services_prints_no_password(tmp_path) -> None:
     """Nothing listens on port 1: the start fails (Hydra prints a failed job's overrides)."""
-    result = run("mcmc-sweep", [*TINY, f"study.output_dir={tmp_path / 'out'}",
-                                f"study.storage=postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/db",
+    result = run("mcmc-sweep", [*TINY, f"hydra.sweeper.output_dir={tmp_path / 'out'}",
+                                f"hydra.sweeper.storage=postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/db",
                                 f"tracking.uri=http://u:{PASSWORD}@127.0.0.1:1"], tmp_path)
     assert result.returncode != 0, result.describe()
     assert not in_text(result.stdout + result.stderr), result.describe()
