@@ -11,6 +11,7 @@ Examples::
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -18,14 +19,20 @@ from sweeps import train
 
 __all__ = ["ARGS", "main"]
 
-#: What ``mcmc-sweep`` puts before its arguments (``hparams_search/default.yaml`` sets
+#: What ``mcmc-sweep`` adds to its arguments (``hparams_search/default.yaml`` sets
 #: ``hydra.mode: MULTIRUN``, so ``-m`` is implied and ``--cfg job`` works too).
 ARGS = ["hparams_search=default"]
 
 
 def main() -> Any:
-    """Console entry point: ``mcmc-train`` with :data:`ARGS` first."""
-    sys.argv[1:1] = ARGS
+    """Console entry point: ``mcmc-train`` with :data:`ARGS` (after the arguments, where
+    Hydra's flags such as ``-sc query=bash`` keep theirs; in the line tab completion reads
+    too), named ``mcmc-sweep`` in ``--help``."""
+    sys.argv += ARGS + (["hydra.help.app_name=mcmc-sweep"] if "--help" in sys.argv else [])
+    line = os.environ.get("COMP_LINE")
+    if line is not None:
+        program, _, rest = line.partition(" ")
+        os.environ["COMP_LINE"] = " ".join([program, *ARGS, rest])
     return train.main()
 
 
