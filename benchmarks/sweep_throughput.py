@@ -124,9 +124,10 @@ def sweep(net: str, population: int, n_trials: int, workers: int, pruner: str, d
     with tempfile.TemporaryDirectory(prefix=f"sweep-{net}-pop{population}-") as tmp:
         root = Path(tmp)
         uri = f"sqlite:///{root / 'mlflow.db'}"
-        args = [f"device={device}", f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={workers}",
-                f"hydra.sweeper.population={population}", f"hydra.sweeper.pruner={pruner}", *net_args,
-                *(overrides or []), f"hydra.sweeper.output_dir={root / 'out'}", f"tracking.uri={uri}"]
+        args = [f"device={device}", f"hydra.sweeper.n_trials={n_trials}",
+                f"hydra.sweeper.n_jobs={workers}", f"hydra.sweeper.population={population}",
+                f"hydra.sweeper.pruner={pruner}", *net_args, *(overrides or []),
+                f"hydra.sweeper.output_dir={root / 'out'}", f"tracking.uri={uri}"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if tree is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")])
@@ -240,7 +241,8 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=["digits"], choices=["digits", "mnist"])
     parser.add_argument("--n-trials", type=int, default=32)
     parser.add_argument("--base-trials", type=int, default=None,
-                        help="hydra.sweeper.n_trials of the population-1 sweeps (default: --n-trials)")
+                        help="hydra.sweeper.n_trials of the population-1 sweeps "
+                             "(default: --n-trials)")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--populations", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--pruners", nargs="+", default=["median"],

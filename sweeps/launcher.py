@@ -66,7 +66,8 @@ def plan(sweep: Sweep) -> SweepPlan:
                 or (cfg.device == "auto" and torch.cuda.is_available()))
     gpus: list[int] | None = None  # None: every worker on the CPU
     if use_cuda:
-        gpus = settings.gpus if settings.gpus is not None else list(range(torch.cuda.device_count()))
+        gpus = (settings.gpus if settings.gpus is not None
+                else list(range(torch.cuda.device_count())))
         visible = torch.cuda.device_count()
         bad = [g for g in gpus if g >= visible]
         if not gpus or bad:
@@ -77,14 +78,15 @@ def plan(sweep: Sweep) -> SweepPlan:
     devices = worker_devices(gpus, workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
     uri = tracking_uri(cfg.tracking) if cfg.tracking.enabled else None
-    return SweepPlan(name=name, output_dir=sweep.output_dir(name), storage_url=sweep.storage_url(name),
+    return SweepPlan(name=name, output_dir=sweep.output_dir(name),
+                     storage_url=sweep.storage_url(name),
                      tracking_uri=uri, devices=devices, threads=threads)
 
 
 def worker_devices(gpus: list[int] | None, workers: int) -> list[str]:
     """Each worker's device: the CUDA GPUs ``gpus`` round robin, several workers per GPU when
-    they outnumber the GPUs (``hydra.sweeper.n_jobs=4 hydra.sweeper.gpus=[0]``: four on ``cuda:0``), or the
-    CPU for every worker when ``gpus`` is None."""
+    they outnumber the GPUs (``hydra.sweeper.n_jobs=4 hydra.sweeper.gpus=[0]``: four on
+    ``cuda:0``), or the CPU for every worker when ``gpus`` is None."""
     if gpus is None:
         return ["cpu"] * workers
     return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
@@ -154,7 +156,8 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
     return _finish(settings, p, study, parent_run_id, reasons, interrupted)
 
 
-def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study, parent_run_id: str | None,
+def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
+            parent_run_id: str | None,
             reasons: list[str], interrupted: bool) -> int:
     """Write the report, print the outcome, close the parent run; return the exit status."""
     n_trials = settings.n_trials

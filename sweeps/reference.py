@@ -2,8 +2,8 @@
 
     python -m sweeps.reference > docs/config.md
 
-Every key of ``mcmc-train`` and of its sweep (``hydra.sweeper``): its meaning (the ``Args:`` entry of its
-dataclass's docstring), its default (the config the command composes with no overrides) and
+Every key of ``mcmc-train`` and of its sweep (``hydra.sweeper``): its meaning (the ``Args:``
+entry of its dataclass's docstring), its default (the config the command composes with no overrides) and
 the values allowed (its type, and what the schema's own ``errors()`` checks say when it is given
 values out of range: the same words as the error lines). ``tests/cli/test_config_reference.py``
 checks that the committed file is what this prints.
@@ -202,7 +202,8 @@ def render() -> str:
            "`tests/cli/test_config_reference.py` fails when this file is out of date.", "",
            "Every key is a command-line override (`mcmc-train sampler.flip_ratio=0.01`). "
            "*default* is what `mcmc-train` composes with no overrides (the default option of "
-           "each group), with the default sweep's (`mcmc-train -m hparams_search=default`, or `mcmc-sweep`) where it differs; *allowed* is the type and what "
+           "each group), with the default sweep's (`mcmc-train -m hparams_search=default`, or "
+           "`mcmc-sweep`) where it differs; *allowed* is the type and what "
            "the checks run before any work accept (a value outside it is refused with one "
            "`error:` line). A group option (`schedule=step`) sets several keys at once: the "
            "files in `conf/`.", "",

@@ -12,7 +12,8 @@ Each value is parsed by Hydra's own override parser, as hydra-optuna-sweeper doe
 - a dict, an entry of its own: ``{type: float, low: 1e-5, high: 1e-2, log: true}``, its
   ``key`` the params key unless given.
 
-An entry is named (for Optuna and MLflow) by the last part of the key it is written under (``sampler.temperature`` -> ``temperature``), or by the whole key
+An entry is named (for Optuna and MLflow) by the last part of the key it is written under
+(``sampler.temperature`` -> ``temperature``), or by the whole key
 where two would share one.
 """
 

@@ -167,7 +167,8 @@ class SearchSpace:
             if key in GROUPS:
                 options = self.group_options.get(name, {})
                 if _encode(value) not in options:
-                    raise KeyError(f"{self.labels[name]}: no composed option {value!r} for group {key}")
+                    raise KeyError(f"{self.labels[name]}: no composed option {value!r} for "
+                                   f"group {key}")
                 cfg[key] = OmegaConf.create(options[_encode(value)])
             else:
                 OmegaConf.update(cfg, key, value, merge=False)

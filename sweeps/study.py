@@ -51,7 +51,8 @@ ATTEMPT_ATTRS = (ATTR_HOST, ATTR_PID, ATTR_SESSION, ATTR_ERROR, "traceback", "in
 ATTR_DUPLICATE = "duplicate_of"
 
 
-def make_sampler(cfg: McmcOptunaSweeperConf, seed: int | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: McmcOptunaSweeperConf,
+                 seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The configured Optuna sampler, seeded with ``seed`` (default: ``cfg.seed``; a worker
     passes its :func:`worker_seed`)."""
     if cfg.sampler not in SAMPLER_CLASSES:

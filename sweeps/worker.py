@@ -1,9 +1,9 @@
 """A sweep worker: pulls trials from the shared study until it holds ``n_trials`` finished ones.
 
 Workers never wait for each other: each asks for its next trial as soon as its last one ends
-(with ``hydra.sweeper.population`` > 1, for its next trials, up to that many, run as one population).
-A worker stops when the study is done, when the sweep's stop file appears (SIGINT in the parent,
-or ``max_failures`` reached), or after ``timeout``.
+(with ``hydra.sweeper.population`` > 1, for its next trials, up to that many, run as one
+population). A worker stops when the study is done, when the sweep's stop file appears (SIGINT
+in the parent, or ``max_failures`` reached), or after ``timeout``.
 """
 
 from __future__ import annotations

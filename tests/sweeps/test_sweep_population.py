@@ -18,13 +18,14 @@ EPOCH_METRICS = ("val_accuracy", "val_loss", "train_loss", "test_accuracy", "cur
 #: test_sweep_pruning's sweep, in populations: the first four trials (no complete trial yet) run
 #: to the end; the median pruner then stops the absurd temperatures of the next four.
 PRUNING = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
-           "trainer.steps_per_epoch=20", "~search.temperature",
-           f"+search.temp={{key:sampler.temperature,type:categorical,choices:[{GOOD},{BAD}]}}",
+           "trainer.steps_per_epoch=20", "~hydra.sweeper.params.sampler.temperature",
+           (f"hydra.sweeper.params.temp={{key:sampler.temperature,type:categorical,"
+            f"choices:[{GOOD},{BAD}]}}"),
            f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler=random",
            "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0", f"hydra.sweeper.population={POPULATION}"]
 #: Not population-compatible: replicas (tempering) and a searched architecture.
 INCOMPATIBLE = ["hydra.sweeper.population=4", "sampler=tempering",
-                "+search.hidden={key:model.hidden,type:categorical,choices:[[],[64]]}"]
+                "hydra.sweeper.params.model.hidden=choice([], [64])"]
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,8 @@ def test_incompatible_config_fails_at_startup_with_one_line_each(sweeps) -> None
     assert result.error_lines == [
         ("error: sampler.n_replicas=4 is not allowed: expected 1 (no parallel tempering) with "
          "hydra.sweeper.population=4"),
-        ("error: search.hidden.key='model.hidden' is not allowed: expected one of "
+        ("error: hydra.sweeper.params.model.hidden.key='model.hidden' is not allowed: expected "
+         "one of "
          "sampler.temperature, sampler.flip_ratio, seed, schedule, flip_schedule (or a key "
          "under one) with hydra.sweeper.population=4 (the values a chain has of its own)"),
     ]

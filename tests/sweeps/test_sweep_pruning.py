@@ -15,8 +15,9 @@ N_PRUNING, EPOCHS = 8, 7
 GOOD, BAD = 0.0003, 30.0
 #: Good or absurd temperatures, drawn by the seeded random sampler (one worker: reproducible).
 PRUNING = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
-           "trainer.steps_per_epoch=20", "~search.temperature",
-           f"+search.temp={{key:sampler.temperature,type:categorical,choices:[{GOOD},{BAD}]}}",
+           "trainer.steps_per_epoch=20", "~hydra.sweeper.params.sampler.temperature",
+           (f"hydra.sweeper.params.temp={{key:sampler.temperature,type:categorical,"
+            f"choices:[{GOOD},{BAD}]}}"),
            f"hydra.sweeper.n_trials={N_PRUNING}", "hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler=random",
            "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0"]
 N_OTHER = 3
