@@ -2,8 +2,8 @@
 
     python -m sweeps.reference > docs/config.md
 
-Every key of ``mcmc-train`` and of its sweep (``hydra.sweeper``): its meaning (the ``Args:``
-entry of its dataclass's docstring), its default (the config the command composes with no overrides) and
+Every key of ``mcmc-train`` and of its sweep (``hydra.sweeper``): its meaning (the ``Args:`` entry
+of its dataclass's docstring), its default (the config the command composes with no overrides) and
 the values allowed (its type, and what the schema's own ``errors()`` checks say when it is given
 values out of range: the same words as the error lines). ``tests/cli/test_config_reference.py``
 checks that the committed file is what this prints.

@@ -149,7 +149,8 @@ def test_concurrent_optuna_storage_creation_on_one_new_file(tmp_path: Path) -> N
 
     def create() -> None:
         try:
-            open_study(open_storage(url, McmcOptunaSweeperConf()), "s", McmcOptunaSweeperConf(), create=True)
+            settings = McmcOptunaSweeperConf()
+            open_study(open_storage(url, settings), "s", settings, create=True)
         except BaseException as err:
             errors.append(err)
 

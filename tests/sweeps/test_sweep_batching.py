@@ -181,7 +181,8 @@ def test_several_workers_on_a_gpu_without_cuda_is_one_clear_line(tmp_path) -> No
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible")
     proc = subprocess.run([sys.executable, "-m", "sweeps.sweep", "device=cuda",
-                           "hydra.sweeper.n_jobs=4", "hydra.sweeper.gpus=[0]", "hydra.sweeper.dry_run=true"],
+                           "hydra.sweeper.n_jobs=4", "hydra.sweeper.gpus=[0]",
+                           "hydra.sweeper.dry_run=true"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stdout.strip().splitlines() + proc.stderr.strip().splitlines() == [

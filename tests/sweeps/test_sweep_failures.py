@@ -1,6 +1,7 @@
 """A trial that raises fails alone: it is FAIL with its error recorded (Optuna user attribute and
-MLflow tag, its child run FAILED) and the sweep goes on to ``n_trials``; ``hydra.sweeper.max_failures``
-ends a sweep whose trials keep failing early, with exit status 1 and a clear message.
+MLflow tag, its child run FAILED) and the sweep goes on to ``n_trials``;
+``hydra.sweeper.max_failures`` ends a sweep whose trials keep failing early, with exit status 1 and
+a clear message.
 
 The failure is real: ``model.output_scale=1e300`` overflows the logits, the loss and the energy
 are NaN, and the trial stops with the chain diverged."""
@@ -24,8 +25,9 @@ DIVERGING = "hydra.sweeper.params.model.output_scale=choice(4.0, 1e300)"
 def runs(new_sweep):
     going_on, stopping = new_sweep("fail-goes-on"), new_sweep("max-failures")
     results = run_many([
-        (going_on, going_on.args(DIVERGING, f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1",
-                                 "hydra.sweeper.seed=5", "hydra.sweeper.max_failures=10")),
+        (going_on, going_on.args(DIVERGING, f"hydra.sweeper.n_trials={N_TRIALS}",
+                                 "hydra.sweeper.n_jobs=1", "hydra.sweeper.seed=5",
+                                 "hydra.sweeper.max_failures=10")),
         (stopping, stopping.args("model.output_scale=1e300", f"hydra.sweeper.n_trials={N_TRIALS}",
                                  "hydra.sweeper.n_jobs=1", "hydra.sweeper.max_failures=1")),
     ])

@@ -84,8 +84,9 @@ class Host:
 
 
 def _args(storage: str, tracking: str, name: str, n_trials: int, *extra: str) -> list[str]:
-    return [*TINY, f"hydra.sweeper.storage={storage}", f"tracking.uri={tracking}", f"hydra.sweeper.study_name={name}",
-            f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=1", "hydra.sweeper.heartbeat_interval=1",
+    return [*TINY, f"hydra.sweeper.storage={storage}", f"tracking.uri={tracking}",
+            f"hydra.sweeper.study_name={name}", f"hydra.sweeper.n_trials={n_trials}",
+            "hydra.sweeper.n_jobs=1", "hydra.sweeper.heartbeat_interval=1",
             "hydra.sweeper.grace_period=4", "hydra.sweeper.pruner=none", *extra]
 
 

@@ -1,7 +1,8 @@
-"""``hydra.sweeper.population=4``: one worker runs its trials four at a time as one batched population;
-the sweep still ends with exactly ``n_trials`` finished trials, one finished MLflow child run
-each with its per-epoch metrics, and the median pruner stops hopeless chains early (they leave
-the batch). A config that cannot run as populations fails at startup, one line per bad value."""
+"""``hydra.sweeper.population=4``: one worker runs its trials four at a time as one batched
+population; the sweep still ends with exactly ``n_trials`` finished trials, one finished MLflow
+child run each with its per-epoch metrics, and the median pruner stops hopeless chains early (they
+leave the batch). A config that cannot run as populations fails at startup, one line per bad
+value."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ PRUNING = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
            "trainer.steps_per_epoch=20", "~hydra.sweeper.params.sampler.temperature",
            (f"hydra.sweeper.params.temp={{key:sampler.temperature,type:categorical,"
             f"choices:[{GOOD},{BAD}]}}"),
-           f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler=random",
-           "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0", f"hydra.sweeper.population={POPULATION}"]
+           f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1",
+           "hydra.sweeper.sampler=random", "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0",
+           f"hydra.sweeper.population={POPULATION}"]
 #: Not population-compatible: replicas (tempering) and a searched architecture.
 INCOMPATIBLE = ["hydra.sweeper.population=4", "sampler=tempering",
                 "hydra.sweeper.params.model.hidden=choice([], [64])"]
@@ -55,8 +57,8 @@ def test_population_sweep_reaches_exactly_n_trials(sweeps) -> None:
 
 
 def test_the_sweep_says_its_first_population_runs_unpruned(sweeps) -> None:
-    assert ("note: hydra.sweeper.pruner=median compares a trial with complete trials only (4 needed, 0 "
-            "so far)") in sweeps.result.stdout
+    assert ("note: hydra.sweeper.pruner=median compares a trial with complete trials only "
+            "(4 needed, 0 so far)") in sweeps.result.stdout
 
 
 def test_pruned_chains_stop_early_and_leave_the_batch(sweeps) -> None:

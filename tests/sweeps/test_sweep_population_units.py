@@ -1,5 +1,5 @@
-"""Units of ``hydra.sweeper.population``: which configs may run as populations, the chains' seeds, asking
-for a population's trials, and :func:`~sweeps.trial_runner.run_trials` in this process on a
+"""Units of ``hydra.sweeper.population``: which configs may run as populations, the chains' seeds,
+asking for a population's trials, and :func:`~sweeps.trial_runner.run_trials` in this process on a
 real SQLite Optuna storage and MLflow store: an interrupted population is queued and its chains
 continue from their checkpoints beside a fresh chain; a diverged population fails with its
 error; an exception fails every trial of the population."""
@@ -277,7 +277,8 @@ def test_heartbeats_cover_every_trial_of_a_population(tmp_path) -> None:
     from sweeps.worker import heartbeat
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    study = open_study(open_storage(url, McmcOptunaSweeperConf()), "beat", McmcOptunaSweeperConf(), create=True)
+    settings = McmcOptunaSweeperConf()
+    study = open_study(open_storage(url, settings), "beat", settings, create=True)
     trials = [study.ask() for _ in range(3)]
     engine = sqlalchemy.create_engine(url)
 

@@ -18,8 +18,8 @@ PRUNING = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
            "trainer.steps_per_epoch=20", "~hydra.sweeper.params.sampler.temperature",
            (f"hydra.sweeper.params.temp={{key:sampler.temperature,type:categorical,"
             f"choices:[{GOOD},{BAD}]}}"),
-           f"hydra.sweeper.n_trials={N_PRUNING}", "hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler=random",
-           "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0"]
+           f"hydra.sweeper.n_trials={N_PRUNING}", "hydra.sweeper.n_jobs=1",
+           "hydra.sweeper.sampler=random", "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0"]
 N_OTHER = 3
 
 
@@ -29,7 +29,8 @@ def runs(new_sweep):
     results = run_many([
         (pruning, pruning.args(base=PRUNING)),
         (other, other.args(f"hydra.sweeper.n_trials={N_OTHER}", "hydra.sweeper.n_jobs=1",
-                           "hydra.sweeper.sampler=cmaes", "hydra.sweeper.pruner=successive_halving")),
+                           "hydra.sweeper.sampler=cmaes",
+                           "hydra.sweeper.pruner=successive_halving")),
     ])
     out = {}
     for key, s, result in zip(("pruning", "other"), (pruning, other), results):
