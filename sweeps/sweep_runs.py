@@ -29,32 +29,27 @@ def open_parent_run(uri: str, experiment: str, *, key: str, run_name: str,
     a new one (and the experiment). Runs under the lock of ``key``
     (:func:`sweeps.stores.store_lock`), so that launchers on several machines, and the jobs
     of a multirun, find one run. Returns the run id."""
-    with store_lock(uri, f"parent:{key}"):
-        return _open_parent_run(uri, experiment, key, run_name, tags, run_id)
-
-
-def _open_parent_run(uri: str, experiment: str, key: str, run_name: str, tags: dict[str, Any],
-                     run_id: str | None) -> str:
     from mlflow.exceptions import MlflowException
 
     client = mlflow_client(uri)
-    if run_id is not None:
-        try:
-            if client.get_run(run_id).info.lifecycle_stage == "active":
-                client.update_run(run_id, status="RUNNING")
-                return run_id
-        except MlflowException:
-            pass  # deleted or in another store: look for the study's run
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
-    found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_STUDY_KEY}` = '{key}'",
-                               order_by=["attributes.start_time ASC"], max_results=1)
-    if found:
-        client.update_run(found[0].info.run_id, status="RUNNING")
-        return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=run_name,
-                            tags={TAG_STUDY_KEY: key, **masked_tags(tags)})
-    return run.info.run_id
+    with store_lock(uri, f"parent:{key}"):
+        if run_id is not None:
+            try:
+                if client.get_run(run_id).info.lifecycle_stage == "active":
+                    client.update_run(run_id, status="RUNNING")
+                    return run_id
+            except MlflowException:
+                pass  # deleted or in another store: look for the study's run
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+        found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_STUDY_KEY}` = '{key}'",
+                                   order_by=["attributes.start_time ASC"], max_results=1)
+        if found:
+            client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        run = client.create_run(exp_id, run_name=run_name,
+                                tags={TAG_STUDY_KEY: key, **masked_tags(tags)})
+        return run.info.run_id
 
 
 #: Settings logged as params of a sweep's parent run (``hydra.sweeper.<name>``), with its search
