@@ -1,7 +1,7 @@
 # Two commands from a fresh clone: `make sweep` runs the default sweep, `make test` the tests.
 # Each first creates the virtual environment .venv when it is missing: python3 -m venv, the torch
 # pin (the build known to work on our CPUs), then this package with its test extras.
-#   make sweep ARGS="study.n_trials=40"   # arguments for mcmc-sweep
+#   make sweep ARGS="hydra.sweeper.n_trials=40"   # arguments for mcmc-sweep (= mcmc-train -m hparams_search=default)
 PYTHON ?= python3
 VENV ?= .venv
 ARGS ?=

@@ -5,9 +5,9 @@
 #   1. installs the carried wheels into /tmp/site and checks that a sweep's imports load;
 #   2. digits: the 1,000-trial sweep (successive halving, populations of 64, 4 workers sharing
 #      cuda:0), checked to hold every trial's MLflow child run and timed against 3 minutes,
-#      beside study.population=1 on 100 trials (the same workers);
+#      beside hydra.sweeper.population=1 on 100 trials (the same workers);
 #   3. mnist: a 256-trial MNIST 784-100-10 sweep (8,000 energy samples, populations of 64,
-#      4 workers), beside study.population=1 on 32 trials, and its trials per hour against
+#      4 workers), beside hydra.sweeper.population=1 on 32 trials, and its trials per hour against
 #      the 2-core CPU's (benchmarks/results/sweep_throughput_mnist_cpu.json);
 # and writes each benchmark's JSON and log, and summary.json, into $OUT (5 files). Each part
 # has a time limit (digits 300 s, mnist 180 s: with the install, 8.5 minutes at most); its JSON is

@@ -1,6 +1,6 @@
 """Chain-steps per second of one population as its number of chains K grows.
 
-How large a population (``study.population``) pays off on a device: one
+How large a population (``hydra.sweeper.population``) pays off on a device: one
 :class:`~mcmc_core.population.Population` of K chains (seeds 0..K-1, temperatures log-spaced
 1e-4..1e-2, ``flip_ratio`` 1e-4, ``proposal=layer``, Metropolis, ``output_scale`` 4, full
 cached energy) on the nets of ``population_throughput.py``: digits 64-128-10 (1,294 samples)

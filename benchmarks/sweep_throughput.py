@@ -1,5 +1,6 @@
-"""Sweep throughput: trials per hour of real ``mcmc-sweep`` commands, each ``study.population``
-against ``study.population=1`` in the same run, and where the workers' time goes.
+"""Sweep throughput: trials per hour of real ``mcmc-sweep`` commands, each
+``hydra.sweeper.population`` against ``hydra.sweeper.population=1`` in the same run, and where
+the workers' time goes.
 
 Nets: ``digits`` is the default sweep (MLP 192->10 on thermometer-encoded digits, TPE, 20
 epochs of 500 steps; temperature, cooling rate and flip ratio searched); ``mnist`` is MLP
@@ -58,7 +59,7 @@ def net_overrides(net: str, mnist: Path) -> tuple[list[str], str]:
         return [], "digits"
     common = ["dataset.binarize=mean", "model.hidden=[100]", "sampler.energy_samples=8000",
               "dataset.test_fraction=0.1", "dataset.val_fraction=0.05",
-              "search.flip_ratio.low=5e-5", "search.flip_ratio.high=2e-3"]
+              "hydra.sweeper.params.sampler.flip_ratio=tag(log, interval(5e-5, 2e-3))"]
     if any((mnist / f"t10k-images-idx3-ubyte{gz}").exists() for gz in (".gz", "")):
         return (["dataset=idx", f"dataset.root={mnist.resolve()}", *common],
                 f"MNIST t10k ({mnist})")
@@ -123,9 +124,10 @@ def sweep(net: str, population: int, n_trials: int, workers: int, pruner: str, d
     with tempfile.TemporaryDirectory(prefix=f"sweep-{net}-pop{population}-") as tmp:
         root = Path(tmp)
         uri = f"sqlite:///{root / 'mlflow.db'}"
-        args = [f"device={device}", f"study.n_trials={n_trials}", f"study.workers={workers}",
-                f"study.population={population}", f"study.pruner={pruner}", *net_args,
-                *(overrides or []), f"study.output_dir={root / 'out'}", f"tracking.uri={uri}"]
+        args = [f"device={device}", f"hydra.sweeper.n_trials={n_trials}",
+                f"hydra.sweeper.n_jobs={workers}", f"hydra.sweeper.population={population}",
+                f"hydra.sweeper.pruner={pruner}", *net_args, *(overrides or []),
+                f"hydra.sweeper.output_dir={root / 'out'}", f"tracking.uri={uri}"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if tree is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")])
@@ -239,11 +241,12 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=["digits"], choices=["digits", "mnist"])
     parser.add_argument("--n-trials", type=int, default=32)
     parser.add_argument("--base-trials", type=int, default=None,
-                        help="study.n_trials of the population-1 sweeps (default: --n-trials)")
+                        help="hydra.sweeper.n_trials of the population-1 sweeps "
+                             "(default: --n-trials)")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--populations", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--pruners", nargs="+", default=["median"],
-                        help="study.pruner values; median is the default sweep's")
+                        help="hydra.sweeper.pruner values; median is the default sweep's")
     parser.add_argument("--device", default="cpu", help="device= of the sweeps (cpu, cuda)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--overrides", nargs="*", default=[],

@@ -46,7 +46,7 @@ def train_defaults() -> dict[str, Any]:
     from mcmc_core.config import register_configs
 
     register_configs()
-    if GlobalHydra.instance().is_initialized():  # inside mcmc-sweep's Hydra app
+    if GlobalHydra.instance().is_initialized():  # inside the sweep's Hydra app
         cfg = compose(config_name="train")
     else:
         with initialize_config_module("conf", version_base="1.3"):

@@ -2,11 +2,12 @@
 moment -- even while the libraries load -- ends with one line and exit status 130, never a
 traceback.
 
-``mcmc-sweep`` exits at once on a Ctrl-C outside the phase where its workers run (every store is
-written atomically or in transactions, so nothing is left half-made; the next launch ends what
-this one left open); while they run, :func:`sweeps.supervisor.run_workers` stops them after their
-current epoch instead. ``mcmc-train`` turns Ctrl-C into a ``KeyboardInterrupt`` once loaded, so
-its MLflow run is closed; its last epoch checkpoint stays.
+A sweep (``mcmc-train -m hparams_search=default``, or its shorthand ``mcmc-sweep``) exits at
+once on a Ctrl-C outside the phase where its workers run (every store is written atomically or
+in transactions, so nothing is left half-made; the next launch ends what this one left open);
+while they run, :func:`sweeps.supervisor.run_workers` stops them after their current epoch
+instead. A training run turns Ctrl-C into a ``KeyboardInterrupt`` once loaded, so its MLflow
+run is closed; its last epoch checkpoint stays.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def _exit_at_once(signum: int, frame: Any) -> None:
 
 
 def exit_at_once_on_sigint() -> None:
-    """From now on Ctrl-C ends the process at once, status 130: ``mcmc-sweep``'s way outside
-    its workers' phase, which ``mcmc-train -m``'s sweeper takes on."""
+    """From now on Ctrl-C ends the process at once, status 130: the sweeper's way outside its
+    workers' phase."""
     signal.signal(signal.SIGINT, _exit_at_once)
 
 
@@ -46,7 +47,8 @@ def _run(module: str, *, exit_at_once: bool) -> Any:
 
 
 def sweep() -> Any:
-    """``mcmc-sweep``: see :mod:`sweeps.sweep`."""
+    """``mcmc-sweep``, the shorthand of ``mcmc-train -m hparams_search=default``: see
+    :mod:`sweeps.sweep`."""
     return _run("sweeps.sweep", exit_at_once=True)
 
 

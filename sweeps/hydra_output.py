@@ -1,11 +1,11 @@
 """What Hydra writes about a run, with its secrets masked (:mod:`mcmc_core.secrets`).
 
 Hydra saves the composed config, its own config and the command-line overrides in the run's
-``.hydra/`` folder (``outputs/train/<time>/`` for ``mcmc-train``,
-``outputs/sweeps/_launches/<time>/`` for ``mcmc-sweep``) before the task function starts, its
+``.hydra/`` folder (``outputs/train/<time>/`` for ``mcmc-train``) before the task function
+starts, its
 logging handlers write the console and the job's ``<name>.log``, and a task that raises has its
 overrides printed (``Error executing job with overrides: [...]``). :class:`MaskSecrets`, a Hydra
-callback that ``conf/train.yaml`` and ``conf/sweep.yaml`` register (``hydra.callbacks``), masks
+callback that ``conf/train.yaml`` registers (``hydra.callbacks``), masks
 all three; the task itself keeps the real values.
 """
 

@@ -1,22 +1,21 @@
-"""``mcmc-train -m hparams_search=default``: the sweep of ``mcmc-sweep`` behind Hydra's
-``Sweeper`` interface (``hydra/sweeper=mcmc_optuna``; the class Hydra loads is
+"""The sweep: ``mcmc-train -m hparams_search=default`` (or its shorthand ``mcmc-sweep``), Hydra's
+multirun with our sweeper (``hydra/sweeper=mcmc_optuna``; the class Hydra loads is
 ``hydra_plugins.mcmc_optuna_sweeper.sweeper.McmcOptunaSweeper``, which calls :func:`run_sweep`).
 
-The sweeper maps its settings (:mod:`sweeps.sweeper_config`) onto a ``mcmc-sweep`` config --
-the training config Hydra composed for a job, ``search`` read from ``hydra.sweeper.params``
-(:mod:`sweeps.search_syntax`), ``study`` -- and runs it through the same code as ``mcmc-sweep``:
-:func:`sweeps.sweep.prepare` and :func:`sweeps.preflight.check_sweep` before any work, then
-the dry run, the report or :func:`sweeps.launcher.launch`. The same settings give the same
-config, so the same study name and storage: either command resumes the other's study. Error
-lines name the keys as written here (``hydra.sweeper.n_jobs``, not ``study.workers``).
+The sweeper reads its settings (:class:`~sweeps.sweeper_config.McmcOptunaSweeperConf`) and the
+search space (``hydra.sweeper.params``, :mod:`sweeps.search_syntax`), checks them with the
+training config Hydra composed for a job (:func:`prepare`: every entry at its bounds, each
+group choice) and the services (:func:`sweeps.preflight.check_sweep`) before any work, then dry
+runs, reports or runs the study (:func:`sweeps.launcher.launch`). Error lines name the keys as
+the user writes them (``hydra.sweeper.n_jobs``, ``hydra.sweeper.params.sampler.temperature``).
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Mapping
-from dataclasses import fields
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,91 +25,119 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from mcmc_core._validation import ConfigError, violation
-from sweeps.search_syntax import PARAMS, SearchSyntax, parse_space
-from sweeps.study_config import SAMPLERS, SAMPLER_CLASSES, StudyConfig
-from sweeps.sweeper_config import RENAMED
+from mcmc_core.config import TrainConfig
+from mcmc_core.data import DatasetNotFoundError, load_dataset
+from mcmc_core.secrets import mask_url
+from sweeps.config import ParamSpec, Sweep
+from sweeps.population import population_errors
+from sweeps.search_syntax import SearchSyntax, parse_space
+from sweeps.space import SearchSpace
+from sweeps.stores import sqlite_path
+from sweeps.sweeper_config import PARAMS, SWEEPER, McmcOptunaSweeperConf
 from sweeps.train import fail
 
-__all__ = ["SAMPLER_TARGETS", "relabel", "run_sweep", "study_settings", "sweep_config"]
-
-#: hydra-optuna-sweeper's ``sampler._target_`` values and our sampler names.
-SAMPLER_TARGETS = {f"optuna.samplers.{cls}": name for name, cls in SAMPLER_CLASSES.items()}
-_SETTING = {field: setting for setting, field in RENAMED.items()}  # study field -> setting
+__all__ = ["dry_run", "prepare", "report", "run_sweep"]
 
 
-def _setting(field: str) -> str:
-    """The ``hydra.sweeper`` key of the study field ``field`` (``workers`` -> ``n_jobs``)."""
-    return f"hydra.sweeper.{_SETTING.get(field, field)}"
-
-
-def _sampler(value: Any, errors: list[str]) -> tuple[str, int | None]:
-    """Our sampler name (and a seed) from ``sampler``: a name, or hydra-optuna-sweeper's
-    ``{_target_: optuna.samplers.TPESampler, seed: N}``."""
-    if isinstance(value, Mapping):
-        name = SAMPLER_TARGETS.get(value.get("_target_"))
-        if name is not None and set(value) <= {"_target_", "seed"}:
-            return name, value.get("seed")
-    elif isinstance(value, str):
-        return value, None
-    classes = "|".join(SAMPLER_CLASSES.values())
-    errors.append(violation("hydra.sweeper.sampler", value, f"one of {', '.join(SAMPLERS)}, or "
-                            f"{{_target_: optuna.samplers.<{classes}>, seed: N}} (no other "
-                            "arguments)"))
-    return "tpe", None
-
-
-def study_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``study`` config (:class:`~sweeps.config.StudyConfig` fields) the ``hydra.sweeper``
-    ``settings`` (plain values) set.
+def prepare(train: DictConfig, space: SearchSyntax, settings: McmcOptunaSweeperConf,
+            compose: Callable[[list[str]], DictConfig]) -> Sweep:
+    """Check the composed training config ``train``, the search ``space`` at its bounds and
+    each group choice, and whether its trials can run as populations
+    (``hydra.sweeper.population`` > 1). ``compose(["model=cnn"])`` composes the config with
+    extra overrides.
 
     Raises:
-        ConfigError: one line per bad value (named ``study.<field>``: see :func:`relabel`),
-            and per setting that has no meaning here (a list of directions, another sampler
-            form, hydra-optuna-sweeper's ``max_failure_rate`` and ``custom_search_space``).
+        ConfigError: one line per violation, before any work starts.
     """
-    errors: list[str] = []
-    study = {f.name: settings[_SETTING.get(f.name, f.name)] for f in fields(StudyConfig)}
-    if not isinstance(study["direction"], str):
-        errors.append(violation("hydra.sweeper.direction", study["direction"],
-                                "maximize or minimize (one objective: hydra.sweeper.metric)"))
-        study["direction"] = StudyConfig.direction
-    study["sampler"], seed = _sampler(settings["sampler"], errors)
-    if seed is not None:
-        study["seed"] = seed
-    if settings.get("max_failure_rate") not in (None, 0, 0.0):
-        errors.append(violation("hydra.sweeper.max_failure_rate", settings["max_failure_rate"],
-                                "0.0 (failed trials are counted by hydra.sweeper.max_failures)"))
-    if settings.get("custom_search_space"):
-        errors.append(violation("hydra.sweeper.custom_search_space",
-                                settings["custom_search_space"],
-                                f"null (write the search space in {PARAMS})"))
-    errors += StudyConfig(**study).errors()
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), train)
+    except OmegaConfBaseException as err:
+        raise ConfigError([f"{err.full_key}: {str(err).splitlines()[0]}"]) from None
+    typed: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    errors = typed.errors()
+    base: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore
+    search: dict[str, ParamSpec] = {name: OmegaConf.to_object(OmegaConf.merge(  # type: ignore
+        OmegaConf.structured(ParamSpec), spec)) for name, spec in space.specs.items()}
+    group_options: dict[str, dict] = {}
+    if not errors:
+        try:
+            group_options = SearchSpace.compose_group_options(search, compose)
+        except (HydraException, OmegaConfBaseException) as err:
+            errors.append(violation(PARAMS, {k: v.choices for k, v in search.items()
+                                             if v.type == "categorical"},
+                                    f"choices that exist in conf/ ({str(err).splitlines()[0]})"))
+    checked = SearchSpace(search, group_options, space.labels)
+    if not errors:
+        errors += checked.key_errors(base)
+    if not errors:
+        for label, values in checked.bounds():
+            try:
+                trial_cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig),
+                                            checked.apply(OmegaConf.create(base), values))
+                trial: TrainConfig = OmegaConf.to_object(trial_cfg)  # type: ignore[assignment]
+                errors += [f"{label} gives {line}" for line in trial.errors()]
+            except (OmegaConfBaseException, ValueError, KeyError) as err:
+                errors.append(f"{label}: {str(err).splitlines()[0]}")
+    if not errors and settings.population > 1:
+        errors += population_errors(typed, search, settings.population)
     if errors:
         raise ConfigError(errors)
-    return study
+    return Sweep(typed, base, search, settings, group_options, space.labels)
 
 
-def relabel(lines: list[str], labels: Mapping[str, str]) -> list[str]:
-    """Error lines of :func:`sweeps.sweep.prepare` with ``mcmc-sweep``'s keys replaced by the
-    ones written here: ``search.<name>`` by its ``labels`` entry, ``study.<field>`` by its
-    ``hydra.sweeper`` setting."""
-    names = {"search=": f"{PARAMS}=", **{f"search.{n}": label for n, label in labels.items()},
-             **{f"study.{f.name}": _setting(f.name) for f in fields(StudyConfig)}}
-    pattern = re.compile(r"(?<![\w.])(" + "|".join(
-        re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")(?!\w)")
-    return [pattern.sub(lambda m: names[m.group(1)], line) for line in lines]
+def dry_run(sweep: Sweep) -> None:
+    """Print the resolved search space, the settings, storage and folders; load the dataset."""
+    from sweeps.launcher import plan
+
+    p, s = plan(sweep), sweep.settings
+    print(f"study:    {p.name}")
+    print(f"storage:  {mask_url(p.storage_url)}")
+    print(f"output:   {p.output_dir} (checkpoints/, report/)")
+    print(f"tracking: {mask_url(p.tracking_uri) or 'off'} (experiment {p.name})")
+    together = f", up to {s.population} trials each as one population" if s.population > 1 else ""
+    print(f"workers:  {s.n_jobs} on {', '.join(p.devices)}, {p.threads} threads each{together}")
+    shown = {k: v for k, v in dataclasses.asdict(s).items() if not k.startswith("_") and k not in
+             ("params", "study_name", "output_dir", "storage", "dry_run", "report",
+              "max_failure_rate", "custom_search_space")}
+    print("settings: " + json.dumps(shown))
+    print("search space:")
+    for name, spec in sweep.search.items():
+        details = {k: v for k, v in dataclasses.asdict(spec).items()
+                   if v is not None and k != "key"}
+        print(f"  {name:<14} {spec.key:<24} {json.dumps(details)}")
+    data = load_dataset(sweep.train.dataset)
+    print(f"dataset:  {data.name}: train {len(data.train.targets)}, val {len(data.val.targets)}, "
+          f"test {len(data.test.targets)}, input {tuple(data.input_shape)}, "
+          f"{data.n_classes} classes: loads")
 
 
-def sweep_config(base: DictConfig, space: SearchSyntax, settings: Mapping[str, Any]
-                 ) -> DictConfig:
-    """The ``mcmc-sweep`` config of this sweep: the composed training config ``base`` (its
-    ``hydra`` node left out), the search space and the study settings."""
-    train = copy.deepcopy(base)
-    with read_write(train), open_dict(train):
-        train.pop("hydra", None)
-    return OmegaConf.create({**OmegaConf.to_container(train, resolve=True),  # type: ignore
-                             "search": space.specs, "study": study_settings(settings),
-                             "dry_run": settings["dry_run"], "report": settings["report"]})
+def report(sweep: Sweep) -> int:
+    """Write the report of an existing study; no trial runs."""
+    import optuna
+
+    from sweeps.best import format_reproduce
+    from sweeps.launcher import ATTR_PARENT_RUN, plan
+    from sweeps.report import format_best, write_report
+
+    p = plan(sweep)
+    missing = [f"{SWEEPER}.study_name={p.name!r} is not in storage {mask_url(p.storage_url)}: "
+               f"run the same command without {SWEEPER}.report=true first"]
+    path = sqlite_path(p.storage_url)
+    if path is not None and not path.exists():  # opening it would create an empty storage
+        fail(missing)
+    try:
+        study = optuna.load_study(study_name=p.name, storage=p.storage_url)
+    except KeyError:
+        fail(missing)
+    summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
+                           parent_run_id=study.user_attrs.get(ATTR_PARENT_RUN))
+    print(f"study {p.name!r}: {summary['complete']} complete, {summary['pruned']} pruned, "
+          f"{summary['failed']} failed")
+    print(format_best(summary, sweep.settings.metric))
+    if reproduce := format_reproduce(summary):
+        print(reproduce)
+    print(f"report: {p.output_dir / 'report'} ({', '.join(summary['files'])})")
+    return 0
 
 
 def _is_sweep(parser: OverridesParser, arg: str) -> bool:
@@ -120,15 +147,14 @@ def _is_sweep(parser: OverridesParser, arg: str) -> bool:
         return False
 
 
-def _write_results(sweep: Any, resolved: dict[str, Any], folder: Path) -> None:
+def _write_results(sweep: Sweep, folder: Path) -> None:
     """hydra-optuna-sweeper's ``optimization_results.yaml`` in the sweep folder: the best
     complete trial's sampled values (by config key) and value."""
     import optuna
 
     from sweeps.launcher import plan
-    from sweeps.space import SearchSpace
 
-    p = plan(sweep, resolved)
+    p = plan(sweep)
     study = optuna.load_study(study_name=p.name, storage=p.storage_url)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials()):
         return
@@ -141,24 +167,29 @@ def _write_results(sweep: Any, resolved: dict[str, Any], folder: Path) -> None:
                    folder / "optimization_results.yaml")
 
 
-def _checked_space(settings: Mapping[str, Any], arguments: list[str]) -> SearchSyntax:
-    """The search space, once the settings and every search entry are known to be good.
+def _checked(settings: Mapping[str, Any], arguments: list[str]
+             ) -> tuple[McmcOptunaSweeperConf, SearchSyntax]:
+    """The checked settings and the search space.
 
     Raises:
         ConfigError: every bad setting and entry, one line each.
     """
     errors: list[str] = []
+    conf = McmcOptunaSweeperConf(**{k: v for k, v in settings.items() if not k.startswith("_")})
     try:
-        study_settings(settings)
+        conf = conf.checked()
     except ConfigError as err:
         errors += err.errors
     try:
-        space = parse_space(settings["params"], arguments)
+        space = parse_space(conf.params, arguments)
     except ConfigError as err:
         errors += err.errors
+    if not errors and not space.specs:
+        errors.append(violation(PARAMS, conf.params, "at least one search entry, e.g. "
+                                f"{PARAMS}.sampler.temperature='tag(log, interval(1e-5, 1e-1))'"))
     if errors:
         raise ConfigError(errors)
-    return space
+    return conf, space
 
 
 def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
@@ -173,19 +204,12 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
     from sweeps.job_folders import JobFolders
     from sweeps.launcher import launch, plan
     from sweeps.preflight import check_sweep
-    from sweeps.sweep import dry_run, prepare, report
 
-    exit_at_once_on_sigint()  # as mcmc-sweep: stores are written whole, nothing is half-made
+    exit_at_once_on_sigint()  # stores are written whole: nothing is half-made
     settings = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
                 for k, v in settings.items()}
-    labels: dict[str, str] = {}
     try:
-        space = _checked_space(settings, arguments)
-        labels = space.labels
-        if not space.specs:
-            raise ConfigError([violation(PARAMS, settings["params"], "at least one search "
-                                         f"entry, e.g. {PARAMS}.sampler.temperature="
-                                         "'tag(log, interval(1e-5, 1e-1))'")])
+        conf, space = _checked(settings, arguments)
         parser = OverridesParser.create()
         shared = [a for a in arguments if not _is_sweep(parser, a)] + space.fixed
 
@@ -193,31 +217,32 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
             return loader.load_sweep_config(config, shared + extra)
 
         try:
-            base = compose([])
+            train = copy.deepcopy(compose([]))
         except (HydraException, OmegaConfBaseException) as err:
             raise ConfigError([f"{PARAMS}: the fixed values {space.fixed} do not compose: "
                                f"{str(err).splitlines()[0]}"]) from None
-        sweep, resolved, base_config, group_options = prepare(
-            sweep_config(base, space, settings), compose=compose)
+        with read_write(train), open_dict(train):
+            train.pop("hydra", None)
+        sweep = prepare(train, space, conf, compose)
     except ConfigError as err:
-        fail(relabel(str(err).splitlines(), labels))
+        fail(str(err).splitlines())
     sweep_dir = Path(config.hydra.sweep.dir)
-    check_sweep(sweep, resolved, folders=[("hydra.sweep.dir", sweep_dir)], study_key=_setting)
-    if sweep.dry_run:
-        dry_run(sweep, resolved)
+    check_sweep(sweep, folders=[("hydra.sweep.dir", sweep_dir)])
+    if conf.dry_run:
+        dry_run(sweep)
         print(f"jobs:     {sweep_dir}/<trial number>/.hydra (overrides.yaml, config.yaml)")
         return
-    if sweep.report:
-        raise SystemExit(report(sweep, resolved, "command without hydra.sweeper.report=true"))
+    if conf.report:
+        raise SystemExit(report(sweep))
     try:
-        plan(sweep, resolved)  # devices: fail fast with a clear message
-    except ConfigError as err:
-        fail(relabel(str(err).splitlines(), labels))
+        plan(sweep)  # devices: fail fast with a clear message
+        load_dataset(sweep.train.dataset)  # likewise for missing data files
+    except (ConfigError, DatasetNotFoundError) as err:
+        fail(str(err).splitlines())
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     mask_yaml_file(sweep_dir / "multirun.yaml")
-    code = launch(sweep, resolved, base_config, group_options,
-                  jobs=JobFolders(str(sweep_dir), tuple(shared)))
-    _write_results(sweep, resolved, sweep_dir)
+    code = launch(sweep, jobs=JobFolders(str(sweep_dir), tuple(shared)))
+    _write_results(sweep, sweep_dir)
     if code:
         raise SystemExit(code)

@@ -7,6 +7,7 @@ workers never race to create their schemas.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -18,8 +19,8 @@ import optuna
 
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.secrets import mask_url
-from sweeps.config import SweepConfig
 from sweeps.best import format_reproduce
+from sweeps.config import Sweep
 from sweeps.job_folders import JobFolders
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
@@ -33,6 +34,7 @@ from sweeps.sweep_runs import (
 )
 from sweeps.tracking import tracking_uri
 from sweeps.supervisor import run_workers
+from sweeps.sweeper_config import McmcOptunaSweeperConf
 from sweeps.worker import WorkerSpec, stop_file
 
 __all__ = ["SweepPlan", "launch", "plan", "worker_devices"]
@@ -54,35 +56,37 @@ class SweepPlan:
     threads: int
 
 
-def plan(cfg: SweepConfig, resolved: dict[str, Any]) -> SweepPlan:
+def plan(sweep: Sweep) -> SweepPlan:
     """Name, folders, storage, tracking and the device of each worker."""
     import torch
 
-    name = cfg.study_name(resolved)
-    workers = cfg.study.workers
+    cfg, settings, name = sweep.train, sweep.settings, sweep.study_name()
+    workers = settings.n_jobs
     use_cuda = (cfg.device.startswith("cuda")
                 or (cfg.device == "auto" and torch.cuda.is_available()))
     gpus: list[int] | None = None  # None: every worker on the CPU
     if use_cuda:
-        gpus = cfg.study.gpus if cfg.study.gpus is not None else list(range(torch.cuda.device_count()))
+        gpus = (settings.gpus if settings.gpus is not None
+                else list(range(torch.cuda.device_count())))
         visible = torch.cuda.device_count()
         bad = [g for g in gpus if g >= visible]
         if not gpus or bad:
-            raise ConfigError([violation("study.gpus" if cfg.study.gpus else "device",
-                                         cfg.study.gpus or cfg.device,
+            raise ConfigError([violation("hydra.sweeper.gpus" if settings.gpus else "device",
+                                         settings.gpus or cfg.device,
                                          f"GPU indices below {visible} (visible CUDA GPUs)"
                                          if visible else "cpu or auto: no CUDA GPU is visible")])
     devices = worker_devices(gpus, workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
     uri = tracking_uri(cfg.tracking) if cfg.tracking.enabled else None
-    return SweepPlan(name=name, output_dir=cfg.output_dir(name), storage_url=cfg.storage_url(name),
+    return SweepPlan(name=name, output_dir=sweep.output_dir(name),
+                     storage_url=sweep.storage_url(name),
                      tracking_uri=uri, devices=devices, threads=threads)
 
 
 def worker_devices(gpus: list[int] | None, workers: int) -> list[str]:
     """Each worker's device: the CUDA GPUs ``gpus`` round robin, several workers per GPU when
-    they outnumber the GPUs (``study.workers=4 study.gpus=[0]``: four on ``cuda:0``), or the
-    CPU for every worker when ``gpus`` is None."""
+    they outnumber the GPUs (``hydra.sweeper.n_jobs=4 hydra.sweeper.gpus=[0]``: four on
+    ``cuda:0``), or the CPU for every worker when ``gpus`` is None."""
     if gpus is None:
         return ["cpu"] * workers
     return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
@@ -95,17 +99,16 @@ def study_lock(p: SweepPlan) -> Any:
     return store_lock(p.storage_url, f"parent-run:{p.name}")
 
 
-def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, Any],
-           group_options: dict[str, dict], jobs: JobFolders | None = None) -> int:
+def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
     """Run the sweep to ``n_trials`` finished trials; returns the process exit status
     (0 done, 1 ended by ``max_failures``, dead workers or an exhausted space, 130
     interrupted). With ``jobs`` (``mcmc-train -m``), each trial writes its Hydra job folder."""
-    p = plan(cfg, resolved)
+    p, settings = plan(sweep), sweep.settings
     p.output_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(p.storage_url, cfg.study,
+    storage = open_storage(p.storage_url, settings,
                            on_retry=lambda t: close_killed_run(p.tracking_uri, t))
-    study = open_study(storage, p.name, cfg.study, create=True)
+    study = open_study(storage, p.name, settings, create=True)
     parent_run_id = None
     if p.tracking_uri:
         ensure_mlflow_store(p.tracking_uri)
@@ -113,12 +116,12 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
             key = study.user_attrs.get(ATTR_SWEEP_KEY) or uuid.uuid4().hex
             study.set_user_attr(ATTR_SWEEP_KEY, key)
             parent_run_id = open_parent_run(
-                p.tracking_uri, p.name, study.user_attrs.get(ATTR_PARENT_RUN), key=key,
-                run_name=f"sweep-{p.name}", tags={"optuna.study": p.name,
-                                                  "optuna.storage": p.storage_url})
+                p.tracking_uri, p.name, key=key, run_name=f"sweep-{p.name}",
+                tags={"optuna.study": p.name, "optuna.storage": p.storage_url},
+                run_id=study.user_attrs.get(ATTR_PARENT_RUN))
             study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
             log_sweep_settings(p.tracking_uri, parent_run_id,
-                               {**resolved["study"], "name": p.name}, resolved["search"])
+                               dataclasses.replace(settings, study_name=p.name), sweep.search)
     # Trials of a previous launch whose processes died are failed and queued for a retry;
     # the MLflow runs they left RUNNING are ended.
     optuna.storages.fail_stale_trials(study)
@@ -127,41 +130,42 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
         with study_lock(p):
             close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
 
-    n_trials = cfg.study.n_trials
+    n_trials = settings.n_trials
     before = count_trials(study.get_trials(deepcopy=False))
     print(f"study {p.name!r}: {before.finished}/{n_trials} finished trials, storage "
           f"{mask_url(p.storage_url)}, output {p.output_dir}", flush=True)
     if before.finished >= n_trials:  # nothing to run: just refresh the report
-        return _finish(cfg, p, study, parent_run_id, reasons=[], interrupted=False)
-    note = pruning_note(cfg.study, before.complete)
+        return _finish(settings, p, study, parent_run_id, reasons=[], interrupted=False)
+    note = pruning_note(settings, before.complete)
     if note:
         print(note, flush=True)
     session = uuid.uuid4().hex[:12]
-    deadline = time.time() + cfg.study.timeout if cfg.study.timeout else None
-    specs = [WorkerSpec(index=i, study_name=p.name, storage_url=p.storage_url, study=cfg.study,
-                        base_config=base_config, search=dict(cfg.search),
-                        group_options=group_options, output_dir=str(p.output_dir),
+    deadline = time.time() + settings.timeout if settings.timeout else None
+    specs = [WorkerSpec(index=i, study_name=p.name, storage_url=p.storage_url,
+                        settings=settings, base_config=sweep.base, search=dict(sweep.search),
+                        group_options=sweep.group_options, output_dir=str(p.output_dir),
                         session=session, parent_run_id=parent_run_id,
                         tracking_uri=p.tracking_uri, device=p.devices[i], threads=p.threads,
                         deadline=deadline, launch_trials=len(study.get_trials(deepcopy=False)),
                         jobs=jobs)
-             for i in range(cfg.study.workers)]
-    reasons, interrupted = run_workers(specs, study, n_trials, cfg.study.metric,
-                                       stop_file(p.output_dir, session), cfg.study.max_failures)
+             for i in range(settings.n_jobs)]
+    reasons, interrupted = run_workers(specs, study, n_trials, settings.metric,
+                                       stop_file(p.output_dir, session), settings.max_failures)
     stop_file(p.output_dir, session).unlink(missing_ok=True)
     fail_dead_trials(study)  # workers killed by a second Ctrl-C leave RUNNING trials
-    return _finish(cfg, p, study, parent_run_id, reasons, interrupted)
+    return _finish(settings, p, study, parent_run_id, reasons, interrupted)
 
 
-def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: str | None,
+def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
+            parent_run_id: str | None,
             reasons: list[str], interrupted: bool) -> int:
     """Write the report, print the outcome, close the parent run; return the exit status."""
-    n_trials = cfg.study.n_trials
+    n_trials = settings.n_trials
     counts = count_trials(study.get_trials(deepcopy=False))
     with study_lock(p):  # other machines log there too
         summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
                                parent_run_id=parent_run_id)
-    print(format_best(summary, cfg.study.metric), flush=True)
+    print(format_best(summary, settings.metric), flush=True)
     if reproduce := format_reproduce(summary):
         print(reproduce, flush=True)
     print(f"report: {p.output_dir / 'report'}", flush=True)
@@ -177,11 +181,11 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
         status, code = "FAILED", 1
         print(f"stopped: {counts.finished}/{n_trials} finished; the sampler keeps proposing "
               "parameter sets that earlier trials ran: the search space has too few points "
-              "(lower study.n_trials or widen search)", flush=True)
+              "(lower hydra.sweeper.n_trials or widen hydra.sweeper.params)", flush=True)
     elif "max_failures" in reasons:
         status, code = "FAILED", 1
-        print(f"stopped: {cfg.study.max_failures} trials failed in this launch "
-              f"(study.max_failures); see the 'error' of each failed trial in trials.csv",
+        print(f"stopped: {settings.max_failures} trials failed in this launch "
+              f"(hydra.sweeper.max_failures); see the 'error' of each failed trial in trials.csv",
               flush=True)
     elif counts.finished >= n_trials:
         status, code = "FINISHED", 0

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeps.stores import store_lock
 from sweeps.sweep_runs import end_run, open_parent_run
 from sweeps.tracking import mlflow_client, tracking_uri
 
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     from mcmc_core.config import TrackingConfig
 
 __all__ = ["TAG_FAILED", "TAG_MULTIRUN_DIR", "Parent", "close_parent", "job_run_name",
-           "open_parent", "swept_keys"]
+           "job_parent", "swept_keys"]
 
 #: Tags of a multirun's parent run: its folder, and that one of its jobs failed.
 TAG_MULTIRUN_DIR = "mcmc_sweeps.multirun_dir"
@@ -87,20 +86,20 @@ def job_run_name(hc: DictConfig, args: list[str]) -> str:
     return ",".join(lines) or hc.job.override_dirname or f"job {hc.job.num}"
 
 
-def open_parent(tracking: TrackingConfig, args: list[str] | None = None) -> Parent | None:
-    """In a job of a multirun: the multirun's parent run (found by its folder or created, under
-    the tracking store's lock), RUNNING, and the job's tracking settings. None outside one."""
+def job_parent(tracking: TrackingConfig, args: list[str] | None = None) -> Parent | None:
+    """In a job of a multirun: the multirun's parent run (keyed by its folder; found or created
+    by :func:`sweeps.sweep_runs.open_parent_run`, the opener of a sweep's parent run too),
+    RUNNING, and the job's tracking settings. None outside one."""
     hc = _hydra_job()
     if hc is None:
         return None
     args = sys.argv[1:] if args is None else args
     folder = Path(hc.sweep.dir).resolve()
     uri = tracking_uri(tracking)
-    with store_lock(uri, f"multirun:{folder}"):
-        run_id = open_parent_run(uri, tracking.experiment, None, key=f"multirun:{folder}",
-                                 run_name=f"multirun {folder.name}",
-                                 tags={TAG_MULTIRUN_DIR: str(folder),
-                                       "mcmc_sweeps.command": " ".join(["mcmc-train", *args])})
+    run_id = open_parent_run(uri, tracking.experiment, key=f"multirun:{folder}",
+                             run_name=f"multirun {folder.name}",
+                             tags={TAG_MULTIRUN_DIR: str(folder),
+                                   "mcmc_sweeps.command": " ".join(["mcmc-train", *args])})
     name = tracking.run_name or job_run_name(hc, args)
     return Parent(uri, run_id, dataclasses.replace(tracking, run_name=name))
 

@@ -16,6 +16,7 @@ from mcmc_core._validation import check, violation
 from mcmc_core.config import TrainConfig
 from mcmc_core.trainers import population_errors as trainer_errors
 from sweeps.config import ParamSpec
+from sweeps.sweeper_config import PARAMS, SWEEPER
 
 __all__ = ["CHAIN_KEYS", "is_chain_key", "population_errors", "shared_part"]
 
@@ -34,12 +35,12 @@ def is_chain_key(key: str) -> bool:
 def population_errors(cfg: TrainConfig, search: dict[str, ParamSpec], size: int) -> list[str]:
     """Why the trials of ``cfg`` and ``search`` cannot run in populations of ``size``: one line
     per violation (empty when they can)."""
-    when = f"with study.population={size}"
+    when = f"with {SWEEPER}.population={size}"
     errors = trainer_errors(cfg, when)
     if size == 1:
         return errors
     for name, spec in search.items():
-        check(errors, is_chain_key(spec.key), f"search.{name}.key", spec.key,
+        check(errors, is_chain_key(spec.key), f"{PARAMS}.{spec.key}.key", spec.key,
               f"one of {', '.join(CHAIN_KEYS)} (or a key under one) {when} (the values a "
               "chain has of its own)")
     if cfg.sampler.energy_samples is not None and any(s.key == "seed" for s in search.values()):

@@ -1,15 +1,15 @@
 """The start-up check of a run (:class:`Preflight`), before anything is created.
 
-``mcmc-sweep`` and ``mcmc-train`` run :class:`Preflight` as a Hydra callback (``hydra.callbacks``
-in ``conf/sweep.yaml`` and ``conf/train.yaml``): it validates the composed config and checks the
+``mcmc-train`` runs :class:`Preflight` as a Hydra callback (``hydra.callbacks`` in
+``conf/train.yaml``): it validates the composed config and checks the
 device, the output and checkpoint folders, the Optuna storage and the MLflow tracking store
 (:func:`check_services`; each service's check is in :mod:`sweeps.service_checks`), within
 seconds, before Hydra makes its run folder and before any storage, store, MLflow run or worker
 exists; a problem is one line on stderr, ``error: <key>=<value>: <what is wrong>; <what to
 do>``, exit status 1 (a service) or 2 (a config value).
-A sweep of ``mcmc-train -m hparams_search=...`` gets the same checks from its sweeper
-(:func:`check_sweep`, called by :mod:`sweeps.hydra_sweeper`): Hydra calls no ``on_run_start``
-in a multirun.
+A sweep (``mcmc-train -m hparams_search=...``, or ``mcmc-sweep``) gets the same checks from its
+sweeper (:func:`check_sweep`, called by :mod:`sweeps.hydra_sweeper`): Hydra calls no
+``on_run_start`` in a multirun.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import copy
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -32,6 +32,9 @@ from sweeps.service_checks import (
     check_tracking,
 )
 
+if TYPE_CHECKING:
+    from sweeps.config import Sweep
+
 __all__ = ["MLFLOW_HTTP_ENV", "Preflight", "check_services", "check_sweep",
            "mlflow_http_defaults"]
 
@@ -42,14 +45,7 @@ MLFLOW_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
 
 
 class Preflight(Callback):
-    """The Hydra callback that checks a run before Hydra creates anything (``on_run_start``).
-
-    Args:
-        app: ``sweep`` (``mcmc-sweep``) or ``train`` (``mcmc-train``).
-    """
-
-    def __init__(self, app: str) -> None:
-        self.app = app
+    """The Hydra callback that checks a run before Hydra creates anything (``on_run_start``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -59,41 +55,27 @@ class Preflight(Callback):
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
         try:
-            (_sweep_checks if self.app == "sweep" else _train_checks)(cfg)
+            _train_checks(cfg)
         except OmegaConfBaseException:  # the task reports it, as without this callback
             return
 
 
-def _sweep_checks(cfg: DictConfig) -> None:
-    """The sweep's own validation (as in its task), then its services and its dataset."""
-    from mcmc_core._validation import ConfigError
-    from sweeps.sweep import prepare
-    from sweeps.train import fail
-
-    try:
-        sweep, resolved, _, _ = prepare(cfg)
-    except ConfigError as err:
-        fail(str(err).splitlines())
-    check_sweep(sweep, resolved)
-
-
-def check_sweep(sweep: Any, resolved: dict[str, Any], folders: Iterable[tuple[str, Any]] = (),
-                study_key: Callable[[str], str] = "study.{}".format) -> None:
-    """The services of the validated sweep ``sweep`` (a :class:`~sweeps.config.SweepConfig`
-    and its ``resolved`` form), its output folder and ``folders``, then its dataset (unless it
-    only reports); exits with the problem's line (see :func:`check_services`)."""
+def check_sweep(sweep: Sweep, folders: Iterable[tuple[str, Any]] = ()) -> None:
+    """The services of the checked ``sweep``, its output folder and ``folders``, then its
+    dataset (unless it only reports); exits with the problem's line (see
+    :func:`check_services`)."""
     from mcmc_core.data import DatasetNotFoundError, load_dataset
     from sweeps.tracking import tracking_uri
     from sweeps.train import fail
 
-    name = sweep.study_name(resolved)
-    check_services(device=sweep.device, gpus=sweep.study.gpus,
-                   folders=[(study_key("output_dir"), sweep.output_dir(name)), *folders],
-                   storage=sweep.storage_url(name), study_key=study_key,
-                   tracking=tracking_uri(sweep.tracking) if sweep.tracking.enabled else None)
-    if not sweep.report:
+    name, train = sweep.study_name(), sweep.train
+    check_services(device=train.device, gpus=sweep.settings.gpus,
+                   folders=[("hydra.sweeper.output_dir", sweep.output_dir(name)), *folders],
+                   storage=sweep.storage_url(name),
+                   tracking=tracking_uri(train.tracking) if train.tracking.enabled else None)
+    if not sweep.settings.report:
         try:
-            load_dataset(sweep.dataset)
+            load_dataset(train.dataset)
         except DatasetNotFoundError as err:
             fail(str(err).splitlines())
 
@@ -125,28 +107,25 @@ def mlflow_http_defaults() -> None:
 
 def check_services(*, device: str | None = None, gpus: list[int] | None = None,
                    folders: Iterable[tuple[str, Any]] = (), storage: str | None = None,
-                   tracking: str | None = None,
-                   study_key: Callable[[str], str] = "study.{}".format) -> None:
+                   tracking: str | None = None) -> None:
     """Check each given service, config values first, then the servers; stop at the first
     problem with its one line on stderr and its exit status
     (:class:`~sweeps.service_checks.Problem`).
 
     Args:
         device: the ``device`` setting.
-        gpus: the GPU indices of a sweep's workers (``study.gpus``).
+        gpus: the GPU indices of a sweep's workers (``hydra.sweeper.gpus``).
         folders: ``(key, path)`` of each folder the run writes to.
-        storage: the Optuna storage URL (``study.storage``).
+        storage: the Optuna storage URL (``hydra.sweeper.storage``).
         tracking: the MLflow tracking URI (``tracking.uri``), None when tracking is off.
-        study_key: the key the error line names for a study setting (``gpus`` ->
-            ``study.gpus``).
     """
     mlflow_http_defaults()
     checks: list[Callable[[], None]] = []
     if device is not None:
-        checks.append(lambda: check_device(device, gpus=gpus, gpus_key=study_key("gpus")))
+        checks.append(lambda: check_device(device, gpus=gpus, gpus_key="hydra.sweeper.gpus"))
     checks += [lambda k=k, p=p: check_folder(p, k) for k, p in folders]
     if storage is not None:
-        checks.append(lambda: check_database(storage, study_key("storage")))
+        checks.append(lambda: check_database(storage, "hydra.sweeper.storage"))
     if tracking is not None:
         checks.append(lambda: check_tracking(tracking, "tracking.uri"))
     try:

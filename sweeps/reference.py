@@ -2,8 +2,8 @@
 
     python -m sweeps.reference > docs/config.md
 
-Every key of ``mcmc-train`` and ``mcmc-sweep``: its meaning (the ``Args:`` entry of its
-dataclass's docstring), its default (the config the command composes with no overrides) and
+Every key of ``mcmc-train`` and of its sweep (``hydra.sweeper``): its meaning (the ``Args:`` entry
+of its dataclass's docstring), its default (the config the command composes with no overrides) and
 the values allowed (its type, and what the schema's own ``errors()`` checks say when it is given
 values out of range: the same words as the error lines). ``tests/cli/test_config_reference.py``
 checks that the committed file is what this prints.
@@ -20,9 +20,9 @@ from importlib import resources
 from typing import Any
 
 from mcmc_core.config import TrainConfig
-from sweeps.config import SweepConfig
+from sweeps.config import ParamSpec
 from sweeps.helptext import config_groups
-from sweeps.study_config import SAMPLER_CLASSES
+from sweeps.sweeper_config import PARAMS, SAMPLER_CLASSES, SWEEPER, McmcOptunaSweeperConf
 
 __all__ = ["allowed_values", "field_docs", "render"]
 
@@ -30,13 +30,12 @@ __all__ = ["allowed_values", "field_docs", "render"]
 PROBES: dict[Any, list[Any]] = {int: [-1, 0, 10**9], float: [-1.0, 0.0, 1.5, 1e9],
                                 str: ["\x00"], list: [[], [-1], [1, 1, 1, 1]]}
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-#: What the ``hydra.sweeper`` settings that are no study setting (or more than one) allow.
+#: What the ``hydra.sweeper`` settings allow beyond what their checks say.
 _SWEEPER_ALLOWED = {"sampler": ", or {_target_: optuna.samplers.<"
                                + "|".join(SAMPLER_CLASSES.values()) + ">, seed: N}",
-                    "params": "the forms in *meaning*", "max_failure_rate": "0.0",
-                    "custom_search_space": "null"}
-#: Name of the placeholder search entry in the keys ``search.<name>.*``.
-ENTRY = "<name>"
+                    "params": "the forms in *meaning*"}
+#: The placeholder of a search entry's key in ``hydra.sweeper.params.<key>.*``.
+ENTRY = f"{PARAMS}.<key>"
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -88,10 +87,12 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return (list if typing.get_origin(tp) is list else tp), optional
 
 
-def allowed_values(root: Any, path: list[str], tp: Any) -> str:
-    """What the key ``path`` of the config object ``root`` (a :class:`TrainConfig` or
-    :class:`SweepConfig`, valid as it is) accepts: its type, then every distinct
-    ``expected ...`` its ``errors()`` report for the :data:`PROBES` of that type."""
+def allowed_values(root: Any, path: list[str], tp: Any, prefix: str | None = None) -> str:
+    """What the key ``path`` of the config object ``root`` (a :class:`TrainConfig`,
+    :class:`~sweeps.sweeper_config.McmcOptunaSweeperConf` or :class:`ParamSpec`, valid as it
+    is) accepts: its type, then every distinct ``expected ...`` its ``errors()`` report for
+    the :data:`PROBES` of that type (``errors(prefix)`` where its lines name the key
+    ``<prefix>.<field>``)."""
     base, optional = _base_type(tp)
     words = _WORDS.get(base, "a list" if base is list else getattr(base, "__name__", str(base)))
     found: list[str] = []
@@ -102,13 +103,13 @@ def allowed_values(root: Any, path: list[str], tp: Any) -> str:
             node = node[part] if isinstance(node, dict) else getattr(node, part)
         setattr(node, path[-1], probe)
         try:
-            errors = config.errors()
+            errors = config.errors(prefix) if isinstance(config, ParamSpec) else config.errors()
         except (TypeError, ValueError, AttributeError):  # a value the checks cannot compare
             continue
         for line in errors:
             name = line.split("=", 1)[0]
             parent, _, last = name.rpartition(".")
-            if parent == ".".join(path[:-1]) and path[-1] in last.split("/"):
+            if (parent == ".".join(path[:-1]) or parent == prefix) and path[-1] in last.split("/"):
                 text = line.split(" is not allowed: expected ", 1)[1]
                 if text not in found:
                     found.append(text)
@@ -119,26 +120,27 @@ def allowed_values(root: Any, path: list[str], tp: Any) -> str:
     return "; ".join([words, *found])
 
 
-def _typed(app: str) -> tuple[Any, dict[str, Any], dict[str, str]]:
-    """The typed config ``mcmc-<app>`` composes with no overrides, as a plain dict, and its
-    group choices."""
+def _typed(overrides: list[str]) -> tuple[Any, dict[str, Any], dict[str, str], Any]:
+    """The typed config ``mcmc-train`` composes with ``overrides``, as a plain dict, its group
+    choices and its ``hydra.sweeper`` node."""
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf, open_dict
 
-    from sweeps.config import register_sweep_configs, typed_config
+    from mcmc_core.config import register_configs
     from sweeps.helptext import register_resolver
 
-    register_sweep_configs()
+    register_configs()
     register_resolver()
     with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name=app, return_hydra_config=True)
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items()
-               if not k.startswith("hydra") and k in config_groups(app)}
+               if not k.startswith("hydra") and k in config_groups()}
+    sweeper = cfg.hydra.sweeper
     with open_dict(cfg):
         del cfg["hydra"]
-    cfg = typed_config(cfg) if app == "sweep" else OmegaConf.merge(
-        OmegaConf.structured(TrainConfig), cfg)
-    return OmegaConf.to_object(cfg), OmegaConf.to_container(cfg, resolve=True), choices
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
+    return (OmegaConf.to_object(cfg), OmegaConf.to_container(cfg, resolve=True), choices,
+            sweeper)
 
 
 def _rows(root: Any, cls: type, path: list[str], defaults: dict[str, Any],
@@ -154,7 +156,7 @@ def _rows(root: Any, cls: type, path: list[str], defaults: dict[str, Any],
             missing.append(key)
         default = f"`{_value(defaults.get(f.name))}`"
         if other is not None and f.name in other and other[f.name] != defaults.get(f.name):
-            default += f" (mcmc-sweep: `{_value(other[f.name])}`)"
+            default += f" (sweep: `{_value(other[f.name])}`)"
         rows.append(f"| `{key}` | {default} "
                     f"| {_markdown(allowed_values(root, [*path, f.name], tp))} "
                     f"| {_markdown(docs.get(f.name, ''))} |")
@@ -167,8 +169,8 @@ def _table(title: str, summary: str, rows: list[str]) -> list[str]:
 
 
 def _all_groups() -> dict[str, list[str]]:
-    """The groups of both commands."""
-    return dict(sorted({**config_groups("train"), **config_groups("sweep")}.items()))
+    """Every config group and its options."""
+    return config_groups()
 
 
 def _option_notes(group: str) -> list[str]:
@@ -191,8 +193,8 @@ def render() -> str:
     Raises:
         ValueError: a schema field has no ``Args:`` entry (document it in its dataclass).
     """
-    train, train_defaults, train_choices = _typed("train")
-    sweep, sweep_defaults, sweep_choices = _typed("sweep")
+    train, train_defaults, train_choices, _ = _typed([])
+    _, sweep_defaults, sweep_choices, sweeper = _typed(["hparams_search=default"])
     missing: list[str] = []
     out = ["# Configuration reference", "",
            "Generated from the typed schema (`mcmc_core/config.py`, `mcmc_core/*/_config.py`, "
@@ -200,12 +202,13 @@ def render() -> str:
            "`tests/cli/test_config_reference.py` fails when this file is out of date.", "",
            "Every key is a command-line override (`mcmc-train sampler.flip_ratio=0.01`). "
            "*default* is what `mcmc-train` composes with no overrides (the default option of "
-           "each group), with `mcmc-sweep`'s where it differs; *allowed* is the type and what "
+           "each group), with the default sweep's (`mcmc-train -m hparams_search=default`, or "
+           "`mcmc-sweep`) where it differs; *allowed* is the type and what "
            "the checks run before any work accept (a value outside it is refused with one "
            "`error:` line). A group option (`schedule=step`) sets several keys at once: the "
            "files in `conf/`.", "",
            "## Config groups", "",
-           "| group | options | default (`mcmc-train`) | default (`mcmc-sweep`) |",
+           "| group | options | default (`mcmc-train`) | default (sweep) |",
            "|---|---|---|---|"]
     for group, options in _all_groups().items():
         out.append(f"| `{group}` | {', '.join(options)} | `{train_choices.get(group, '-')}` | "
@@ -222,66 +225,53 @@ def render() -> str:
             out += _table(f"`{f.name}`", _markdown(inspect.getdoc(cls).splitlines()[0]),
                           _rows(train, cls, [f.name], train_defaults[f.name],
                                 sweep_defaults[f.name], missing))
-    out += _table("`mcmc-sweep` only: top level",
-                  _markdown(inspect.getdoc(SweepConfig).splitlines()[0]),
-                  [row for row in _rows(sweep, SweepConfig, [], sweep_defaults, None, missing)
-                   if row.split("`")[1] not in TrainConfig.__dataclass_fields__])
-    study_cls = typing.get_type_hints(SweepConfig)["study"]
-    out += _table("`study` (`mcmc-sweep`)", _markdown(inspect.getdoc(study_cls).splitlines()[0]),
-                  _rows(sweep, study_cls, ["study"], sweep_defaults["study"], None, missing))
-    spec_cls = typing.get_args(typing.get_type_hints(SweepConfig)["search"])[1]
-    name, entry = next(iter(sweep_defaults["search"].items()))
-    out += _table(f"`search.{ENTRY}` (`mcmc-sweep`)",
-                  _markdown(inspect.getdoc(spec_cls).splitlines()[0]) + f" The defaults are "
-                  f"those of the default search space's first entry, `search.{name}` "
-                  f"(`conf/search/`).",
-                  _rows(_with_entry(sweep, name), spec_cls, ["search", ENTRY], entry, None,
-                        missing))
-    out += _sweeper_table(sweep, missing)
+    out += _sweeper_table(sweeper, missing)
+    out += _entry_table(sweeper, missing)
     if missing:
         raise ValueError("no Args: entry for " + ", ".join(missing))
     return "\n".join(out).rstrip() + "\n"
 
 
-def _sweeper_table(sweep: SweepConfig, missing: list[str]) -> list[str]:
+def _sweeper_table(defaults: Any, missing: list[str]) -> list[str]:
     """The settings of ``hydra/sweeper=mcmc_optuna``, with the defaults of
-    ``hparams_search=default``; a study setting's allowed values are its ``study`` key's."""
-    from hydra import compose, initialize_config_module
-
-    from sweeps.config import StudyConfig
-    from sweeps.sweeper_config import RENAMED, McmcOptunaSweeperConf
-
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["hparams_search=default"],
-                      return_hydra_config=True)
-    defaults = cfg.hydra.sweeper
+    ``hparams_search=default``."""
     docs, rows = field_docs(McmcOptunaSweeperConf), []
     hints = typing.get_type_hints(McmcOptunaSweeperConf)
     for f in dataclasses.fields(McmcOptunaSweeperConf):
         if f.name.startswith("_"):
             continue
         if f.name not in docs:
-            missing.append(f"hydra.sweeper.{f.name}")
-        study = RENAMED.get(f.name, f.name)
-        if study in StudyConfig.__dataclass_fields__:
-            tp = hints[f.name] if hints[f.name] is not Any else str
-            allowed = (allowed_values(sweep, ["study", study], tp)
-                       + _SWEEPER_ALLOWED.get(f.name, ""))
-        else:
-            allowed = _SWEEPER_ALLOWED.get(f.name) or _WORDS[hints[f.name]]
+            missing.append(f"{SWEEPER}.{f.name}")
+        tp = hints[f.name] if hints[f.name] is not Any else str
+        allowed = (_SWEEPER_ALLOWED["params"] if f.name == "params" else
+                   allowed_values(McmcOptunaSweeperConf(), [f.name], tp, prefix=SWEEPER)
+                   + _SWEEPER_ALLOWED.get(f.name, ""))
         default = "the digits search" if f.name == "params" else _value(defaults[f.name])
-        rows.append(f"| `hydra.sweeper.{f.name}` | `{default}` | {_markdown(allowed)} "
+        rows.append(f"| `{SWEEPER}.{f.name}` | `{default}` | {_markdown(allowed)} "
                     f"| {_markdown(docs.get(f.name, ''))} |")
     summary = " ".join(inspect.getdoc(McmcOptunaSweeperConf).split("\n\n")[0].split())
-    return _table("`hydra.sweeper` (`mcmc-train -m hparams_search=default`)",
+    return _table(f"`{SWEEPER}` (`mcmc-train -m hparams_search=default`, or `mcmc-sweep`)",
                   _markdown(summary) + " Defaults: `conf/hparams_search/default.yaml`.", rows)
 
 
-def _with_entry(sweep: SweepConfig, name: str) -> SweepConfig:
-    """``sweep`` whose search space is its entry ``name``, under the placeholder name."""
-    sweep = copy.deepcopy(sweep)
-    sweep.search = {ENTRY: sweep.search[name]}
-    return sweep
+def _entry_table(defaults: Any, missing: list[str]) -> list[str]:
+    """The fields of a search entry written as a dict, ``hydra.sweeper.params.<key>: {type:
+    ..., low: ...}``, with the default search space's first entry as the example."""
+    from sweeps.search_syntax import parse_space
+
+    spec = ParamSpec(**next(iter(parse_space(defaults.params, []).specs.values())))
+    docs, rows = field_docs(ParamSpec), []
+    for f in dataclasses.fields(ParamSpec):
+        if f.name not in docs:
+            missing.append(f"{ENTRY}.{f.name}")
+        tp = typing.get_type_hints(ParamSpec)[f.name]
+        rows.append(f"| `{ENTRY}.{f.name}` | `{_value(getattr(spec, f.name))}` "
+                    f"| {_markdown(allowed_values(spec, [f.name], tp, prefix=ENTRY))} "
+                    f"| {_markdown(docs.get(f.name, ''))} |")
+    return _table(f"`{ENTRY}` (an entry written as a dict)",
+                  _markdown(inspect.getdoc(ParamSpec).splitlines()[0]) + f" The defaults are "
+                  f"those of the default search space's first entry, `{PARAMS}.{spec.key}`.",
+                  rows)
 
 
 if __name__ == "__main__":

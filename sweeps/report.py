@@ -15,6 +15,7 @@ from mcmc_core.secrets import mask_text
 from sweeps.best import BEST_FOLDER, write_best
 from sweeps.report_plots import write_plots
 from sweeps.study import count_trials
+from sweeps.sweeper_config import PARAMS
 from sweeps.trial import ATTR_CONFIG
 
 __all__ = ["write_report"]
@@ -114,11 +115,12 @@ def _log_best_on_parent(client: Any, run_id: str, summary: dict[str, Any]) -> No
 
 def _params_by_key(client: Any, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """The best trial's sampled values by config key, read from the parent run's
-    ``search.<name>`` params (``sampler.temperature float ...``); by search name otherwise."""
-    logged = client.get_run(run_id).data.params
-    keys = {name: logged[f"search.{name}"].split()[0] for name in params
-            if f"search.{name}" in logged}
-    return {keys.get(name, name): value for name, value in params.items()}
+    ``hydra.sweeper.params.<key>`` params (``sampler.temperature float ...``): an entry is
+    named by its key's last part, or by the whole key; by search name otherwise."""
+    keys = [k[len(PARAMS) + 1:] for k in client.get_run(run_id).data.params
+            if k.startswith(f"{PARAMS}.")]
+    by_name = {name: key for key in keys for name in (key, key.rsplit(".", 1)[-1])}
+    return {by_name.get(name, name): value for name, value in params.items()}
 
 
 def format_best(summary: dict[str, Any], metric: str) -> str:

@@ -9,11 +9,11 @@ Each value is parsed by Hydra's own override parser, as hydra-optuna-sweeper doe
 - ``range(start, stop[, step])``: the values Hydra's basic sweeper runs (``stop`` excluded), as
   an int (or float) with that step;
 - a plain value: fixed, an override of every trial (``trainer.epochs: 5``);
-- a dict, our ``search`` entry: ``{type: float, low: 1e-5, high: 1e-2, log: true}``, its
+- a dict, an entry of its own: ``{type: float, low: 1e-5, high: 1e-2, log: true}``, its
   ``key`` the params key unless given.
 
-An entry is named (for Optuna, MLflow and ``mcmc-sweep``'s ``search.<name>``) by the last part of
-the key it is written under (``sampler.temperature`` -> ``temperature``), or by the whole key
+An entry is named (for Optuna and MLflow) by the last part of the key it is written under
+(``sampler.temperature`` -> ``temperature``), or by the whole key
 where two would share one.
 """
 
@@ -33,12 +33,11 @@ from omegaconf.errors import OmegaConfBaseException
 from mcmc_core._validation import ConfigError, violation
 from sweeps.config import ParamSpec
 from sweeps.job_folders import override_value
+from sweeps.sweeper_config import PARAMS
 
-__all__ = ["FORMS", "PARAMS", "SearchSyntax", "parse_space", "rewrite_params_args",
+__all__ = ["FORMS", "SearchSyntax", "parse_space", "rewrite_params_args",
            "selects_sweeper"]
 
-#: Where the search space lives in the config.
-PARAMS = "hydra.sweeper.params"
 #: The forms an entry may take, for the error lines.
 FORMS = ("interval(a, b), tag(log, interval(a, b)), int(interval(a, b)), choice(a, b, ...), "
          "range(start, stop[, step]), a,b,c, a plain value, or {type: float|int|categorical, "
@@ -53,8 +52,7 @@ class SearchSyntax:
     """A search space read from ``hydra.sweeper.params`` and the command line.
 
     Args:
-        specs: search entries by name, as plain dicts of :class:`ParamSpec` fields (what a
-            ``search`` config holds).
+        specs: search entries by name, as plain dicts of :class:`ParamSpec` fields.
         labels: by entry name, the key the user wrote it under (for error lines).
         fixed: overrides of every trial (the plain values of ``params``).
     """

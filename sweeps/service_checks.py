@@ -55,7 +55,7 @@ class Problem(Exception):
     """A service or a place a run needs does not work.
 
     Args:
-        key: the config key whose value is at fault (``study.storage``).
+        key: the config key whose value is at fault (``hydra.sweeper.storage``).
         value: its value (printed with passwords masked).
         what: what is wrong.
         todo: what to do about it.
@@ -95,9 +95,9 @@ def _within(seconds: float, fn: Callable[[], Any], on_timeout: Callable[[], Prob
 
 
 def check_device(device: str, key: str = "device", gpus: list[int] | None = None,
-                 gpus_key: str = "study.gpus") -> None:
+                 gpus_key: str = "hydra.sweeper.gpus") -> None:
     """A ``cuda`` / ``cuda:N`` device needs that GPU to be visible, and so do the GPU indices
-    ``gpus`` (``study.gpus``, or ``gpus_key``) of a run on CUDA (``device=auto`` with a GPU
+    ``gpus`` (``hydra.sweeper.gpus``, or ``gpus_key``) of a run on CUDA (``device=auto`` with a GPU
     too)."""
     if device == "cpu" or (device == "auto" and gpus is None):
         return

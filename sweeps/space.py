@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mcmc_core._validation import violation
 from sweeps.config import ParamSpec
+from sweeps.sweeper_config import PARAMS
 
 __all__ = ["GROUPS", "SearchSpace"]
 
@@ -51,18 +52,23 @@ def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 class SearchSpace:
-    """Named entries of a sweep's ``search`` config.
+    """Named entries of a sweep's search space (``hydra.sweeper.params``).
 
     Args:
         specs: entries by parameter name (the name Optuna and MLflow show).
         group_options: for entries whose key is a config group, the composed group node of each
             choice (see :meth:`group_keys`).
+        labels: by entry name, the key error lines name it by (default:
+            ``hydra.sweeper.params.<its config key>``).
     """
 
     def __init__(self, specs: dict[str, ParamSpec],
-                 group_options: dict[str, dict[Any, Any]] | None = None) -> None:
+                 group_options: dict[str, dict[Any, Any]] | None = None,
+                 labels: dict[str, str] | None = None) -> None:
         self.specs = dict(specs)
         self.group_options = group_options or {}
+        self.labels = {name: f"{PARAMS}.{spec.key}" for name, spec in self.specs.items()}
+        self.labels.update(labels or {})
 
     def group_keys(self) -> dict[str, list[Any]]:
         """Entries that choose a config group: ``{name: choices}``."""
@@ -121,7 +127,7 @@ class SearchSpace:
                        else [s.low, s.high] if s.type == "float" else list(s.choices or []))
             labels = ["low", "high"] if s.type != "categorical" else ["choices"] * len(options)
             for label, value in zip(labels, options):
-                cases.append((f"search.{name}.{label}", {name: value}))
+                cases.append((f"{self.labels[name]}.{label}", {name: value}))
         return cases
 
     def key_errors(self, base: dict[str, Any]) -> list[str]:
@@ -146,7 +152,7 @@ class SearchSpace:
             where = f"a key of {parent}" if parent else "a top-level key"
             close = difflib.get_close_matches(spec.key, _dotted_keys(base), n=3)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            errors.append(violation(f"search.{name}.key", spec.key,
+            errors.append(violation(f"{self.labels[name]}.key", spec.key,
                                     f"{where}: {', '.join(keys)}{hint}"))
         return errors
 
@@ -161,7 +167,8 @@ class SearchSpace:
             if key in GROUPS:
                 options = self.group_options.get(name, {})
                 if _encode(value) not in options:
-                    raise KeyError(f"search.{name}: no composed option {value!r} for group {key}")
+                    raise KeyError(f"{self.labels[name]}: no composed option {value!r} for "
+                                   f"group {key}")
                 cfg[key] = OmegaConf.create(options[_encode(value)])
             else:
                 OmegaConf.update(cfg, key, value, merge=False)

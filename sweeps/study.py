@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.hosts import host_name, pid_alive
 from sweeps.stores import open_under_lock
-from sweeps.study_config import SAMPLER_CLASSES, StudyConfig
+from sweeps.sweeper_config import SAMPLER_CLASSES, McmcOptunaSweeperConf
 
 __all__ = [
     "Counts",
@@ -51,11 +51,12 @@ ATTEMPT_ATTRS = (ATTR_HOST, ATTR_PID, ATTR_SESSION, ATTR_ERROR, "traceback", "in
 ATTR_DUPLICATE = "duplicate_of"
 
 
-def make_sampler(cfg: StudyConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: McmcOptunaSweeperConf,
+                 seed: int | None = None) -> optuna.samplers.BaseSampler:
     """The configured Optuna sampler, seeded with ``seed`` (default: ``cfg.seed``; a worker
     passes its :func:`worker_seed`)."""
     if cfg.sampler not in SAMPLER_CLASSES:
-        raise ValueError(f"study.sampler={cfg.sampler!r} is not allowed")
+        raise ValueError(f"hydra.sweeper.sampler={cfg.sampler!r} is not allowed")
     sampler_class = getattr(optuna.samplers, SAMPLER_CLASSES[cfg.sampler])
     options = {"constant_liar": True} if cfg.sampler == "tpe" else {}  # parallel workers
     sampler: optuna.samplers.BaseSampler = sampler_class(
@@ -63,7 +64,7 @@ def make_sampler(cfg: StudyConfig, seed: int | None = None) -> optuna.samplers.B
     return sampler
 
 
-def worker_seed(cfg: StudyConfig, launch_trials: int, worker: int) -> int:
+def worker_seed(cfg: McmcOptunaSweeperConf, launch_trials: int, worker: int) -> int:
     """The sampler seed of worker ``worker`` (counting replaced workers on) of a launch that
     found ``launch_trials`` trials in the study: ``cfg.seed`` hashed with those and this host's
     name. Launches, workers and machines never share a sampler sequence -- a relaunch does not
@@ -90,7 +91,7 @@ def duplicate_of(trials: list[FrozenTrial], mine: FrozenTrial) -> int | None:
 MEDIAN_STARTUP_TRIALS = 4
 
 
-def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+def make_pruner(cfg: McmcOptunaSweeperConf) -> optuna.pruners.BasePruner:
     """The configured Optuna pruner (``none`` never prunes)."""
     if cfg.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
@@ -103,22 +104,22 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.WilcoxonPruner()
     if cfg.pruner == "none":
         return optuna.pruners.NopPruner()
-    raise ValueError(f"study.pruner={cfg.pruner!r} is not allowed")
+    raise ValueError(f"hydra.sweeper.pruner={cfg.pruner!r} is not allowed")
 
 
-def pruning_note(cfg: StudyConfig, complete: int) -> str | None:
+def pruning_note(cfg: McmcOptunaSweeperConf, complete: int) -> str | None:
     """A one-line note when populations start before the median pruner can prune: it compares
     a trial with complete trials only, so the first populations, run side by side, all end
     unpruned (None otherwise)."""
     if cfg.population < 2 or cfg.pruner != "median" or complete >= MEDIAN_STARTUP_TRIALS:
         return None
-    return (f"note: study.pruner=median compares a trial with complete trials only "
+    return (f"note: hydra.sweeper.pruner=median compares a trial with complete trials only "
             f"({MEDIAN_STARTUP_TRIALS} needed, {complete} so far), so the first populations of "
-            f"{cfg.population} run to their end unpruned; study.pruner=successive_halving "
+            f"{cfg.population} run to their end unpruned; hydra.sweeper.pruner=successive_halving "
             "compares the trials that reached the same epoch")
 
 
-def open_storage(url: str, cfg: StudyConfig,
+def open_storage(url: str, cfg: McmcOptunaSweeperConf,
                  on_retry: Callable[[FrozenTrial], None] | None = None) -> RDBStorage:
     """An RDB storage with heartbeats; a stale trial is failed and re-queued (same parameters)
     up to ``cfg.max_retries`` times, and ``on_retry`` is told about it. Its schema is created
@@ -169,7 +170,7 @@ def new_attempt(trial: FrozenTrial) -> FrozenTrial:
     return retry
 
 
-def open_study(storage: RDBStorage, name: str, cfg: StudyConfig, *, create: bool = False,
+def open_study(storage: RDBStorage, name: str, cfg: McmcOptunaSweeperConf, *, create: bool = False,
                seed: int | None = None) -> optuna.Study:
     """Create (``create=True``, the parent) or load (a worker) the study; its sampler is seeded
     with ``seed`` (default: ``cfg.seed``)."""

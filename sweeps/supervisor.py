@@ -60,7 +60,7 @@ class _Pool:
                 cause = str(err).splitlines()[0] if str(err) else type(err).__name__
                 if deaths > self.max_deaths:
                     print(f"error: worker {slot} died ({cause}); {deaths} deaths in this launch "
-                          f"(study.max_failures={self.max_deaths}): stopping", flush=True)
+                          f"(hydra.sweeper.max_failures={self.max_deaths}): stopping", flush=True)
                     self.results.append("worker_error")
                     self.stop.touch()
                     return

@@ -4,79 +4,92 @@ processes left RUNNING. Secrets are masked as in :mod:`sweeps.tracking`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
+from sweeps.stores import store_lock
+from sweeps.sweeper_config import PARAMS, SWEEPER, McmcOptunaSweeperConf
 from sweeps.tracking import OBJECTIVE, TAG_STUDY_KEY, masked_tags, mlflow_client, name_pruned
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+    from sweeps.config import ParamSpec
+
 __all__ = ["PARENT_PARAMS", "close_killed_run", "close_orphan_runs", "end_run",
            "log_sweep_settings", "open_parent_run", "run_status", "search_param"]
 
 
-def open_parent_run(uri: str, experiment: str, run_id: str | None, *, key: str,
-                    run_name: str, tags: dict[str, Any]) -> str:
-    """The sweep's parent run, RUNNING again: ``run_id`` if it still exists, else the oldest
-    active run of ``experiment`` tagged with the study's ``key`` (another launcher's), else a
-    new one (and the experiment). Call under the study's lock
-    (:func:`sweeps.stores.store_lock`), so that launchers on several machines find one run.
-    Returns the run id."""
+def open_parent_run(uri: str, experiment: str, *, key: str, run_name: str,
+                    tags: dict[str, Any], run_id: str | None = None) -> str:
+    """The parent run of a sweep (``key``: its study's key) or of a multirun of ``mcmc-train
+    -m`` (``multirun:<its folder>``), RUNNING again: ``run_id`` if it still exists, else the
+    oldest active run of ``experiment`` tagged with ``key`` (another launcher's or job's), else
+    a new one (and the experiment). Runs under the lock of ``key``
+    (:func:`sweeps.stores.store_lock`), so that launchers on several machines, and the jobs
+    of a multirun, find one run. Returns the run id."""
     from mlflow.exceptions import MlflowException
 
     client = mlflow_client(uri)
-    if run_id is not None:
-        try:
-            if client.get_run(run_id).info.lifecycle_stage == "active":
-                client.update_run(run_id, status="RUNNING")
-                return run_id
-        except MlflowException:
-            pass  # deleted or in another store: look for the study's run
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
-    found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_STUDY_KEY}` = '{key}'",
-                               order_by=["attributes.start_time ASC"], max_results=1)
-    if found:
-        client.update_run(found[0].info.run_id, status="RUNNING")
-        return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=run_name,
-                            tags={TAG_STUDY_KEY: key, **masked_tags(tags)})
-    return run.info.run_id
+    with store_lock(uri, f"parent:{key}"):
+        if run_id is not None:
+            try:
+                if client.get_run(run_id).info.lifecycle_stage == "active":
+                    client.update_run(run_id, status="RUNNING")
+                    return run_id
+            except MlflowException:
+                pass  # deleted or in another store: look for the study's run
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+        found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_STUDY_KEY}` = '{key}'",
+                                   order_by=["attributes.start_time ASC"], max_results=1)
+        if found:
+            client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        run = client.create_run(exp_id, run_name=run_name,
+                                tags={TAG_STUDY_KEY: key, **masked_tags(tags)})
+        return run.info.run_id
 
 
-#: Study settings logged as params of a sweep's parent run, with its search entries: once, at
-#: the first launch (MLflow params cannot change). The other settings (``n_trials``, ``workers``,
-#: ...) may change from one launch of a study to the next: they are tags, set by every launch.
-PARENT_PARAMS = ("name", "metric", "direction", "sampler", "pruner", "seed")
+#: Settings logged as params of a sweep's parent run (``hydra.sweeper.<name>``), with its search
+#: entries: once, at the first launch (MLflow params cannot change). The other settings
+#: (``n_trials``, ``n_jobs``, ...) may change from one launch of a study to the next: they are
+#: tags, set by every launch.
+PARENT_PARAMS = ("study_name", "metric", "direction", "sampler", "pruner", "seed")
+#: Settings not logged: the search space (its entries are), the dry run and the report.
+_NOT_LOGGED = ("params", "dry_run", "report")
 
 
-def search_param(spec: dict[str, Any]) -> str:
+def search_param(spec: ParamSpec) -> str:
     """A search entry as a parent run's param: ``sampler.temperature float [1e-05, 0.01] log``,
     ``model categorical ["mlp", "cnn"]``."""
-    if spec["type"] == "categorical":
-        return f"{spec['key']} categorical {json.dumps(spec['choices'])}"
-    text = f"{spec['key']} {spec['type']} [{spec['low']}, {spec['high']}]"
-    if spec.get("step") is not None:
-        text += f" step {spec['step']}"
-    return text + (" log" if spec.get("log") else "")
+    if spec.type == "categorical":
+        return f"{spec.key} categorical {json.dumps(spec.choices)}"
+    text = f"{spec.key} {spec.type} [{spec.low}, {spec.high}]"
+    if spec.step is not None:
+        text += f" step {spec.step}"
+    return text + (" log" if spec.log else "")
 
 
-def log_sweep_settings(uri: str, run_id: str, study: dict[str, Any],
-                       search: dict[str, dict[str, Any]]) -> None:
+def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
+                       search: dict[str, ParamSpec]) -> None:
     """Log a launch's settings on the sweep's parent run: :data:`PARENT_PARAMS` as
-    ``study.<k>`` params and every search entry as a ``search.<name>`` param
-    (:func:`search_param`), where not logged yet; the other settings as ``study.<k>`` tags. A
-    param that this launch sets otherwise (a study continued with another sampler) gets a tag
-    of the same name with this launch's value. Secrets masked."""
+    ``hydra.sweeper.<k>`` params and every search entry as a ``hydra.sweeper.params.<key>``
+    param (:func:`search_param`), where not logged yet; the other settings as
+    ``hydra.sweeper.<k>`` tags. A param that this launch sets otherwise (a study continued
+    with another sampler) gets a tag of the same name with this launch's value. Secrets
+    masked."""
     from mlflow.entities import Param, RunTag
 
     client = mlflow_client(uri)
     logged = client.get_run(run_id).data.params
-    wanted = masked_tags({**{f"study.{k}": study.get(k) for k in PARENT_PARAMS},
-                          **{f"search.{n}": search_param(e) for n, e in search.items()}})
+    values = {k: v for k, v in dataclasses.asdict(settings).items()
+              if not k.startswith("_") and k not in _NOT_LOGGED}
+    wanted = masked_tags({**{f"{SWEEPER}.{k}": values[k] for k in PARENT_PARAMS},
+                          **{f"{PARAMS}.{e.key}": search_param(e) for e in search.values()}})
     params = [Param(k, v) for k, v in wanted.items() if k not in logged]
-    tags = {f"study.{k}": v for k, v in study.items() if k not in PARENT_PARAMS}
+    tags = {f"{SWEEPER}.{k}": v for k, v in values.items() if k not in PARENT_PARAMS}
     tags.update({k: v for k, v in wanted.items() if k in logged and logged[k] != v})
     client.log_batch(run_id, params=params,
                      tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])

@@ -45,8 +45,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_FILE = "mlflow_run_id"
 #: Tag of a sweep's parent run: the study's key (its ``sweep_key`` user attribute).
 TAG_STUDY_KEY = "mcmc_sweeps.study_key"
-#: The summary metric of a complete trial's run: the Optuna trial's value (``study.metric`` at
-#: its best epoch). Pruned and failed trials have none.
+#: The summary metric of a complete trial's run: the Optuna trial's value
+#: (``hydra.sweeper.metric`` at its best epoch). Pruned and failed trials have none.
 OBJECTIVE = "objective"
 #: What a pruned trial's run name ends with (``trial-0007 (pruned)``).
 PRUNED_SUFFIX = " (pruned)"

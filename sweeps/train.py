@@ -23,7 +23,7 @@ from mcmc_core.config import TrainConfig, build_trainer, register_configs
 from mcmc_core.data import DatasetNotFoundError
 from mcmc_core.secrets import mask_text
 from sweeps.helptext import config_groups, register_resolver
-from sweeps.multirun import close_parent, open_parent
+from sweeps.multirun import close_parent, job_parent
 from sweeps.tracking import MLflowCallback
 
 __all__ = ["fail", "main", "override_errors", "run"]
@@ -49,7 +49,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     train_cfg: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     train_cfg.validate()
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    parent = open_parent(train_cfg.tracking) if train_cfg.tracking.enabled else None
+    parent = job_parent(train_cfg.tracking) if train_cfg.tracking.enabled else None
     tracker, failed = None, True
     try:
         if train_cfg.tracking.enabled:
@@ -77,13 +77,13 @@ def _expected(tp: Any) -> str:
     return _WORDS.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def override_errors(args: list[str], schema_cls: type = TrainConfig,
-                    app: str = "train") -> list[str]:
+def override_errors(args: list[str], schema_cls: type = TrainConfig) -> list[str]:
     """One line per command-line override of the packaged config that Hydra would reject with a
-    multi-line report: an unknown group option (``model=nope``), a group ``app`` does not have,
-    an unknown key, or a value of the wrong type (``sampler.temperature=abc``), and so for the
-    settings of our sweeper (``hydra.sweeper.n_trials``) when it is selected. Other overrides,
-    and Hydra's shell completion (``-sc install=bash``), are left to Hydra."""
+    multi-line report: an unknown group option (``model=nope``), an unknown group or key, or a
+    value of the wrong type (``sampler.temperature=abc``), and so for the settings of our
+    sweeper (``hydra.sweeper.n_trials``) when it is selected; a key of the sweep's old
+    vocabulary (``study.n_trials``) names its new key (:func:`_moved`). Other overrides, and
+    Hydra's shell completion (``-sc install=bash``), are left to Hydra."""
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
@@ -96,7 +96,7 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
         return []
     if known.shell_completion:  # install=bash, query=bash: Hydra's, not config keys
         return []
-    groups = config_groups(app)
+    groups = config_groups()
     schema, parser, errors = OmegaConf.structured(schema_cls), OverridesParser.create(), []
     ours = selects_sweeper(known.overrides)
     for arg in known.overrides:
@@ -105,6 +105,9 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
         except HydraException:  # a syntax error: Hydra reports it
             continue
         key = ov.key_or_group
+        if moved := _moved(key.lstrip("~+"), ov):
+            errors.append(moved)
+            continue
         if ours and key.startswith(_SWEEPER) and not ov.is_sweep_override():
             errors += _setting_errors(key, ov.value())
             continue
@@ -133,6 +136,29 @@ def override_errors(args: list[str], schema_cls: type = TrainConfig,
             except OmegaConfBaseException:
                 errors.append(violation(key, value, _expected(tp)))
     return errors
+
+
+def _moved(key: str, override: Any) -> str | None:
+    """The line for a key of the sweep's old vocabulary (``mcmc-sweep study.*``, ``search.*``,
+    ``dry_run``, ``report``), naming its ``hydra.sweeper`` key; None for any other key."""
+    part, _, rest = key.partition(".")
+    if part == "study" and rest:
+        new = f"{_SWEEPER}{ {'workers': 'n_jobs', 'name': 'study_name'}.get(rest, rest)}"
+    elif part == "search":
+        from importlib import resources
+
+        # An entry was named by its key's last part: the default sweep's keys by that name.
+        params = OmegaConf.load(resources.files("conf") / "hparams_search" / "default.yaml")
+        keys = {k.rsplit(".", 1)[-1]: k for k in params.hydra.sweeper.params}
+        value = override.value() if rest and "." not in rest else None
+        entry = value.get("key") if isinstance(value, dict) else None
+        new = f"{_SWEEPER}params.{entry or keys.get(rest.split('.')[0], '<config key>')}"
+    elif key in ("dry_run", "report"):
+        new = f"{_SWEEPER}{key}"
+    else:
+        return None
+    return (f"{key} is no longer a key: the sweep's settings are {_SWEEPER}* (use {new}; "
+            "every setting: mcmc-sweep --help)")
 
 
 def _setting_errors(key: str, value: Any) -> list[str]:

@@ -117,8 +117,7 @@ def trial_config(ctx: TrialContext, values: dict[str, Any], key: int,
 
 def record_job(ctx: TrialContext, trial: optuna.Trial, values: dict[str, Any],
                resolved: dict[str, Any]) -> None:
-    """Write the trial's Hydra job folder (:mod:`sweeps.job_folders`) in a ``mcmc-train -m``
-    sweep; nothing in a ``mcmc-sweep`` one."""
+    """Write the trial's Hydra job folder (:mod:`sweeps.job_folders`), when it has one."""
     if ctx.jobs is not None:
         ctx.jobs.write(trial.number, ctx.space.by_key(values), resolved)
 
@@ -164,7 +163,7 @@ def record_final(trial: optuna.Trial, final: dict[str, Any],
                  resolved: dict[str, Any] | None = None) -> None:
     """Keep a complete trial's last and best epoch's metrics (``test_accuracy`` is the last
     epoch's, ``best_test_accuracy`` the best epoch's, whose ``best_val_accuracy`` the value is
-    for ``study.metric=val_accuracy``) and its ``resolved`` config as user attributes."""
+    for ``hydra.sweeper.metric=val_accuracy``) and its ``resolved`` config as user attributes."""
     for k in ("test_accuracy", "test_loss", "best_epoch", "best_val_accuracy",
               "best_test_accuracy"):
         if k in final:

@@ -1,9 +1,9 @@
 """A sweep worker: pulls trials from the shared study until it holds ``n_trials`` finished ones.
 
 Workers never wait for each other: each asks for its next trial as soon as its last one ends
-(with ``study.population`` > 1, for its next trials, up to that many, run as one population).
-A worker stops when the study is done, when the sweep's stop file appears (SIGINT in the parent,
-or ``max_failures`` reached), or after ``timeout``.
+(with ``hydra.sweeper.population`` > 1, for its next trials, up to that many, run as one
+population). A worker stops when the study is done, when the sweep's stop file appears (SIGINT
+in the parent, or ``max_failures`` reached), or after ``timeout``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeps.config import ParamSpec, StudyConfig
+from sweeps.config import ParamSpec
 from sweeps import phases
 from sweeps.batch_writes import record_heartbeats
 from sweeps.job_folders import JobFolders
@@ -41,6 +41,7 @@ from sweeps.study import (
     worker_seed,
 )
 from sweeps.sweep_runs import close_killed_run
+from sweeps.sweeper_config import McmcOptunaSweeperConf
 from sweeps.tracking import client_uri
 from sweeps.trial import TrialContext
 from sweeps.trial_runner import run_trials
@@ -58,7 +59,7 @@ class WorkerSpec:
     index: int  #: counts on past this launch's workers for a replaced one
     study_name: str
     storage_url: str
-    study: StudyConfig
+    settings: McmcOptunaSweeperConf
     base_config: dict[str, Any]
     search: dict[str, ParamSpec]
     group_options: dict[str, dict]
@@ -201,7 +202,7 @@ def run_worker(spec: WorkerSpec) -> str:
         phases.write_worker_file(
             phases.worker_file(spec.output_dir, spec.session, spec.index),
             {"worker": spec.index, "pid": os.getpid(), "device": spec.device,
-             "threads": spec.threads, "population": spec.study.population, "stopped": reason,
+             "threads": spec.threads, "population": spec.settings.population, "stopped": reason,
              "seconds": time.time() - started, "populations": populations,
              "trials": sum(populations), **device_memory(spec.device)})
 
@@ -219,16 +220,16 @@ def device_memory(device: str) -> dict[str, float | None]:
 
 def _loop(spec: WorkerSpec, populations: list[int]) -> str:
     """:func:`run_worker`'s loop; appends the size of each population it runs."""
-    storage = open_storage(spec.storage_url, spec.study,
+    storage = open_storage(spec.storage_url, spec.settings,
                            on_retry=lambda t: close_killed_run(spec.tracking_uri, t))
-    study = open_study(storage, spec.study_name, spec.study,
-                       seed=worker_seed(spec.study, spec.launch_trials, spec.index))
+    study = open_study(storage, spec.study_name, spec.settings,
+                       seed=worker_seed(spec.settings, spec.launch_trials, spec.index))
     space = SearchSpace(spec.search, spec.group_options)
     ctx = TrialContext(study_name=spec.study_name, base_config=spec.base_config, space=space,
-                       metric=spec.study.metric, output_dir=Path(spec.output_dir),
+                       metric=spec.settings.metric, output_dir=Path(spec.output_dir),
                        session=spec.session, parent_run_id=spec.parent_run_id,
                        device=spec.device, stop=spec.stop_file.exists, jobs=spec.jobs)
-    n_trials = spec.study.n_trials
+    n_trials = spec.settings.n_trials
     while True:
         if spec.stop_file.exists():
             return "stopped"
@@ -240,7 +241,7 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
         counts = count_trials(trials)
         if counts.finished >= n_trials:
             return "done"
-        if session_failures(trials, spec.session) >= spec.study.max_failures:
+        if session_failures(trials, spec.session) >= spec.settings.max_failures:
             spec.stop_file.touch()
             return "max_failures"
         if counts.finished + counts.running >= n_trials:
@@ -249,7 +250,7 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
         room = n_trials - counts.finished - counts.running
         try:
             with phase("ask"):
-                asked = ask_trials(study, n_trials, min(spec.study.population, room), space)
+                asked = ask_trials(study, n_trials, min(spec.settings.population, room), space)
         except SpaceExhausted:
             spec.stop_file.touch()
             return "exhausted"
@@ -257,5 +258,5 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
             time.sleep(POLL_SECONDS)
             continue
         populations.append(len(asked))
-        with heartbeat(storage, asked, spec.study.heartbeat_interval):
+        with heartbeat(storage, asked, spec.settings.heartbeat_interval):
             run_trials(study, asked, ctx)

@@ -18,7 +18,7 @@ register_sweeper_config()
 
 
 class McmcOptunaSweeper(Sweeper):
-    """An Optuna study over the composed config, run by ``mcmc-sweep``'s launcher: async
+    """An Optuna study over the composed config (:mod:`sweeps.hydra_sweeper`): async
     workers, pruning per epoch, populations, resume, MLflow parent and child runs.
 
     Args:

@@ -1,6 +1,7 @@
 """``mcmc-train --help`` and ``mcmc-sweep --help`` name the command and list the config groups
-and options that exist in ``conf/`` (no schema entries, no sweep-only group for ``mcmc-train``);
-tab completion (Hydra's ``-sc``) installs and completes keys for both commands."""
+and options that exist in ``conf/`` (no schema entries) and the sweep's settings
+(``hydra.sweeper.*``); tab completion (Hydra's ``-sc``) installs and completes keys for both
+commands, the sweep's settings too."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ CALLS = {
     "train sampler.": ("mcmc-train", ["-sc", "query=bash"],
                        {"COMP_LINE": "mcmc-train sampler."}),
     "train model=": ("mcmc-train", ["-sc", "query=bash"], {"COMP_LINE": "mcmc-train model="}),
-    "sweep study.n": ("mcmc-sweep", ["-sc", "query=bash"],
-                      {"COMP_LINE": "mcmc-sweep dry_run=true study.n"}),
+    "sweep hydra.sweeper.n": ("mcmc-sweep", ["-sc", "query=bash"],
+                              {"COMP_LINE": "mcmc-sweep hydra.sweeper.dry_run=true "
+                                            "hydra.sweeper.n"}),
 }
 
 
@@ -52,10 +54,13 @@ def test_help_names_the_command_and_lists_real_groups_only(out, app: str) -> Non
     assert "powered by Hydra" not in text and "_schema" not in text
     assert f"mcmc-{app} --hydra-help" in text and "docs/config.md" in text
     groups = _group_lines(text)
-    assert groups == config_groups(app)
-    assert ("search" in groups) == (app == "sweep")
+    assert groups == config_groups()
+    assert "hparams_search" in groups and "search" not in groups  # one door into a sweep
     assert groups["flip_schedule"] == ["constant", "exponential"]
     assert "model:\n  name: mlp" in text  # the config follows
+    # Then the sweep's settings, with their defaults.
+    assert "hydra.sweeper.params.<config key>=" in text
+    assert "n_trials=24" in text and "n_jobs=2" in text and "study_name=null" in text
 
 
 @pytest.mark.parametrize("app", ["train", "sweep"])
@@ -72,4 +77,5 @@ def test_completion_query_completes_groups_and_keys(out) -> None:
     assert {"sampler.flip_ratio=", "sampler.temperature=", "sampler.acceptance="} <= set(keys)
     assert all(k.startswith("sampler.") for k in keys)
     assert out["train model="].split() == [f"model={o}" for o in config_groups()["model"]]
-    assert sorted(out["sweep study.n"].split()) == ["study.n_trials=", "study.name="]
+    assert sorted(out["sweep hydra.sweeper.n"].split()) == ["hydra.sweeper.n_jobs=",
+                                                            "hydra.sweeper.n_trials="]

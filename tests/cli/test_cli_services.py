@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 TINY = ["device=cpu", "dataset=synthetic", "trainer.epochs=1", "trainer.steps_per_epoch=2"]
-SWEEP = [*TINY, "study.n_trials=1", "study.workers=1"]
+SWEEP = [*TINY, "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1"]
 PG_DOWN = "postgresql+psycopg://u:s3cret@127.0.0.1:1/db"  # nothing listens on port 1
 GARBAGE = bytes(range(256)) * 64
 
@@ -114,7 +114,7 @@ def _no_gpu(root: Path) -> str | None:
 
 
 def _out(root: Path) -> str:
-    return f"study.output_dir={root / 'out'}"
+    return f"hydra.sweeper.output_dir={root / 'out'}"
 
 
 CASES = {
@@ -122,21 +122,26 @@ CASES = {
         "mcmc-sweep", lambda r: [*SWEEP, _out(r), "tracking.uri=http://127.0.0.1:1"], 1,
         "tracking.uri", "no MLflow server answers at 127.0.0.1:1"),
     "sweep-storage-server-down": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, _out(r), f"study.storage={PG_DOWN}", "tracking=none"], 1,
-        "study.storage", "cannot connect to 127.0.0.1:1", needs=_module("psycopg")),
+        "mcmc-sweep",
+        lambda r: [*SWEEP, _out(r), f"hydra.sweeper.storage={PG_DOWN}", "tracking=none"], 1,
+        "hydra.sweeper.storage", "cannot connect to 127.0.0.1:1", needs=_module("psycopg")),
     "sweep-storage-driver-missing": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, _out(r), "study.storage=mysql://u@127.0.0.1/db"], 2,
-        "study.storage", "database driver (MySQLdb) is not installed; pip install mysqlclient",
+        "mcmc-sweep",
+        lambda r: [*SWEEP, _out(r), "hydra.sweeper.storage=mysql://u@127.0.0.1/db"], 2,
+        "hydra.sweeper.storage",
+        "database driver (MySQLdb) is not installed; pip install mysqlclient",
         needs=_no_module("MySQLdb")),
     "sweep-storage-corrupt": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, _out(r), "tracking=none"], 1, "study.storage",
+        "mcmc-sweep", lambda r: [*SWEEP, _out(r), "tracking=none"], 1, "hydra.sweeper.storage",
         "is not a readable SQLite database", setup=_garbage_db),
     "sweep-output-under-a-file": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, f"study.output_dir={r / 'a-file' / 'sub'}"], 2,
-        "study.output_dir", "a-file is a file, not a folder", setup=_a_file),
+        "mcmc-sweep",
+        lambda r: [*SWEEP, f"hydra.sweeper.output_dir={r / 'a-file' / 'sub'}"], 2,
+        "hydra.sweeper.output_dir", "a-file is a file, not a folder", setup=_a_file),
     "sweep-output-read-only": Case(
-        "mcmc-sweep", lambda r: [*SWEEP, f"study.output_dir={_read_only_dir(r) / 'sub'}"], 2,
-        "study.output_dir", "cannot create files in", setup=_read_only, needs=_unwritable),
+        "mcmc-sweep",
+        lambda r: [*SWEEP, f"hydra.sweeper.output_dir={_read_only_dir(r) / 'sub'}"], 2,
+        "hydra.sweeper.output_dir", "cannot create files in", setup=_read_only, needs=_unwritable),
     "sweep-device-cuda": Case(
         "mcmc-sweep", lambda r: [*SWEEP, _out(r), "device=cuda"], 2, "device",
         "no CUDA GPU is visible", needs=_no_gpu),
@@ -210,15 +215,15 @@ def test_a_bad_service_is_one_line_within_seconds_and_creates_nothing(outcomes, 
 
 # -- rejected configurations create nothing either (Hydra's run folder included) --------------
 
-TYPO = "search.temperature.key=sampler.temprature"
+TYPO = "hydra.sweeper.params.sampler.temprature=tag(log, interval(1e-5, 1e-2))"
 
 
 @pytest.fixture(scope="module")
 def rejected(tmp_path_factory) -> dict[str, Outcome]:
     cases = {
         "typo": Case("mcmc-sweep", lambda r: [*SWEEP, _out(r), TYPO], 2, "", ""),
-        "sweep-value": Case("mcmc-sweep", lambda r: [*SWEEP, _out(r), "study.n_trials=0"], 2,
-                            "", ""),
+        "sweep-value": Case("mcmc-sweep",
+                            lambda r: [*SWEEP, _out(r), "hydra.sweeper.n_trials=0"], 2, "", ""),
         "train-value": Case("mcmc-train", lambda r: [*TINY, "trainer.epochs=0"], 2, "", ""),
     }
     return {name: _run(name, case, tmp_path_factory.mktemp(name)) for name, case in cases.items()}
@@ -229,7 +234,7 @@ def test_a_rejected_command_leaves_no_hydra_run_folder(rejected, name) -> None:
     outcome = rejected[name]
     assert outcome.returncode == 2, outcome.stderr
     assert "Traceback" not in outcome.stderr
-    assert _files(outcome.cwd) == []  # no outputs/sweeps/_launches/.../.hydra, no outputs/train
+    assert _files(outcome.cwd) == []  # no .hydra/ of a run, no outputs/train
     assert not (outcome.root / "out").exists()
 
 
@@ -237,8 +242,9 @@ def test_a_search_key_typo_names_the_key_and_suggests_the_right_one(rejected) ->
     lines = rejected["typo"].stderr.strip().splitlines()
     assert len(lines) == 1, lines
     line = lines[0]
-    assert line.startswith("error: search.temperature.key='sampler.temprature' is not allowed: "
-                           "expected a key of sampler: "), line
+    assert line.startswith(
+        "error: hydra.sweeper.params.sampler.temprature.key='sampler.temprature' is not "
+        "allowed: expected a key of sampler: "), line
     keys = line.split("expected a key of sampler: ")[1].split(" (")[0].split(", ")
     assert {"temperature", "flip_ratio", "proposal"} <= set(keys), keys  # the valid keys
     assert "(did you mean sampler.temperature" in line

@@ -37,7 +37,8 @@ def test_every_key_and_group_option_is_listed(generated: str) -> None:
                 if dataclasses.is_dataclass(tp) else [name])
         for key in keys:
             assert f"| `{key}` | " in generated, key
-    for key in ("study.n_trials", "search.<name>.low", "dry_run"):
+    for key in ("hydra.sweeper.n_trials", "hydra.sweeper.params.<key>.low",
+                "hydra.sweeper.dry_run"):
         assert f"| `{key}` | " in generated, key
     for group, options in config_groups().items():
         for option in options:
@@ -49,13 +50,13 @@ def test_allowed_values_come_from_the_checks(generated: str) -> None:
             if line.startswith("| `")}
     assert "| `0.002` | a number; 0 < flip_ratio <= 1 |" in rows["sampler.flip_ratio"]
     assert "| one of metropolis, barker |" in rows["sampler.acceptance"]
-    assert "(mcmc-sweep: `thermometer`)" in rows["dataset.binarize"]  # the sweep's own default
+    assert "(sweep: `thermometer`)" in rows["dataset.binarize"]  # the sweep's own default
 
 
 def test_args_sections_are_parsed_per_field() -> None:
-    from sweeps.config import StudyConfig
+    from sweeps.sweeper_config import McmcOptunaSweeperConf
 
-    docs = field_docs(StudyConfig)
+    docs = field_docs(McmcOptunaSweeperConf)
     assert docs["heartbeat_interval"] == docs["grace_period"]
     assert docs["n_trials"].startswith("finished (complete or pruned) trials")
     assert "Population" in field_docs(type(TrainConfig().sampler))["incremental"]

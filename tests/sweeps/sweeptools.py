@@ -118,7 +118,7 @@ class Sweep:
 
     def args(self, *extra: str, base: Sequence[str] = TINY) -> list[str]:
         """``base`` settings, this sweep's folders and store, then ``extra`` overrides."""
-        return [*base, f"study.output_dir={self.out}", f"tracking.uri={self.uri}", *extra]
+        return [*base, f"hydra.sweeper.output_dir={self.out}", f"tracking.uri={self.uri}", *extra]
 
     def multirun_args(self, *extra: str, base: Sequence[str] = TINY) -> list[str]:
         """``mcmc-train -m hparams_search=default`` with ``base`` settings, this sweep's

@@ -1,9 +1,10 @@
-"""``mcmc-train -m hparams_search=default``: the sweep of ``mcmc-sweep`` through our Hydra sweeper
+"""``mcmc-train -m hparams_search=default``: the sweep, through our Hydra sweeper
 (``hydra/sweeper=mcmc_optuna``). It reaches exactly ``n_trials`` finished trials logged under one
-MLflow parent run, reruns to nothing, names the same study as ``mcmc-sweep`` with the same
-settings (each command resumes the other's), keeps Hydra's multirun layout (a job folder per
-trial with its overrides), runs a search written in hydra-optuna-sweeper's syntax, runs
-populations, reports, and refuses bad input one line each before any work."""
+MLflow parent run, reruns to nothing, is the same study as its shorthand ``mcmc-sweep`` with the
+same arguments (each command resumes the other's), keeps Hydra's multirun layout (a job folder
+per trial with its overrides), runs a search written in hydra-optuna-sweeper's syntax, runs
+populations, reports, and refuses bad input -- the sweep's old keys too -- one line each before
+any work."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
 
-from sweeptools import TINY, check_first_launch, finished, states
+from sweeptools import STUDY_LINE, TINY, check_first_launch, finished, states
 
 N_TRIALS = 6
 #: A search in hydra-optuna-sweeper's syntax, each form once, as a user's own config group
@@ -123,10 +125,10 @@ def test_each_command_resumes_the_others_study(new_sweep) -> None:
     """``mcmc-sweep`` runs 2 trials, ``-m`` with the same settings continues that study to 3,
     ``mcmc-sweep`` then finds it done: one study, one MLflow parent run."""
     s = new_sweep("both-commands")
-    sweep = s.run(s.args("study.n_trials=2", "study.workers=1")).ok()
+    sweep = s.run(s.args("hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1")).ok()
     multi = s.run(s.multirun_args("hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
                                   f"hydra.sweep.dir={s.root / 'm'}"), program="mcmc-train").ok()
-    again = s.run(s.args("study.n_trials=3", "study.workers=1")).ok()
+    again = s.run(s.args("hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1")).ok()
     assert sweep.study_name == multi.study_name == again.study_name
     assert (multi.finished_before, again.finished_before) == (2, 3)
     trials = s.study(sweep.study_name).get_trials()
@@ -136,16 +138,52 @@ def test_each_command_resumes_the_others_study(new_sweep) -> None:
     assert sorted(_job_folders(s.root / "m")) == [2]  # numbering goes on, as the study's
 
 
-@pytest.mark.parametrize("sweep_args, multirun_args", [
-    ([], []),
-    (["search.temperature.high=0.1", "dataset=synthetic", "study.population=2"],
-     ["hydra.sweeper.params.sampler.temperature=tag(log, interval(1e-5, 1e-1))",
-      "dataset=synthetic", "hydra.sweeper.population=2"]),
+def test_the_shorthand_and_the_multirun_are_one_study_in_one_folder(new_sweep) -> None:
+    """``mcmc-sweep hydra.sweeper.n_trials=4 trainer.epochs=2`` runs the study; ``mcmc-train -m
+    hparams_search=default`` with the same arguments names the same study, in the same storage
+    and output folder (their defaults: nothing set), and finds it done."""
+    s = new_sweep("shorthand")
+    args = ["device=cpu", "dataset=synthetic", "trainer.steps_per_epoch=20",
+            "hydra.sweeper.n_trials=4", "trainer.epochs=2", f"tracking.uri={s.uri}"]
+    sweep = s.run(args).ok()
+    multi = s.run(["-m", "hparams_search=default", *args], program="mcmc-train").ok()
+    lines = [STUDY_LINE.search(r.stdout)[0] for r in (sweep, multi)]
+    output = [re.search(r"storage (\S+), output (\S+)", r.stdout).groups() for r in (sweep, multi)]
+    assert sweep.study_name == multi.study_name and output[0] == output[1], lines
+    assert (sweep.finished_before, multi.finished_before) == (0, 4)
+    storage = output[0][0]
+    assert storage == f"sqlite:///outputs/sweeps/{sweep.study_name}/optuna.db"
+    study = optuna.load_study(study_name=sweep.study_name, storage=f"sqlite:///{s.cwd}/"
+                              f"outputs/sweeps/{sweep.study_name}/optuna.db")
+    assert len(finished(study.get_trials())) == len(study.get_trials()) == 4
+    assert [p.name for p in (s.cwd / "outputs" / "sweeps").iterdir()] == [sweep.study_name]
+
+
+def test_the_old_keys_name_their_new_key(new_sweep) -> None:
+    """``mcmc-sweep study.n_trials=4`` (the vocabulary before ``hydra.sweeper``): exit status 2,
+    one line naming the key to use, before any work."""
+    s = new_sweep("old-keys")
+    for old, new in [("study.n_trials=4", "hydra.sweeper.n_trials"),
+                     ("study.workers=2", "hydra.sweeper.n_jobs"),
+                     ("study.name=x", "hydra.sweeper.study_name"),
+                     ("search.temperature.high=0.1", "hydra.sweeper.params.sampler.temperature"),
+                     ("dry_run=true", "hydra.sweeper.dry_run"),
+                     ("report=true", "hydra.sweeper.report")]:
+        result = s.run([old])
+        assert result.returncode == 2, result.describe()
+        assert len(result.error_lines) == 1 and f"use {new};" in result.error_lines[0], old
+    assert not list(s.cwd.iterdir())
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["hydra.sweeper.params.sampler.temperature=tag(log, interval(1e-5, 1e-1))",
+     "dataset=synthetic", "hydra.sweeper.population=2"],
 ], ids=["default", "changed"])
-def test_the_same_settings_name_the_same_study(new_sweep, sweep_args, multirun_args) -> None:
+def test_the_same_settings_name_the_same_study(new_sweep, args) -> None:
     s = new_sweep("same-study")
-    dry = s.run(s.args("dry_run=true", *sweep_args, base=[])).ok()
-    multi = s.run(s.multirun_args("hydra.sweeper.dry_run=true", *multirun_args, base=[]),
+    dry = s.run(s.args("hydra.sweeper.dry_run=true", *args, base=[])).ok()
+    multi = s.run(s.multirun_args("hydra.sweeper.dry_run=true", *args, base=[]),
                   program="mcmc-train").ok()
     # The whole plan, the same: study, storage, folders, settings, search space, dataset.
     lines = [[line for line in r.stdout.splitlines() if not line.startswith("jobs:")]
@@ -156,7 +194,7 @@ def test_the_same_settings_name_the_same_study(new_sweep, sweep_args, multirun_a
 
 def test_other_settings_name_another_study(new_sweep) -> None:
     s = new_sweep("other-study")
-    dry = s.run(s.args("dry_run=true", base=[])).ok()
+    dry = s.run(s.args("hydra.sweeper.dry_run=true", base=[])).ok()
     multi = s.run(s.multirun_args(
         "hydra.sweeper.dry_run=true",
         "hydra.sweeper.params.sampler.temperature=tag(log, interval(1e-5, 1e-1))", base=[]),
@@ -192,7 +230,7 @@ def test_a_search_in_hydra_optuna_sweepers_syntax_runs(new_sweep) -> None:
         assert config["model"]["output_scale"] == p["output_scale"]
     # The sampler in hydra-optuna-sweeper's form: its class and seed.
     params = s.runs(result.study_name).parents[0].data.params
-    assert (params["study.sampler"], params["study.seed"]) == ("tpe", "1234")
+    assert (params["hydra.sweeper.sampler"], params["hydra.sweeper.seed"]) == ("tpe", "1234")
 
 
 def test_pruning_per_epoch_through_the_sweeper(new_sweep) -> None:

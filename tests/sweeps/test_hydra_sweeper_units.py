@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 
 from mcmc_core._validation import ConfigError
-from sweeps.config import StudyConfig
-from sweeps.hydra_sweeper import relabel, study_settings
 from sweeps.search_syntax import FORMS, parse_space, rewrite_params_args
 from sweeps.space import SearchSpace
-from sweeps.sweeper_config import RENAMED, McmcOptunaSweeperConf
+from sweeps.sweeper_config import McmcOptunaSweeperConf
 
 #: Each form of hydra-optuna-sweeper's syntax and the entry it is read into.
 FORMS_READ = {
@@ -76,8 +74,9 @@ def test_an_int_entry_is_checked_at_int_bounds() -> None:
     10.0 and 20.0 (which OmegaConf refuses for an int key)."""
     space = SearchSpace(_specs(parse_space({"trainer.steps_per_epoch": "int(interval(10, 20))"},
                                            []).specs))
-    assert space.bounds() == [("search.steps_per_epoch.low", {"steps_per_epoch": 10}),
-                              ("search.steps_per_epoch.high", {"steps_per_epoch": 20})]
+    assert space.bounds() == [
+        ("hydra.sweeper.params.trainer.steps_per_epoch.low", {"steps_per_epoch": 10}),
+        ("hydra.sweeper.params.trainer.steps_per_epoch.high", {"steps_per_epoch": 20})]
     assert all(type(v) is int for _, values in space.bounds() for v in values.values())
 
 
@@ -92,17 +91,22 @@ def test_our_search_entries_and_plain_values_work_alongside() -> None:
     assert space.fixed == ["trainer.epochs=5", "model=cnn", "model.hidden=[64]"]
 
 
-def test_the_default_space_reads_as_mcmc_sweeps_search_entries() -> None:
-    """The names, keys and bounds of ``conf/search/default.yaml``: the study's name hashes
-    them, so this is what makes both commands name the same study."""
+def test_the_default_space_reads_as_the_entries_mcmc_sweep_searched() -> None:
+    """The names, keys and bounds of ``conf/hparams_search/default.yaml``'s space are those of
+    the search space ``mcmc-sweep`` had before it was a shorthand: the study's name hashes
+    them, so this keeps naming the studies it made the same."""
     from omegaconf import OmegaConf
 
-    from sweeps.config import ParamSpec
-
-    ours = OmegaConf.to_container(OmegaConf.merge(
-        {n: OmegaConf.structured(ParamSpec) for n in ("temperature", "cooling_rate",
-                                                        "flip_ratio")},
-        OmegaConf.load(Path(__file__).parents[2] / "conf" / "search" / "default.yaml")))
+    params = OmegaConf.load(Path(__file__).parents[2] / "conf" / "hparams_search" /
+                            "default.yaml").hydra.sweeper.params
+    assert dict(params) == DEFAULT_SEARCH
+    entry = {"step": None, "choices": None}
+    ours = {"temperature": {"key": "sampler.temperature", "type": "float", "low": 1e-5,
+                            "high": 1e-2, "log": True, **entry},
+            "cooling_rate": {"key": "schedule.cooling_rate", "type": "float", "low": 0.999,
+                             "high": 0.99995, "log": False, **entry},
+            "flip_ratio": {"key": "sampler.flip_ratio", "type": "float", "low": 5e-4,
+                           "high": 2e-2, "log": True, **entry}}
     assert parse_space(DEFAULT_SEARCH, []).specs == ours
     assert list(parse_space(DEFAULT_SEARCH, []).specs) == list(ours)
 
@@ -178,45 +182,42 @@ def test_an_entry_out_of_range_is_one_line(params: dict, says: str) -> None:
     assert len(err.value.errors) == 1 and err.value.errors[0].startswith(says), err.value.errors
 
 
-def test_the_settings_set_the_study_config() -> None:
-    study = study_settings(_settings(n_jobs=3, study_name="s", n_trials=7, population=4,
-                                     sampler="random", seed=5))
-    assert study == {**dataclasses.asdict(StudyConfig()), "workers": 3, "name": "s",
-                     "n_trials": 7, "population": 4, "sampler": "random", "seed": 5}
+def test_checked_settings_are_what_the_launcher_reads() -> None:
+    conf = McmcOptunaSweeperConf(**_settings(n_jobs=3, study_name="s", n_trials=7,
+                                             population=4, sampler="random", seed=5)).checked()
+    assert conf == McmcOptunaSweeperConf(n_jobs=3, study_name="s", n_trials=7, population=4,
+                                         sampler="random", seed=5)
     # hydra-optuna-sweeper's form of the sampler: its class and seed.
-    study = study_settings(_settings(sampler={"_target_": "optuna.samplers.CmaEsSampler",
-                                              "seed": 1234}))
-    assert (study["sampler"], study["seed"]) == ("cmaes", 1234)
+    conf = McmcOptunaSweeperConf(**_settings(sampler={"_target_": "optuna.samplers.CmaEsSampler",
+                                                      "seed": 1234})).checked()
+    assert (conf.sampler, conf.seed) == ("cmaes", 1234)
 
 
-def test_the_defaults_are_mcmc_sweeps() -> None:
+def test_the_defaults_are_those_mcmc_sweep_ran() -> None:
     """Same defaults, same study: ``hparams_search=default`` needs to set none of them."""
-    assert study_settings(_settings()) == dataclasses.asdict(StudyConfig())
-    ours = {f.name for f in dataclasses.fields(McmcOptunaSweeperConf)}
-    assert {RENAMED.get(name, name) for name in ours} >= set(StudyConfig.__dataclass_fields__)
+    conf = dataclasses.asdict(McmcOptunaSweeperConf().checked())
+    assert {k: conf[k] for k in DEFAULTS_BEFORE} == DEFAULTS_BEFORE
+    assert conf["study_name"] is conf["storage"] is conf["output_dir"] is None
+
+
+#: ``mcmc-sweep``'s study settings before it was a shorthand (its dry run's ``settings:`` line).
+DEFAULTS_BEFORE = {"metric": "val_accuracy", "direction": "maximize", "sampler": "tpe",
+                   "pruner": "median", "n_trials": 24, "timeout": None, "n_jobs": 2,
+                   "max_failures": 5, "max_retries": 3, "gpus": None, "heartbeat_interval": 10,
+                   "grace_period": 30, "seed": 0, "population": 1}
 
 
 def test_bad_settings_are_one_line_each_in_the_sweepers_names() -> None:
     with pytest.raises(ConfigError) as err:
-        study_settings(_settings(n_jobs=0, direction=["maximize", "minimize"],
-                                 sampler={"_target_": "optuna.samplers.TPESampler",
-                                          "n_startup_trials": 10},
-                                 max_failure_rate=0.5, custom_search_space="my.fn"))
-    lines = relabel(err.value.errors, {})
+        McmcOptunaSweeperConf(**_settings(
+            n_jobs=0, direction=["maximize", "minimize"],
+            sampler={"_target_": "optuna.samplers.TPESampler", "n_startup_trials": 10},
+            max_failure_rate=0.5, custom_search_space="my.fn")).checked()
+    lines = err.value.errors
     assert [line.split("=", 1)[0] for line in lines] == [
-        "hydra.sweeper.direction", "hydra.sweeper.sampler", "hydra.sweeper.max_failure_rate",
-        "hydra.sweeper.custom_search_space", "hydra.sweeper.n_jobs"]
-    assert "{_target_: optuna.samplers.<TPESampler|RandomSampler|" in lines[1]
-
-
-def test_relabel_names_search_entries_by_the_key_they_were_written_under() -> None:
-    labels = {"temperature": "hydra.sweeper.params.sampler.temperature"}
-    lines = relabel(["search.temperature.low gives sampler.temperature=0.0 is not allowed",
-                     "study.workers=0 is not allowed", "search={} is not allowed",
-                     "a search entry"], labels)
-    assert lines == ["hydra.sweeper.params.sampler.temperature.low gives sampler.temperature=0.0 "
-                     "is not allowed", "hydra.sweeper.n_jobs=0 is not allowed",
-                     "hydra.sweeper.params={} is not allowed", "a search entry"]
+        "hydra.sweeper.sampler", "hydra.sweeper.direction", "hydra.sweeper.n_jobs",
+        "hydra.sweeper.max_failure_rate", "hydra.sweeper.custom_search_space"]
+    assert "{_target_: optuna.samplers.<TPESampler|RandomSampler|" in lines[0]
 
 
 def test_the_sweeper_is_registered_under_hydra_sweeper() -> None:
@@ -232,7 +233,7 @@ def test_the_sweeper_is_registered_under_hydra_sweeper() -> None:
 
 
 def test_the_plugin_imports_without_torch_or_optuna() -> None:
-    """Hydra's plugin scan imports the sweeper (and its settings' defaults, ``StudyConfig``) at
+    """Hydra's plugin scan imports the sweeper (and its settings, ``McmcOptunaSweeperConf``) at
     the start of every Hydra app: that must not load torch or Optuna."""
     import subprocess
     import sys

@@ -31,12 +31,12 @@ def test_text_and_keys():
     assert mask_text("cannot reach http://a:b@c/d or postgresql://x:y@z/db") == (
         "cannot reach http://a:***@c/d or postgresql://x:***@z/db")
     assert is_secret_key("tracking.token") and is_secret_key("MLFLOW_TRACKING_PASSWORD")
-    assert not is_secret_key("study.storage") and not is_secret_key("trainer.epochs")
+    assert not is_secret_key("hydra.sweeper.storage") and not is_secret_key("trainer.epochs")
 
 
 def test_schemeless_passwords_and_secret_overrides_in_text():
-    assert mask_text("study.storage='postgresql:me:pw@db/x'") == (
-        "study.storage='postgresql:***@db/x'")
+    assert mask_text("hydra.sweeper.storage='postgresql:me:pw@db/x'") == (
+        "hydra.sweeper.storage='postgresql:***@db/x'")
     assert mask_text("+tracking.api_token=abc,seed=3 db_password=pw") == (
         "+tracking.api_token=***,seed=3 db_password=***")
     for plain in ("seed=3 model=mlp", "mail me@host", "http://127.0.0.1:5000/#/experiments/1",
@@ -49,8 +49,8 @@ def test_schemeless_passwords_and_secret_overrides_in_text():
 def test_violation_lines_mask_the_value():
     from mcmc_core._validation import violation
 
-    assert violation("study.storage", "postgresql://u:pw@h/db", "x") == (
-        "study.storage='postgresql://u:***@h/db' is not allowed: expected x")
+    assert violation("hydra.sweeper.storage", "postgresql://u:pw@h/db", "x") == (
+        "hydra.sweeper.storage='postgresql://u:***@h/db' is not allowed: expected x")
     assert violation("tracking.token", "abc", "x") == (
         "tracking.token='***' is not allowed: expected x")
     assert violation("trainer.epochs", -1, "x") == "trainer.epochs=-1 is not allowed: expected x"

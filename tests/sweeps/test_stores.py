@@ -141,7 +141,7 @@ def test_store_lock_lets_one_process_at_a_time_in(tmp_path: Path) -> None:
 
 
 def test_concurrent_optuna_storage_creation_on_one_new_file(tmp_path: Path) -> None:
-    from sweeps.config import StudyConfig
+    from sweeps.config import McmcOptunaSweeperConf
     from sweeps.study import open_storage, open_study
 
     url = f"sqlite:///{tmp_path / 'new' / 'optuna.db'}"
@@ -149,7 +149,8 @@ def test_concurrent_optuna_storage_creation_on_one_new_file(tmp_path: Path) -> N
 
     def create() -> None:
         try:
-            open_study(open_storage(url, StudyConfig()), "s", StudyConfig(), create=True)
+            settings = McmcOptunaSweeperConf()
+            open_study(open_storage(url, settings), "s", settings, create=True)
         except BaseException as err:
             errors.append(err)
 

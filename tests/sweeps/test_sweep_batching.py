@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 
 from sweeps import phases
 from sweeps.batch_writes import record_heartbeats, report_values, set_user_attrs
-from sweeps.config import ParamSpec, StudyConfig
+from sweeps.config import ParamSpec
+from sweeps.sweeper_config import McmcOptunaSweeperConf
 from sweeps.launcher import worker_devices
 from sweeps.snapshot import prune_decisions, snapshot_study
 from sweeps.space import SearchSpace
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.Experimental
 
 
 def new_study(tmp_path, name: str, db: str | None = None, **settings) -> optuna.Study:
-    cfg = StudyConfig(sampler="random", **settings)
+    cfg = McmcOptunaSweeperConf(sampler="random", **settings)
     return open_study(open_storage(f"sqlite:///{tmp_path / f'{db or name}.db'}", cfg), name,
                       cfg, create=True)
 
@@ -139,7 +140,7 @@ def test_set_user_attrs_sets_every_trials_attributes(tmp_path) -> None:
 
 
 def test_record_heartbeats_keeps_every_trial_alive(tmp_path) -> None:
-    cfg = StudyConfig(sampler="random", heartbeat_interval=1, grace_period=1)
+    cfg = McmcOptunaSweeperConf(sampler="random", heartbeat_interval=1, grace_period=1)
     storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", cfg)
     study = open_study(storage, "h", cfg, create=True)
     trials = [study.ask() for _ in range(3)]
@@ -180,7 +181,8 @@ def test_several_workers_on_a_gpu_without_cuda_is_one_clear_line(tmp_path) -> No
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible")
     proc = subprocess.run([sys.executable, "-m", "sweeps.sweep", "device=cuda",
-                           "study.workers=4", "study.gpus=[0]", "dry_run=true"],
+                           "hydra.sweeper.n_jobs=4", "hydra.sweeper.gpus=[0]",
+                           "hydra.sweeper.dry_run=true"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stdout.strip().splitlines() + proc.stderr.strip().splitlines() == [

@@ -1,6 +1,7 @@
 """A trial that raises fails alone: it is FAIL with its error recorded (Optuna user attribute and
-MLflow tag, its child run FAILED) and the sweep goes on to ``n_trials``; ``study.max_failures``
-ends a sweep whose trials keep failing early, with exit status 1 and a clear message.
+MLflow tag, its child run FAILED) and the sweep goes on to ``n_trials``;
+``hydra.sweeper.max_failures`` ends a sweep whose trials keep failing early, with exit status 1 and
+a clear message.
 
 The failure is real: ``model.output_scale=1e300`` overflows the logits, the loss and the energy
 are NaN, and the trial stops with the chain diverged."""
@@ -17,17 +18,18 @@ from sweeptools import finished, run_many, states
 N_TRIALS = 3
 #: Half the values of an added search entry make the chain diverge. With the TPE sampler's seed
 #: 5, the third trial of a one-worker sweep draws the bad one (a sweep's trials are seeded).
-DIVERGING = "+search.output_scale={key:model.output_scale,type:categorical,choices:[4.0,1e300]}"
+DIVERGING = "hydra.sweeper.params.model.output_scale=choice(4.0, 1e300)"
 
 
 @pytest.fixture(scope="module")
 def runs(new_sweep):
     going_on, stopping = new_sweep("fail-goes-on"), new_sweep("max-failures")
     results = run_many([
-        (going_on, going_on.args(DIVERGING, f"study.n_trials={N_TRIALS}", "study.workers=1",
-                                 "study.seed=5", "study.max_failures=10")),
-        (stopping, stopping.args("model.output_scale=1e300", f"study.n_trials={N_TRIALS}",
-                                 "study.workers=1", "study.max_failures=1")),
+        (going_on, going_on.args(DIVERGING, f"hydra.sweeper.n_trials={N_TRIALS}",
+                                 "hydra.sweeper.n_jobs=1", "hydra.sweeper.seed=5",
+                                 "hydra.sweeper.max_failures=10")),
+        (stopping, stopping.args("model.output_scale=1e300", f"hydra.sweeper.n_trials={N_TRIALS}",
+                                 "hydra.sweeper.n_jobs=1", "hydra.sweeper.max_failures=1")),
     ])
     out = {}
     for key, s, result in zip(("going_on", "stopping"), (going_on, stopping), results):
@@ -73,8 +75,8 @@ def test_failed_trial_has_a_failed_child_run_with_the_error(runs) -> None:
 def test_max_failures_ends_the_sweep_early(runs) -> None:
     r = runs.stopping
     assert r.result.returncode == 1, r.result.describe()
-    assert ("stopped: 1 trials failed in this launch (study.max_failures); see the 'error' of "
-            "each failed trial in trials.csv") in r.result.stdout
+    assert ("stopped: 1 trials failed in this launch (hydra.sweeper.max_failures); see the "
+            "'error' of each failed trial in trials.csv") in r.result.stdout
     assert "Traceback" not in r.result.stderr, r.result.stderr
     assert [t.state for t in r.trials] == [TrialState.FAIL]  # no trial after the limit
     assert "the chain diverged" in r.trials[0].user_attrs["error"]

@@ -67,7 +67,7 @@ class Host:
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(
                 ["unshare", "--uts", "sh", "-c", script, "sh", *command(), *args,
-                 f"study.output_dir={root / 'out'}"],
+                 f"hydra.sweeper.output_dir={root / 'out'}"],
                 cwd=root, env={**env(), "NO_PROXY": "127.0.0.1,localhost"}, stdout=out,
                 stderr=err, start_new_session=True)
 
@@ -84,9 +84,10 @@ class Host:
 
 
 def _args(storage: str, tracking: str, name: str, n_trials: int, *extra: str) -> list[str]:
-    return [*TINY, f"study.storage={storage}", f"tracking.uri={tracking}", f"study.name={name}",
-            f"study.n_trials={n_trials}", "study.workers=1", "study.heartbeat_interval=1",
-            "study.grace_period=4", "study.pruner=none", *extra]
+    return [*TINY, f"hydra.sweeper.storage={storage}", f"tracking.uri={tracking}",
+            f"hydra.sweeper.study_name={name}", f"hydra.sweeper.n_trials={n_trials}",
+            "hydra.sweeper.n_jobs=1", "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=4", "hydra.sweeper.pruner=none", *extra]
 
 
 def _runs(tracking: str, name: str) -> list:

@@ -1,6 +1,7 @@
 """``mcmc-sweep`` checks its inputs before any work: bad settings give one ``error:`` line each and
-exit status 2 without creating a storage, a tracking store or a trial; ``dry_run=true`` prints the
-plan and loads the dataset; ``report=true`` on a study that does not exist is a one-line error."""
+exit status 2 without creating a storage, a tracking store or a trial;
+``hydra.sweeper.dry_run=true`` prints the plan and loads the dataset;
+``hydra.sweeper.report=true`` on a study that does not exist is a one-line error."""
 
 from __future__ import annotations
 
@@ -12,28 +13,33 @@ from sweeptools import Sweep, run_many
 
 #: Bad settings, each with the one error line it gives (all given at once: one line each).
 SETTINGS = {
-    "study.n_trials=0": "study.n_trials=0 is not allowed: expected an integer >= 1",
-    "study.sampler=nope": "study.sampler='nope' is not allowed: expected one of tpe, random, "
-                          "cmaes, gp, qmc",
-    "study.pruner=nope": "study.pruner='nope' is not allowed: expected one of median, "
-                         "hyperband, successive_halving, wilcoxon, none",
-    "study.workers=0": "study.workers=0 is not allowed: expected an integer >= 1",
-    "search.temperature.low=0": "search.temperature.low=0.0 is not allowed: expected > 0 on a "
-                                "log scale",
-    "+search.energy={key:sampler.energy,type:categorical,choices:[]}":
-        "search.energy.choices=[] is not allowed: expected a non-empty list",
+    "hydra.sweeper.n_trials=0":
+        "hydra.sweeper.n_trials=0 is not allowed: expected an integer >= 1",
+    "hydra.sweeper.sampler=nope":
+        "hydra.sweeper.sampler='nope' is not allowed: expected one of tpe, random, cmaes, gp, qmc",
+    "hydra.sweeper.pruner=nope":
+        "hydra.sweeper.pruner='nope' is not allowed: expected one of median, hyperband, "
+        "successive_halving, wilcoxon, none",
+    "hydra.sweeper.n_jobs=0": "hydra.sweeper.n_jobs=0 is not allowed: expected an integer >= 1",
+    "hydra.sweeper.params.sampler.temperature={type:float,low:0,high:0.01,log:true}":
+        "hydra.sweeper.params.sampler.temperature.low=0.0 is not allowed: expected > 0 on a "
+        "log scale",
+    "hydra.sweeper.params.sampler.energy={type:categorical,choices:[]}":
+        "hydra.sweeper.params.sampler.energy.choices=[] is not allowed: expected a non-empty list",
 }
 #: Bad inputs found at later checks, alone: ``(override, what its error line must contain)``.
 BAD = {
-    "bound": ("search.flip_ratio.high=2", "search.flip_ratio.high gives sampler.flip_ratio=2.0 is "
+    "bound": ("hydra.sweeper.params.sampler.flip_ratio=tag(log, interval(5e-4, 2))",
+              "hydra.sweeper.params.sampler.flip_ratio.high gives sampler.flip_ratio=2.0 is "
               "not allowed"),
-    "low_type": ("search.temperature.low=abc", "search.temperature.low: Value 'abc' of type "
-                 "'str' could not be converted to Float"),
-    "group_choice": ("+search.model={key:model,type:categorical,choices:[mlp,nope]}",
-                     "expected choices that exist in conf/ (In 'sweep': Could not find "
+    "low_type": ("hydra.sweeper.params.sampler.temperature={type:float,low:abc,high:0.01}",
+                 "hydra.sweeper.params.sampler.temperature.low: Value 'abc' of type 'str' could "
+                 "not be converted to Float"),
+    "group_choice": ("hydra.sweeper.params.model=choice(mlp, nope)",
+                     "expected choices that exist in conf/ (In 'train': Could not find "
                      "'model/nope')"),
 }
-ADDED = "+search.hidden={key:model.hidden,type:categorical,choices:[[],[16]]}"
+ADDED = "hydra.sweeper.params.model.hidden=choice([], [16])"
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +52,12 @@ def runs(new_sweep):
         s = new_sweep(f"bad-{name}")
         jobs[name] = (s, s.args(override))
     s = new_sweep("dry-run")
-    jobs["dry_run"] = (s, s.args("dry_run=true", "study.n_trials=7", ADDED))
+    jobs["dry_run"] = (s, s.args("hydra.sweeper.dry_run=true", "hydra.sweeper.n_trials=7", ADDED))
     s = new_sweep("report-no-folder")
-    jobs["report_no_folder"] = (s, s.args("report=true"))
+    jobs["report_no_folder"] = (s, s.args("hydra.sweeper.report=true"))
     s = new_sweep("report-empty-folder")
     s.out.mkdir(parents=True)
-    jobs["report_empty_folder"] = (s, s.args("report=true"))
+    jobs["report_empty_folder"] = (s, s.args("hydra.sweeper.report=true"))
     results = run_many(list(jobs.values()))
     return SimpleNamespace(**{name: SimpleNamespace(sweep=job[0], result=result)
                               for (name, job), result in zip(jobs.items(), results)})
@@ -117,7 +123,7 @@ def test_report_of_a_missing_study_is_one_error_line(runs, case: str) -> None:
     assert result.returncode == 2, result.describe()
     assert len(result.error_lines) == 1, result.describe()
     line = result.error_lines[0]
-    assert line.startswith("error: study.name='mlp-synthetic-"), line
+    assert line.startswith("error: hydra.sweeper.study_name='mlp-synthetic-"), line
     assert f"is not in storage {s.storage}" in line
-    assert "without report=true" in line
+    assert "without hydra.sweeper.report=true" in line
     assert_no_work(s)

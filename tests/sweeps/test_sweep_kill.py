@@ -22,7 +22,8 @@ def killed(new_sweep) -> SimpleNamespace:
     """Start the sweep, SIGKILL its process group once a RUNNING trial has checkpointed an early
     epoch, then run the same command to its end (:func:`sweeptools.kill_mid_trial`)."""
     s = new_sweep("kill-9")
-    args = s.args("study.n_trials=2", "study.workers=2", "study.pruner=none", base=LONG)
+    args = s.args("hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.pruner=none",
+                  base=LONG)
     return kill_mid_trial(s, args, args)
 
 

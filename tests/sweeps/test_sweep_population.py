@@ -1,7 +1,8 @@
-"""``study.population=4``: one worker runs its trials four at a time as one batched population;
-the sweep still ends with exactly ``n_trials`` finished trials, one finished MLflow child run
-each with its per-epoch metrics, and the median pruner stops hopeless chains early (they leave
-the batch). A config that cannot run as populations fails at startup, one line per bad value."""
+"""``hydra.sweeper.population=4``: one worker runs its trials four at a time as one batched
+population; the sweep still ends with exactly ``n_trials`` finished trials, one finished MLflow
+child run each with its per-epoch metrics, and the median pruner stops hopeless chains early (they
+leave the batch). A config that cannot run as populations fails at startup, one line per bad
+value."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ EPOCH_METRICS = ("val_accuracy", "val_loss", "train_loss", "test_accuracy", "cur
 #: test_sweep_pruning's sweep, in populations: the first four trials (no complete trial yet) run
 #: to the end; the median pruner then stops the absurd temperatures of the next four.
 PRUNING = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
-           "trainer.steps_per_epoch=20", "~search.temperature",
-           f"+search.temp={{key:sampler.temperature,type:categorical,choices:[{GOOD},{BAD}]}}",
-           f"study.n_trials={N_TRIALS}", "study.workers=1", "study.sampler=random",
-           "study.pruner=median", "study.seed=0", f"study.population={POPULATION}"]
+           "trainer.steps_per_epoch=20", "~hydra.sweeper.params.sampler.temperature",
+           (f"hydra.sweeper.params.temp={{key:sampler.temperature,type:categorical,"
+            f"choices:[{GOOD},{BAD}]}}"),
+           f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1",
+           "hydra.sweeper.sampler=random", "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0",
+           f"hydra.sweeper.population={POPULATION}"]
 #: Not population-compatible: replicas (tempering) and a searched architecture.
-INCOMPATIBLE = ["study.population=4", "sampler=tempering",
-                "+search.hidden={key:model.hidden,type:categorical,choices:[[],[64]]}"]
+INCOMPATIBLE = ["hydra.sweeper.population=4", "sampler=tempering",
+                "hydra.sweeper.params.model.hidden=choice([], [64])"]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +57,8 @@ def test_population_sweep_reaches_exactly_n_trials(sweeps) -> None:
 
 
 def test_the_sweep_says_its_first_population_runs_unpruned(sweeps) -> None:
-    assert ("note: study.pruner=median compares a trial with complete trials only (4 needed, 0 "
-            "so far)") in sweeps.result.stdout
+    assert ("note: hydra.sweeper.pruner=median compares a trial with complete trials only "
+            "(4 needed, 0 so far)") in sweeps.result.stdout
 
 
 def test_pruned_chains_stop_early_and_leave_the_batch(sweeps) -> None:
@@ -127,10 +130,11 @@ def test_incompatible_config_fails_at_startup_with_one_line_each(sweeps) -> None
     assert result.returncode == 2, result.describe()
     assert result.error_lines == [
         ("error: sampler.n_replicas=4 is not allowed: expected 1 (no parallel tempering) with "
-         "study.population=4"),
-        ("error: search.hidden.key='model.hidden' is not allowed: expected one of "
+         "hydra.sweeper.population=4"),
+        ("error: hydra.sweeper.params.model.hidden.key='model.hidden' is not allowed: expected "
+         "one of "
          "sampler.temperature, sampler.flip_ratio, seed, schedule, flip_schedule (or a key "
-         "under one) with study.population=4 (the values a chain has of its own)"),
+         "under one) with hydra.sweeper.population=4 (the values a chain has of its own)"),
     ]
     assert result.stdout == ""
     # Nothing was created: no storage, no tracking store.

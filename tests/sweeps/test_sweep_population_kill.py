@@ -25,8 +25,8 @@ LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
 def killed(new_sweep):
     s = new_sweep("population-kill-9")
     # Two workers asking for two trials each: two populations of two (one thread each).
-    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none",
-                  f"study.population={POPULATION}", base=LONG)
+    args = s.args(f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2",
+                  "hydra.sweeper.pruner=none", f"hydra.sweeper.population={POPULATION}", base=LONG)
     launch = s.start(args)
     name = launch.study_name()
     # Every chain has checkpointed an epoch, none is near its end (the two populations may be

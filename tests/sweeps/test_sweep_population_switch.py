@@ -1,9 +1,10 @@
-"""``kill -9`` of a sweep whose trials run alone (``study.population=1``), then the same sweep with
-``study.population=2``: the killed trials are retried as one population, each chain continuing
-from its lone attempt's checkpoint (``last.pt``: weights, epoch, step, history), not from epoch
-0, and each trial stays in its one MLflow run. And the reverse: a population killed, its trials
-retried alone, each continuing from its chain's checkpoint. Either way a trial's checkpoint is
-the one a lone trainer writes (``last.pt``): no converter between population sizes."""
+"""``kill -9`` of a sweep whose trials run alone (``hydra.sweeper.population=1``), then the same
+sweep with ``hydra.sweeper.population=2``: the killed trials are retried as one population, each
+chain continuing from its lone attempt's checkpoint (``last.pt``: weights, epoch, step, history),
+not from epoch 0, and each trial stays in its one MLflow run. And the reverse: a population killed,
+its trials retried alone, each continuing from its chain's checkpoint. Either way a trial's
+checkpoint is the one a lone trainer writes (``last.pt``): no converter between population
+sizes."""
 
 from __future__ import annotations
 
@@ -22,15 +23,15 @@ LONE = CHAIN = "last.pt"
 
 
 def kill_early_and_rerun(new_sweep, folder: str, first: int, then: int) -> tuple[Any, ...]:
-    """Run a sweep with ``study.population=first`` until every trial has checkpointed an early
-    epoch, ``kill -9`` it, then run it to its end with ``study.population=then``. Returns the
-    sweep, the study name, the killed attempts' checkpoints and their trials."""
+    """Run a sweep with ``hydra.sweeper.population=first`` until every trial has checkpointed an
+    early epoch, ``kill -9`` it, then run it to its end with ``hydra.sweeper.population=then``.
+    Returns the sweep, the study name, the killed attempts' checkpoints and their trials."""
     s = new_sweep(folder)
-    common = (f"study.n_trials={N_TRIALS}", "study.pruner=none")
+    common = (f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.pruner=none")
 
     def args(size: int) -> list[str]:  # populations of 2 in one worker, lone trials in two
-        return s.args(*common, f"study.population={size}",
-                      f"study.workers={1 if size > 1 else 2}", base=LONG)
+        return s.args(*common, f"hydra.sweeper.population={size}",
+                      f"hydra.sweeper.n_jobs={1 if size > 1 else 2}", base=LONG)
 
     saved = CHAIN if first > 1 else LONE
     launch = s.start(args(first))

@@ -1,5 +1,5 @@
-"""Units of ``study.population``: which configs may run as populations, the chains' seeds, asking
-for a population's trials, and :func:`~sweeps.trial_runner.run_trials` in this process on a
+"""Units of ``hydra.sweeper.population``: which configs may run as populations, the chains' seeds,
+asking for a population's trials, and :func:`~sweeps.trial_runner.run_trials` in this process on a
 real SQLite Optuna storage and MLflow store: an interrupted population is queued and its chains
 continue from their checkpoints beside a fresh chain; a diverged population fails with its
 error; an exception fails every trial of the population."""
@@ -17,11 +17,12 @@ from optuna.trial import TrialState
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.trainers import load_checkpoint
 from mcmc_core.trainers import flip_groups
-from sweeps.config import ParamSpec, StudyConfig
+from sweeps.config import ParamSpec
 from sweeps.population import CHAIN_KEYS, population_errors
 from sweeps.trial_runner import run_trials
 from sweeps.space import SearchSpace
 from sweeps.study import open_storage, open_study
+from sweeps.sweeper_config import McmcOptunaSweeperConf
 from sweeps.trial import TrialContext
 from sweeps.worker import ask_trials
 
@@ -48,13 +49,13 @@ def test_population_errors_name_each_bad_value_and_what_is_allowed() -> None:
     search = {**SEARCH, "hidden": ParamSpec(key="model.hidden", type="categorical",
                                             choices=[[], [64]])}
     assert population_errors(cfg, search, 8) == [
-        "trainer.name='ste' is not allowed: expected mcmc with study.population=8",
-        "model.name='cnn' is not allowed: expected mlp with study.population=8",
+        "trainer.name='ste' is not allowed: expected mcmc with hydra.sweeper.population=8",
+        "model.name='cnn' is not allowed: expected mlp with hydra.sweeper.population=8",
         ("sampler.n_replicas=4 is not allowed: expected 1 (no parallel tempering) with "
-         "study.population=8"),
-        ("search.hidden.key='model.hidden' is not allowed: expected one of "
-         f"{', '.join(CHAIN_KEYS)} (or a key under one) with study.population=8 (the values a "
-         "chain has of its own)"),
+         "hydra.sweeper.population=8"),
+        ("hydra.sweeper.params.model.hidden.key='model.hidden' is not allowed: expected one of "
+         f"{', '.join(CHAIN_KEYS)} (or a key under one) with hydra.sweeper.population=8 (the "
+         "values a chain has of its own)"),
     ]
     # A population of one has no other chain to share with: any search.
     assert population_errors(TrainConfig(), search, 1) == []
@@ -66,14 +67,14 @@ def test_a_searched_seed_needs_the_whole_training_split_as_energy() -> None:
     search = {"seed": ParamSpec(key="seed", type="int", low=0, high=9)}
     assert population_errors(cfg, search, 2) == [
         ("sampler.energy_samples=500 is not allowed: expected null when seed is searched with "
-         "study.population=2 (the chains share one energy set)")]
+         "hydra.sweeper.population=2 (the chains share one energy set)")]
     assert population_errors(cfg, SEARCH, 2) == []
 
 
 # -- asking for a population ----------------------------------------------------------------------
 
 def test_ask_trials_never_takes_the_study_past_n_trials(tmp_path) -> None:
-    cfg = StudyConfig()
+    cfg = McmcOptunaSweeperConf()
     study = open_study(open_storage(f"sqlite:///{tmp_path / 'o.db'}", cfg), "ask", cfg,
                        create=True)
     for _ in range(2):
@@ -107,7 +108,7 @@ def context(tmp_path, study_name: str, uri: str | None = None, *, stop=lambda: F
 
 
 def new_study(tmp_path, name: str) -> optuna.Study:
-    cfg = StudyConfig(sampler="random")
+    cfg = McmcOptunaSweeperConf(sampler="random")
     return open_study(open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", cfg), name, cfg,
                       create=True)
 
@@ -254,7 +255,7 @@ def test_a_trial_taken_over_by_another_process_leaves_quietly(tmp_path) -> None:
     leaves the batch without raising and without touching the stored trial; the others go on."""
     study = new_study(tmp_path, "taken")
     trials = [study.ask() for _ in range(2)]
-    elsewhere = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", StudyConfig())
+    elsewhere = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", McmcOptunaSweeperConf())
     polls: list[int] = []
 
     def stop() -> bool:  # asked after each epoch's reports: the takeover follows epoch 1
@@ -276,7 +277,8 @@ def test_heartbeats_cover_every_trial_of_a_population(tmp_path) -> None:
     from sweeps.worker import heartbeat
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    study = open_study(open_storage(url, StudyConfig()), "beat", StudyConfig(), create=True)
+    settings = McmcOptunaSweeperConf()
+    study = open_study(open_storage(url, settings), "beat", settings, create=True)
     trials = [study.ask() for _ in range(3)]
     engine = sqlalchemy.create_engine(url)
 

@@ -48,8 +48,8 @@ def swept(postgres, new_sweep):
 
     s = new_sweep("postgres")
     name = f"pytest-{uuid.uuid4().hex[:12]}"
-    result = s.run(s.args(f"study.storage={postgres}", f"study.name={name}",
-                          f"study.n_trials={N_TRIALS}", "study.workers=2"))
+    result = s.run(s.args(f"hydra.sweeper.storage={postgres}", f"hydra.sweeper.study_name={name}",
+                          f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2"))
     try:
         yield result, optuna.load_study(study_name=name, storage=postgres).get_trials(), s, name
     finally:

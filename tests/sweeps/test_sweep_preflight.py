@@ -39,7 +39,7 @@ def test_the_happy_path_is_fast_and_creates_nothing(tmp_path: Path) -> None:
 
     out = tmp_path / "new" / "out"
     start = time.perf_counter()
-    check_services(device="cpu", folders=[("study.output_dir", out)],
+    check_services(device="cpu", folders=[("hydra.sweeper.output_dir", out)],
                    storage=f"sqlite:///{out / 'optuna.db'}",
                    tracking=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert time.perf_counter() - start < 1.0
@@ -54,7 +54,7 @@ def test_an_existing_storage_passes_and_is_left_as_it_was(tmp_path: Path) -> Non
                                                               n_trials=2)
     optuna.storages.RDBStorage(url).engine.dispose()
     before = (tmp_path / "optuna.db").read_bytes()
-    check_database(url, "study.storage")
+    check_database(url, "hydra.sweeper.storage")
     assert (tmp_path / "optuna.db").read_bytes() == before
     assert [p.name for p in _tree(tmp_path)] == ["optuna.db"]  # no journal left
 
@@ -123,7 +123,7 @@ def test_nothing_listening_is_a_service_problem_with_the_password_masked() -> No
 ])
 def test_a_url_sqlalchemy_cannot_use_is_a_config_problem(url: str, says: str) -> None:
     with pytest.raises(Problem) as caught:
-        check_database(url, "study.storage")
+        check_database(url, "hydra.sweeper.storage")
     assert caught.value.status == CONFIG and says in caught.value.line
 
 
@@ -133,23 +133,23 @@ def test_a_missing_driver_names_the_package_to_install() -> None:
     if importlib.util.find_spec("MySQLdb"):
         pytest.skip("MySQLdb is installed")
     with pytest.raises(Problem) as caught:
-        check_database("mysql://me:pw@127.0.0.1/db", "study.storage")
+        check_database("mysql://me:pw@127.0.0.1/db", "hydra.sweeper.storage")
     assert caught.value.status == CONFIG
-    assert caught.value.line == ("study.storage=mysql://me:***@127.0.0.1/db: its database driver "
-                                 "(MySQLdb) is not installed; pip install mysqlclient, or name an "
-                                 "installed driver (mysql+<driver>://...)")
+    assert caught.value.line == ("hydra.sweeper.storage=mysql://me:***@127.0.0.1/db: its database "
+                                 "driver (MySQLdb) is not installed; pip install mysqlclient, or "
+                                 "name an installed driver (mysql+<driver>://...)")
 
 
 def test_folders(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    check_folder(tmp_path / "a" / "b", "study.output_dir")  # can be made
-    check_folder(tmp_path, "study.output_dir")  # exists
+    check_folder(tmp_path / "a" / "b", "hydra.sweeper.output_dir")  # can be made
+    check_folder(tmp_path, "hydra.sweeper.output_dir")  # exists
     with pytest.raises(Problem) as caught:
-        check_folder(tmp_path / "file" / "b", "study.output_dir")
+        check_folder(tmp_path / "file" / "b", "hydra.sweeper.output_dir")
     assert caught.value.status == CONFIG
-    assert caught.value.line == (f"study.output_dir={tmp_path / 'file' / 'b'}: "
+    assert caught.value.line == (f"hydra.sweeper.output_dir={tmp_path / 'file' / 'b'}: "
                                  f"{tmp_path / 'file'} is a file, not a folder; set "
-                                 "study.output_dir to a folder you can write to")
+                                 "hydra.sweeper.output_dir to a folder you can write to")
     assert [p.name for p in _tree(tmp_path)] == ["file"]
 
 

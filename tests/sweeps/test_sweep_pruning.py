@@ -15,10 +15,11 @@ N_PRUNING, EPOCHS = 8, 7
 GOOD, BAD = 0.0003, 30.0
 #: Good or absurd temperatures, drawn by the seeded random sampler (one worker: reproducible).
 PRUNING = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
-           "trainer.steps_per_epoch=20", "~search.temperature",
-           f"+search.temp={{key:sampler.temperature,type:categorical,choices:[{GOOD},{BAD}]}}",
-           f"study.n_trials={N_PRUNING}", "study.workers=1", "study.sampler=random",
-           "study.pruner=median", "study.seed=0"]
+           "trainer.steps_per_epoch=20", "~hydra.sweeper.params.sampler.temperature",
+           (f"hydra.sweeper.params.temp={{key:sampler.temperature,type:categorical,"
+            f"choices:[{GOOD},{BAD}]}}"),
+           f"hydra.sweeper.n_trials={N_PRUNING}", "hydra.sweeper.n_jobs=1",
+           "hydra.sweeper.sampler=random", "hydra.sweeper.pruner=median", "hydra.sweeper.seed=0"]
 N_OTHER = 3
 
 
@@ -27,8 +28,9 @@ def runs(new_sweep):
     pruning, other = new_sweep("median-pruner"), new_sweep("cmaes-halving")
     results = run_many([
         (pruning, pruning.args(base=PRUNING)),
-        (other, other.args(f"study.n_trials={N_OTHER}", "study.workers=1",
-                           "study.sampler=cmaes", "study.pruner=successive_halving")),
+        (other, other.args(f"hydra.sweeper.n_trials={N_OTHER}", "hydra.sweeper.n_jobs=1",
+                           "hydra.sweeper.sampler=cmaes",
+                           "hydra.sweeper.pruner=successive_halving")),
     ])
     out = {}
     for key, s, result in zip(("pruning", "other"), (pruning, other), results):

@@ -1,6 +1,7 @@
-"""A 2-worker ``mcmc-sweep`` reaches exactly ``study.n_trials`` finished trials, logs them to
-MLflow under one parent run, resumes to the same total with the same command (running nothing),
-continues the same study to a larger ``study.n_trials``, and writes its report on demand."""
+"""A 2-worker ``mcmc-sweep`` reaches exactly ``hydra.sweeper.n_trials`` finished trials, logs
+them to MLflow under one parent run, resumes to the same total with the same command (running
+nothing), continues the same study to a larger ``hydra.sweeper.n_trials``, and writes its report
+on demand."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def sweep(new_sweep):
     """The same command twice, then with a larger ``n_trials``, with snapshots of the study and
     the MLflow store after each."""
     s = new_sweep("two-workers")
-    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2")
+    args = s.args(f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2")
     first = s.run(args).ok()
     name = first.study_name
     after_first = s.study(name).get_trials()
@@ -47,7 +48,7 @@ def sweep(new_sweep):
     after_again = s.study(name).get_trials()
     runs_again = s.runs(name)
     # The number of workers is how the study runs, not what it is: one worker continues it.
-    more = s.run([*args, f"study.n_trials={MORE_TRIALS}", "study.workers=1"]).ok()
+    more = s.run([*args, f"hydra.sweeper.n_trials={MORE_TRIALS}", "hydra.sweeper.n_jobs=1"]).ok()
     return SimpleNamespace(s=s, args=args, name=name, first=first, again=again, more=more,
                            after_first=after_first, after_again=after_again,
                            runs_first=runs_first, runs_again=runs_again,
@@ -118,14 +119,18 @@ def test_parent_run_carries_settings_search_space_best_and_report(sweep) -> None
     assert parent.data.metrics["best_trial"] == best.number
     assert parent.data.metrics["n_complete"] == N_TRIALS
     params, tags = parent.data.params, parent.data.tags
-    assert params["search.temperature"] == "sampler.temperature float [1e-05, 0.01] log"
-    assert params["search.cooling_rate"] == "schedule.cooling_rate float [0.999, 0.99995]"
-    assert {"study.name": sweep.name, "study.metric": "val_accuracy",
-            "study.direction": "maximize", "study.sampler": "tpe"}.items() <= params.items()
+    assert (params["hydra.sweeper.params.sampler.temperature"]
+            == "sampler.temperature float [1e-05, 0.01] log")
+    assert (params["hydra.sweeper.params.schedule.cooling_rate"]
+            == "schedule.cooling_rate float [0.999, 0.99995]")
+    assert {"hydra.sweeper.study_name": sweep.name, "hydra.sweeper.metric": "val_accuracy",
+            "hydra.sweeper.direction": "maximize",
+            "hydra.sweeper.sampler": "tpe"}.items() <= params.items()
     # Settings a relaunch may change are tags: the latest launch's (n_trials 5, one worker).
-    assert (tags["study.n_trials"], tags["study.workers"]) == (str(N_TRIALS), "2")
+    assert (tags["hydra.sweeper.n_trials"], tags["hydra.sweeper.n_jobs"]) == (str(N_TRIALS), "2")
     latest = sweep.runs.parents[0].data.tags
-    assert (latest["study.n_trials"], latest["study.workers"]) == (str(MORE_TRIALS), "1")
+    assert ((latest["hydra.sweeper.n_trials"], latest["hydra.sweeper.n_jobs"])
+            == (str(MORE_TRIALS), "1"))
     # The best trial's run, linked.
     child = best.user_attrs["mlflow_run_id"]
     url = f"#/experiments/{parent.info.experiment_id}/runs/{child}"
@@ -172,7 +177,7 @@ def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
     shutil.rmtree(folder)
     before = sweep.study.get_trials()
     start = time.time()
-    result = sweep.s.run([*sweep.args, "report=true"]).ok()
+    result = sweep.s.run([*sweep.args, "hydra.sweeper.report=true"]).ok()
     trials = sweep.study.get_trials()
     assert [(t.number, t.state) for t in trials] == [(t.number, t.state) for t in before]
     best = json.loads((folder / "best.json").read_text())

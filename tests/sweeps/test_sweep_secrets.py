@@ -16,9 +16,11 @@ import optuna
 import pytest
 import yaml
 
+from mcmc_core.config import TrainConfig
 from mcmc_core.secrets import mask_url
 from mcmc_core.trainers import load_checkpoint
-from sweeps.config import SweepConfig
+from sweeps.config import Sweep
+from sweeps.sweeper_config import McmcOptunaSweeperConf
 from sweeptools import TINY, Result, env
 
 PASSWORD = f"pw-{uuid.uuid4().hex}"
@@ -69,10 +71,11 @@ def swept(mlflow_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("secret-sweep")
     name = f"secrets-{uuid.uuid4().hex[:10]}"
     uri = mlflow_server.uri("sweeper", PASSWORD)
-    args = [*TINY, "trainer.epochs=2", f"study.output_dir={root / 'out'}", f"tracking.uri={uri}",
-            f"study.name={name}", "study.n_trials=2", "study.workers=1", "study.pruner=none"]
+    args = [*TINY, "trainer.epochs=2", f"hydra.sweeper.output_dir={root / 'out'}",
+            f"tracking.uri={uri}", f"hydra.sweeper.study_name={name}", "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=1", "hydra.sweeper.pruner=none"]
     if POSTGRES:
-        args.append(f"study.storage={POSTGRES}")
+        args.append(f"hydra.sweeper.storage={POSTGRES}")
     result = run("mcmc-sweep", args, root / "work")
     return root, name, uri, result
 
@@ -98,8 +101,11 @@ def test_sweep_writes_and_prints_no_password(swept, mlflow_server) -> None:
     root, name, uri, result = swept
     assert not in_text(result.stdout + result.stderr), result.describe()
     overrides = [p for p in hydra_files(root / "work") if p.name == "overrides.yaml"]
-    assert len(overrides) == 1 and "_launches" in str(overrides[0])  # Hydra's launch folder
-    assert f"tracking.uri={mask_url(uri)}" in yaml.safe_load(overrides[0].read_text())
+    assert len(overrides) == 2 and all("multirun" in str(p) for p in overrides)  # a job per trial
+    for path in overrides:
+        assert f"tracking.uri={mask_url(uri)}" in yaml.safe_load(path.read_text())
+    (multirun,) = (root / "work").rglob("multirun.yaml")  # Hydra's multirun config, masked
+    assert mask_url(uri) in multirun.read_text()
     checkpoints = sorted((root / "out" / "checkpoints").glob("trial-*/last.pt"))
     assert len(checkpoints) == 2
     assert load_checkpoint(checkpoints[0])["config"]["tracking"]["uri"] == mask_url(uri)
@@ -132,10 +138,11 @@ def test_training_run_writes_and_prints_no_password(mlflow_server, tmp_path) -> 
 
 
 def test_config_errors_show_passwords_as_stars(tmp_path) -> None:
-    bad = run("mcmc-sweep", [*TINY, f"study.storage=postgresql:sweeper:{PASSWORD}@127.0.0.1/db",
-                             f"study.output_dir={tmp_path / 'out'}"], tmp_path / "sweep")
+    bad = run("mcmc-sweep", [*TINY,
+                             f"hydra.sweeper.storage=postgresql:sweeper:{PASSWORD}@127.0.0.1/db",
+                             f"hydra.sweeper.output_dir={tmp_path / 'out'}"], tmp_path / "sweep")
     assert bad.returncode == 2, bad.describe()
-    assert bad.error_lines == ["error: study.storage='postgresql:***@127.0.0.1/db' is not "
+    assert bad.error_lines == ["error: hydra.sweeper.storage='postgresql:***@127.0.0.1/db' is not "
                                "allowed: expected null or an SQLAlchemy URL such as "
                                "sqlite:///optuna.db or postgresql://user@host/db"]
     unknown = run("mcmc-train", ["device=cpu", f"+tracking.api_token={PASSWORD}",
@@ -151,8 +158,9 @@ def test_config_errors_show_passwords_as_stars(tmp_path) -> None:
 
 def test_a_sweep_that_cannot_reach_its_services_prints_no_password(tmp_path) -> None:
     """Nothing listens on port 1: the start fails (Hydra prints a failed job's overrides)."""
-    result = run("mcmc-sweep", [*TINY, f"study.output_dir={tmp_path / 'out'}",
-                                f"study.storage=postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/db",
+    storage = f"postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/db"
+    result = run("mcmc-sweep", [*TINY, f"hydra.sweeper.output_dir={tmp_path / 'out'}",
+                                f"hydra.sweeper.storage={storage}",
                                 f"tracking.uri=http://u:{PASSWORD}@127.0.0.1:1"], tmp_path)
     assert result.returncode != 0, result.describe()
     assert not in_text(result.stdout + result.stderr), result.describe()
@@ -161,9 +169,9 @@ def test_a_sweep_that_cannot_reach_its_services_prints_no_password(tmp_path) -> 
 
 def test_study_name_does_not_depend_on_passwords() -> None:
     def name(password: str) -> str:
-        resolved = {"model": {"name": "mlp"}, "dataset": {"name": "digits"},
-                    "tracking": {"uri": f"http://u:{password}@h:5000"},
-                    "study": {"storage": f"postgresql://u:{password}@h/db"}}
-        return SweepConfig().study_name(resolved)
+        base = {"model": {"name": "mlp"}, "dataset": {"name": "digits"},
+                "tracking": {"uri": f"http://u:{password}@h:5000"}}
+        settings = McmcOptunaSweeperConf(storage=f"postgresql://u:{password}@h/db")
+        return Sweep(TrainConfig(), base, {}, settings).study_name()
 
     assert name("one") == name("two")

@@ -22,8 +22,8 @@ LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
 def stopped(new_sweep):
     """Start the sweep, send SIGINT to its process group mid-trial, then rerun the command."""
     s = new_sweep("sigint")
-    args = s.args(f"study.n_trials={N_TRIALS}", "study.workers=2", "study.pruner=none",
-                  base=LONG)
+    args = s.args(f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2",
+                  "hydra.sweeper.pruner=none", base=LONG)
     launch = s.start(args)
     name = launch.study_name()
     study = s.study(name)

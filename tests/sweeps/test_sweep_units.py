@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.config import PRUNERS, SAMPLERS, ParamSpec, StudyConfig
+from sweeps.config import ParamSpec
+from sweeps.sweeper_config import PRUNERS, SAMPLERS, McmcOptunaSweeperConf
 from sweeps.space import SearchSpace
 from sweeps.study import (
     count_trials,
@@ -196,11 +197,11 @@ def test_apply_unknown_group_option_is_an_error() -> None:
 def test_bounds_cover_every_bound_and_choice() -> None:
     space = SearchSpace({k: SPECS[k] for k in ("temperature", "hidden")})
     assert space.bounds() == [
-        ("search.temperature.low", {"temperature": 1e-5}),
-        ("search.temperature.high", {"temperature": 1e-2}),
-        ("search.hidden.choices", {"hidden": []}),
-        ("search.hidden.choices", {"hidden": [64]}),
-        ("search.hidden.choices", {"hidden": [128, 64]}),
+        ("hydra.sweeper.params.sampler.temperature.low", {"temperature": 1e-5}),
+        ("hydra.sweeper.params.sampler.temperature.high", {"temperature": 1e-2}),
+        ("hydra.sweeper.params.model.hidden.choices", {"hidden": []}),
+        ("hydra.sweeper.params.model.hidden.choices", {"hidden": [64]}),
+        ("hydra.sweeper.params.model.hidden.choices", {"hidden": [128, 64]}),
     ]
 
 
@@ -230,7 +231,7 @@ PRUNER_TYPES = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.prune
 
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_every_sampler_name_builds_and_samples(name: str) -> None:
-    sampler = make_sampler(StudyConfig(sampler=name, seed=3), seed=4)
+    sampler = make_sampler(McmcOptunaSweeperConf(sampler=name, seed=3), seed=4)
     assert isinstance(sampler, SAMPLER_TYPES[name])
     study = optuna.create_study(sampler=sampler)
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) ** 2, n_trials=3)
@@ -238,7 +239,7 @@ def test_every_sampler_name_builds_and_samples(name: str) -> None:
 
 
 def test_samplers_are_seeded_per_launch_and_worker() -> None:
-    cfg = StudyConfig(sampler="random")
+    cfg = McmcOptunaSweeperConf(sampler="random")
 
     def first(launch_trials: int, worker: int) -> float:
         study = optuna.create_study(sampler=make_sampler(cfg, worker_seed(cfg, launch_trials,
@@ -251,7 +252,7 @@ def test_samplers_are_seeded_per_launch_and_worker() -> None:
 
 @pytest.mark.parametrize("name", PRUNERS)
 def test_every_pruner_name_builds(name: str) -> None:
-    pruner = make_pruner(StudyConfig(pruner=name))
+    pruner = make_pruner(McmcOptunaSweeperConf(pruner=name))
     assert isinstance(pruner, PRUNER_TYPES[name])
     study = optuna.create_study(pruner=pruner)
     trial = study.ask()
@@ -260,7 +261,7 @@ def test_every_pruner_name_builds(name: str) -> None:
 
 
 def test_pruning_note_while_the_median_pruner_cannot_prune_populations() -> None:
-    cfg = StudyConfig(pruner="median", population=16)
+    cfg = McmcOptunaSweeperConf(pruner="median", population=16)
     study = optuna.create_study(direction="maximize", pruner=make_pruner(cfg))
     running = [study.ask() for _ in range(5)]
     for step in range(1, 11):  # a lockstep wave: every trial reports each epoch
@@ -273,15 +274,16 @@ def test_pruning_note_while_the_median_pruner_cannot_prune_populations() -> None
         study.tell(trial, 0.9)
     assert running[0].should_prune()  # four complete trials: the median pruner prunes
     assert pruning_note(cfg, complete=4) is None
-    assert pruning_note(StudyConfig(pruner="median", population=1), complete=0) is None
-    assert pruning_note(StudyConfig(pruner="successive_halving", population=16), 0) is None
+    assert pruning_note(McmcOptunaSweeperConf(pruner="median", population=1), complete=0) is None
+    assert pruning_note(McmcOptunaSweeperConf(pruner="successive_halving", population=16),
+                        0) is None
 
 
 def test_unknown_sampler_or_pruner_is_an_error() -> None:
-    with pytest.raises(ValueError, match="study.sampler='nope'"):
-        make_sampler(StudyConfig(sampler="nope"))
-    with pytest.raises(ValueError, match="study.pruner='nope'"):
-        make_pruner(StudyConfig(pruner="nope"))
+    with pytest.raises(ValueError, match="hydra.sweeper.sampler='nope'"):
+        make_sampler(McmcOptunaSweeperConf(sampler="nope"))
+    with pytest.raises(ValueError, match="hydra.sweeper.pruner='nope'"):
+        make_pruner(McmcOptunaSweeperConf(pruner="nope"))
 
 
 # -- retries of trials whose process died ---------------------------------------------------------
@@ -296,7 +298,7 @@ def dead_pid() -> int:
 @pytest.fixture
 def study(tmp_path):
     """A study on a real SQLite storage with the sweep's retry hook, recording retried trials."""
-    cfg = StudyConfig(max_retries=2)
+    cfg = McmcOptunaSweeperConf(max_retries=2)
     retried: list[int] = []
     storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", cfg,
                            on_retry=lambda t: retried.append(t.number))
@@ -348,7 +350,7 @@ def test_a_popped_retry_is_not_mistaken_for_the_dead_trial(study) -> None:
 def test_retries_stop_after_max_retries(study) -> None:
     first = start_trial(study, dead_pid())
     fail_dead_trials(study)
-    for _ in range(2):  # study.max_retries=2: each retry dies too
+    for _ in range(2):  # hydra.sweeper.max_retries=2: each retry dies too
         retry = study.ask()
         assert retry.params == {"x": 0.25}
         for key, value in (("host", socket.gethostname()), ("pid", dead_pid())):
@@ -383,7 +385,7 @@ def test_two_workers_never_pop_the_same_queued_trial(tmp_path) -> None:
     once must get different trials (each worker has its own storage connection)."""
     import threading
 
-    url, cfg, queued = f"sqlite:///{tmp_path / 'optuna.db'}", StudyConfig(), 40
+    url, cfg, queued = f"sqlite:///{tmp_path / 'optuna.db'}", McmcOptunaSweeperConf(), 40
     first = open_study(open_storage(url, cfg), "race", cfg, create=True)
     for i in range(queued):
         first.enqueue_trial({"x": float(i)}, skip_if_exists=False)
@@ -410,7 +412,7 @@ def test_progress_with_queued_trials(tmp_path, capsys) -> None:
     """A queued retry (WAITING, no dates yet) next to finished trials is fine for the bar."""
     from sweeps.progress import SweepProgress
 
-    cfg = StudyConfig()
+    cfg = McmcOptunaSweeperConf()
     s = open_study(open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", cfg), "bar", cfg,
                    create=True)
     progress = SweepProgress(s, n_trials=3, metric="val_accuracy", enabled=False)
@@ -444,7 +446,7 @@ def test_trial_failed_meanwhile_by_another_process_stops_quietly(tmp_path) -> No
     base["dataset"]["name"], base["device"] = "synthetic", "cpu"
     base["trainer"].update(epochs=3, steps_per_epoch=20)
     base["tracking"]["enabled"] = False
-    cfg, url = StudyConfig(), f"sqlite:///{tmp_path / 'optuna.db'}"
+    cfg, url = McmcOptunaSweeperConf(), f"sqlite:///{tmp_path / 'optuna.db'}"
     s = open_study(open_storage(url, cfg), "taken", cfg, create=True)
     trial = s.ask()
     elsewhere = open_storage(url, cfg)  # another process's connection

@@ -13,8 +13,8 @@ from sweeptools import finished, states, wait_for
 
 N_TRIALS, EPOCHS = 3, 4
 ARGS = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
-        "trainer.steps_per_epoch=1500", f"study.n_trials={N_TRIALS}", "study.workers=2",
-        "study.pruner=none"]
+        "trainer.steps_per_epoch=1500", f"hydra.sweeper.n_trials={N_TRIALS}",
+        "hydra.sweeper.n_jobs=2", "hydra.sweeper.pruner=none"]
 
 
 def test_a_killed_worker_is_replaced_and_the_sweep_finishes(new_sweep) -> None:
