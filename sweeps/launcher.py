@@ -23,7 +23,14 @@ from sweeps.best import format_reproduce
 from sweeps.job_folders import JobFolders
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
-from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
+from sweeps.study import (
+    count_trials,
+    fail_dead_trials,
+    open_storage,
+    open_study,
+    pruning_note,
+    recover_trials,
+)
 from sweeps.sweep_runs import (
     close_killed_run,
     close_orphan_runs,
@@ -121,8 +128,7 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
                                {**resolved["study"], "name": p.name}, resolved["search"])
     # Trials of a previous launch whose processes died are failed and queued for a retry;
     # the MLflow runs they left RUNNING are ended.
-    optuna.storages.fail_stale_trials(study)
-    fail_dead_trials(study)
+    recover_trials(study, cfg.study.grace_period)
     if p.tracking_uri:
         with study_lock(p):
             close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from sweeps.config import ParamSpec, StudyConfig
 from sweeps import phases
-from sweeps.batch_writes import record_heartbeats
+from sweeps.batch_writes import claim_trials, record_heartbeats
 from sweeps.job_folders import JobFolders
 from sweeps.phases import phase
 from sweeps.snapshot import count_live, snapshot_study
@@ -34,15 +34,15 @@ from sweeps.study import (
     ATTR_SESSION,
     count_trials,
     duplicate_of,
-    fail_dead_trials,
     is_surplus,
     open_storage,
     open_study,
+    recover_trials,
     worker_seed,
 )
 from sweeps.sweep_runs import close_killed_run
 from sweeps.tracking import client_uri
-from sweeps.trial import TrialContext
+from sweeps.trial import TrialContext, attempt_attrs
 from sweeps.trial_runner import run_trials
 
 __all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "device_memory", "run_worker",
@@ -121,8 +121,8 @@ class SpaceExhausted(Exception):
     """The sampler keeps proposing parameter sets the study has already run or is running."""
 
 
-def ask_trials(study: optuna.Study, n_trials: int, k: int,
-               space: SearchSpace | None = None) -> list[optuna.Trial]:
+def ask_trials(study: optuna.Study, n_trials: int, k: int, space: SearchSpace | None = None,
+               owner: dict[str, Any] | None = None) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials (queued retries first), stopping at the first that would take
     the study past ``n_trials`` finished trials: that one is given back (WAITING), and so are
     those that another worker's asks at the same moment make surplus.
@@ -132,6 +132,12 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
     asks read the study's trials once (:func:`~sweeps.snapshot.snapshot_study`); before each
     ask the database counts the live trials, to stop when other workers' asks filled the
     study meanwhile, and at the end one more read gives back the surplus exactly.
+
+    With ``owner`` (the attempt's host, process and launch), each trial is claimed at once, in
+    the transaction that records its first heartbeat (:func:`~sweeps.batch_writes.claim_trials`;
+    the trials asked before it beat again there, so a long ask cannot make them stale). A
+    process killed between Optuna's ask and the claim leaves a trial that
+    :func:`~sweeps.study.fail_unowned_trials` recovers.
 
     Raises:
         SpaceExhausted: after :data:`MAX_DUPLICATES` duplicates in a row.
@@ -143,6 +149,8 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
             if trials and count_live(study) >= n_trials:
                 break  # other workers' asks at the same moment filled the study
             trial = snap.study.ask()
+            if owner is not None:
+                claim_trials(study._storage, [t._trial_id for t in (*trials, trial)], owner)
             if space is not None:
                 space.suggest(trial)
             frozen = snap.storage.get_trial(trial._trial_id)
@@ -234,8 +242,7 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
             return "stopped"
         if spec.deadline is not None and time.time() >= spec.deadline:
             return "timeout"
-        optuna.storages.fail_stale_trials(study)
-        fail_dead_trials(study)
+        recover_trials(study, spec.study.grace_period)
         trials = study.get_trials(deepcopy=False)
         counts = count_trials(trials)
         if counts.finished >= n_trials:
@@ -249,7 +256,8 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
         room = n_trials - counts.finished - counts.running
         try:
             with phase("ask"):
-                asked = ask_trials(study, n_trials, min(spec.study.population, room), space)
+                asked = ask_trials(study, n_trials, min(spec.study.population, room), space,
+                                   owner=attempt_attrs(ctx))
         except SpaceExhausted:
             spec.stop_file.touch()
             return "exhausted"
