@@ -8,6 +8,7 @@ workers never race to create their schemas.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import optuna
 
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.secrets import mask_url
+from sweeps.cli import exit_status
 from sweeps.config import SweepConfig
 from sweeps.best import format_reproduce
 from sweeps.job_folders import JobFolders
@@ -155,26 +157,30 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     reasons, interrupted = run_workers(specs, study, n_trials, cfg.study.metric,
                                        stop_file(p.output_dir, session), cfg.study.max_failures)
     stop_file(p.output_dir, session).unlink(missing_ok=True)
-    fail_dead_trials(study)  # workers killed by a second Ctrl-C leave RUNNING trials
+    fail_dead_trials(study)  # workers killed by a second signal leave RUNNING trials
     return _finish(cfg, p, study, parent_run_id, reasons, interrupted)
 
 
 def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: str | None,
-            reasons: list[str], interrupted: bool) -> int:
-    """Write the report, print the outcome, close the parent run; return the exit status."""
+            reasons: list[str], interrupted: int | None) -> int:
+    """Write the report, print the outcome, close the parent run; return the exit status.
+    A launch stopped by SIGTERM or SIGHUP (a scheduler's or system's stop, with a kill seconds
+    later) skips the report: the next launch writes it."""
     n_trials = cfg.study.n_trials
     counts = count_trials(study.get_trials(deepcopy=False))
-    with study_lock(p):  # other machines log there too
-        summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
-                               parent_run_id=parent_run_id)
-    print(format_best(summary, cfg.study.metric), flush=True)
-    if reproduce := format_reproduce(summary):
-        print(reproduce, flush=True)
-    print(f"report: {p.output_dir / 'report'}", flush=True)
-    if interrupted:
-        status, code = "KILLED", 130
-        print(f"interrupted: {counts.finished}/{n_trials} finished; run the same command to "
-              "continue", flush=True)
+    if interrupted in (None, signal.SIGINT):
+        with study_lock(p):  # other machines log there too
+            summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
+                                   parent_run_id=parent_run_id)
+        print(format_best(summary, cfg.study.metric), flush=True)
+        if reproduce := format_reproduce(summary):
+            print(reproduce, flush=True)
+        print(f"report: {p.output_dir / 'report'}", flush=True)
+    if interrupted is not None:
+        status, code = "KILLED", exit_status(interrupted)
+        name = "" if interrupted == signal.SIGINT else f" ({signal.Signals(interrupted).name})"
+        print(f"interrupted{name}: {counts.finished}/{n_trials} finished; run the same command "
+              "to continue", flush=True)
     elif "worker_error" in reasons:
         status, code = "FAILED", 1
         print(f"stopped: {counts.finished}/{n_trials} finished; run the same command to "

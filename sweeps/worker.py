@@ -2,8 +2,10 @@
 
 Workers never wait for each other: each asks for its next trial as soon as its last one ends
 (with ``study.population`` > 1, for its next trials, up to that many, run as one population).
-A worker stops when the study is done, when the sweep's stop file appears (SIGINT in the parent,
-or ``max_failures`` reached), or after ``timeout``.
+A worker stops when the study is done, when the sweep's stop file appears (a stop signal in the
+parent, or ``max_failures`` reached), after ``timeout``, or -- a worker process -- on its own
+SIGTERM or SIGHUP (a scheduler signals every process of the job) or when its parent is gone (the
+launcher was killed): it ends its trials after their current epoch, queued to resume, and exits.
 """
 
 from __future__ import annotations
@@ -186,14 +188,41 @@ def _give_back(study: optuna.Study, trial: optuna.Trial) -> None:
     study._storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
 
 
+#: Set in a worker process by SIGTERM/SIGHUP or its parent's death: stop after this epoch.
+_stopping = threading.Event()
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    _stopping.set()
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+
+
+#: Set in a worker process whose parent (the launcher) is gone: exit after stopping.
+_orphaned = threading.Event()
+
+
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Set :data:`_stopping` once this process's parent is gone (it was re-parented)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        _orphaned.set()
+        _stopping.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def run_worker(spec: WorkerSpec) -> str:
     """The worker loop; returns why it stopped (``done``, ``stopped``, ``timeout``,
     ``max_failures``, ``exhausted``: the sampler only repeats earlier trials). At its end it
     writes where its time went (:mod:`sweeps.phases`) and its device's peak memory."""
     import torch
 
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():  # a worker process
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _on_stop_signal)
+        _watch_parent(os.getppid())
     torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if spec.tracking_uri:
@@ -212,6 +241,8 @@ def run_worker(spec: WorkerSpec) -> str:
              "threads": spec.threads, "population": spec.study.population, "stopped": reason,
              "seconds": time.time() - started, "populations": populations,
              "trials": sum(populations), **device_memory(spec.device)})
+        if _orphaned.is_set():  # no one reads the result: leave instead of waiting for a task
+            os._exit(0)
 
 
 def device_memory(device: str) -> dict[str, float | None]:
@@ -225,6 +256,10 @@ def device_memory(device: str) -> dict[str, float | None]:
             "max_memory_reserved": torch.cuda.max_memory_reserved(device)}
 
 
+def _stop_requested(spec: WorkerSpec) -> bool:
+    return _stopping.is_set() or spec.stop_file.exists()
+
+
 def _loop(spec: WorkerSpec, populations: list[int]) -> str:
     """:func:`run_worker`'s loop; appends the size of each population it runs."""
     storage = open_storage(spec.storage_url, spec.study,
@@ -235,10 +270,10 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
     ctx = TrialContext(study_name=spec.study_name, base_config=spec.base_config, space=space,
                        metric=spec.study.metric, output_dir=Path(spec.output_dir),
                        session=spec.session, parent_run_id=spec.parent_run_id,
-                       device=spec.device, stop=spec.stop_file.exists, jobs=spec.jobs)
+                       device=spec.device, stop=lambda: _stop_requested(spec), jobs=spec.jobs)
     n_trials = spec.study.n_trials
     while True:
-        if spec.stop_file.exists():
+        if _stop_requested(spec):
             return "stopped"
         if spec.deadline is not None and time.time() >= spec.deadline:
             return "timeout"
