@@ -41,6 +41,7 @@ from sweeps.sweep_runs import (
     open_parent_run,
 )
 from sweeps.tracking import tracking_uri
+from sweeps.tracking_outage import set_retry_seconds
 from sweeps.supervisor import run_workers
 from sweeps.worker import WorkerSpec, stop_file
 
@@ -111,6 +112,7 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     interrupted). With ``jobs`` (``mcmc-train -m``), each trial writes its Hydra job folder."""
     p = plan(cfg, resolved)
     p.output_dir.mkdir(parents=True, exist_ok=True)
+    set_retry_seconds(cfg.tracking.retry_seconds)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(p.storage_url, cfg.study,
                            on_retry=lambda t: close_killed_run(p.tracking_uri, t))
@@ -185,6 +187,11 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
         status, code = "FAILED", 1
         print(f"stopped: {counts.finished}/{n_trials} finished; run the same command to "
               "continue", flush=True)
+    elif "tracking_outage" in reasons:
+        status, code = "FAILED", 1
+        print(f"stopped: {counts.finished}/{n_trials} finished; the MLflow server stayed "
+              "unreachable longer than tracking.retry_seconds; run the same command to continue "
+              "once it is back", flush=True)
     elif "exhausted" in reasons:
         status, code = "FAILED", 1
         print(f"stopped: {counts.finished}/{n_trials} finished; the sampler keeps proposing "

@@ -29,6 +29,7 @@ from sweeps.batch_writes import report_values, set_user_attrs
 from sweeps.client_run import ClientRun
 from sweeps.population import CHAIN_KEYS, population_errors, shared_part
 from sweeps.snapshot import prune_decisions
+from sweeps.tracking_outage import TrackingOutage
 from sweeps.tracking import OBJECTIVE, RUN_ID_FILE, closing_metrics, epoch_metrics
 from sweeps.trial import (
     Interrupted,
@@ -78,7 +79,9 @@ def run_trials(study: optuna.Study, trials: list[optuna.Trial],
     COMPLETE: the best epoch's metric is the value. PRUNED: the pruner stopped it. FAIL: it
     raised or diverged (the error is kept as the ``error`` user attribute and an MLflow tag; an
     exception of the trainer fails every trial still running), or it was interrupted (then a
-    retry with the same parameters is queued).
+    retry with the same parameters is queued; also when the MLflow server stayed unreachable
+    past ``tracking.retry_seconds``, then :class:`~sweeps.tracking_outage.TrackingOutage` is
+    raised on).
     """
     attempts = [TrialAttempt(t, *a) for t, a in zip(trials, start_attempts(study, trials, ctx))]
     reporter = TrialReporter(study, attempts, ctx)
@@ -88,10 +91,12 @@ def run_trials(study: optuna.Study, trials: list[optuna.Trial],
         for k, a in enumerate(attempts):
             if a.state is None:  # it had run its last epoch before this attempt
                 reporter.complete(trainer, k)
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt, TrackingOutage) as err:
         for a in attempts:
             if a.state is None:
                 a.leave(TrialState.FAIL, *interrupt(study, a.trial))
+        if isinstance(err, TrackingOutage):
+            raise  # the worker stops: the next trials could not be tracked either
     except Exception as err:  # noqa: BLE001 -- the trials fail; the sweep goes on
         for a in attempts:
             if a.state is None:

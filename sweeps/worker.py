@@ -44,6 +44,7 @@ from sweeps.study import (
 )
 from sweeps.sweep_runs import close_killed_run
 from sweeps.tracking import client_uri
+from sweeps.tracking_outage import TrackingOutage, flush_all, set_retry_seconds
 from sweeps.trial import TrialContext, attempt_attrs
 from sweeps.trial_runner import run_trials
 
@@ -229,10 +230,16 @@ def run_worker(spec: WorkerSpec) -> str:
         import mlflow
 
         mlflow.set_tracking_uri(client_uri(spec.tracking_uri))
+    set_retry_seconds(spec.base_config.get("tracking", {}).get("retry_seconds", 300.0))
     phases.reset()
     started, populations, reason = time.time(), [], "error"
     try:
         reason = _loop(spec, populations)
+        flush_all()  # writes queued during an MLflow outage
+        return reason
+    except TrackingOutage as err:
+        print(f"worker {spec.index}: {err}; its trials are queued to resume", flush=True)
+        reason = "tracking_outage"
         return reason
     finally:
         phases.write_worker_file(
