@@ -16,6 +16,8 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
+from sweeps.storage_outage import waits_out_outages
+
 __all__ = ["claim_trials", "heartbeat_ids", "record_heartbeats", "report_values", "set_user_attrs"]
 
 
@@ -44,6 +46,7 @@ def _transaction(rdb: RDBStorage, trial_ids: Sequence[int] = ()) -> Iterator[Any
         yield session
 
 
+@waits_out_outages
 def record_heartbeats(storage: BaseStorage, trial_ids: Sequence[int]) -> None:
     """Record the heartbeat of every trial in ``trial_ids`` (as
     :meth:`~optuna.storages.RDBStorage.record_heartbeat` does for one)."""
@@ -72,6 +75,7 @@ def _beat(session: Any, trial_ids: Sequence[int]) -> None:
             session.add(model(trial_id=trial_id, heartbeat=now))
 
 
+@waits_out_outages
 def claim_trials(storage: BaseStorage, trial_ids: Sequence[int], owner: dict[str, Any]) -> None:
     """Record the heartbeat of every trial in ``trial_ids`` and ``owner`` (host, process,
     launch) as their user attributes, in one transaction: the write that makes a just-asked
@@ -94,6 +98,7 @@ def claim_trials(storage: BaseStorage, trial_ids: Sequence[int], owner: dict[str
                                                    trial_id, key, value)
 
 
+@waits_out_outages
 def heartbeat_ids(storage: BaseStorage, trial_ids: Sequence[int]) -> set[int]:
     """The trials of ``trial_ids`` that have a heartbeat recorded (on a storage without
     heartbeat rows: all of them)."""
@@ -108,6 +113,7 @@ def heartbeat_ids(storage: BaseStorage, trial_ids: Sequence[int]) -> set[int]:
             model.trial_id.in_(list(trial_ids)))}
 
 
+@waits_out_outages
 def report_values(trials: Sequence[optuna.Trial], values: Sequence[float], step: int) -> None:
     """``trials[i].report(values[i], step)`` for every ``i``, in one transaction (a step
     already reported is left as it is, as ``report`` leaves it).
@@ -134,6 +140,7 @@ def report_values(trials: Sequence[optuna.Trial], values: Sequence[float], step:
         trial._cached_frozen_trial.intermediate_values[step] = value
 
 
+@waits_out_outages
 def set_user_attrs(items: Sequence[tuple[optuna.Trial, dict[str, Any]]]) -> None:
     """``trial.set_user_attr(key, value)`` for every trial and item of its dict, in one
     transaction."""

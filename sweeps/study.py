@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.batch_writes import heartbeat_ids
 from sweeps.hosts import host_name, pid_alive
+from sweeps.storage_outage import OutageTolerantStorage
 from sweeps.stores import open_under_lock
 from sweeps.study_config import SAMPLER_CLASSES, StudyConfig
 
@@ -135,7 +136,7 @@ def open_storage(url: str, cfg: StudyConfig,
             on_retry(trial)
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    storage = open_under_lock(url, lambda u: RDBStorage(
+    storage = open_under_lock(url, lambda u: OutageTolerantStorage(
         u, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_interval,
         grace_period=cfg.grace_period, heartbeat_stale_trial_callback=stale))
     if url.startswith("sqlite"):

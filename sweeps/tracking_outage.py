@@ -21,8 +21,8 @@ import time
 from collections import deque
 from typing import Any
 
-__all__ = ["OutageTolerantClient", "TrackingOutage", "flush_all", "is_outage", "set_retry_seconds",
-           "tolerant"]
+__all__ = ["OutageTolerantClient", "TrackingOutage", "flush_all", "is_outage", "retry_seconds",
+           "set_retry_seconds", "tolerant"]
 
 #: Writes that return nothing and carry their data: queued, sent in order. (Artifact uploads
 #: read files that may be gone later: they wait for the server instead.)
@@ -35,6 +35,11 @@ _retry_seconds = 300.0
 
 class TrackingOutage(Exception):
     """The tracking server stayed unreachable longer than ``tracking.retry_seconds``."""
+
+
+def retry_seconds() -> float:
+    """How long this process waits out an outage of a service (MLflow, the storage)."""
+    return _retry_seconds
 
 
 def set_retry_seconds(seconds: float) -> None:
