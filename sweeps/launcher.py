@@ -20,6 +20,7 @@ import optuna
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.secrets import mask_url
 from sweeps.cli import exit_status
+from sweeps.disk import is_disk_full
 from sweeps.config import SweepConfig
 from sweeps.best import format_reproduce
 from sweeps.job_folders import JobFolders
@@ -159,7 +160,12 @@ def launch(cfg: SweepConfig, resolved: dict[str, Any], base_config: dict[str, An
     reasons, interrupted = run_workers(specs, study, n_trials, cfg.study.metric,
                                        stop_file(p.output_dir, session), cfg.study.max_failures)
     stop_file(p.output_dir, session).unlink(missing_ok=True)
-    fail_dead_trials(study)  # workers killed by a second signal leave RUNNING trials
+    try:
+        fail_dead_trials(study)  # workers killed by a second signal leave RUNNING trials
+    except Exception as err:  # on a full disk the next launch does it
+        if not is_disk_full(err):
+            raise
+        reasons.append("disk_full")
     return _finish(cfg, p, study, parent_run_id, reasons, interrupted)
 
 
@@ -170,15 +176,27 @@ def _finish(cfg: SweepConfig, p: SweepPlan, study: optuna.Study, parent_run_id: 
     later) skips the report: the next launch writes it."""
     n_trials = cfg.study.n_trials
     counts = count_trials(study.get_trials(deepcopy=False))
-    if interrupted in (None, signal.SIGINT):
-        with study_lock(p):  # other machines log there too
-            summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
-                                   parent_run_id=parent_run_id)
-        print(format_best(summary, cfg.study.metric), flush=True)
-        if reproduce := format_reproduce(summary):
-            print(reproduce, flush=True)
-        print(f"report: {p.output_dir / 'report'}", flush=True)
-    if interrupted is not None:
+    disk_full = "disk_full" in reasons
+    if interrupted in (None, signal.SIGINT) and not disk_full:
+        try:
+            with study_lock(p):  # other machines log there too
+                summary = write_report(study, p.output_dir / "report",
+                                       tracking_uri=p.tracking_uri, parent_run_id=parent_run_id)
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            disk_full = True
+        else:
+            print(format_best(summary, cfg.study.metric), flush=True)
+            if reproduce := format_reproduce(summary):
+                print(reproduce, flush=True)
+            print(f"report: {p.output_dir / 'report'}", flush=True)
+    if disk_full:
+        status, code = "FAILED", 1
+        print(f"error: no space left on the disk of {p.output_dir}: {counts.finished}/"
+              f"{n_trials} finished, the trials in progress queued to resume, no report "
+              "written; free some space and run the same command to continue", flush=True)
+    elif interrupted is not None:
         status, code = "KILLED", exit_status(interrupted)
         name = "" if interrupted == signal.SIGINT else f" ({signal.Signals(interrupted).name})"
         print(f"interrupted{name}: {counts.finished}/{n_trials} finished; run the same command "

@@ -24,6 +24,7 @@ from joblib.externals.loky.process_executor import BrokenProcessPool
 
 from mcmc_core.secrets import mask_text
 from sweeps.cli import STOP_SIGNALS
+from sweeps.disk import is_disk_full
 from sweeps.progress import SweepProgress
 from sweeps.worker import WorkerSpec, run_worker
 
@@ -134,7 +135,9 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, met
             signal.signal(signum, handler)
         progress.close()
     reasons = list(pool.results)
-    if pool.errors and interrupted is None:
+    if any(is_disk_full(err) for err in pool.errors):  # the launcher says so, once
+        reasons.append("disk_full")
+    elif pool.errors and interrupted is None:
         err = pool.errors[0]
         print(mask_text(f"error: a worker stopped: {type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}"), flush=True)

@@ -29,6 +29,7 @@ from sweeps.batch_writes import report_values, set_user_attrs
 from sweeps.client_run import ClientRun
 from sweeps.population import CHAIN_KEYS, population_errors, shared_part
 from sweeps.snapshot import prune_decisions
+from sweeps.disk import DiskFull, is_disk_full
 from sweeps.tracking_outage import TrackingOutage
 from sweeps.tracking import OBJECTIVE, RUN_ID_FILE, closing_metrics, epoch_metrics
 from sweeps.trial import (
@@ -98,6 +99,14 @@ def run_trials(study: optuna.Study, trials: list[optuna.Trial],
         if isinstance(err, TrackingOutage):
             raise  # the worker stops: the next trials could not be tracked either
     except Exception as err:  # noqa: BLE001 -- the trials fail; the sweep goes on
+        if is_disk_full(err):  # not the trials' fault: they resume once there is space
+            for a in attempts:
+                if a.state is None:
+                    try:
+                        a.leave(TrialState.FAIL, *interrupt(study, a.trial))
+                    except Exception:  # noqa: BLE001 -- the storage's disk: recovered later
+                        pass
+            raise DiskFull(str(err).splitlines()[0] if str(err) else "disk full") from err
         for a in attempts:
             if a.state is None:
                 a.leave(*fail(study, a.trial, err))

@@ -44,6 +44,7 @@ from sweeps.study import (
 )
 from sweeps.sweep_runs import close_killed_run
 from sweeps.tracking import client_uri
+from sweeps.disk import is_disk_full
 from sweeps.tracking_outage import TrackingOutage, flush_all, set_retry_seconds
 from sweeps.trial import TrialContext, attempt_attrs
 from sweeps.trial_runner import run_trials
@@ -240,6 +241,11 @@ def run_worker(spec: WorkerSpec) -> str:
     except TrackingOutage as err:
         print(f"worker {spec.index}: {err}; its trials are queued to resume", flush=True)
         reason = "tracking_outage"
+        return reason
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        reason = "disk_full"  # the launcher says so, once
         return reason
     finally:
         phases.write_worker_file(
