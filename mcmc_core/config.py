@@ -35,6 +35,9 @@ class TrackingConfig:
         experiment: MLflow experiment name.
         run_name: MLflow run name; null lets MLflow pick one.
         log_model: log the final model as an artifact.
+        retry_seconds: how long a sweep's trials wait out an MLflow server that cannot be
+            reached (training goes on, its writes queued and sent once it is back) before
+            they stop, queued to resume.
     """
 
     enabled: bool = True
@@ -42,6 +45,7 @@ class TrackingConfig:
     experiment: str = "mcmc-train"
     run_name: str | None = None
     log_model: bool = True
+    retry_seconds: float = 300.0
 
 
 @dataclass

@@ -16,7 +16,9 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
-__all__ = ["record_heartbeats", "report_values", "set_user_attrs"]
+from sweeps.storage_outage import waits_out_outages
+
+__all__ = ["claim_trials", "heartbeat_ids", "record_heartbeats", "report_values", "set_user_attrs"]
 
 
 def _rdb(storage: BaseStorage) -> RDBStorage | None:
@@ -44,6 +46,7 @@ def _transaction(rdb: RDBStorage, trial_ids: Sequence[int] = ()) -> Iterator[Any
         yield session
 
 
+@waits_out_outages
 def record_heartbeats(storage: BaseStorage, trial_ids: Sequence[int]) -> None:
     """Record the heartbeat of every trial in ``trial_ids`` (as
     :meth:`~optuna.storages.RDBStorage.record_heartbeat` does for one)."""
@@ -52,21 +55,65 @@ def record_heartbeats(storage: BaseStorage, trial_ids: Sequence[int]) -> None:
         for trial_id in trial_ids:
             storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
         return
+    with _transaction(rdb) as session:
+        _beat(session, trial_ids)
+
+
+def _beat(session: Any, trial_ids: Sequence[int]) -> None:
+    """Set the heartbeat rows of ``trial_ids`` to the database's time, in ``session``."""
     import sqlalchemy
     from optuna.storages._rdb import models
 
     model = models.TrialHeartbeatModel
-    with _transaction(rdb) as session:
-        now = session.execute(sqlalchemy.func.now()).scalar_one()
-        beats = {h.trial_id: h for h in session.query(model).filter(
-            model.trial_id.in_(list(trial_ids))).with_for_update()}
+    now = session.execute(sqlalchemy.func.now()).scalar_one()
+    beats = {h.trial_id: h for h in session.query(model).filter(
+        model.trial_id.in_(list(trial_ids))).with_for_update()}
+    for trial_id in trial_ids:
+        if trial_id in beats:
+            beats[trial_id].heartbeat = now
+        else:
+            session.add(model(trial_id=trial_id, heartbeat=now))
+
+
+@waits_out_outages
+def claim_trials(storage: BaseStorage, trial_ids: Sequence[int], owner: dict[str, Any]) -> None:
+    """Record the heartbeat of every trial in ``trial_ids`` and ``owner`` (host, process,
+    launch) as their user attributes, in one transaction: the write that makes a just-asked
+    trial owned. A trial left RUNNING without it is recovered by
+    :func:`sweeps.study.fail_unowned_trials`."""
+    rdb = _rdb(storage)
+    if rdb is None:
+        record_heartbeats(storage, trial_ids)
         for trial_id in trial_ids:
-            if trial_id in beats:
-                beats[trial_id].heartbeat = now
-            else:
-                session.add(model(trial_id=trial_id, heartbeat=now))
+            for key, value in owner.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+        return
+    from optuna.storages._rdb import models
+
+    with _transaction(rdb) as session:
+        _beat(session, trial_ids)
+        for trial_id in trial_ids:
+            for key, value in owner.items():
+                rdb._set_trial_attr_without_commit(session, models.TrialUserAttributeModel,
+                                                   trial_id, key, value)
 
 
+@waits_out_outages
+def heartbeat_ids(storage: BaseStorage, trial_ids: Sequence[int]) -> set[int]:
+    """The trials of ``trial_ids`` that have a heartbeat recorded (on a storage without
+    heartbeat rows: all of them)."""
+    rdb = _rdb(storage)
+    if rdb is None or not trial_ids:
+        return set(trial_ids)
+    from optuna.storages._rdb import models
+
+    model = models.TrialHeartbeatModel
+    with _transaction(rdb) as session:
+        return {row[0] for row in session.query(model.trial_id).filter(
+            model.trial_id.in_(list(trial_ids)))}
+
+
+@waits_out_outages
 def report_values(trials: Sequence[optuna.Trial], values: Sequence[float], step: int) -> None:
     """``trials[i].report(values[i], step)`` for every ``i``, in one transaction (a step
     already reported is left as it is, as ``report`` leaves it).
@@ -93,6 +140,7 @@ def report_values(trials: Sequence[optuna.Trial], values: Sequence[float], step:
         trial._cached_frozen_trial.intermediate_values[step] = value
 
 
+@waits_out_outages
 def set_user_attrs(items: Sequence[tuple[optuna.Trial, dict[str, Any]]]) -> None:
     """``trial.set_user_attr(key, value)`` for every trial and item of its dict, in one
     transaction."""

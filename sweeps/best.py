@@ -23,6 +23,7 @@ import optuna
 import yaml
 from omegaconf import OmegaConf
 
+from sweeps.disk import write_atomic
 from sweeps.job_folders import override_value
 from sweeps.study import retry_key
 from sweeps.tracking import flatten
@@ -118,7 +119,7 @@ def write_best(study: optuna.Study, report: Path) -> dict[str, str] | None:
               f"#   {command}\n")
     body = {"defaults": ["train_schema", "_self_"], **written, "hydra": train_yaml["hydra"]}
     path = folder / f"{_CONFIG_NAME}.yaml"
-    path.write_text(header + yaml.safe_dump(body, sort_keys=False))
+    write_atomic(path, lambda p: p.write_text(header + yaml.safe_dump(body, sort_keys=False)))
     return {"config": str(path), "command": command}
 
 

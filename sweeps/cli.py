@@ -1,12 +1,13 @@
 """The console entry points ``mcmc-sweep`` and ``mcmc-train``, light to import: Ctrl-C at any
 moment -- even while the libraries load -- ends with one line and exit status 130, never a
-traceback.
+traceback. SIGTERM and SIGHUP (what ``timeout``, SLURM's ``scancel`` and preemption, Kubernetes
+and systemd send, or a closed terminal) stop a run the same way, with exit status 143 and 129.
 
 A sweep (``mcmc-train -m hparams_search=default``, or its shorthand ``mcmc-sweep``) exits at
-once on a Ctrl-C outside the phase where its workers run (every store is written atomically or
-in transactions, so nothing is left half-made; the next launch ends what this one left open);
+once on a stop signal outside the phase where its workers run (every store is written atomically
+or in transactions, so nothing is left half-made; the next launch ends what this one left open);
 while they run, :func:`sweeps.supervisor.run_workers` stops them after their current epoch
-instead. A training run turns Ctrl-C into a ``KeyboardInterrupt`` once loaded, so its MLflow
+instead. A training run turns the signal into a ``KeyboardInterrupt`` once loaded, so its MLflow
 run is closed; its last epoch checkpoint stays.
 """
 
@@ -18,32 +19,53 @@ import signal
 import sys
 from typing import Any
 
-__all__ = ["exit_at_once_on_sigint", "sweep", "train"]
+__all__ = ["STOP_SIGNALS", "exit_at_once_on_signals", "exit_status", "sweep", "train"]
 
-_MESSAGE = b"\ninterrupted: run the same command to continue\n"
+#: The signals that stop a run as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The last stop signal received (its exit status is 128 + its number, as a shell reports).
+_received = signal.SIGINT
+
+
+def exit_status(signum: int) -> int:
+    """The exit status of a run stopped by ``signum``: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP)."""
+    return 128 + int(signum)
+
+
+def _message(signum: int) -> str:
+    name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+    return f"\ninterrupted{name}: run the same command to continue\n"
 
 
 def _exit_at_once(signum: int, frame: Any) -> None:
-    os.write(2, _MESSAGE)
-    os._exit(130)
+    os.write(2, _message(signum).encode())
+    os._exit(exit_status(signum))
 
 
-def exit_at_once_on_sigint() -> None:
-    """From now on Ctrl-C ends the process at once, status 130: the sweeper's way outside its
-    workers' phase."""
-    signal.signal(signal.SIGINT, _exit_at_once)
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    global _received
+    _received = signum
+    raise KeyboardInterrupt
+
+
+def exit_at_once_on_signals() -> None:
+    """From now on a stop signal ends the process at once (status 128 + its number):
+    ``mcmc-sweep``'s way outside its workers' phase, which ``mcmc-train -m``'s sweeper takes on."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _exit_at_once)
 
 
 def _run(module: str, *, exit_at_once: bool) -> Any:
-    signal.signal(signal.SIGINT, _exit_at_once)
+    exit_at_once_on_signals()
     try:
         entry = importlib.import_module(module).main
         if not exit_at_once:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, _raise_interrupt)
         return entry()
     except KeyboardInterrupt:
-        sys.stderr.write(_MESSAGE.decode())
-        raise SystemExit(130) from None
+        sys.stderr.write(_message(_received))
+        raise SystemExit(exit_status(_received)) from None
 
 
 def sweep() -> Any:

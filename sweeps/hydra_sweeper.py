@@ -199,13 +199,13 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
     overrides ``arguments``. Checks everything first (one ``error:`` line each, exit status
     2, or 1 for a service), then dry-runs, reports or runs the study; exits with the launch's
     status when it is not 0."""
-    from sweeps.cli import exit_at_once_on_sigint
+    from sweeps.cli import exit_at_once_on_signals
     from sweeps.hydra_output import mask_yaml_file
     from sweeps.job_folders import JobFolders
     from sweeps.launcher import launch, plan
     from sweeps.preflight import check_sweep
 
-    exit_at_once_on_sigint()  # stores are written whole: nothing is half-made
+    exit_at_once_on_signals()  # stores are written whole: nothing is half-made
     settings = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
                 for k, v in settings.items()}
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,12 +20,21 @@ import optuna
 
 from mcmc_core._validation import ConfigError, violation
 from mcmc_core.secrets import mask_url
+from sweeps.cli import exit_status
+from sweeps.disk import is_disk_full
 from sweeps.best import format_reproduce
 from sweeps.config import Sweep
 from sweeps.job_folders import JobFolders
 from sweeps.report import format_best, write_report
 from sweeps.stores import ensure_mlflow_store, store_lock
-from sweeps.study import count_trials, fail_dead_trials, open_storage, open_study, pruning_note
+from sweeps.study import (
+    count_trials,
+    fail_dead_trials,
+    open_storage,
+    open_study,
+    pruning_note,
+    recover_trials,
+)
 from sweeps.sweep_runs import (
     close_killed_run,
     close_orphan_runs,
@@ -33,6 +43,7 @@ from sweeps.sweep_runs import (
     open_parent_run,
 )
 from sweeps.tracking import tracking_uri
+from sweeps.tracking_outage import set_retry_seconds
 from sweeps.supervisor import run_workers
 from sweeps.sweeper_config import McmcOptunaSweeperConf
 from sweeps.worker import WorkerSpec, stop_file
@@ -105,6 +116,7 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
     interrupted). With ``jobs`` (``mcmc-train -m``), each trial writes its Hydra job folder."""
     p, settings = plan(sweep), sweep.settings
     p.output_dir.mkdir(parents=True, exist_ok=True)
+    set_retry_seconds(sweep.train.tracking.retry_seconds)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(p.storage_url, settings,
                            on_retry=lambda t: close_killed_run(p.tracking_uri, t))
@@ -124,8 +136,7 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
                                dataclasses.replace(settings, study_name=p.name), sweep.search)
     # Trials of a previous launch whose processes died are failed and queued for a retry;
     # the MLflow runs they left RUNNING are ended.
-    optuna.storages.fail_stale_trials(study)
-    fail_dead_trials(study)
+    recover_trials(study, settings.grace_period)
     if p.tracking_uri:
         with study_lock(p):
             close_orphan_runs(p.tracking_uri, p.name, study.get_trials(deepcopy=False))
@@ -152,31 +163,56 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
     reasons, interrupted = run_workers(specs, study, n_trials, settings.metric,
                                        stop_file(p.output_dir, session), settings.max_failures)
     stop_file(p.output_dir, session).unlink(missing_ok=True)
-    fail_dead_trials(study)  # workers killed by a second Ctrl-C leave RUNNING trials
+    try:
+        fail_dead_trials(study)  # workers killed by a second signal leave RUNNING trials
+    except Exception as err:  # on a full disk the next launch does it
+        if not is_disk_full(err):
+            raise
+        reasons.append("disk_full")
     return _finish(settings, p, study, parent_run_id, reasons, interrupted)
 
 
 def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
-            parent_run_id: str | None,
-            reasons: list[str], interrupted: bool) -> int:
-    """Write the report, print the outcome, close the parent run; return the exit status."""
+            parent_run_id: str | None, reasons: list[str], interrupted: int | None) -> int:
+    """Write the report, print the outcome, close the parent run; return the exit status.
+    A launch stopped by SIGTERM or SIGHUP (a scheduler's or system's stop, with a kill seconds
+    later) skips the report: the next launch writes it."""
     n_trials = settings.n_trials
     counts = count_trials(study.get_trials(deepcopy=False))
-    with study_lock(p):  # other machines log there too
-        summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
-                               parent_run_id=parent_run_id)
-    print(format_best(summary, settings.metric), flush=True)
-    if reproduce := format_reproduce(summary):
-        print(reproduce, flush=True)
-    print(f"report: {p.output_dir / 'report'}", flush=True)
-    if interrupted:
-        status, code = "KILLED", 130
-        print(f"interrupted: {counts.finished}/{n_trials} finished; run the same command to "
-              "continue", flush=True)
+    disk_full = "disk_full" in reasons
+    if interrupted in (None, signal.SIGINT) and not disk_full:
+        try:
+            with study_lock(p):  # other machines log there too
+                summary = write_report(study, p.output_dir / "report",
+                                       tracking_uri=p.tracking_uri, parent_run_id=parent_run_id)
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            disk_full = True
+        else:
+            print(format_best(summary, settings.metric), flush=True)
+            if reproduce := format_reproduce(summary):
+                print(reproduce, flush=True)
+            print(f"report: {p.output_dir / 'report'}", flush=True)
+    if disk_full:
+        status, code = "FAILED", 1
+        print(f"error: no space left on the disk of {p.output_dir}: {counts.finished}/"
+              f"{n_trials} finished, the trials in progress queued to resume, no report "
+              "written; free some space and run the same command to continue", flush=True)
+    elif interrupted is not None:
+        status, code = "KILLED", exit_status(interrupted)
+        name = "" if interrupted == signal.SIGINT else f" ({signal.Signals(interrupted).name})"
+        print(f"interrupted{name}: {counts.finished}/{n_trials} finished; run the same command "
+              "to continue", flush=True)
     elif "worker_error" in reasons:
         status, code = "FAILED", 1
         print(f"stopped: {counts.finished}/{n_trials} finished; run the same command to "
               "continue", flush=True)
+    elif "tracking_outage" in reasons:
+        status, code = "FAILED", 1
+        print(f"stopped: {counts.finished}/{n_trials} finished; the MLflow server stayed "
+              "unreachable longer than tracking.retry_seconds; run the same command to continue "
+              "once it is back", flush=True)
     elif "exhausted" in reasons:
         status, code = "FAILED", 1
         print(f"stopped: {counts.finished}/{n_trials} finished; the sampler keeps proposing "

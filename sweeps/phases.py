@@ -66,8 +66,12 @@ def worker_file(output_dir: str | Path, session: str, index: int) -> Path:
 
 
 def write_worker_file(path: Path, info: dict[str, Any]) -> None:
-    """Write ``info`` plus :func:`snapshot`'s phases to ``path`` (whole or not at all)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``info`` plus :func:`snapshot`'s phases to ``path`` (whole or not at all: a
+    measurement, skipped on a full disk)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**info, "phases": snapshot()}, indent=2))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({**info, "phases": snapshot()}, indent=2))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)

@@ -41,7 +41,9 @@ __all__ = ["MLFLOW_HTTP_ENV", "Preflight", "check_services", "check_sweep",
 #: MLflow's HTTP client retries for minutes by default; what a run uses unless the user says.
 MLFLOW_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                   # no "View run ... at: URL" line per run in the sweep's progress output
+                   "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 class Preflight(Callback):

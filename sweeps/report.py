@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from mcmc_core.secrets import mask_text
+from sweeps.disk import write_atomic
 from sweeps.best import BEST_FOLDER, write_best
 from sweeps.report_plots import write_plots
 from sweeps.study import count_trials
@@ -58,11 +59,12 @@ def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None 
     if trials:
         frame = study.trials_dataframe().drop(columns=[f"user_attrs_{ATTR_CONFIG}"],
                                               errors="ignore")  # in best/config.yaml
-        frame.to_csv(folder / "trials.csv", index=False)
+        write_atomic(folder / "trials.csv", lambda p: frame.to_csv(p, index=False))
         summary["files"].append("trials.csv")
     summary["files"] += write_plots(study, folder)
     summary["files"].insert(0, "best.json")  # written last, listing every file
-    (folder / "best.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_atomic(folder / "best.json",
+                 lambda p: p.write_text(json.dumps(summary, indent=2, default=str)))
     if tracking_uri and parent_run_id:
         try:
             _log_on_parent(tracking_uri, parent_run_id, folder, summary)

@@ -14,6 +14,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from sweeps.disk import write_atomic
+
 __all__ = ["HTML_NAME", "PLOTS", "available", "write_html", "write_images", "write_plots"]
 
 #: The plots, in report order, with the number of complete trials each needs to say anything.
@@ -78,7 +80,8 @@ def write_images(study: optuna.Study, folder: Path, names: list[str]) -> list[st
         if len(panels) > 1:  # the slice plot: one panel per parameter, side by side
             figure.set_size_inches(max(6.4, 1.5 + 3.2 * len(panels)), 4.8)
         try:
-            figure.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
+            write_atomic(folder / f"{name}.png", lambda p: figure.savefig(
+                p, format="png", dpi=100, bbox_inches="tight"))
         finally:
             plt.close(figure)
         written.append(f"{name}.png")
@@ -103,7 +106,7 @@ def write_html(study: optuna.Study, folder: Path, names: list[str]) -> list[str]
     page = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
             "<style>body{font-family:sans-serif;margin:1em 2em}</style></head>\n"
             f"<body><h1>{title}</h1>\n" + "\n".join(sections) + "\n</body></html>\n")
-    (folder / HTML_NAME).write_text(page, encoding="utf-8")
+    write_atomic(folder / HTML_NAME, lambda p: p.write_text(page, encoding="utf-8"))
     return [HTML_NAME]
 
 

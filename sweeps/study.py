@@ -12,13 +12,16 @@ import hashlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.batch_writes import heartbeat_ids
 from sweeps.hosts import host_name, pid_alive
+from sweeps.storage_outage import OutageTolerantStorage
 from sweeps.stores import open_under_lock
 from sweeps.sweeper_config import SAMPLER_CLASSES, McmcOptunaSweeperConf
 
@@ -27,6 +30,7 @@ __all__ = [
     "count_trials",
     "duplicate_of",
     "fail_dead_trials",
+    "fail_unowned_trials",
     "is_surplus",
     "make_pruner",
     "make_sampler",
@@ -34,6 +38,7 @@ __all__ = [
     "open_storage",
     "open_study",
     "pruning_note",
+    "recover_trials",
     "requeue",
     "retry_key",
     "worker_seed",
@@ -132,7 +137,7 @@ def open_storage(url: str, cfg: McmcOptunaSweeperConf,
             on_retry(trial)
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    storage = open_under_lock(url, lambda u: RDBStorage(
+    storage = open_under_lock(url, lambda u: OutageTolerantStorage(
         u, engine_kwargs=engine, heartbeat_interval=cfg.heartbeat_interval,
         grace_period=cfg.grace_period, heartbeat_stale_trial_callback=stale))
     if url.startswith("sqlite"):
@@ -228,6 +233,15 @@ def retry_key(trial: FrozenTrial) -> int:
     return trial.number if original is None else original
 
 
+def recover_trials(study: optuna.Study, grace_period: float) -> list[int]:
+    """Fail and re-queue every RUNNING trial that no live process runs: a stale heartbeat
+    (Optuna's check), a dead worker on this host (:func:`fail_dead_trials`), or no owner at all
+    (:func:`fail_unowned_trials`). A relaunch never waits on a trial nothing runs. Returns the
+    numbers of the trials failed here (Optuna's check does not say which it failed)."""
+    optuna.storages.fail_stale_trials(study)
+    return fail_dead_trials(study) + fail_unowned_trials(study, grace_period)
+
+
 def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Fail and re-queue RUNNING trials whose worker process on this host is gone.
 
@@ -235,20 +249,37 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     trials of other hosts are left to the heartbeat check (:func:`optuna.storages.fail_stale_trials`).
     Returns the failed trial numbers.
     """
-    storage = study._storage
     host = host_name()
+    dead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get(ATTR_HOST) == host and ATTR_PID in t.user_attrs
+            and not pid_alive(int(t.user_attrs[ATTR_PID]))]
+    return _fail_and_requeue(study, dead)
+
+
+def fail_unowned_trials(study: optuna.Study, grace_period: float) -> list[int]:
+    """Fail and re-queue RUNNING trials that never got a heartbeat and started more than
+    ``grace_period`` seconds ago: their process died between Optuna's ask and the worker's claim
+    (:func:`sweeps.batch_writes.claim_trials`, which records the first heartbeat and the owner
+    at once). Optuna's stale check passes over a trial without a heartbeat, and no host or
+    process was recorded to check. Returns the failed trial numbers."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    beating = heartbeat_ids(study._storage, [t._trial_id for t in running])
+    now = datetime.now()  # Optuna writes datetime_start from this clock
+    unowned = [t for t in running if t._trial_id not in beating and t.datetime_start is not None
+               and (now - t.datetime_start).total_seconds() > grace_period]
+    return _fail_and_requeue(study, unowned)
+
+
+def _fail_and_requeue(study: optuna.Study, trials: list[FrozenTrial]) -> list[int]:
+    """Fail each of ``trials`` still RUNNING and queue its retry; the numbers it failed."""
     failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attrs = t.user_attrs
-        if attrs.get(ATTR_HOST) != host or ATTR_PID not in attrs:
-            continue
-        if pid_alive(int(attrs[ATTR_PID])):
-            continue
+    for t in trials:
         try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                failed.append(t.number)
+            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
+        failed.append(t.number)
         requeue(study, t)
     return failed
 

@@ -1,5 +1,5 @@
 """The parent's watch over a sweep's worker processes: start them, replace one that dies, stop
-them on Ctrl-C.
+them on Ctrl-C, SIGTERM or SIGHUP.
 
 Each worker runs in its own single-process loky executor (joblib's process backend), so a worker
 killed by the system (out of memory, ``kill -9``) breaks only its own executor: its trial is
@@ -23,6 +23,8 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.process_executor import BrokenProcessPool
 
 from mcmc_core.secrets import mask_text
+from sweeps.cli import STOP_SIGNALS
+from sweeps.disk import is_disk_full
 from sweeps.progress import SweepProgress
 from sweeps.worker import WorkerSpec, run_worker
 
@@ -74,7 +76,7 @@ class _Pool:
                 executor.shutdown(wait=False)
 
     def kill(self) -> None:
-        """Terminate every worker process (after a second Ctrl-C)."""
+        """Terminate every worker process (after a second stop signal)."""
         self.stopping = True
         with self._lock:
             executors = list(self._executors.values())
@@ -86,11 +88,12 @@ class _Pool:
 
 
 def run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, metric: str,
-                stop: Path, max_deaths: int) -> tuple[list[str], bool]:
+                stop: Path, max_deaths: int) -> tuple[list[str], int | None]:
     """Run the workers (one inline; several as supervised processes) while the main thread
-    shows progress. The first SIGINT asks the workers to stop after their current epoch,
-    re-queueing their trials; a second one kills them. Returns why the workers stopped (see
-    :func:`sweeps.worker.run_worker`, plus ``worker_error``) and whether it was interrupted."""
+    shows progress. The first stop signal (SIGINT, SIGTERM, SIGHUP) asks the workers to stop
+    after their current epoch, re-queueing their trials; a second one kills them. Returns why
+    the workers stopped (see :func:`sweeps.worker.run_worker`, plus ``worker_error``) and the
+    signal that interrupted them (None if none did)."""
     pool = _Pool(specs, stop, max_deaths)
 
     def run_inline() -> None:
@@ -103,19 +106,19 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, met
                if len(specs) == 1 else
                [threading.Thread(target=pool.supervise, args=(s,), name=f"sweep-worker-{s.index}",
                                  daemon=True) for s in specs])
-    interrupted = False
+    interrupted: int | None = None
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         nonlocal interrupted
-        if interrupted:  # second Ctrl-C: stop waiting
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if interrupted is not None:  # a second signal: stop waiting
             raise KeyboardInterrupt
-        interrupted = pool.stopping = True
+        interrupted, pool.stopping = signum, True
         stop.touch()
-        print("\nstopping: trials end after their current epoch and are queued to resume "
-              "(Ctrl-C again to kill them)", flush=True)
+        name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+        print(f"\nstopping{name}: trials end after their current epoch and are queued to "
+              "resume (Ctrl-C again to kill them)", flush=True)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty())
     for thread in threads:
         thread.start()
@@ -125,13 +128,16 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, met
                 thread.join(timeout=1.0 / len(threads))
             progress.update()
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = signal.SIGINT if interrupted is None else interrupted
         pool.kill()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         progress.close()
     reasons = list(pool.results)
-    if pool.errors and not interrupted:
+    if any(is_disk_full(err) for err in pool.errors):  # the launcher says so, once
+        reasons.append("disk_full")
+    elif pool.errors and interrupted is None:
         err = pool.errors[0]
         print(mask_text(f"error: a worker stopped: {type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}"), flush=True)

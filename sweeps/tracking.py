@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcmc_core.secrets import MASK, is_secret_key, mask_text
+from mcmc_core.secrets import MASK, is_secret_key, mask_text, mask_url
 from mcmc_core.trainers import Callback
 from sweeps.stores import ensure_mlflow_store
+from sweeps.tracking_outage import tolerant
 
 if TYPE_CHECKING:
     from torch import nn
@@ -216,8 +217,12 @@ def client_uri(uri: str) -> str:
 
 def mlflow_client(uri: str) -> Any:
     """An ``MlflowClient`` of the store at ``uri`` (made whole first, see
-    :func:`~sweeps.stores.ensure_mlflow_store`), given :func:`client_uri`'s URI."""
+    :func:`~sweeps.stores.ensure_mlflow_store`), given :func:`client_uri`'s URI; of a server,
+    one that waits out its outages (:mod:`sweeps.tracking_outage`)."""
     from mlflow import MlflowClient
 
     ensure_mlflow_store(uri)
-    return MlflowClient(tracking_uri=client_uri(uri))
+    client = MlflowClient(tracking_uri=client_uri(uri))
+    if not client_uri(uri).startswith(("http://", "https://")):
+        return client
+    return tolerant(client, client_uri(uri), mask_url(uri))  # a server: outages waited out

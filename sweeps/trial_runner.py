@@ -29,6 +29,8 @@ from sweeps.batch_writes import report_values, set_user_attrs
 from sweeps.client_run import ClientRun
 from sweeps.population import CHAIN_KEYS, population_errors, shared_part
 from sweeps.snapshot import prune_decisions
+from sweeps.disk import DiskFull, is_disk_full
+from sweeps.tracking_outage import TrackingOutage
 from sweeps.tracking import OBJECTIVE, RUN_ID_FILE, closing_metrics, epoch_metrics
 from sweeps.trial import (
     Interrupted,
@@ -78,7 +80,9 @@ def run_trials(study: optuna.Study, trials: list[optuna.Trial],
     COMPLETE: the best epoch's metric is the value. PRUNED: the pruner stopped it. FAIL: it
     raised or diverged (the error is kept as the ``error`` user attribute and an MLflow tag; an
     exception of the trainer fails every trial still running), or it was interrupted (then a
-    retry with the same parameters is queued).
+    retry with the same parameters is queued; also when the MLflow server stayed unreachable
+    past ``tracking.retry_seconds``, then :class:`~sweeps.tracking_outage.TrackingOutage` is
+    raised on).
     """
     attempts = [TrialAttempt(t, *a) for t, a in zip(trials, start_attempts(study, trials, ctx))]
     reporter = TrialReporter(study, attempts, ctx)
@@ -88,11 +92,21 @@ def run_trials(study: optuna.Study, trials: list[optuna.Trial],
         for k, a in enumerate(attempts):
             if a.state is None:  # it had run its last epoch before this attempt
                 reporter.complete(trainer, k)
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt, TrackingOutage) as err:
         for a in attempts:
             if a.state is None:
                 a.leave(TrialState.FAIL, *interrupt(study, a.trial))
+        if isinstance(err, TrackingOutage):
+            raise  # the worker stops: the next trials could not be tracked either
     except Exception as err:  # noqa: BLE001 -- the trials fail; the sweep goes on
+        if is_disk_full(err):  # not the trials' fault: they resume once there is space
+            for a in attempts:
+                if a.state is None:
+                    try:
+                        a.leave(TrialState.FAIL, *interrupt(study, a.trial))
+                    except Exception:  # noqa: BLE001 -- the storage's disk: recovered later
+                        pass
+            raise DiskFull(str(err).splitlines()[0] if str(err) else "disk full") from err
         for a in attempts:
             if a.state is None:
                 a.leave(*fail(study, a.trial, err))

@@ -2,8 +2,10 @@
 
 Workers never wait for each other: each asks for its next trial as soon as its last one ends
 (with ``hydra.sweeper.population`` > 1, for its next trials, up to that many, run as one
-population). A worker stops when the study is done, when the sweep's stop file appears (SIGINT
-in the parent, or ``max_failures`` reached), or after ``timeout``.
+population). A worker stops when the study is done, when the sweep's stop file appears (a stop signal in the
+parent, or ``max_failures`` reached), after ``timeout``, or -- a worker process -- on its own
+SIGTERM or SIGHUP (a scheduler signals every process of the job) or when its parent is gone (the
+launcher was killed): it ends its trials after their current epoch, queued to resume, and exits.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from optuna.trial import TrialState
 
 from sweeps.config import ParamSpec
 from sweeps import phases
-from sweeps.batch_writes import record_heartbeats
+from sweeps.batch_writes import claim_trials, record_heartbeats
 from sweeps.job_folders import JobFolders
 from sweeps.phases import phase
 from sweeps.snapshot import count_live, snapshot_study
@@ -34,16 +36,18 @@ from sweeps.study import (
     ATTR_SESSION,
     count_trials,
     duplicate_of,
-    fail_dead_trials,
     is_surplus,
     open_storage,
     open_study,
+    recover_trials,
     worker_seed,
 )
 from sweeps.sweep_runs import close_killed_run
 from sweeps.sweeper_config import McmcOptunaSweeperConf
 from sweeps.tracking import client_uri
-from sweeps.trial import TrialContext
+from sweeps.disk import is_disk_full
+from sweeps.tracking_outage import TrackingOutage, flush_all, set_retry_seconds
+from sweeps.trial import TrialContext, attempt_attrs
 from sweeps.trial_runner import run_trials
 
 __all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "device_memory", "run_worker",
@@ -122,8 +126,8 @@ class SpaceExhausted(Exception):
     """The sampler keeps proposing parameter sets the study has already run or is running."""
 
 
-def ask_trials(study: optuna.Study, n_trials: int, k: int,
-               space: SearchSpace | None = None) -> list[optuna.Trial]:
+def ask_trials(study: optuna.Study, n_trials: int, k: int, space: SearchSpace | None = None,
+               owner: dict[str, Any] | None = None) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials (queued retries first), stopping at the first that would take
     the study past ``n_trials`` finished trials: that one is given back (WAITING), and so are
     those that another worker's asks at the same moment make surplus.
@@ -133,6 +137,12 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
     asks read the study's trials once (:func:`~sweeps.snapshot.snapshot_study`); before each
     ask the database counts the live trials, to stop when other workers' asks filled the
     study meanwhile, and at the end one more read gives back the surplus exactly.
+
+    With ``owner`` (the attempt's host, process and launch), each trial is claimed at once, in
+    the transaction that records its first heartbeat (:func:`~sweeps.batch_writes.claim_trials`;
+    the trials asked before it beat again there, so a long ask cannot make them stale). A
+    process killed between Optuna's ask and the claim leaves a trial that
+    :func:`~sweeps.study.fail_unowned_trials` recovers.
 
     Raises:
         SpaceExhausted: after :data:`MAX_DUPLICATES` duplicates in a row.
@@ -144,6 +154,8 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int,
             if trials and count_live(study) >= n_trials:
                 break  # other workers' asks at the same moment filled the study
             trial = snap.study.ask()
+            if owner is not None:
+                claim_trials(study._storage, [t._trial_id for t in (*trials, trial)], owner)
             if space is not None:
                 space.suggest(trial)
             frozen = snap.storage.get_trial(trial._trial_id)
@@ -179,24 +191,62 @@ def _give_back(study: optuna.Study, trial: optuna.Trial) -> None:
     study._storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
 
 
+#: Set in a worker process by SIGTERM/SIGHUP or its parent's death: stop after this epoch.
+_stopping = threading.Event()
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    _stopping.set()
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+
+
+#: Set in a worker process whose parent (the launcher) is gone: exit after stopping.
+_orphaned = threading.Event()
+
+
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Set :data:`_stopping` once this process's parent is gone (it was re-parented)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        _orphaned.set()
+        _stopping.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def run_worker(spec: WorkerSpec) -> str:
     """The worker loop; returns why it stopped (``done``, ``stopped``, ``timeout``,
     ``max_failures``, ``exhausted``: the sampler only repeats earlier trials). At its end it
     writes where its time went (:mod:`sweeps.phases`) and its device's peak memory."""
     import torch
 
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():  # a worker process
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _on_stop_signal)
+        _watch_parent(os.getppid())
     torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if spec.tracking_uri:
         import mlflow
 
         mlflow.set_tracking_uri(client_uri(spec.tracking_uri))
+    set_retry_seconds(spec.base_config.get("tracking", {}).get("retry_seconds", 300.0))
     phases.reset()
     started, populations, reason = time.time(), [], "error"
     try:
         reason = _loop(spec, populations)
+        flush_all()  # writes queued during an MLflow outage
+        return reason
+    except TrackingOutage as err:
+        print(f"worker {spec.index}: {err}; its trials are queued to resume", flush=True)
+        reason = "tracking_outage"
+        return reason
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        reason = "disk_full"  # the launcher says so, once
         return reason
     finally:
         phases.write_worker_file(
@@ -205,6 +255,8 @@ def run_worker(spec: WorkerSpec) -> str:
              "threads": spec.threads, "population": spec.settings.population, "stopped": reason,
              "seconds": time.time() - started, "populations": populations,
              "trials": sum(populations), **device_memory(spec.device)})
+        if _orphaned.is_set():  # no one reads the result: leave instead of waiting for a task
+            os._exit(0)
 
 
 def device_memory(device: str) -> dict[str, float | None]:
@@ -218,6 +270,10 @@ def device_memory(device: str) -> dict[str, float | None]:
             "max_memory_reserved": torch.cuda.max_memory_reserved(device)}
 
 
+def _stop_requested(spec: WorkerSpec) -> bool:
+    return _stopping.is_set() or spec.stop_file.exists()
+
+
 def _loop(spec: WorkerSpec, populations: list[int]) -> str:
     """:func:`run_worker`'s loop; appends the size of each population it runs."""
     storage = open_storage(spec.storage_url, spec.settings,
@@ -228,15 +284,14 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
     ctx = TrialContext(study_name=spec.study_name, base_config=spec.base_config, space=space,
                        metric=spec.settings.metric, output_dir=Path(spec.output_dir),
                        session=spec.session, parent_run_id=spec.parent_run_id,
-                       device=spec.device, stop=spec.stop_file.exists, jobs=spec.jobs)
+                       device=spec.device, stop=lambda: _stop_requested(spec), jobs=spec.jobs)
     n_trials = spec.settings.n_trials
     while True:
-        if spec.stop_file.exists():
+        if _stop_requested(spec):
             return "stopped"
         if spec.deadline is not None and time.time() >= spec.deadline:
             return "timeout"
-        optuna.storages.fail_stale_trials(study)
-        fail_dead_trials(study)
+        recover_trials(study, spec.settings.grace_period)
         trials = study.get_trials(deepcopy=False)
         counts = count_trials(trials)
         if counts.finished >= n_trials:
@@ -250,7 +305,8 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
         room = n_trials - counts.finished - counts.running
         try:
             with phase("ask"):
-                asked = ask_trials(study, n_trials, min(spec.settings.population, room), space)
+                asked = ask_trials(study, n_trials, min(spec.settings.population, room), space,
+                                   owner=attempt_attrs(ctx))
         except SpaceExhausted:
             spec.stop_file.touch()
             return "exhausted"

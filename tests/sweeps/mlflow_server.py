@@ -105,20 +105,21 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mlflow"]
 
 
-def start_server(root: Path, timeout: float = 90) -> MlflowServer:
-    """Start ``mlflow server`` with its store under ``root`` and wait until ``/health`` answers.
+def start_server(root: Path, timeout: float = 90, port: int | None = None) -> MlflowServer:
+    """Start ``mlflow server`` with its store under ``root`` (on ``port``, default a free one:
+    the same root and port restart a stopped server) and wait until ``/health`` answers.
 
     Raises:
         RuntimeError: the server exited or did not answer within ``timeout`` seconds (its log
             is in the message).
     """
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port() if port is None else port
     args = [*command(), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
             "--artifacts-destination", str(root / "artifacts")]
     env = no_proxy({k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")})
-    with open(root / "server.log", "w") as log:
+    with open(root / "server.log", "a") as log:
         proc = subprocess.Popen(args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     server = MlflowServer(root=root, port=port, proc=proc)

@@ -15,18 +15,21 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.batch_writes import heartbeat_ids
 from sweeps.config import ParamSpec
 from sweeps.sweeper_config import PRUNERS, SAMPLERS, McmcOptunaSweeperConf
 from sweeps.space import SearchSpace
 from sweeps.study import (
     count_trials,
     fail_dead_trials,
+    fail_unowned_trials,
     is_surplus,
     make_pruner,
     make_sampler,
     open_storage,
     open_study,
     pruning_note,
+    recover_trials,
     requeue,
     retry_key,
     worker_seed,
@@ -378,6 +381,35 @@ def test_trials_of_other_hosts_are_left_to_the_heartbeat(study) -> None:
     trial.set_user_attr("host", "another-machine")
     assert fail_dead_trials(study) == []
     assert study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING
+
+
+def test_a_trial_asked_but_never_claimed_is_retried_after_the_grace_period(study) -> None:
+    """A process killed between Optuna's ask and its claim leaves a RUNNING trial with no
+    heartbeat and no owner: within the grace period it is left alone, after it retried."""
+    trial = study.ask()
+    study._storage.set_trial_param(trial._trial_id, "x", 0.25, FloatDistribution(0.0, 1.0))
+    assert recover_trials(study, grace_period=3600) == []  # it may still be claimed
+    assert study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING
+    assert recover_trials(study, grace_period=0) == [trial.number]
+    retry = study.get_trials(states=(TrialState.WAITING,))
+    assert len(retry) == 1 and retry[0].params == {"x": 0.25}
+    assert retry_key(retry[0]) == trial.number
+    assert study.retried == [trial.number]
+
+
+def test_asked_trials_are_claimed_with_their_first_heartbeat(study) -> None:
+    """``ask_trials(owner=...)`` records each trial's owner and heartbeat with the ask: none
+    is ever unowned, however long after the ask another worker looks."""
+    from sweeps.worker import ask_trials
+
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "session": "s"}
+    asked = ask_trials(study, n_trials=5, k=3, owner=owner)
+    ids = [t._trial_id for t in asked]
+    assert len(asked) == 3 and heartbeat_ids(study._storage, ids) == set(ids)
+    for t in study.get_trials():
+        assert {k: t.user_attrs.get(k) for k in owner} == owner
+    assert fail_unowned_trials(study, grace_period=0) == []
+    assert fail_dead_trials(study) == []  # this process owns them, and it is alive
 
 
 def test_two_workers_never_pop_the_same_queued_trial(tmp_path) -> None:
