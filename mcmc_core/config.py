@@ -35,9 +35,9 @@ class TrackingConfig:
         experiment: MLflow experiment name.
         run_name: MLflow run name; null lets MLflow pick one.
         log_model: log the final model as an artifact.
-        retry_seconds: how long a sweep's trials wait out an MLflow server that cannot be
-            reached (training goes on, its writes queued and sent once it is back) before
-            they stop, queued to resume.
+        retry_seconds: how long a sweep waits out an MLflow server or a storage database that
+            cannot be reached (training goes on, MLflow writes queued and sent in order once
+            it is back) before its trials stop, queued to resume.
     """
 
     enabled: bool = True

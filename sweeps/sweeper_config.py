@@ -61,8 +61,11 @@ class McmcOptunaSweeperConf:
         max_failures: failed trials (in this launch) that end the sweep early.
         max_retries: how often a trial killed with its process is retried from its checkpoint.
         gpus: GPU indices the workers are pinned to, round robin (null: all visible GPUs).
-        heartbeat_interval / grace_period: seconds between trial heartbeats, and without one
-            before a RUNNING trial of a dead process counts as stale and is retried.
+        heartbeat_interval: seconds between a running trial's heartbeats (written to the
+            storage).
+        grace_period: seconds without a heartbeat (or, for a trial that never had one, since
+            it started) after which a RUNNING trial counts as stale: its process died, and it
+            is retried from its checkpoint.
         seed: seed of the Optuna sampler.
         population: trials a worker runs together as one batched population of chains
             (:mod:`sweeps.population`); 1 runs each trial alone. Above 1, trials may differ

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,12 @@ def cli() -> Callable[..., CliResult]:
 def cli_many() -> Callable[..., list[CliResult]]:
     """``cli_many([(args, cwd), ...])`` runs independent ``mcmc-train`` processes two at a time."""
     return run_many
+
+
+@pytest.fixture(scope="session")
+def cli_popen() -> Callable[..., subprocess.Popen]:
+    """``cli_popen(args, cwd, stdout, stderr)``: start ``mcmc-train *args`` in the background."""
+    def start(args: Sequence[str], cwd: Path, stdout: Any, stderr: Any) -> subprocess.Popen:
+        return subprocess.Popen([*_command(), *args], cwd=cwd, env=_env(), stdout=stdout,
+                                stderr=stderr)
+    return start

@@ -6,22 +6,20 @@ checkpoint kept."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import pytest
-
-from conftest import _command, _env
 
 LONG = ["device=cpu", "dataset=synthetic", "trainer.epochs=50", "trainer.steps_per_epoch=2500"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_signal_ends_a_run_with_one_line_and_its_status(tmp_path, signum) -> None:
+def test_a_stop_signal_ends_a_run_with_one_line_and_its_status(cli_popen, tmp_path,
+                                                                signum) -> None:
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = subprocess.Popen([*_command(), *LONG, f"trainer.checkpoint_dir={tmp_path}/ckpt"],
-                                cwd=tmp_path, env=_env(), stdout=stdout, stderr=stderr)
+        proc = cli_popen([*LONG, f"trainer.checkpoint_dir={tmp_path}/ckpt"], tmp_path, stdout,
+                         stderr)
     try:
         checkpoint = tmp_path / "ckpt" / "last.pt"
         while not checkpoint.exists():  # the first epoch done
