@@ -53,6 +53,9 @@ __all__ = ["SweepPlan", "launch", "plan", "worker_devices"]
 ATTR_PARENT_RUN = "mlflow_parent_run_id"
 #: The study's key, the tag that finds its parent run (:data:`sweeps.tracking.TAG_STUDY_KEY`).
 ATTR_SWEEP_KEY = "sweep_key"
+#: Study user attribute: how many launches the study has had (each launch's number seeds its
+#: workers' samplers).
+ATTR_LAUNCHES = "launches"
 
 
 @dataclass
@@ -110,6 +113,17 @@ def study_lock(p: SweepPlan) -> Any:
     return store_lock(p.storage_url, f"parent-run:{p.name}")
 
 
+def next_launch(p: SweepPlan, study: optuna.Study) -> int:
+    """This launch's number in the study (0 for its first), drawn from the storage under the
+    study's lock: launchers started together, on one host or several, get different numbers --
+    and their workers different sampler seeds -- while a new study's first launch is the same
+    on any machine."""
+    with study_lock(p):
+        number = int(study.user_attrs.get(ATTR_LAUNCHES, 0))
+        study.set_user_attr(ATTR_LAUNCHES, number + 1)
+    return number
+
+
 def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
     """Run the sweep to ``n_trials`` finished trials; returns the process exit status
     (0 done, 1 ended by ``max_failures``, dead workers or an exhausted space, 130
@@ -146,7 +160,7 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
     print(f"study {p.name!r}: {before.finished}/{n_trials} finished trials, storage "
           f"{mask_url(p.storage_url)}, output {p.output_dir}", flush=True)
     if before.finished >= n_trials:  # nothing to run: just refresh the report
-        return _finish(settings, p, study, parent_run_id, reasons=[], interrupted=False)
+        return _finish(settings, p, study, parent_run_id, reasons=[], interrupted=None)
     note = pruning_note(settings, before.complete)
     if note:
         print(note, flush=True)
@@ -157,8 +171,7 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
                         group_options=sweep.group_options, output_dir=str(p.output_dir),
                         session=session, parent_run_id=parent_run_id,
                         tracking_uri=p.tracking_uri, device=p.devices[i], threads=p.threads,
-                        deadline=deadline, launch_trials=len(study.get_trials(deepcopy=False)),
-                        jobs=jobs)
+                        deadline=deadline, launch=next_launch(p, study), jobs=jobs)
              for i in range(settings.n_jobs)]
     reasons, interrupted = run_workers(specs, study, n_trials, settings.metric,
                                        stop_file(p.output_dir, session), settings.max_failures)

@@ -69,12 +69,13 @@ def make_sampler(cfg: McmcOptunaSweeperConf,
     return sampler
 
 
-def worker_seed(cfg: McmcOptunaSweeperConf, launch_trials: int, worker: int) -> int:
-    """The sampler seed of worker ``worker`` (counting replaced workers on) of a launch that
-    found ``launch_trials`` trials in the study: ``cfg.seed`` hashed with those and this host's
-    name. Launches, workers and machines never share a sampler sequence -- a relaunch does not
-    propose its predecessor's points again -- yet the same launch is reproducible."""
-    text = f"{cfg.seed}:{host_name()}:{launch_trials}:{worker}"
+def worker_seed(cfg: McmcOptunaSweeperConf, launch: int, worker: int) -> int:
+    """The sampler seed of worker ``worker`` (counting replaced workers on) of the study's
+    launch number ``launch`` (:func:`sweeps.launcher.next_launch`): ``cfg.seed`` hashed with
+    both. Launches and workers never share a sampler sequence -- a relaunch, or a second
+    launcher on the same host, does not propose another's points -- yet a launch is
+    reproducible, on any machine."""
+    text = f"{cfg.seed}:{launch}:{worker}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 

@@ -74,7 +74,7 @@ class WorkerSpec:
     device: str
     threads: int
     deadline: float | None
-    launch_trials: int = 0  #: trials in the study when the launch began (seeds the sampler)
+    launch: int = 0  #: this launch's number in the study (seeds the sampler)
     jobs: JobFolders | None = None  #: ``mcmc-train -m``: Hydra's job folder of each trial
 
     @property
@@ -279,7 +279,7 @@ def _loop(spec: WorkerSpec, populations: list[int]) -> str:
     storage = open_storage(spec.storage_url, spec.settings,
                            on_retry=lambda t: close_killed_run(spec.tracking_uri, t))
     study = open_study(storage, spec.study_name, spec.settings,
-                       seed=worker_seed(spec.settings, spec.launch_trials, spec.index))
+                       seed=worker_seed(spec.settings, spec.launch, spec.index))
     space = SearchSpace(spec.search, spec.group_options)
     ctx = TrialContext(study_name=spec.study_name, base_config=spec.base_config, space=space,
                        metric=spec.settings.metric, output_dir=Path(spec.output_dir),

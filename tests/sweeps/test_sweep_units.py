@@ -244,13 +244,34 @@ def test_every_sampler_name_builds_and_samples(name: str) -> None:
 def test_samplers_are_seeded_per_launch_and_worker() -> None:
     cfg = McmcOptunaSweeperConf(sampler="random")
 
-    def first(launch_trials: int, worker: int) -> float:
-        study = optuna.create_study(sampler=make_sampler(cfg, worker_seed(cfg, launch_trials,
-                                                                          worker)))
+    def first(launch: int, worker: int) -> float:
+        study = optuna.create_study(sampler=make_sampler(cfg, worker_seed(cfg, launch, worker)))
         return study.ask().suggest_float("x", 0.0, 1.0)
 
     assert first(0, 0) == first(0, 0)  # a launch is reproducible
-    assert len({first(0, 0), first(0, 1), first(4, 0), first(4, 1)}) == 4
+    assert len({first(0, 0), first(0, 1), first(1, 0), first(1, 1)}) == 4
+    # The same on any machine: the seed depends on the study's launch number, not the host.
+    assert worker_seed(cfg, 0, 0) == 3905563605
+
+
+def test_launchers_started_together_draw_different_launch_numbers(tmp_path) -> None:
+    """Four launchers of one study at the same moment (threads here, processes on one host or
+    several machines in a sweep) each draw their own launch number, hence sampler seeds."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from sweeps.launcher import next_launch
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cfg = McmcOptunaSweeperConf()
+    open_study(open_storage(url, cfg), "launches", cfg, create=True)
+    plan = SimpleNamespace(storage_url=url, name="launches")
+
+    def draw(_: int) -> int:
+        return next_launch(plan, open_study(open_storage(url, cfg), "launches", cfg))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(draw, range(4))) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("name", PRUNERS)
