@@ -37,7 +37,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 import importlib, sys
 missing = []
 for name in ("torch", "sklearn", "matplotlib", "plotly", "optuna", "hydra", "omegaconf",
-             "sqlalchemy", "alembic", "mlflow", "sweeps.sweep", "sweeps.tracking"):
+             "sqlalchemy", "alembic", "mlflow", "sweeps.cli.sweep_app", "sweeps.tracking.mlflow_run"):
     try:
         importlib.import_module(name)
     except Exception as err:  # noqa: BLE001 -- each one named

@@ -11,7 +11,7 @@ so). Every sweep of the grid --nets x --pruners x --workers x --populations (x -
 in its own temporary folder (fresh Optuna storage and MLflow store). After each one the script
 reads the study (finished, pruned, failed trials), the MLflow store (one child run per trial
 that ran, none left RUNNING: ``mlflow_ok``) and the workers' phase files
-(:mod:`sweeps.phases`: seconds per Optuna ask / report / prune / tell, MLflow open / log /
+(:mod:`sweeps.workers.timing`: seconds per Optuna ask / report / prune / tell, MLflow open / log /
 close, checkpoint, step, evaluate; peak CUDA memory per worker). The table names the per-trial
 cost that takes most of the workers' time, and how much.
 
@@ -50,7 +50,7 @@ def command(tree: Path | None = None) -> list[str]:
     module for another source ``tree``)."""
     script = Path(sys.executable).parent / "mcmc-sweep"
     return [str(script)] if script.exists() and tree is None else [
-        sys.executable, "-m", "sweeps.sweep"]
+        sys.executable, "-m", "sweeps.cli.sweep_app"]
 
 
 def net_overrides(net: str, mnist: Path) -> tuple[list[str], str]:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sweeps.helptext import config_groups
+from sweeps.cli.help import config_groups
 
 # name -> (command, arguments, extra environment)
 CALLS = {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.multirun import TAG_FAILED, TAG_MULTIRUN_DIR, Parent, close_parent, swept_keys
-from sweeps.tracking import TAG_STUDY_KEY, mlflow_client
+from sweeps.tracking.multirun import TAG_FAILED, TAG_MULTIRUN_DIR, Parent, close_parent, swept_keys
+from sweeps.tracking.mlflow_run import TAG_STUDY_KEY, mlflow_client
 
 TINY = ["device=cpu", "dataset=synthetic", "trainer.epochs=1", "trainer.steps_per_epoch=5",
         "tracking.log_model=false"]

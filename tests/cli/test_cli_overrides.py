@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweeps.train import override_errors
+from sweeps.cli.train_app import override_errors
 
 
 @pytest.mark.parametrize("args", [

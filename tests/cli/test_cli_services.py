@@ -29,7 +29,7 @@ def _script(name: str) -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which(name)
-    module = {"mcmc-sweep": "sweeps.sweep", "mcmc-train": "sweeps.train"}[name]
+    module = {"mcmc-sweep": "sweeps.cli.sweep_app", "mcmc-train": "sweeps.cli.train_app"}[name]
     return [found] if found else [sys.executable, "-m", module]
 
 

@@ -1,4 +1,4 @@
-"""``docs/config.md`` is what ``python -m sweeps.reference`` prints from the typed schema now,
+"""``docs/config.md`` is what ``python -m sweeps.cli.reference`` prints from the typed schema now,
 and it documents every key of both commands."""
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from pathlib import Path
 import pytest
 
 from mcmc_core.config import TrainConfig
-from sweeps.helptext import config_groups
-from sweeps.reference import field_docs
+from sweeps.cli.help import config_groups
+from sweeps.cli.reference import field_docs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
 
 @pytest.fixture(scope="module")
 def generated() -> str:
-    proc = subprocess.run([sys.executable, "-m", "sweeps.reference"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "sweeps.cli.reference"], capture_output=True,
                           text=True, timeout=120, check=True)
     return proc.stdout
 
 
 def test_committed_reference_is_up_to_date(generated: str) -> None:
     assert DOC.read_text() == generated, (
-        "docs/config.md is out of date: run python -m sweeps.reference > docs/config.md")
+        "docs/config.md is out of date: run python -m sweeps.cli.reference > docs/config.md")
 
 
 def test_every_key_and_group_option_is_listed(generated: str) -> None:
@@ -54,7 +54,7 @@ def test_allowed_values_come_from_the_checks(generated: str) -> None:
 
 
 def test_args_sections_are_parsed_per_field() -> None:
-    from sweeps.sweeper_config import McmcOptunaSweeperConf
+    from sweeps.sweeper.settings import McmcOptunaSweeperConf
 
     docs = field_docs(McmcOptunaSweeperConf)
     assert docs["heartbeat_interval"] == docs["grace_period"]

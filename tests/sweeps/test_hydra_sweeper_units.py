@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mcmc_core._validation import ConfigError
-from sweeps.search_syntax import FORMS, parse_space, rewrite_params_args
-from sweeps.space import SearchSpace
-from sweeps.sweeper_config import McmcOptunaSweeperConf
+from sweeps.sweeper.params import FORMS, parse_space, rewrite_params_args
+from sweeps.study.space import SearchSpace
+from sweeps.sweeper.settings import McmcOptunaSweeperConf
 
 #: Each form of hydra-optuna-sweeper's syntax and the entry it is read into.
 FORMS_READ = {
@@ -64,7 +64,7 @@ def test_every_form_gives_a_distribution_that_samples_within_it() -> None:
 
 
 def _specs(specs: dict) -> dict:
-    from sweeps.config import ParamSpec
+    from sweeps.sweeper.config import ParamSpec
 
     return {name: ParamSpec(**entry) for name, entry in specs.items()}
 

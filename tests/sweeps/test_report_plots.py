@@ -10,8 +10,8 @@ import logging
 import optuna
 import pytest
 
-from sweeps.report import write_report
-from sweeps.report_plots import HTML_NAME
+from sweeps.report.writer import write_report
+from sweeps.report.plots import HTML_NAME
 
 
 def _study(complete: int, pruned: int = 0) -> optuna.Study:
@@ -51,7 +51,7 @@ def test_plots_the_trials_allow_and_lists_the_files(tmp_path, caplog, recwarn, c
     finally:
         optuna.logging.disable_propagation()
     assert not [r for r in caplog.records if r.name.startswith("optuna")], caplog.text
-    # The plots are drawn quietly (sweeps.study ignores Optuna's experimental notes globally,
+    # The plots are drawn quietly (sweeps.study.trials ignores Optuna's experimental notes globally,
     # which pytest's recwarn undoes: only the plotting's own count here).
     assert not [str(w.message) for w in recwarn
                 if issubclass(w.category, optuna.exceptions.ExperimentalWarning)

@@ -60,7 +60,7 @@ def test_log_records_are_masked_by_the_handler_filter():
     import io
     import logging
 
-    from sweeps.hydra_output import MaskingFilter
+    from sweeps.cli.masking import MaskingFilter
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.stores import ensure_mlflow_store, store_lock, with_new_sqlite
+from sweeps.study.stores import ensure_mlflow_store, store_lock, with_new_sqlite
 
-ENSURE = ("import sys; from sweeps.stores import ensure_mlflow_store; "
+ENSURE = ("import sys; from sweeps.study.stores import ensure_mlflow_store; "
           "ensure_mlflow_store(sys.argv[1])")
 RAW = ("import sys; from mlflow import MlflowClient; "
        "MlflowClient(tracking_uri=sys.argv[1]).search_experiments(max_results=1)")
@@ -94,9 +94,9 @@ def test_a_store_with_runs_is_never_moved_aside(tmp_path: Path) -> None:
     _logs_a_run(uri)
     with sqlite3.connect(path) as conn:  # damage it: an unknown revision
         conn.execute("UPDATE alembic_version SET version_num = 'f00'")
-    import sweeps.stores
+    import sweeps.study.stores
 
-    sweeps.stores._ENSURED.discard(uri)
+    sweeps.study.stores._ENSURED.discard(uri)
     subprocess.run([sys.executable, "-c", ENSURE, uri], capture_output=True)  # MLflow refuses it
     assert not [p for p in tmp_path.iterdir() if ".half-made-" in p.name]
     with sqlite3.connect(path) as conn:
@@ -126,7 +126,7 @@ def test_a_store_made_by_a_creator_that_dies_is_not_there(tmp_path: Path) -> Non
 
 def test_store_lock_lets_one_process_at_a_time_in(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    hold = ("import sys, time; from sweeps.stores import store_lock\n"
+    hold = ("import sys, time; from sweeps.study.stores import store_lock\n"
             "with store_lock(sys.argv[1]):\n    print('in', flush=True); time.sleep(2)")
     other = subprocess.Popen([sys.executable, "-c", hold, url], stdout=subprocess.PIPE,
                              text=True)
@@ -141,8 +141,8 @@ def test_store_lock_lets_one_process_at_a_time_in(tmp_path: Path) -> None:
 
 
 def test_concurrent_optuna_storage_creation_on_one_new_file(tmp_path: Path) -> None:
-    from sweeps.config import McmcOptunaSweeperConf
-    from sweeps.study import open_storage, open_study
+    from sweeps.sweeper.config import McmcOptunaSweeperConf
+    from sweeps.study.trials import open_storage, open_study
 
     url = f"sqlite:///{tmp_path / 'new' / 'optuna.db'}"
     errors: list[BaseException] = []

@@ -1,7 +1,7 @@
 """Large populations without per-trial round trips, on real SQLite Optuna storages: pruning
-decisions and asks from one read of the study (``sweeps.snapshot``), reports, user attributes
-and heartbeats of many trials in one transaction (``sweeps.batch_writes``), the workers' phase
-times (``sweeps.phases``) and their devices (``sweeps.launcher.worker_devices``)."""
+decisions and asks from one read of the study (``sweeps.study.snapshot``), reports, user attributes
+and heartbeats of many trials in one transaction (``sweeps.study.batch_writes``), the workers' phase
+times (``sweeps.workers.timing``) and their devices (``sweeps.workers.launcher.worker_devices``)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import pytest
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from sweeps import phases
-from sweeps.batch_writes import record_heartbeats, report_values, set_user_attrs
-from sweeps.config import ParamSpec
-from sweeps.sweeper_config import McmcOptunaSweeperConf
-from sweeps.launcher import worker_devices
-from sweeps.snapshot import prune_decisions, snapshot_study
-from sweeps.space import SearchSpace
-from sweeps.study import open_storage, open_study
-from sweeps.worker import SpaceExhausted, ask_trials
+from sweeps.workers import timing as phases
+from sweeps.study.batch_writes import record_heartbeats, report_values, set_user_attrs
+from sweeps.sweeper.config import ParamSpec
+from sweeps.sweeper.settings import McmcOptunaSweeperConf
+from sweeps.workers.launcher import worker_devices
+from sweeps.study.snapshot import prune_decisions, snapshot_study
+from sweeps.study.space import SearchSpace
+from sweeps.study.trials import open_storage, open_study
+from sweeps.workers.worker import SpaceExhausted, ask_trials
 
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
               pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")]
@@ -180,7 +180,7 @@ def test_several_workers_on_a_gpu_without_cuda_is_one_clear_line(tmp_path) -> No
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible")
-    proc = subprocess.run([sys.executable, "-m", "sweeps.sweep", "device=cuda",
+    proc = subprocess.run([sys.executable, "-m", "sweeps.cli.sweep_app", "device=cuda",
                            "hydra.sweeper.n_jobs=4", "hydra.sweeper.gpus=[0]",
                            "hydra.sweeper.dry_run=true"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -1,5 +1,5 @@
 """Units of ``hydra.sweeper.population``: which configs may run as populations, the chains' seeds,
-asking for a population's trials, and :func:`~sweeps.trial_runner.run_trials` in this process on a
+asking for a population's trials, and :func:`~sweeps.workers.trial_runner.run_trials` in this process on a
 real SQLite Optuna storage and MLflow store: an interrupted population is queued and its chains
 continue from their checkpoints beside a fresh chain; a diverged population fails with its
 error; an exception fails every trial of the population."""
@@ -17,14 +17,14 @@ from optuna.trial import TrialState
 from mcmc_core.config import TrainConfig, build_trainer
 from mcmc_core.trainers import load_checkpoint
 from mcmc_core.trainers import flip_groups
-from sweeps.config import ParamSpec
-from sweeps.population import CHAIN_KEYS, population_errors
-from sweeps.trial_runner import run_trials
-from sweeps.space import SearchSpace
-from sweeps.study import open_storage, open_study
-from sweeps.sweeper_config import McmcOptunaSweeperConf
-from sweeps.trial import TrialContext
-from sweeps.worker import ask_trials
+from sweeps.sweeper.config import ParamSpec
+from sweeps.workers.population_rules import CHAIN_KEYS, population_errors
+from sweeps.workers.trial_runner import run_trials
+from sweeps.study.space import SearchSpace
+from sweeps.study.trials import open_storage, open_study
+from sweeps.sweeper.settings import McmcOptunaSweeperConf
+from sweeps.workers.trial_context import TrialContext
+from sweeps.workers.worker import ask_trials
 
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
               pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")]
@@ -274,7 +274,7 @@ def test_a_trial_taken_over_by_another_process_leaves_quietly(tmp_path) -> None:
 def test_heartbeats_cover_every_trial_of_a_population(tmp_path) -> None:
     import sqlalchemy
 
-    from sweeps.worker import heartbeat
+    from sweeps.workers.worker import heartbeat
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     settings = McmcOptunaSweeperConf()

@@ -1,5 +1,5 @@
-"""The start-up checks of :mod:`sweeps.service_checks` (run by
-:func:`sweeps.preflight.check_services`), in-process against real services: SQLite
+"""The start-up checks of :mod:`sweeps.checks.services` (run by
+:func:`sweeps.checks.preflight.check_services`), in-process against real services: SQLite
 files, a real HTTP server on loopback, a port where nothing listens. A check that passes creates
 nothing; one that fails raises a :class:`Problem` with its key, a masked value and an exit
 status (1 for a service, 2 for a config value)."""
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.preflight import MLFLOW_HTTP_ENV, check_services, mlflow_http_defaults
-from sweeps.service_checks import (
+from sweeps.checks.preflight import MLFLOW_HTTP_ENV, check_services, mlflow_http_defaults
+from sweeps.checks.services import (
     CONFIG,
     SERVICE,
     TIMEOUT,

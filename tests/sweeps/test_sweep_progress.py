@@ -10,7 +10,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.progress import SweepProgress, format_trial
+from sweeps.workers.progress import SweepProgress, format_trial
 
 DIST = {"x": FloatDistribution(0, 1)}
 

@@ -19,8 +19,8 @@ import yaml
 from mcmc_core.config import TrainConfig
 from mcmc_core.secrets import mask_url
 from mcmc_core.trainers import load_checkpoint
-from sweeps.config import Sweep
-from sweeps.sweeper_config import McmcOptunaSweeperConf
+from sweeps.sweeper.config import Sweep
+from sweeps.sweeper.settings import McmcOptunaSweeperConf
 from sweeptools import TINY, Result, env
 
 PASSWORD = f"pw-{uuid.uuid4().hex}"

@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.batch_writes import heartbeat_ids
-from sweeps.config import ParamSpec
-from sweeps.sweeper_config import PRUNERS, SAMPLERS, McmcOptunaSweeperConf
-from sweeps.space import SearchSpace
-from sweeps.study import (
+from sweeps.study.batch_writes import heartbeat_ids
+from sweeps.sweeper.config import ParamSpec
+from sweeps.sweeper.settings import PRUNERS, SAMPLERS, McmcOptunaSweeperConf
+from sweeps.study.space import SearchSpace
+from sweeps.study.trials import (
     count_trials,
     fail_dead_trials,
     fail_unowned_trials,
@@ -260,7 +260,7 @@ def test_launchers_started_together_draw_different_launch_numbers(tmp_path) -> N
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
-    from sweeps.launcher import next_launch
+    from sweeps.workers.launcher import next_launch
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     cfg = McmcOptunaSweeperConf()
@@ -421,7 +421,7 @@ def test_a_trial_asked_but_never_claimed_is_retried_after_the_grace_period(study
 def test_asked_trials_are_claimed_with_their_first_heartbeat(study) -> None:
     """``ask_trials(owner=...)`` records each trial's owner and heartbeat with the ask: none
     is ever unowned, however long after the ask another worker looks."""
-    from sweeps.worker import ask_trials
+    from sweeps.workers.worker import ask_trials
 
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "session": "s"}
     asked = ask_trials(study, n_trials=5, k=3, owner=owner)
@@ -463,7 +463,7 @@ def test_two_workers_never_pop_the_same_queued_trial(tmp_path) -> None:
 
 def test_progress_with_queued_trials(tmp_path, capsys) -> None:
     """A queued retry (WAITING, no dates yet) next to finished trials is fine for the bar."""
-    from sweeps.progress import SweepProgress
+    from sweeps.workers.progress import SweepProgress
 
     cfg = McmcOptunaSweeperConf()
     s = open_study(open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", cfg), "bar", cfg,
@@ -492,8 +492,8 @@ def test_trial_failed_meanwhile_by_another_process_stops_quietly(tmp_path) -> No
     and failed by another process stops that trial without raising (which would kill the worker
     and the sweep) and without touching the stored trial."""
     from mcmc_core.config import TrainConfig
-    from sweeps.trial import TrialContext
-    from sweeps.trial_runner import run_trials
+    from sweeps.workers.trial_context import TrialContext
+    from sweeps.workers.trial_runner import run_trials
 
     base = OmegaConf.to_container(OmegaConf.structured(TrainConfig))
     base["dataset"]["name"], base["device"] = "synthetic", "cpu"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mcmc_core.config import TrackingConfig
-from sweeps.client_run import ClientRun
+from sweeps.tracking.client_run import ClientRun
 
 
 def _epoch(n: int) -> dict[str, float]:

@@ -1,0 +1,185 @@
+"""The settings of our Hydra sweeper, ``hydra/sweeper=mcmc_optuna`` (``hydra.sweeper.*``).
+
+Light to import (no torch, no Optuna): Hydra imports it, through ``hydra_plugins``, at the start
+of every Hydra app. The names are hydra-optuna-sweeper's where they mean the same (``n_trials``,
+``direction``, ``study_name``, ``storage``, ``n_jobs``, ``sampler``, ``params``); the others are
+ours. The launcher, the workers and the start-up checks read these same settings
+(:meth:`McmcOptunaSweeperConf.checked`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DIRECTIONS", "METRICS", "PARAMS", "PRUNERS", "SAMPLERS", "SAMPLER_CLASSES",
+           "SWEEPER", "McmcOptunaSweeperConf", "register_sweeper_config"]
+
+#: The sweeper class Hydra instantiates (Hydra only loads plugins under ``hydra_plugins``).
+SWEEPER_TARGET = "hydra_plugins.mcmc_optuna_sweeper.sweeper.McmcOptunaSweeper"
+#: The prefix of every setting's key, as error lines name it.
+SWEEPER = "hydra.sweeper"
+#: Where the search space lives in the config.
+PARAMS = f"{SWEEPER}.params"
+#: Our sampler names and the Optuna classes they build (``optuna.samplers.<class>``).
+SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler",
+                   "gp": "GPSampler", "qmc": "QMCSampler"}
+SAMPLERS = tuple(SAMPLER_CLASSES)
+PRUNERS = ("median", "hyperband", "successive_halving", "wilcoxon", "none")
+DIRECTIONS = ("maximize", "minimize")
+#: Per-epoch metrics a study may optimise (test metrics are recorded, never optimised).
+METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+
+
+@dataclass
+class McmcOptunaSweeperConf:
+    """``hydra.sweeper``: an Optuna study over the composed training config, run by parallel
+    workers with pruning per epoch (resumes when run again).
+
+    Args:
+        n_trials: finished (complete or pruned) trials the study holds when the sweep ends.
+        direction: ``maximize`` or ``minimize``.
+        study_name: Optuna study and MLflow experiment name; null derives one from the config
+            (``<model>-<dataset>-<hash of the training config and search space>``), so the same
+            command resumes the same study.
+        storage: Optuna storage URL; null = ``sqlite:///<output_dir>/optuna.db``.
+        n_jobs: worker processes on this machine.
+        sampler: ``tpe``, ``random``, ``cmaes``, ``gp`` or ``qmc``, seeded by ``seed``; or
+            hydra-optuna-sweeper's ``{_target_: optuna.samplers.TPESampler, seed: N}`` (its
+            ``seed`` sets ``seed``).
+        params: the search space by config key: ``interval(a, b)``, ``tag(log, interval(a,
+            b))``, ``int(interval(a, b))``, ``choice(a, b)``, ``range(start, stop[, step])``,
+            ``a,b,c``, a plain value (fixed for every trial), or an entry
+            ``{type: float, low: 1e-5, high: 1e-2, log: true}``.
+        metric: per-epoch metric reported to Optuna and optimised (validation, never test).
+        pruner: ``median``, ``hyperband``, ``successive_halving``, ``wilcoxon`` or ``none``.
+        timeout: seconds after which no new trial starts (null: no limit).
+        output_dir: folder of the storage, trial checkpoints and the report; null =
+            ``outputs/sweeps/<name>``.
+        max_failures: failed trials (in this launch) that end the sweep early.
+        max_retries: how often a trial killed with its process is retried from its checkpoint.
+        gpus: GPU indices the workers are pinned to, round robin (null: all visible GPUs).
+        heartbeat_interval: seconds between a running trial's heartbeats (written to the
+            storage).
+        grace_period: seconds without a heartbeat (or, for a trial that never had one, since
+            it started) after which a RUNNING trial counts as stale: its process died, and it
+            is retried from its checkpoint.
+        seed: seed of the Optuna sampler.
+        population: trials a worker runs together as one batched population of chains
+            (:mod:`sweeps.workers.population_rules`); 1 runs each trial alone. Above 1, trials may differ
+            only in a chain's own values: ``sampler.temperature``, ``sampler.flip_ratio``,
+            ``seed``, ``schedule.*`` and ``flip_schedule.*`` (any schedule; a binary MLP on
+            the full energy).
+        dry_run: print the plan and check the dataset loads, without running a trial.
+        report: write the report of the existing study, without running a trial.
+        max_failure_rate / custom_search_space: hydra-optuna-sweeper's; accepted at their
+            defaults only (use ``max_failures``; a search written in ``params``).
+    """
+
+    _target_: str = SWEEPER_TARGET
+    _recursive_: bool = False  # a ``sampler: {_target_: ...}`` stays a config, not an object
+    n_trials: int = 24
+    direction: Any = "maximize"  # Any: a list of directions reaches the one-line check
+    study_name: str | None = None
+    storage: str | None = None
+    n_jobs: int = 2
+    sampler: Any = "tpe"  # Any: hydra-optuna-sweeper's ``{_target_: ...}`` form too
+    params: dict[str, Any] | None = None
+    metric: str = "val_accuracy"
+    pruner: str = "median"
+    timeout: float | None = None
+    output_dir: str | None = None
+    max_failures: int = 5
+    max_retries: int = 3
+    gpus: list[int] | None = None
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    seed: int = 0
+    population: int = 1
+    dry_run: bool = False
+    report: bool = False
+    max_failure_rate: float = 0.0
+    custom_search_space: str | None = None
+
+    def checked(self) -> McmcOptunaSweeperConf:
+        """These settings with ``sampler`` as our name (a ``{_target_, seed}`` sampler's seed
+        in ``seed``).
+
+        Raises:
+            ConfigError: one line per bad setting (:meth:`errors`).
+        """
+        from mcmc_core._validation import ConfigError
+
+        if errors := self.errors():
+            raise ConfigError(errors)
+        sampler, seed = self._sampler()
+        return dataclasses.replace(self, sampler=sampler, seed=seed)
+
+    def _sampler(self) -> tuple[Any, int]:
+        """``(our sampler name, seed)`` of ``sampler`` (a name, or hydra-optuna-sweeper's
+        ``{_target_: optuna.samplers.TPESampler, seed: N}``); the value as it is when it is
+        neither."""
+        if isinstance(self.sampler, Mapping) and set(self.sampler) <= {"_target_", "seed"}:
+            targets = {f"optuna.samplers.{c}": n for n, c in SAMPLER_CLASSES.items()}
+            if (name := targets.get(self.sampler.get("_target_"))) is not None:
+                return name, self.sampler.get("seed", self.seed)
+        return self.sampler, self.seed
+
+    def errors(self) -> list[str]:
+        """One line per bad setting, named ``hydra.sweeper.<setting>``."""
+        # Imported here: importing mcmc_core loads torch (see the module docstring).
+        from mcmc_core._validation import check, check_choice, violation
+
+        errors: list[str] = []
+        sampler, _ = self._sampler()
+        if isinstance(sampler, str):
+            check_choice(errors, f"{SWEEPER}.sampler", sampler, SAMPLERS)
+        else:
+            classes = "|".join(SAMPLER_CLASSES.values())
+            errors.append(violation(f"{SWEEPER}.sampler", sampler,
+                                    f"one of {', '.join(SAMPLERS)}, or {{_target_: "
+                                    f"optuna.samplers.<{classes}>, seed: N}} (no other "
+                                    "arguments)"))
+        if isinstance(self.direction, str):
+            check_choice(errors, f"{SWEEPER}.direction", self.direction, DIRECTIONS)
+        else:
+            errors.append(violation(f"{SWEEPER}.direction", self.direction,
+                                    f"maximize or minimize (one objective: {SWEEPER}.metric)"))
+        check_choice(errors, f"{SWEEPER}.metric", self.metric, METRICS)
+        check_choice(errors, f"{SWEEPER}.pruner", self.pruner, PRUNERS)
+        check(errors, self.n_trials >= 1, f"{SWEEPER}.n_trials", self.n_trials,
+              "an integer >= 1")
+        check(errors, self.timeout is None or self.timeout > 0, f"{SWEEPER}.timeout",
+              self.timeout, "null or > 0 seconds")
+        check(errors, self.n_jobs >= 1, f"{SWEEPER}.n_jobs", self.n_jobs, "an integer >= 1")
+        check(errors, self.population >= 1, f"{SWEEPER}.population", self.population,
+              "an integer >= 1 (trials run together by one worker)")
+        check(errors, self.max_failures >= 1, f"{SWEEPER}.max_failures", self.max_failures,
+              "an integer >= 1")
+        check(errors, self.max_retries >= 0, f"{SWEEPER}.max_retries", self.max_retries,
+              "an integer >= 0")
+        check(errors, self.heartbeat_interval >= 1, f"{SWEEPER}.heartbeat_interval",
+              self.heartbeat_interval, "an integer >= 1")
+        check(errors, self.grace_period > self.heartbeat_interval, f"{SWEEPER}.grace_period",
+              self.grace_period, f"> heartbeat_interval ({self.heartbeat_interval})")
+        check(errors, self.gpus is None or all(g >= 0 for g in self.gpus), f"{SWEEPER}.gpus",
+              self.gpus, "null or a list of GPU indices >= 0")
+        if self.storage is not None:
+            check(errors, "://" in self.storage, f"{SWEEPER}.storage", self.storage,
+                  "null or an SQLAlchemy URL such as sqlite:///optuna.db or "
+                  "postgresql://user@host/db")
+        check(errors, self.max_failure_rate in (None, 0, 0.0), f"{SWEEPER}.max_failure_rate",
+              self.max_failure_rate, f"0.0 (failed trials are counted by {SWEEPER}.max_failures)")
+        check(errors, not self.custom_search_space, f"{SWEEPER}.custom_search_space",
+              self.custom_search_space, f"null (write the search space in {PARAMS})")
+        return errors
+
+
+def register_sweeper_config() -> None:
+    """Register :class:`McmcOptunaSweeperConf` as ``hydra/sweeper=mcmc_optuna``."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="hydra/sweeper", name="mcmc_optuna",
+                                 node=McmcOptunaSweeperConf, provider="mcmc_sweeps")
