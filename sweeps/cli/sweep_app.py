@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from sweeps.cli.main import train_app as train
+from sweeps.cli import train_app as train
 
 __all__ = ["ARGS", "main"]
 

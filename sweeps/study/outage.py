@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from optuna.storages import RDBStorage
 
-from sweeps.tracking.mlflow_run import outage as tracking_outage
+from sweeps.tracking import outage as tracking_outage
 
 __all__ = ["OutageTolerantStorage", "is_connection_error", "waits_out_outages"]
 

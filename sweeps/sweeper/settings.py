@@ -68,10 +68,10 @@ class McmcOptunaSweeperConf:
             is retried from its checkpoint.
         seed: seed of the Optuna sampler.
         population: trials a worker runs together as one batched population of chains
-            (:mod:`sweeps.workers.population_rules`); 1 runs each trial alone. Above 1, trials may differ
-            only in a chain's own values: ``sampler.temperature``, ``sampler.flip_ratio``,
-            ``seed``, ``schedule.*`` and ``flip_schedule.*`` (any schedule; a binary MLP on
-            the full energy).
+            (:mod:`sweeps.workers.population_rules`); 1 runs each trial alone. Above 1, trials
+            may differ only in a chain's own values: ``sampler.temperature``,
+            ``sampler.flip_ratio``, ``seed``, ``schedule.*`` and ``flip_schedule.*`` (any
+            schedule; a binary MLP on the full energy).
         dry_run: print the plan and check the dataset loads, without running a trial.
         report: write the report of the existing study, without running a trial.
         max_failure_rate / custom_search_space: hydra-optuna-sweeper's; accepted at their

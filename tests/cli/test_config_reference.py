@@ -56,7 +56,12 @@ def test_allowed_values_come_from_the_checks(generated: str) -> None:
 def test_args_sections_are_parsed_per_field() -> None:
     from sweeps.sweeper.settings import McmcOptunaSweeperConf
 
+    from sweeps.sweeper.config import ParamSpec
+
+    # ``a / b: text`` documents both fields.
+    assert field_docs(ParamSpec)["low"] == field_docs(ParamSpec)["high"]
+    assert field_docs(ParamSpec)["low"].startswith("bounds of ``float`` and ``int``")
     docs = field_docs(McmcOptunaSweeperConf)
-    assert docs["heartbeat_interval"] == docs["grace_period"]
+    assert docs["heartbeat_interval"] != docs["grace_period"]
     assert docs["n_trials"].startswith("finished (complete or pruned) trials")
     assert "Population" in field_docs(type(TrainConfig().sampler))["incremental"]
