@@ -13,7 +13,7 @@ sweep: setup
 	$(BIN)/mcmc-sweep $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 setup: $(BIN)/mcmc-sweep
 
