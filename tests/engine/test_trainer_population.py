@@ -196,3 +196,12 @@ def test_configs_a_population_cannot_train_are_refused_one_line_each(
         "sampler.energy='minibatch' is not allowed: expected full in a population"]
     with pytest.raises(ConfigError, match="model.hidden and model.output_scale must be equal"):
         TrainerPopulation(wide, synthetic)
+
+
+def test_describe_names_the_kernel_and_the_chains_as_the_lone_trainer_does(
+        synthetic: DataSplits) -> None:
+    # One line for both trainers: the incremental kernel, the count of chains and the device.
+    assert TrainerPopulation(configs()[:1], synthetic).describe() == (
+        "engine: population (1 chain, cpu): candidates evaluated from the flips")
+    assert TrainerPopulation(configs(), synthetic).describe() == (
+        "engine: population (3 chains, cpu): candidates evaluated from the flips")
