@@ -128,6 +128,9 @@ class TrainerPopulation(BaseTrainer):
         if len({(tuple(c.model.hidden), c.model.output_scale) for c in cfgs}) > 1:
             errors.append("model.hidden and model.output_scale must be equal for every chain "
                           "of a population")
+        if cfgs[0].sampler.energy_samples is not None and len({c.seed for c in cfgs}) > 1:
+            errors.append("sampler.energy_samples must be null when the chains' seeds differ: "
+                          "they share the energy subset of the first chain's seed")
         if errors:
             raise ConfigError(errors)
         cfg = cfgs[0]
