@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcmc_core.data import DataConfig, DataSplits, load_dataset
+from mcmc_core.data import DataConfig, DataSplits, Split, load_dataset
 from mcmc_core.energy import evaluate
 from mcmc_core.secrets import mask_config
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
@@ -21,7 +21,8 @@ from mcmc_core.trainers._config import TrainerConfig
 from mcmc_core.trainers._format import format_final, format_metrics
 from mcmc_core.trainers._record import ChainRecord
 
-__all__ = ["DEVICES", "BaseTrainer", "Callback", "resolve_data", "resolve_device"]
+__all__ = ["DEVICES", "BaseTrainer", "Callback", "resolve_data", "resolve_device",
+           "split_metrics"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -53,6 +54,16 @@ class Callback:
 
     def on_train_end(self, trainer: BaseTrainer, metrics: dict[str, Any]) -> None:
         """Called once with the final metrics after the last epoch."""
+
+
+def split_metrics(data: DataSplits,
+                  measure: Callable[[Split], tuple[Any, Any]]) -> dict[str, Any]:
+    """``{"<split>_loss": ..., "<split>_accuracy": ...}`` of train, val and test, as
+    ``measure(split)`` gives them (a chain's floats, or a population's lists)."""
+    metrics = {}
+    for split in ("train", "val", "test"):
+        metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = measure(getattr(data, split))
+    return metrics
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -185,12 +196,8 @@ class BaseTrainer:
     def evaluate(self, model: nn.Module | None = None) -> dict[str, float]:
         """Loss and accuracy of ``model`` (default: the trained one) on train, val and test."""
         model = model if model is not None else self.model
-        metrics = {}
-        for split in ("train", "val", "test"):
-            s = getattr(self.data, split)
-            loss, acc = evaluate(model, self.criterion, s.inputs, s.targets, self.cfg.eval_batch_size)
-            metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, acc
-        return metrics
+        return split_metrics(self.data, lambda s: evaluate(model, self.criterion, s.inputs,
+                                                           s.targets, self.cfg.eval_batch_size))
 
     def describe(self) -> str | None:
         """One line on how this trainer runs, printed before the first epoch when verbose."""

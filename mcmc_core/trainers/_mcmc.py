@@ -25,7 +25,32 @@ from mcmc_core.trainers._base import BaseTrainer, Callback, Criterion, resolve_d
 from mcmc_core.trainers._checkpoint import RunSeeds, mcmc_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
 
-__all__ = ["TrainerMCMC"]
+__all__ = ["TrainerMCMC", "describe_engine", "epoch_metrics", "steps_per_epoch"]
+
+
+def steps_per_epoch(trainer: TrainerConfig, sampler: SamplerConfig, n_train: int) -> int:
+    """An epoch's steps: ``trainer.steps_per_epoch``, else one pass over ``n_train`` examples
+    in mini-batches of ``sampler.batch_size``."""
+    return trainer.steps_per_epoch or math.ceil(n_train / sampler.batch_size)
+
+
+def epoch_metrics(step: int, energy: float, accepted: int, n_steps: int, seconds: float,
+                  temperature: float, flip_ratio: float) -> dict[str, float]:
+    """What a chain reports of its epoch of ``n_steps`` steps (``accepted`` of them) that took
+    ``seconds``, having taken ``step`` steps in all; ``temperature`` and ``flip_ratio`` are the
+    next step's (per-epoch schedules: this epoch's)."""
+    return {"step": float(step), "energy": energy, "acceptance_rate": accepted / n_steps,
+            "temperature": temperature, "flip_ratio": flip_ratio,
+            "steps_per_s": n_steps / seconds if seconds > 0 else float("inf")}
+
+
+def describe_engine(n_chains: int, device: torch.device, reason: str | None) -> str:
+    """Which kernel runs ``n_chains`` chains and, for the forward one, why (``reason``; None:
+    the incremental one, a batched population)."""
+    chains = f"{n_chains} chain{'s' if n_chains > 1 else ''}, {device}"
+    if reason is None:
+        return f"engine: population ({chains}): candidates evaluated from the flips"
+    return f"engine: sampler ({chains}): a forward pass per candidate, because {reason}"
 
 
 class TrainerMCMC(BaseTrainer):
@@ -121,17 +146,10 @@ class TrainerMCMC(BaseTrainer):
         self.tempering = (ParallelTempering(n, boltzmann=sampler.boltzmann, seed=seeds.tempering)
                           if n > 1 else None)
         self.schedules: ChainSchedules | None = None  # built by _setup (the run's horizon)
-        n_train = len(self.data.train)
-        self.steps_per_epoch = trainer.steps_per_epoch or math.ceil(n_train / sampler.batch_size)
+        self.steps_per_epoch = steps_per_epoch(trainer, sampler, len(self.data.train))
 
     def describe(self) -> str:
-        """Which kernel runs the chains and, for the slower one, why."""
-        n = len(self.models)
-        chains = f"{n} chain{'s' if n > 1 else ''}, {self.device}"
-        if self.engine_reason is None:
-            return f"engine: population ({chains}): candidates evaluated from the flips"
-        return (f"engine: sampler ({chains}): a forward pass per candidate, because "
-                f"{self.engine_reason}")
+        return describe_engine(len(self.models), self.device, self.engine_reason)
 
     @property
     def step(self) -> int:
@@ -153,26 +171,20 @@ class TrainerMCMC(BaseTrainer):
 
     def _train_epoch(self) -> dict[str, float]:
         sampler, tempering = self.engine, self.tempering
-        proposed0, accepted0 = sampler.counts()
+        accepted0 = sampler.counts()[1]
         start = time.perf_counter()
         sampler.run(self.steps_per_epoch, self.schedules,
                     interval=self.sampler_cfg.swap_interval if tempering else None,
                     on_interval=functools.partial(sampler.exchange, tempering))
         seconds = time.perf_counter() - start
         sampler.sync()
-        proposed, accepted = sampler.counts()
         assert self.schedules is not None  # _setup() ran
-        # Per-step schedules: the next step's values; per-epoch ones: this epoch's.
         temperatures, flip_ratios = self.schedules.reported(sampler.n_steps)
-        metrics = {
-            "step": float(sampler.n_steps),
-            "energy": sampler.current_energy(),
-            "acceptance_rate": (accepted - accepted0) / max(1, proposed - proposed0),
-            "temperature": temperatures[0],
-            "flip_ratio": chain_flip_ratio(temperatures[0], flip_ratios[0],
-                                           self.sampler_cfg.coupled),
-            "steps_per_s": self.steps_per_epoch / seconds if seconds > 0 else float("inf"),
-        }
+        # A step proposes once per chain (either kernel): the epoch's proposals are its steps.
+        metrics = epoch_metrics(
+            sampler.n_steps, sampler.current_energy(), sampler.counts()[1] - accepted0,
+            self.steps_per_epoch, seconds, temperatures[0],
+            chain_flip_ratio(temperatures[0], flip_ratios[0], self.sampler_cfg.coupled))
         if tempering is not None:
             for k, rate in enumerate(tempering.swap_rates()):
                 metrics[f"swap_rate_{k}_{k + 1}"] = rate

@@ -25,9 +25,9 @@ from mcmc_core.functional import flip_count
 from mcmc_core.optim import run_scheduled
 from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.schedules import ChainSchedules
-from mcmc_core.trainers._base import BaseTrainer, Callback
+from mcmc_core.trainers._base import BaseTrainer, Callback, split_metrics
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, RunSeeds, mcmc_checkpoint
-from mcmc_core.trainers._mcmc import TrainerMCMC
+from mcmc_core.trainers._mcmc import TrainerMCMC, describe_engine, epoch_metrics, steps_per_epoch
 
 if TYPE_CHECKING:
     from mcmc_core.config import TrainConfig
@@ -128,14 +128,16 @@ class TrainerPopulation(BaseTrainer):
         if len({(tuple(c.model.hidden), c.model.output_scale) for c in cfgs}) > 1:
             errors.append("model.hidden and model.output_scale must be equal for every chain "
                           "of a population")
+        if cfgs[0].sampler.energy_samples is not None and len({c.seed for c in cfgs}) > 1:
+            errors.append("sampler.energy_samples must be null when the chains' seeds differ: "
+                          "they share the energy subset of the first chain's seed")
         if errors:
             raise ConfigError(errors)
         cfg = cfgs[0]
         super().__init__(None, None, data, trainer=cfg.trainer, device=cfg.device,
                          callbacks=callbacks, n_chains=len(cfgs))
         self.cfgs, self.configs = list(cfgs), list(configs or [{}] * len(cfgs))
-        self.steps_per_epoch = cfg.trainer.steps_per_epoch or math.ceil(
-            len(data.train) / cfg.sampler.batch_size)
+        self.steps_per_epoch = steps_per_epoch(cfg.trainer, cfg.sampler, len(data.train))
         # The start weights do not depend on output_scale. Built at scale 1, whose logits stay
         # finite for build()'s check of the stacked layers, then stacked at the chains' own
         # scale (a huge one makes the chains diverge, as a lone trainer's does).
@@ -149,8 +151,7 @@ class TrainerPopulation(BaseTrainer):
         self._at: dict[int, tuple[_Group, int]] = {}
 
     def describe(self) -> str:
-        return (f"engine: population ({len(self.cfgs)} chains, {self.device}): candidates "
-                "evaluated from the flips")
+        return describe_engine(len(self.cfgs), self.device, None)
 
     # -- per chain ----------------------------------------------------------------------------
     def checkpoint_path_of(self, k: int) -> Path | None:
@@ -232,22 +233,17 @@ class TrainerPopulation(BaseTrainer):
             temperatures, flip_ratios = g.schedules.reported(g.pop.n_steps)
             energies, accepted = g.pop.energies.tolist(), g.pop.n_accepted.tolist()
             for i, k in enumerate(g.chains):
-                metrics[k] = {"step": float(g.pop.n_steps), "energy": energies[i],
-                              "acceptance_rate": (accepted[i] - self.accepted[k]) / n,
-                              "temperature": temperatures[i], "flip_ratio": flip_ratios[i],
-                              "steps_per_s": n / seconds if seconds > 0 else float("inf")}
+                metrics[k] = epoch_metrics(g.pop.n_steps, energies[i],
+                                           accepted[i] - self.accepted[k], n, seconds,
+                                           temperatures[i], flip_ratios[i])
                 self.steps[k], self.accepted[k] = g.pop.n_steps, int(accepted[i])
         return metrics
 
     def _evaluate_chains(self) -> dict[int, dict[str, float]]:
         scores: dict[int, dict[str, float]] = {}
         for g in self.groups or []:
-            columns = {}
-            for split in ("train", "val", "test"):
-                loss, accuracy = g.pop.evaluate(getattr(self.data, split),
-                                                self.cfg.eval_batch_size)
-                columns[f"{split}_loss"], columns[f"{split}_accuracy"] = (loss.tolist(),
-                                                                          accuracy.tolist())
+            columns = split_metrics(self.data, lambda s, pop=g.pop: [
+                t.tolist() for t in pop.evaluate(s, self.cfg.eval_batch_size)])
             for i, k in enumerate(g.chains):
                 scores[k] = {name: values[i] for name, values in columns.items()}
         return scores

@@ -196,3 +196,22 @@ def test_configs_a_population_cannot_train_are_refused_one_line_each(
         "sampler.energy='minibatch' is not allowed: expected full in a population"]
     with pytest.raises(ConfigError, match="model.hidden and model.output_scale must be equal"):
         TrainerPopulation(wide, synthetic)
+    # One energy subset for all (the first chain's seed's): a chain of another seed would not
+    # be its lone trainer's chain.
+    subset = [c for c in configs()]
+    for c in subset:
+        c.sampler = replace(c.sampler, energy_samples=64)
+    with pytest.raises(ConfigError, match="energy_samples must be null when the chains' seeds"):
+        TrainerPopulation(subset, synthetic)
+    for c in subset:
+        c.seed = 0
+    TrainerPopulation(subset, synthetic)  # one seed: one subset, as each lone trainer's
+
+
+def test_describe_names_the_kernel_and_the_chains_as_the_lone_trainer_does(
+        synthetic: DataSplits) -> None:
+    # One line for both trainers: the incremental kernel, the count of chains and the device.
+    assert TrainerPopulation(configs()[:1], synthetic).describe() == (
+        "engine: population (1 chain, cpu): candidates evaluated from the flips")
+    assert TrainerPopulation(configs(), synthetic).describe() == (
+        "engine: population (3 chains, cpu): candidates evaluated from the flips")
