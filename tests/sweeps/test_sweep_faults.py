@@ -1,6 +1,7 @@
 """Fault injection: a 2-worker sweep stopped at random moments -- while it creates its stores,
-in the middle of trials, while it writes the report -- by ``kill -9`` of its process group or by
-Ctrl-C (SIGINT), and relaunched with the same command each time. It ends with exactly
+in the middle of trials, while it writes the report -- by ``kill -9`` of its process group, by
+Ctrl-C (SIGINT), or 10 times in a row by SIGKILL or SIGTERM drawn at random (the fuzz), and
+relaunched with the same command each time. It ends with exactly
 ``n_trials`` finished trials, nothing left RUNNING in Optuna or MLflow, no parameter set twice,
 and every trial that was stopped after a checkpoint continued from it."""
 
@@ -43,7 +44,7 @@ def _stop(launch, study_of, s, moment: str, rng: random.Random, signum: int) -> 
     if launch.proc.poll() is None:
         launch.signal_group(signum)
         try:
-            launch.proc.wait(timeout=90 if signum == signal.SIGINT else 30)
+            launch.proc.wait(timeout=30 if signum == signal.SIGKILL else 90)
         except Exception:  # a SIGINT'd launch that hangs fails the test below
             launch.kill()
             raise AssertionError(f"{signal.Signals(signum).name} did not stop the sweep")
@@ -58,14 +59,40 @@ def _stop(launch, study_of, s, moment: str, rng: random.Random, signum: int) -> 
     return at
 
 
-@pytest.fixture(scope="module", params=[signal.SIGKILL, signal.SIGINT], ids=["kill9", "sigint"])
+#: The fuzz: this many stops in a row, each SIGKILL or SIGTERM at a random moment.
+FUZZ_STOPS = 10
+
+
+def _fuzz(s, args: list[str], rng: random.Random) -> list[dict]:
+    """:data:`FUZZ_STOPS` launches, each stopped by SIGKILL or SIGTERM (drawn) at a moment drawn
+    from store creation, mid-trial and any time; a launch that finishes the study first is let
+    be."""
+    stops = []
+    for _ in range(FUZZ_STOPS):
+        signum = rng.choice([signal.SIGKILL, signal.SIGTERM])
+        moment = rng.choice(["store_creation", "mid_trial", "random"])
+        launch = s.start(args)
+        try:
+            stops.append(_stop(launch, s.study, s, moment, rng, signum))
+        except AssertionError:
+            if launch.proc.poll() is None:
+                raise
+            launch.wait()  # it ended by itself: the study holds its n_trials
+    return stops
+
+
+@pytest.fixture(scope="module", params=[signal.SIGKILL, signal.SIGINT, "fuzz"],
+                ids=["kill9", "sigint", "fuzz"])
 def stopped(request, new_sweep):
     signum = request.param
-    rng = random.Random(1234 + signum)
     s = new_sweep(f"faults-{signum}")
     args = s.args(base=ARGS)
-    stops = [_stop(s.start(args), s.study, s, moment, rng, signum)
-             for moment in ["store_creation", "mid_trial", "random", "report"]]
+    if signum == "fuzz":
+        stops = _fuzz(s, args, random.Random(4321))
+    else:
+        rng = random.Random(1234 + signum)
+        stops = [_stop(s.start(args), s.study, s, moment, rng, signum)
+                 for moment in ["store_creation", "mid_trial", "random", "report"]]
     final = s.run(args, timeout=300).ok()
     name = final.study_name
     return SimpleNamespace(s=s, name=name, stops=stops, final=final,
