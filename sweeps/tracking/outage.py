@@ -106,8 +106,12 @@ class OutageTolerantClient:
             while self._queue:
                 name, args, kwargs = self._queue[0]
                 method = getattr(self._client, name)
-                if not self._call(lambda: method(*args, **kwargs), wait=wait, queued=True):
-                    return
+                try:
+                    if not self._call(lambda: method(*args, **kwargs), wait=wait, queued=True):
+                        return
+                except Exception:
+                    self._queue.popleft()  # a rejected write (not an outage) is not retried
+                    raise
                 self._queue.popleft()
 
     def _call(self, call: Any, *, wait: bool, queued: bool = False) -> Any:
