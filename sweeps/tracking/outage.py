@@ -109,6 +109,8 @@ class OutageTolerantClient:
                 try:
                     if not self._call(lambda: method(*args, **kwargs), wait=wait, queued=True):
                         return
+                except TrackingOutage:
+                    raise  # still queued: sent by a later flush
                 except Exception:
                     self._queue.popleft()  # a rejected write (not an outage) is not retried
                     raise
