@@ -201,7 +201,9 @@ def test_a_bad_service_is_one_line_within_seconds_and_creates_nothing(outcomes, 
     assert case.says in lines[0], shown
     assert "Traceback" not in err + outcome.stdout
     assert "s3cret" not in err + outcome.stdout  # the password is masked
-    assert outcome.seconds < 10, shown
+    # Within seconds, not the minutes of a TCP or MLflow retry timeout; the bound leaves room
+    # for the interpreter and libraries to load on a loaded machine (10 s failed at load 10).
+    assert outcome.seconds < 30, shown
     # Nothing created: no Hydra run folder, no mlflow.db in the working directory, no output
     # folder or storage, and the corrupt files are as they were.
     assert _files(outcome.cwd) == [], _files(outcome.cwd)
