@@ -46,10 +46,10 @@ def _transaction(rdb: RDBStorage, trial_ids: Sequence[int] = ()) -> Iterator[Any
         yield session
 
 
-@waits_out_outages
 def record_heartbeats(storage: BaseStorage, trial_ids: Sequence[int]) -> None:
     """Record the heartbeat of every trial in ``trial_ids`` (as
-    :meth:`~optuna.storages.RDBStorage.record_heartbeat` does for one)."""
+    :meth:`~optuna.storages.RDBStorage.record_heartbeat` does for one). Not retried through an
+    outage: the worker's heartbeat thread beats again at its next interval."""
     rdb = _rdb(storage)
     if rdb is None:
         for trial_id in trial_ids:

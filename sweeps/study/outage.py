@@ -5,13 +5,14 @@ blip) is waited out, not turned into a crashed launcher or failed trials.
 cannot be reached, is retried with backoff for up to ``retry_seconds``
 (:func:`sweeps.tracking.outage.set_retry_seconds`, ``tracking.retry_seconds``), printing one line
 when the outage starts and one when it ends; :func:`waits_out_outages` does the same for our own
-transactions (:mod:`sweeps.study.batch_writes`). Only connection errors are retried: a wrong schema or
-a full disk fails as before. SQLAlchemy's ``pool_pre_ping`` replaces the pool's connections that
-a restart broke.
+transactions (:mod:`sweeps.study.batch_writes`). Only connection errors are retried: a wrong
+schema or a full disk fails as before. SQLAlchemy's ``pool_pre_ping`` replaces the pool's
+connections that a restart broke.
 
 A write whose commit reached the database just before the connection broke is sent again: a
-second ask creates a trial that no process claims, which :func:`sweeps.study.trials.fail_unowned_trials`
-recovers; other writes set the same values again.
+second ask creates a trial that no process claims, which
+:func:`sweeps.study.trials.fail_unowned_trials` recovers; other writes set the same values
+again.
 """
 
 from __future__ import annotations
@@ -103,10 +104,10 @@ def _ended() -> None:
             _outage["since"] = None
 
 
-def _label(storage: Any) -> str:
+def _label(url: str) -> str:
     from mcmc_core.secrets import mask_url
 
-    return mask_url(str(getattr(storage, "url", "the storage")))
+    return mask_url(url)
 
 
 def waits_out_outages(function: Callable[..., T]) -> Callable[..., T]:
@@ -127,7 +128,7 @@ class OutageTolerantStorage(RDBStorage):
         engine_kwargs = dict(engine_kwargs or {})
         if not url.startswith("sqlite"):
             engine_kwargs.setdefault("pool_pre_ping", True)
-        _outage["label"] = _label(type("Url", (), {"url": url}))  # this process's storage
+        _outage["label"] = _label(url)  # this process's storage
         _retry(lambda: RDBStorage.__init__(self, url, engine_kwargs=engine_kwargs, **kwargs),
                _outage["label"])
 
@@ -137,7 +138,7 @@ def _tolerant(name: str) -> None:
 
     @functools.wraps(method)
     def call(self: OutageTolerantStorage, *args: Any, **kwargs: Any) -> Any:
-        return _retry(lambda: method(self, *args, **kwargs), _label(self))
+        return _retry(lambda: method(self, *args, **kwargs), _outage["label"])
 
     setattr(OutageTolerantStorage, name, call)
 

@@ -2,10 +2,11 @@
 
 Workers never wait for each other: each asks for its next trial as soon as its last one ends
 (with ``hydra.sweeper.population`` > 1, for its next trials, up to that many, run as one
-population). A worker stops when the study is done, when the sweep's stop file appears (a stop signal in the
-parent, or ``max_failures`` reached), after ``timeout``, or -- a worker process -- on its own
-SIGTERM or SIGHUP (a scheduler signals every process of the job) or when its parent is gone (the
-launcher was killed): it ends its trials after their current epoch, queued to resume, and exits.
+population). A worker stops when the study is done, when the sweep's stop file appears (a stop
+signal in the parent, or ``max_failures`` reached), after ``timeout``, or -- a worker process --
+on its own SIGTERM or SIGHUP (a scheduler signals every process of the job) or when its parent
+is gone (the launcher was killed): it ends its trials after their current epoch, queued to
+resume, and exits.
 """
 
 from __future__ import annotations
@@ -139,8 +140,9 @@ def ask_trials(study: optuna.Study, n_trials: int, k: int, space: SearchSpace | 
     study meanwhile, and at the end one more read gives back the surplus exactly.
 
     With ``owner`` (the attempt's host, process and launch), each trial is claimed at once, in
-    the transaction that records its first heartbeat (:func:`~sweeps.study.batch_writes.claim_trials`;
-    the trials asked before it beat again there, so a long ask cannot make them stale). A
+    the transaction that records its first heartbeat
+    (:func:`~sweeps.study.batch_writes.claim_trials`; the trials asked before it beat again
+    there, so a long ask cannot make them stale). A
     process killed between Optuna's ask and the claim leaves a trial that
     :func:`~sweeps.study.trials.fail_unowned_trials` recovers.
 

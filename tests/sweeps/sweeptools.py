@@ -370,6 +370,19 @@ def check_first_launch(launch: Result, trials: list[Any], n_trials: int) -> None
     assert "best: trial" in launch.stdout
 
 
+def wait_mid_trial(s: Sweep, study: Any, launch: Launch) -> None:
+    """Wait until a RUNNING trial of ``launch`` (trials of :data:`LONG`) has checkpointed an
+    early epoch: a stop now lands mid-trial, with epochs left to continue."""
+    from optuna.trial import TrialState
+
+    def mid_trial() -> bool:
+        running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+        return any(1 <= epoch <= LONG_EPOCHS - 3 and key in running
+                   for key, epoch in s.checkpoint_epochs().items())
+
+    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
+
+
 def kill_mid_trial(s: Sweep, args: Sequence[str], rerun_args: Sequence[str],
                    program: str = "mcmc-sweep") -> SimpleNamespace:
     """Start ``program *args`` (trials of :data:`LONG`), SIGKILL its process group once a
@@ -380,18 +393,10 @@ def kill_mid_trial(s: Sweep, args: Sequence[str], rerun_args: Sequence[str],
     :class:`Result`), ``trials`` and ``runs`` after it, and ``first_output`` (the killed
     launch's output).
     """
-    from optuna.trial import TrialState
-
     launch = s.start(args, program=program)
     name = launch.study_name()
     study = s.study(name)
-
-    def mid_trial() -> bool:
-        running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
-        return any(1 <= epoch <= LONG_EPOCHS - 3 and key in running
-                   for key, epoch in s.checkpoint_epochs().items())
-
-    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
+    wait_mid_trial(s, study, launch)
     killed_ms = int(time.time() * 1000)
     before = launch.kill_and_reap(study)
     at_kill = s.checkpoint_epochs()
