@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeps.checks.clusters import check_backend
 from sweeps.checks.services import (
     Problem,
     check_database,
@@ -70,11 +71,17 @@ def check_sweep(sweep: Sweep, folders: Iterable[tuple[str, Any]] = ()) -> None:
     from sweeps.tracking.mlflow_run import tracking_uri
     from sweeps.cli.train_app import fail
 
-    name, train = sweep.study_name(), sweep.train
-    check_services(device=train.device, gpus=sweep.settings.gpus,
+    name, train, settings = sweep.study_name(), sweep.train, sweep.settings
+    on_cluster = settings.backend != "local"  # the GPUs are the cluster engine's to place
+    check_services(device=None if on_cluster else train.device, gpus=settings.gpus,
                    folders=[("hydra.sweeper.output_dir", sweep.output_dir(name)), *folders],
                    storage=sweep.storage_url(name),
                    tracking=tracking_uri(train.tracking) if train.tracking.enabled else None)
+    if on_cluster and not settings.report:
+        try:
+            check_backend(settings, sweep.storage_url(name))
+        except Problem as problem:
+            _exit(problem)
     if not sweep.settings.report:
         try:
             load_dataset(train.dataset)

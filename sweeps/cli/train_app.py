@@ -166,15 +166,21 @@ def _setting_errors(key: str, value: Any) -> list[str]:
     not exist, or a value of the wrong type."""
     from sweeps.sweeper.settings import McmcOptunaSweeperConf
 
-    hints = {k: tp for k, tp in typing.get_type_hints(McmcOptunaSweeperConf).items()
-             if not k.startswith("_")}
     name = key[len(_SWEEPER):]
+    group, _, setting = name.partition(".")
+    settings: Any = McmcOptunaSweeperConf
+    hints = {k: tp for k, tp in typing.get_type_hints(settings).items() if not k.startswith("_")}
+    if group in ("slurm", "dask") and setting:  # a cluster backend's own settings
+        settings = hints[group]
+        hints = typing.get_type_hints(settings)
+        name, prefix = setting, f"{_SWEEPER}{group}"
+    else:
+        prefix = "hydra.sweeper"
     if name.split(".")[0] not in hints:
-        return [violation(key, value, f"a key of hydra.sweeper: {', '.join(hints)}")]
+        return [violation(key, value, f"a key of {prefix}: {', '.join(hints)}")]
     if name in hints and hints[name] is not Any:
         try:
-            OmegaConf.update(OmegaConf.structured(McmcOptunaSweeperConf), name, value,
-                             merge=True)
+            OmegaConf.update(OmegaConf.structured(settings), name, value, merge=True)
         except OmegaConfBaseException:
             return [violation(key, value, _expected(hints[name]))]
     return []

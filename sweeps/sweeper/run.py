@@ -95,10 +95,13 @@ def dry_run(sweep: Sweep) -> None:
     print(f"output:   {p.output_dir} (checkpoints/, report/)")
     print(f"tracking: {mask_url(p.tracking_uri) or 'off'} (experiment {p.name})")
     together = f", up to {s.population} trials each as one population" if s.population > 1 else ""
-    print(f"workers:  {s.n_jobs} on {', '.join(p.devices)}, {p.threads} threads each{together}")
+    where = {"slurm": "SLURM jobs", "dask": "Dask tasks"}.get(s.backend)
+    on = (f"{where}, each on the GPU its scheduler gives it or the CPU" if where
+          else f"on {', '.join(p.devices)}")
+    print(f"workers:  {s.n_jobs} {on}, {p.threads} threads each{together}")
     shown = {k: v for k, v in dataclasses.asdict(s).items() if not k.startswith("_") and k not in
              ("params", "study_name", "output_dir", "storage", "dry_run", "report",
-              "max_failure_rate", "custom_search_space")}
+              "max_failure_rate", "custom_search_space", *({"slurm", "dask"} - {s.backend}))}
     print("settings: " + json.dumps(shown))
     print("search space:")
     for name, spec in sweep.search.items():

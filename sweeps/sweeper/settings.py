@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DIRECTIONS", "METRICS", "PARAMS", "PRUNERS", "SAMPLERS", "SAMPLER_CLASSES",
-           "SWEEPER", "McmcOptunaSweeperConf", "register_sweeper_config"]
+__all__ = ["BACKENDS", "DIRECTIONS", "METRICS", "PARAMS", "PRUNERS", "SAMPLERS",
+           "SAMPLER_CLASSES", "SWEEPER", "DaskSettings", "McmcOptunaSweeperConf", "SlurmSettings",
+           "register_sweeper_config"]
 
 #: The sweeper class Hydra instantiates (Hydra only loads plugins under ``hydra_plugins``).
 SWEEPER_TARGET = "hydra_plugins.mcmc_optuna_sweeper.sweeper.McmcOptunaSweeper"
@@ -31,6 +32,64 @@ PRUNERS = ("median", "hyperband", "successive_halving", "wilcoxon", "none")
 DIRECTIONS = ("maximize", "minimize")
 #: Per-epoch metrics a study may optimise (test metrics are recorded, never optimised).
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+#: Where the workers run: processes on this machine, SLURM jobs, or tasks on a Dask cluster.
+BACKENDS = ("local", "slurm", "dask")
+
+
+@dataclass
+class SlurmSettings:
+    """``hydra.sweeper.slurm``: each worker is a SLURM job submitted with submitit (one job
+    array of ``n_jobs`` workers).
+
+    Args:
+        partition: the partition (null: the cluster's default).
+        time_minutes: each worker job's time limit; a worker stopped by it (or preempted)
+            ends its trials after their epoch, queued to resume, and is submitted again.
+        gpus_per_worker: GPUs of each worker job (``--gres=gpu:N``); its trials run on the
+            first one SLURM gives it.
+        cpus_per_worker: CPUs of each worker job (its torch threads).
+        mem_gb: memory of each worker job in GB (null: the partition's default).
+        additional_parameters: more sbatch options, ``{option: value}`` without the dashes
+            (``{qos: high, account: lab}``).
+        setup: shell lines run before each worker (``module load cuda``).
+        max_resubmits: worker jobs submitted again in one launch after their job ended while
+            the study is not done (cancelled, preempted, timed out, killed, node failure).
+        detach: return once the workers are submitted; the same command run later follows
+            their progress (attaching to the jobs still running) and writes the report.
+    """
+
+    partition: str | None = None
+    time_minutes: int = 60
+    gpus_per_worker: int = 0
+    cpus_per_worker: int = 1
+    mem_gb: float | None = None
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+    max_resubmits: int = 3
+    detach: bool = False
+
+
+@dataclass
+class DaskSettings:
+    """``hydra.sweeper.dask``: each worker is a long-lived task on an existing Dask cluster.
+
+    Args:
+        address: the scheduler's address (``tcp://host:8786``).
+        scheduler_file: the scheduler's file (``dask scheduler --scheduler-file F``), instead
+            of ``address``.
+        gpus_per_worker: the Dask resource ``GPU`` each worker task holds (start Dask workers
+            with ``--resources GPU=1`` and their own ``CUDA_VISIBLE_DEVICES``); its trials run
+            on the first GPU its Dask worker sees.
+        threads: torch threads of each worker task.
+        max_resubmits: worker tasks submitted again in one launch after theirs was lost
+            (Dask itself re-runs a task whose Dask worker died, up to its ``allowed-failures``).
+    """
+
+    address: str | None = None
+    scheduler_file: str | None = None
+    gpus_per_worker: int = 0
+    threads: int = 1
+    max_resubmits: int = 3
 
 
 @dataclass
@@ -45,7 +104,14 @@ class McmcOptunaSweeperConf:
             (``<model>-<dataset>-<hash of the training config and search space>``), so the same
             command resumes the same study.
         storage: Optuna storage URL; null = ``sqlite:///<output_dir>/optuna.db``.
-        n_jobs: worker processes on this machine.
+        n_jobs: workers (processes on this machine, SLURM jobs or Dask tasks: ``backend``).
+        backend: where the workers run: ``local`` (processes on this machine), ``slurm``
+            (jobs submitted with submitit: ``slurm``) or ``dask`` (tasks on a running Dask
+            cluster: ``dask``). Workers on other machines need a storage they all reach
+            (PostgreSQL) and an ``output_dir`` on a shared filesystem, where checkpoints let a
+            trial continue on another node.
+        slurm: :class:`SlurmSettings`.
+        dask: :class:`DaskSettings`.
         sampler: ``tpe``, ``random``, ``cmaes``, ``gp`` or ``qmc``, seeded by ``seed``; or
             hydra-optuna-sweeper's ``{_target_: optuna.samplers.TPESampler, seed: N}`` (its
             ``seed`` sets ``seed``).
@@ -85,6 +151,9 @@ class McmcOptunaSweeperConf:
     study_name: str | None = None
     storage: str | None = None
     n_jobs: int = 2
+    backend: str = "local"
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    dask: DaskSettings = field(default_factory=DaskSettings)
     sampler: Any = "tpe"  # Any: hydra-optuna-sweeper's ``{_target_: ...}`` form too
     params: dict[str, Any] | None = None
     metric: str = "val_accuracy"
@@ -102,6 +171,14 @@ class McmcOptunaSweeperConf:
     report: bool = False
     max_failure_rate: float = 0.0
     custom_search_space: str | None = None
+
+    def __post_init__(self) -> None:
+        # Hydra passes the nested settings as mappings (the sweeper is instantiated
+        # non-recursively).
+        if isinstance(self.slurm, Mapping):
+            self.slurm = SlurmSettings(**_plain(self.slurm))
+        if isinstance(self.dask, Mapping):
+            self.dask = DaskSettings(**_plain(self.dask))
 
     def checked(self) -> McmcOptunaSweeperConf:
         """These settings with ``sampler`` as our name (a ``{_target_, seed}`` sampler's seed
@@ -154,6 +231,8 @@ class McmcOptunaSweeperConf:
         check(errors, self.timeout is None or self.timeout > 0, f"{SWEEPER}.timeout",
               self.timeout, "null or > 0 seconds")
         check(errors, self.n_jobs >= 1, f"{SWEEPER}.n_jobs", self.n_jobs, "an integer >= 1")
+        check_choice(errors, f"{SWEEPER}.backend", self.backend, BACKENDS)
+        errors += self._backend_errors()
         check(errors, self.population >= 1, f"{SWEEPER}.population", self.population,
               "an integer >= 1 (trials run together by one worker)")
         check(errors, self.max_failures >= 1, f"{SWEEPER}.max_failures", self.max_failures,
@@ -175,6 +254,44 @@ class McmcOptunaSweeperConf:
         check(errors, not self.custom_search_space, f"{SWEEPER}.custom_search_space",
               self.custom_search_space, f"null (write the search space in {PARAMS})")
         return errors
+
+    def _backend_errors(self) -> list[str]:
+        """One line per bad setting of the chosen cluster backend."""
+        from mcmc_core._validation import check
+
+        errors: list[str] = []
+        if self.backend == "slurm":
+            key, s = f"{SWEEPER}.slurm", self.slurm
+            check(errors, s.time_minutes >= 1, f"{key}.time_minutes", s.time_minutes,
+                  "an integer >= 1")
+            check(errors, s.gpus_per_worker >= 0, f"{key}.gpus_per_worker", s.gpus_per_worker,
+                  "an integer >= 0")
+            check(errors, s.cpus_per_worker >= 1, f"{key}.cpus_per_worker", s.cpus_per_worker,
+                  "an integer >= 1")
+            check(errors, s.mem_gb is None or s.mem_gb > 0, f"{key}.mem_gb", s.mem_gb,
+                  "null or > 0")
+            check(errors, s.max_resubmits >= 0, f"{key}.max_resubmits", s.max_resubmits,
+                  "an integer >= 0")
+        elif self.backend == "dask":
+            key, d = f"{SWEEPER}.dask", self.dask
+            check(errors, (d.address is None) != (d.scheduler_file is None), f"{key}.address",
+                  d.address, f"the scheduler's address, or null with {key}.scheduler_file set "
+                  "(one of the two)")
+            check(errors, d.gpus_per_worker >= 0, f"{key}.gpus_per_worker", d.gpus_per_worker,
+                  "an integer >= 0")
+            check(errors, d.threads >= 1, f"{key}.threads", d.threads, "an integer >= 1")
+            check(errors, d.max_resubmits >= 0, f"{key}.max_resubmits", d.max_resubmits,
+                  "an integer >= 0")
+        return errors
+
+
+def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as plain Python values (an OmegaConf node's containers too)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(settings, DictConfig):
+        return OmegaConf.to_container(settings, resolve=True)  # type: ignore[return-value]
+    return dict(settings)
 
 
 def register_sweeper_config() -> None:

@@ -76,6 +76,14 @@ def plan(sweep: Sweep) -> SweepPlan:
 
     cfg, settings, name = sweep.train, sweep.settings, sweep.study_name()
     workers = settings.n_jobs
+    uri = tracking_uri(cfg.tracking) if cfg.tracking.enabled else None
+    if settings.backend != "local":  # each worker takes the GPU its cluster engine gives it
+        device = "cuda" if cfg.device.startswith("cuda") else cfg.device
+        threads = (settings.slurm.cpus_per_worker if settings.backend == "slurm"
+                   else settings.dask.threads)
+        return SweepPlan(name=name, output_dir=sweep.output_dir(name).resolve(),
+                         storage_url=sweep.storage_url(name), tracking_uri=uri,
+                         devices=[device] * workers, threads=threads)
     use_cuda = (cfg.device.startswith("cuda")
                 or (cfg.device == "auto" and torch.cuda.is_available()))
     gpus: list[int] | None = None  # None: every worker on the CPU
@@ -91,7 +99,6 @@ def plan(sweep: Sweep) -> SweepPlan:
                                          if visible else "cpu or auto: no CUDA GPU is visible")])
     devices = worker_devices(gpus, workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    uri = tracking_uri(cfg.tracking) if cfg.tracking.enabled else None
     return SweepPlan(name=name, output_dir=sweep.output_dir(name),
                      storage_url=sweep.storage_url(name),
                      tracking_uri=uri, devices=devices, threads=threads)
@@ -173,8 +180,14 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
                         tracking_uri=p.tracking_uri, device=p.devices[i], threads=p.threads,
                         deadline=deadline, launch=next_launch(p, study), jobs=jobs)
              for i in range(settings.n_jobs)]
-    reasons, interrupted = run_workers(specs, study, n_trials, settings.metric,
-                                       stop_file(p.output_dir, session), settings.max_failures)
+    if settings.backend == "local":
+        reasons, interrupted = run_workers(specs, study, n_trials, settings.metric,
+                                           stop_file(p.output_dir, session), settings.max_failures)
+    else:
+        ran = _run_on_cluster(settings, p, specs, study)
+        if ran is None:  # detached
+            return 0
+        reasons, interrupted = ran
     stop_file(p.output_dir, session).unlink(missing_ok=True)
     try:
         fail_dead_trials(study)  # workers killed by a second signal leave RUNNING trials
@@ -183,6 +196,43 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
             raise
         reasons.append("disk_full")
     return _finish(settings, p, study, parent_run_id, reasons, interrupted)
+
+
+def _run_on_cluster(settings: McmcOptunaSweeperConf, p: SweepPlan, specs: list[WorkerSpec],
+                    study: optuna.Study) -> tuple[list[str], int | None] | None:
+    """Run the workers as SLURM jobs or Dask tasks (:mod:`sweeps.workers.cluster`); None when
+    ``hydra.sweeper.slurm.detach`` returns once they are submitted."""
+    from sweeps.workers.cluster import run_cluster_workers
+
+    template = specs[0]
+    if settings.backend == "slurm":
+        from sweeps.workers.slurm_jobs import SlurmBackend
+
+        backend: Any = SlurmBackend(settings.slurm, p.output_dir, job_name=f"mcmc-{p.name}")
+        attached = backend.attach(specs[0])
+        if attached:
+            print(f"attached to {len(attached)} SLURM workers still queued or running: "
+                  + ", ".join(w.label for w in attached), flush=True)
+        specs, max_resubmits = specs[:max(0, len(specs) - len(attached))], \
+            settings.slurm.max_resubmits
+        if settings.slurm.detach:
+            workers = backend.submit(specs)
+            print(f"submitted {len(workers)} SLURM workers ("
+                  f"{', '.join(w.label for w in workers) or 'none'}); run the same command "
+                  "without hydra.sweeper.slurm.detach to follow them and write the report",
+                  flush=True)
+            return None
+    else:
+        from sweeps.workers.dask_tasks import DaskBackend
+
+        backend, attached, max_resubmits = DaskBackend(settings.dask), [], \
+            settings.dask.max_resubmits
+    try:
+        return run_cluster_workers(backend, specs, template, study, settings.n_trials,
+                                   settings.metric, max_resubmits, attached=tuple(attached))
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
 
 
 def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,

@@ -11,8 +11,10 @@ resume, and exits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -51,8 +53,8 @@ from sweeps.tracking.outage import TrackingOutage, flush_all, set_retry_seconds
 from sweeps.workers.trial_context import TrialContext, attempt_attrs
 from sweeps.workers.trial_runner import run_trials
 
-__all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "device_memory", "run_worker",
-           "session_failures"]
+__all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "device_memory", "place_device",
+           "placement", "run_worker", "session_failures"]
 
 POLL_SECONDS = 1.0
 
@@ -197,6 +199,11 @@ def _give_back(study: optuna.Study, trial: optuna.Trial) -> None:
 _stopping = threading.Event()
 
 
+#: Signals that stop a worker process after its epoch: a scheduler's stop (SIGTERM, SIGHUP) and
+#: submitit's warning before a SLURM job's time limit or preemption (SIGUSR2).
+WORKER_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
+
+
 def _on_stop_signal(signum: int, frame: Any) -> None:
     _stopping.set()
     signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
@@ -225,9 +232,10 @@ def run_worker(spec: WorkerSpec) -> str:
 
     if threading.current_thread() is threading.main_thread():  # a worker process
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in WORKER_STOP_SIGNALS:
             signal.signal(signum, _on_stop_signal)
         _watch_parent(os.getppid())
+    spec = dataclasses.replace(spec, device=place_device(spec.device))
     torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if spec.tracking_uri:
@@ -256,9 +264,28 @@ def run_worker(spec: WorkerSpec) -> str:
             {"worker": spec.index, "pid": os.getpid(), "device": spec.device,
              "threads": spec.threads, "population": spec.settings.population, "stopped": reason,
              "seconds": time.time() - started, "populations": populations,
-             "trials": sum(populations), **device_memory(spec.device)})
+             "trials": sum(populations), **placement(), **device_memory(spec.device)})
         if _orphaned.is_set():  # no one reads the result: leave instead of waiting for a task
             os._exit(0)
+
+
+def place_device(device: str) -> str:
+    """The device a worker runs on: ``auto`` (a cluster worker) is the first GPU its scheduler
+    gave it (``CUDA_VISIBLE_DEVICES``) or the CPU when it has none; ``cuda`` is that GPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    return "cuda:0" if device == "cuda" else device
+
+
+def placement() -> dict[str, str | None]:
+    """Where this worker runs: its host, SLURM job and the GPUs its scheduler gave it."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return {"host": socket.gethostname(), "slurm_job": job,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def device_memory(device: str) -> dict[str, float | None]:
