@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from sweeps.study.hosts import host_name, pid_alive
 
-__all__ = ["ensure_mlflow_store", "open_under_lock", "sqlite_path", "store_lock", "with_new_sqlite"]
+__all__ = ["absolute_url", "ensure_mlflow_store", "open_under_lock", "sqlite_path", "store_lock", "with_new_sqlite"]
 
 T = TypeVar("T")
 _ENSURED: set[str] = set()
@@ -49,6 +49,15 @@ def sqlite_path(url: str) -> Path | None:
             parsed.database == ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite file made absolute (``sqlite:///mlflow.db`` ->
+    ``sqlite:////cwd/mlflow.db``): for workers whose working directory is not the launcher's."""
+    path = sqlite_path(url)
+    if path is None or path.is_absolute():
+        return url
+    return f"sqlite:///{path.resolve()}"
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from sweeps.report.best import format_reproduce
 from sweeps.sweeper.config import Sweep
 from sweeps.workers.job_folders import JobFolders
 from sweeps.report.writer import format_best, write_report
-from sweeps.study.stores import ensure_mlflow_store, store_lock
+from sweeps.study.stores import absolute_url, ensure_mlflow_store, store_lock
 from sweeps.study.trials import (
     count_trials,
     fail_dead_trials,
@@ -48,7 +48,7 @@ from sweeps.workers.supervisor import run_workers
 from sweeps.sweeper.settings import McmcOptunaSweeperConf
 from sweeps.workers.worker import WorkerSpec, stop_file
 
-__all__ = ["SweepPlan", "launch", "plan", "worker_devices"]
+__all__ = ["SweepPlan", "launch", "plan", "portable_config", "worker_devices"]
 
 ATTR_PARENT_RUN = "mlflow_parent_run_id"
 #: The study's key, the tag that finds its parent run (:data:`sweeps.tracking.mlflow_run.TAG_STUDY_KEY`).
@@ -82,8 +82,9 @@ def plan(sweep: Sweep) -> SweepPlan:
         threads = (settings.slurm.cpus_per_worker if settings.backend == "slurm"
                    else settings.dask.threads)
         return SweepPlan(name=name, output_dir=sweep.output_dir(name).resolve(),
-                         storage_url=sweep.storage_url(name), tracking_uri=uri,
-                         devices=[device] * workers, threads=threads)
+                         storage_url=absolute_url(sweep.storage_url(name)),
+                         tracking_uri=uri and absolute_url(uri), devices=[device] * workers,
+                         threads=threads)
     use_cuda = (cfg.device.startswith("cuda")
                 or (cfg.device == "auto" and torch.cuda.is_available()))
     gpus: list[int] | None = None  # None: every worker on the CPU
@@ -111,6 +112,14 @@ def worker_devices(gpus: list[int] | None, workers: int) -> list[str]:
     if gpus is None:
         return ["cpu"] * workers
     return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
+
+
+def portable_config(base: dict[str, Any], p: SweepPlan) -> dict[str, Any]:
+    """``base`` for workers whose working directory is not the launcher's (Dask workers, jobs
+    on other nodes): the dataset folder and the tracking store as absolute paths."""
+    dataset = {**base["dataset"], "root": str(Path(base["dataset"]["root"]).resolve())}
+    return {**base, "dataset": dataset,
+            "tracking": {**base["tracking"], "uri": p.tracking_uri or base["tracking"]["uri"]}}
 
 
 def study_lock(p: SweepPlan) -> Any:
@@ -173,8 +182,9 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
         print(note, flush=True)
     session = uuid.uuid4().hex[:12]
     deadline = time.time() + settings.timeout if settings.timeout else None
+    base = sweep.base if settings.backend == "local" else portable_config(sweep.base, p)
     specs = [WorkerSpec(index=i, study_name=p.name, storage_url=p.storage_url,
-                        settings=settings, base_config=sweep.base, search=dict(sweep.search),
+                        settings=settings, base_config=base, search=dict(sweep.search),
                         group_options=sweep.group_options, output_dir=str(p.output_dir),
                         session=session, parent_run_id=parent_run_id,
                         tracking_uri=p.tracking_uri, device=p.devices[i], threads=p.threads,
