@@ -35,6 +35,7 @@ __all__ = [
     "Interrupted",
     "TrialContext",
     "attempt_attrs",
+    "scheduler_placement",
     "best_value",
     "check_finite",
     "fail",
@@ -130,8 +131,19 @@ def best_value(history: list[dict[str, float]], metric: str,
 
 
 def attempt_attrs(ctx: TrialContext) -> dict[str, Any]:
-    """The user attributes that record an attempt's host, process and launch."""
-    return {ATTR_HOST: host_name(), ATTR_PID: os.getpid(), ATTR_SESSION: ctx.session}
+    """The user attributes that record an attempt's host, process and launch (and, on a
+    cluster, its SLURM job and the GPUs its scheduler gave it)."""
+    placed = {k: v for k, v in scheduler_placement().items() if v is not None}
+    return {ATTR_HOST: host_name(), ATTR_PID: os.getpid(), ATTR_SESSION: ctx.session, **placed}
+
+
+def scheduler_placement() -> dict[str, str | None]:
+    """Where a cluster engine placed this process: its SLURM job (``<job>_<task>`` in an
+    array) and the GPUs it was given (``CUDA_VISIBLE_DEVICES``); None where unset."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return {"slurm_job": job, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def start_attempts(study: optuna.Study, trials: list[optuna.Trial],

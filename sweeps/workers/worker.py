@@ -50,11 +50,11 @@ from sweeps.sweeper.settings import McmcOptunaSweeperConf
 from sweeps.tracking.mlflow_run import client_uri
 from sweeps.checks.disk import is_disk_full
 from sweeps.tracking.outage import TrackingOutage, flush_all, set_retry_seconds
-from sweeps.workers.trial_context import TrialContext, attempt_attrs
+from sweeps.workers.trial_context import TrialContext, attempt_attrs, scheduler_placement
 from sweeps.workers.trial_runner import run_trials
 
 __all__ = ["SpaceExhausted", "WorkerSpec", "ask_trials", "device_memory", "place_device",
-           "placement", "run_worker", "session_failures"]
+           "run_worker", "session_failures"]
 
 POLL_SECONDS = 1.0
 
@@ -264,7 +264,8 @@ def run_worker(spec: WorkerSpec) -> str:
             {"worker": spec.index, "pid": os.getpid(), "device": spec.device,
              "threads": spec.threads, "population": spec.settings.population, "stopped": reason,
              "seconds": time.time() - started, "populations": populations,
-             "trials": sum(populations), **placement(), **device_memory(spec.device)})
+             "trials": sum(populations), "host": socket.gethostname(),
+             **scheduler_placement(), **device_memory(spec.device)})
         if _orphaned.is_set():  # no one reads the result: leave instead of waiting for a task
             os._exit(0)
 
@@ -277,15 +278,6 @@ def place_device(device: str) -> str:
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     return "cuda:0" if device == "cuda" else device
-
-
-def placement() -> dict[str, str | None]:
-    """Where this worker runs: its host, SLURM job and the GPUs its scheduler gave it."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if job and os.environ.get("SLURM_ARRAY_TASK_ID"):
-        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return {"host": socket.gethostname(), "slurm_job": job,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def device_memory(device: str) -> dict[str, float | None]:

@@ -25,3 +25,16 @@ def mlflow_server(tmp_path_factory) -> Iterator[MlflowServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A scheduler and two GPU workers on 127.0.0.1 (see ``dask_cluster.py``)."""
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+    from dask_cluster import start_dask
+
+    cluster = start_dask(tmp_path_factory.mktemp("dask"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

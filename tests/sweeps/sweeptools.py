@@ -404,3 +404,27 @@ def kill_mid_trial(s: Sweep, args: Sequence[str], rerun_args: Sequence[str],
     return SimpleNamespace(s=s, name=name, killed_ms=killed_ms, at_kill=at_kill, before=before,
                            rerun=rerun, trials=s.study(name).get_trials(), runs=s.runs(name),
                            first_output=launch.output())
+
+
+def assert_continued(s: Sweep, trials: list[Any], runs: Runs, stopped: Sequence[int],
+                     at_stop: dict[int, int]) -> None:
+    """Each trial in ``stopped`` (numbers of trials a stop or kill caught, of :data:`LONG`)
+    failed, and its one retry finished with the same values; one that had checkpointed an epoch
+    (``at_stop``: ``{key: epoch}`` then) was continued from it: its checkpoint folder holds
+    every epoch once, and its MLflow run logged every epoch once (a restart from epoch 0 would
+    log epoch 1 again)."""
+    from mcmc_core.trainers import load_checkpoint
+    from optuna.trial import TrialState
+
+    for number in stopped:
+        old = trials[number]
+        assert old.state == TrialState.FAIL, (number, states(trials))
+        retry = retry_of(trials, old)
+        assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED), retry
+        assert retry.params == old.params
+        if at_stop.get(number, 0) >= 1:
+            state = load_checkpoint(s.checkpoints()[number])
+            epochs = list(range(1, LONG_EPOCHS + 1))
+            assert [h["epoch"] for h in state["history"]] == epochs
+            logged = runs.steps(retry.user_attrs["mlflow_run_id"], "val_accuracy")
+            assert [step for step, _ in logged] == epochs, logged

@@ -1,0 +1,168 @@
+"""Workers as SLURM jobs (``hydra.sweeper.backend=slurm``, submitted with submitit) on a real
+one-node SLURM cluster with two fake GPUs: a 6-trial sweep with two workers, one worker
+``scancel``led and another requeued (``scontrol requeue``) mid-trial. The cancelled worker is
+submitted again, the requeued one starts again, both trials continue from their checkpoints, the
+sweep exits 0 with 6 finished trials, one parent run and nothing RUNNING, and each worker saw its
+own ``CUDA_VISIBLE_DEVICES``. Then ``hydra.sweeper.slurm.detach=true`` returns once the workers
+are submitted and the same command without it attaches to them and writes the report.
+
+The storage is the PostgreSQL of ``MCMC_TEST_POSTGRES_URL`` where one is reachable (as workers
+on several nodes need), else SQLite (one node)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from optuna.trial import TrialState
+
+from sweeptools import (
+    LONG,
+    LONG_EPOCHS,
+    TINY,
+    Sweep,
+    assert_continued,
+    finished,
+    running,
+    states,
+    wait_for,
+)
+
+N_TRIALS = 6
+
+
+@dataclasses.dataclass
+class SharedSweep(Sweep):
+    """A sweep whose storage is ``url`` (PostgreSQL) when given."""
+
+    url: str | None = None
+
+    @property
+    def storage(self) -> str:
+        return self.url or super().storage
+
+
+@pytest.fixture(scope="module")
+def storage_url() -> str | None:
+    """The test PostgreSQL server, when reachable (None: SQLite)."""
+    from test_sweep_postgres import URL, _reachable
+
+    return URL if URL and _reachable(URL) is None else None
+
+
+def slurm_args(s: SharedSweep, cluster, *extra: str, base=LONG) -> list[str]:
+    """The command the README gives, on this cluster and these folders."""
+    shared = ([f"hydra.sweeper.storage={s.url}",
+               f"hydra.sweeper.study_name=slurm-{uuid.uuid4().hex[:8]}"] if s.url else [])
+    return s.multirun_args("hydra.sweeper.backend=slurm", "hydra.sweeper.n_jobs=2",
+                           "hydra.sweeper.slurm.gpus_per_worker=1",
+                           f"hydra.sweeper.slurm.partition={cluster.partition}",
+                           f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.pruner=none",
+                           *shared, *extra, base=base)
+
+
+def two_trials_mid_run(s: SharedSweep, study) -> list:
+    """Two RUNNING trials in different SLURM jobs, each with an early epoch checkpointed."""
+    epochs = s.checkpoint_epochs()
+    trials = [t for t in running(study.get_trials()) if "slurm_job" in t.user_attrs
+              and 1 <= epochs.get(t.number, 0) <= LONG_EPOCHS - 3]
+    if len({t.user_attrs["slurm_job"] for t in trials}) < 2:
+        return []
+    first = trials[0]
+    return [first, next(t for t in trials if t.user_attrs["slurm_job"] != first.user_attrs[
+        "slurm_job"])]
+
+
+@pytest.fixture(scope="module")
+def stopped(new_sweep, slurm_cluster, storage_url) -> SimpleNamespace:
+    s = SharedSweep(new_sweep("slurm").root, storage_url)
+    launch = s.start(slurm_args(s, slurm_cluster), program="mcmc-train")
+    name = launch.study_name()
+    study = s.study(name)
+    cancelled, requeued = wait_for(lambda: two_trials_mid_run(s, study), 300,
+                                   "two RUNNING trials in two SLURM jobs", launch)
+    at_stop = s.checkpoint_epochs()
+    slurm_cluster.cancel(cancelled.user_attrs["slurm_job"])
+    slurm_cluster.requeue(requeued.user_attrs["slurm_job"])
+    result = launch.wait(timeout=900)
+    trials = study.get_trials()
+    try:
+        yield SimpleNamespace(s=s, name=name, result=result, at_stop=at_stop, trials=trials,
+                              stopped=[cancelled.number, requeued.number], runs=s.runs(name),
+                              jobs=slurm_cluster.jobs())
+    finally:
+        if storage_url:
+            import optuna
+
+            optuna.delete_study(study_name=name, storage=storage_url)
+
+
+def test_the_sweep_finishes_despite_scancel_and_requeue(stopped) -> None:
+    result = stopped.result.ok()
+    assert "2 SLURM workers: SLURM job " in result.stdout
+    assert "was stopped by its scheduler" in result.stdout or "died" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(finished(stopped.trials)) == N_TRIALS, states(stopped.trials)
+    assert not [t for t in stopped.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_the_stopped_trials_continued_from_their_checkpoints(stopped) -> None:
+    assert_continued(stopped.s, stopped.trials, stopped.runs, stopped.stopped, stopped.at_stop)
+
+
+def test_each_worker_saw_its_own_gpu(stopped) -> None:
+    placed = {(t.user_attrs["slurm_job"], t.user_attrs["cuda_visible_devices"])
+              for t in stopped.trials if "slurm_job" in t.user_attrs}
+    gpus = {gpu for _, gpu in placed}
+    assert gpus == {"0", "1"}, placed
+    jobs_by_gpu = {}
+    for job, gpu in placed:
+        jobs_by_gpu.setdefault(job, set()).add(gpu)
+    assert all(len(g) == 1 for g in jobs_by_gpu.values()), placed  # one GPU per worker job
+
+
+def test_one_parent_run_and_nothing_running(stopped) -> None:
+    runs = stopped.runs
+    assert len(runs.parents) == 1 and runs.parents[0].info.status == "FINISHED"
+    assert len(runs.with_status("FINISHED")) == N_TRIALS
+    assert not [r for r in runs.all if r.info.status == "RUNNING"]
+
+
+def test_no_worker_job_is_left(stopped) -> None:
+    active = {"PENDING", "RUNNING", "COMPLETING", "REQUEUED", "CONFIGURING"}
+    mine = [j for t in stopped.trials if (j := t.user_attrs.get("slurm_job"))]
+    assert not [j for j in mine if stopped.jobs.get(j) in active], stopped.jobs
+
+
+def test_detach_returns_and_the_same_command_attaches(new_sweep, slurm_cluster,
+                                                        storage_url) -> None:
+    s = SharedSweep(new_sweep("slurm-detach").root, storage_url)
+    args = slurm_args(s, slurm_cluster, "hydra.sweeper.n_trials=4", base=TINY)
+    detached = s.run([*args, "hydra.sweeper.slurm.detach=true"], program="mcmc-train").ok()
+    assert "submitted 2 SLURM workers (SLURM job " in detached.stdout
+    assert "report:" not in detached.stdout
+    attached = s.run(args, program="mcmc-train", timeout=600).ok()
+    study = s.study(attached.study_name)
+    try:
+        assert ("attached to 2 SLURM workers" in attached.stdout
+                or attached.finished_before == 4), attached.describe()
+        assert len(finished(study.get_trials())) == 4
+        assert (s.out / "report").is_dir() and "best: trial" in attached.stdout
+    finally:
+        if storage_url:
+            import optuna
+
+            optuna.delete_study(study_name=attached.study_name, storage=storage_url)
+
+
+def test_a_partition_that_does_not_exist_is_one_line(new_sweep, slurm_cluster) -> None:
+    s = SharedSweep(new_sweep("slurm-partition").root)
+    result = s.run([*slurm_args(s, slurm_cluster), "hydra.sweeper.slurm.partition=nope"],
+                   program="mcmc-train")
+    assert result.returncode == 2, result.describe()
+    assert result.stderr.strip() == ("error: hydra.sweeper.slurm.partition=nope: no such "
+                                     "partition; name one that sinfo lists, or null for the "
+                                     "default")
