@@ -16,7 +16,7 @@ from sweeps.checks.services import CONFIG, SERVICE, Problem
 from sweeps.study.stores import sqlite_path
 from sweeps.sweeper.settings import SWEEPER, McmcOptunaSweeperConf
 
-__all__ = ["check_backend", "is_this_machine"]
+__all__ = ["check_backend", "check_shared_storage", "is_this_machine"]
 
 #: Seconds a scheduler has to answer.
 ANSWER_SECONDS = 10.0
@@ -49,6 +49,15 @@ def check_backend(settings: McmcOptunaSweeperConf, storage_url: str) -> None:
         hosts = _dask_hosts(settings)
     else:
         return
+    check_shared_storage(storage_url, hosts)
+
+
+def check_shared_storage(storage_url: str, hosts: list[str]) -> None:
+    """Refuse an SQLite storage when a worker may run on a host other than this one.
+
+    Raises:
+        Problem: naming the storage and up to three of the other hosts.
+    """
     remote = sorted(h for h in hosts if not is_this_machine(h))
     if remote and sqlite_path(storage_url) is not None:
         raise Problem(f"{SWEEPER}.storage", storage_url,

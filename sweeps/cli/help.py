@@ -38,9 +38,16 @@ def sweeper_text() -> str:
     search space, ``conf/hparams_search/default.yaml``)."""
     from sweeps.sweeper.settings import McmcOptunaSweeperConf
 
-    settings = [f"{f.name}={json.dumps(f.default) if f.default is not None else 'null'}"
-                for f in dataclasses.fields(McmcOptunaSweeperConf)
-                if not f.name.startswith("_") and f.name != "params"]
+    defaults = McmcOptunaSweeperConf()
+    settings = []
+    for f in dataclasses.fields(defaults):
+        value = getattr(defaults, f.name)
+        if f.name.startswith("_") or f.name == "params":
+            continue
+        if dataclasses.is_dataclass(value):  # a cluster backend's own settings
+            settings += [f"{f.name}.{k}={json.dumps(v)}" for k, v in vars(value).items()]
+        else:
+            settings.append(f"{f.name}={json.dumps(value)}")
     lines, line = [], "hydra.sweeper.params.<config key>=<search form>"
     for item in settings:
         if len(line) + len(item) > 90:

@@ -242,6 +242,9 @@ def _sweeper_table(defaults: Any, missing: list[str]) -> list[str]:
             continue
         if f.name not in docs:
             missing.append(f"{SWEEPER}.{f.name}")
+        if dataclasses.is_dataclass(hints[f.name]):  # a cluster backend's own settings
+            rows += _backend_rows(f.name, hints[f.name], defaults[f.name], missing)
+            continue
         tp = hints[f.name] if hints[f.name] is not Any else str
         allowed = (_SWEEPER_ALLOWED["params"] if f.name == "params" else
                    allowed_values(McmcOptunaSweeperConf(), [f.name], tp, prefix=SWEEPER)
@@ -252,6 +255,21 @@ def _sweeper_table(defaults: Any, missing: list[str]) -> list[str]:
     summary = " ".join(inspect.getdoc(McmcOptunaSweeperConf).split("\n\n")[0].split())
     return _table(f"`{SWEEPER}` (`mcmc-train -m hparams_search=default`, or `mcmc-sweep`)",
                   _markdown(summary) + " Defaults: `conf/hparams_search/default.yaml`.", rows)
+
+
+def _backend_rows(group: str, cls: type, defaults: Any, missing: list[str]) -> list[str]:
+    """The rows of ``hydra.sweeper.<group>.*`` (``slurm``, ``dask``), checked as when
+    ``hydra.sweeper.backend=<group>``."""
+    docs, hints, rows = field_docs(cls), typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        key = f"{SWEEPER}.{group}.{f.name}"
+        if f.name not in docs:
+            missing.append(key)
+        allowed = allowed_values(McmcOptunaSweeperConf(backend=group), [group, f.name],
+                                 hints[f.name], prefix=f"{SWEEPER}.{group}")
+        rows.append(f"| `{key}` | `{_value(defaults[f.name])}` | {_markdown(allowed)} "
+                    f"| {_markdown(docs.get(f.name, ''))} |")
+    return rows
 
 
 def _entry_table(defaults: Any, missing: list[str]) -> list[str]:

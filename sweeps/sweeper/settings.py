@@ -106,8 +106,8 @@ class McmcOptunaSweeperConf:
         storage: Optuna storage URL; null = ``sqlite:///<output_dir>/optuna.db``.
         n_jobs: workers (processes on this machine, SLURM jobs or Dask tasks: ``backend``).
         backend: where the workers run: ``local`` (processes on this machine), ``slurm``
-            (jobs submitted with submitit: ``slurm``) or ``dask`` (tasks on a running Dask
-            cluster: ``dask``). Workers on other machines need a storage they all reach
+            (jobs submitted with submitit, set under ``slurm``) or ``dask`` (tasks on a running
+            Dask cluster, set under ``dask``). Workers on other machines need a storage they all reach
             (PostgreSQL) and an ``output_dir`` on a shared filesystem, where checkpoints let a
             trial continue on another node.
         slurm: :class:`SlurmSettings`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -38,3 +39,25 @@ def dask_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A one-node SLURM cluster with two fake GPUs (see ``slurm_cluster.py``); its
+    ``SLURM_CONF`` is set in this process's environment, which the sweeps started by the tests
+    inherit."""
+    from slurm_cluster import missing, start_slurm
+
+    if why := missing():
+        pytest.skip(why)
+    cluster = start_slurm(tmp_path_factory.mktemp("slurm"))
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous

@@ -240,3 +240,22 @@ def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(monkeypatch) -
 
     assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 3
     assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
+
+
+def test_sqlite_is_refused_only_when_cluster_workers_may_run_elsewhere() -> None:
+    import socket
+
+    from sweeps.checks.clusters import check_shared_storage, is_this_machine
+
+    here = ["localhost", "127.0.0.1", socket.gethostname(), "::1"]
+    assert all(is_this_machine(h) for h in here)
+    assert not any(is_this_machine(h) for h in ("gpu-node-7", "192.0.2.1"))
+    check_shared_storage("sqlite:////tmp/optuna.db", here)  # one machine: fine
+    check_shared_storage("postgresql://u@db/optuna", ["gpu-node-7"])  # a server: fine
+    with pytest.raises(Problem) as err:
+        check_shared_storage("sqlite:////tmp/optuna.db", ["localhost", "gpu-node-7", "gpu-node-8"])
+    assert err.value.status == CONFIG
+    assert err.value.line == (
+        "hydra.sweeper.storage=sqlite:////tmp/optuna.db: an SQLite file cannot be shared by "
+        "workers on other machines (gpu-node-7, gpu-node-8); use a database server they all "
+        "reach, e.g. hydra.sweeper.storage=postgresql://user@host/db")
