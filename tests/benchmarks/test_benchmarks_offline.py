@@ -99,3 +99,20 @@ def test_gpu_script_runs_its_measurement_tiny_on_the_cpu(tmp_path: Path) -> None
     assert summary["mnist"]["cpu_trials_per_hour"] == 1.0 and summary["mnist"]["vs_cpu"] > 50
     assert summary["mnist"]["vs_cpu_span"] > summary["mnist"]["vs_cpu"]  # without start-up
     assert "synthetic" in (out / "mnist.log").read_text()
+
+
+def test_cluster_benchmark_runs_both_backends(tmp_path: Path) -> None:
+    """``cluster_overhead.py`` runs a tiny sweep locally and as SLURM jobs (on the cluster
+    ``SLURM_CONF`` names, or one it starts) and writes both rates and their ratio."""
+    sys.path.insert(0, str(BENCHMARKS.parent / "tests" / "sweeps"))
+    from slurm_cluster import missing
+
+    if why := missing():
+        pytest.skip(why)
+    out = tmp_path / "cluster.json"
+    proc = _run("cluster_overhead.py", ["--n-trials", "2", "--rounds", "1", "--json", str(out),
+                                        "--overrides", "trainer.epochs=1"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert [(r["backend"], r["finished"]) for r in result["rows"]] == [("local", 2), ("slurm", 2)]
+    assert result["ratio_slurm_local"] > 0
