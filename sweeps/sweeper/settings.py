@@ -260,6 +260,10 @@ class McmcOptunaSweeperConf:
         from mcmc_core._validation import check
 
         errors: list[str] = []
+        if self.backend in ("slurm", "dask"):
+            check(errors, self.gpus is None, f"{SWEEPER}.gpus", self.gpus,
+                  f"null with {SWEEPER}.backend={self.backend} (its engine places the GPUs: "
+                  f"{SWEEPER}.{self.backend}.gpus_per_worker)")
         if self.backend == "slurm":
             key, s = f"{SWEEPER}.slurm", self.slurm
             check(errors, s.time_minutes >= 1, f"{key}.time_minutes", s.time_minutes,

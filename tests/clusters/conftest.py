@@ -112,21 +112,27 @@ class SlurmCluster:
         self.run("scancel", job_id)
 
     def requeue(self, job_id: str) -> None:
-        """``scontrol requeue`` the job (retried while it is still starting), then
-        ``StartTime=now`` whenever it is pending for its begin time: a requeued job is otherwise
-        held back a minute or two, and the update is lost while the job is still completing.
-        Returns once the job runs again (or pends for another reason, e.g. resources)."""
+        """``scontrol requeue`` the job (retried while it is still starting), then, once it
+        is PENDING again, ``StartTime=now``: a requeued job is otherwise held back a minute or
+        two. Returns once the job runs again (or pends for another reason, e.g. resources)."""
         deadline = time.monotonic() + TIMEOUT
         while (out := self.run("scontrol", "requeue", job_id, check=False)).returncode:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"scontrol requeue {job_id}: {out.stderr.strip()}")
             time.sleep(0.3)
+        pending_since = None
 
         def started() -> bool:
+            nonlocal pending_since
             out = self.run("squeue", "-h", "-j", job_id, "-o", "%T|%r", check=False).stdout
             state, _, reason = out.strip().partition("|")
             if state == "PENDING" and reason == "BeginTime":
-                self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
+                # Not sooner: slurmd refuses a launch within the second it killed the job in
+                # ("credential revoked"), and the update is lost while the job is COMPLETING.
+                pending_since = pending_since or time.monotonic()
+                if time.monotonic() - pending_since > 1.5:
+                    self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now",
+                             check=False)
             return state not in ("PENDING", "COMPLETING") or reason not in ("BeginTime", "None")
 
         wait_for(started, f"requeued job {job_id} to start again")
@@ -300,10 +306,13 @@ class DaskCluster:
         return Client(scheduler_file=str(self.scheduler_file), timeout=60, set_as_default=False)
 
     def workers(self) -> dict[str, dict]:
-        """``{name: info}`` of the workers the scheduler knows (info has ``pid``,
-        ``resources``, …)."""
+        """``{name: info}`` of the workers the scheduler knows: scheduler_info's (``resources``,
+        ``nanny``, …) plus ``address`` and ``pid`` (the worker process's, not its nanny's)."""
         with self.client() as client:
-            return {w["name"]: w for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+            infos = client.scheduler_info(n_workers=-1)["workers"]
+            pids = client.run(os.getpid, on_error="return")
+            return {info["name"]: {**info, "address": address, "pid": pids.get(address)}
+                    for address, info in infos.items()}
 
     def wait_workers(self, n: int, timeout: float = TIMEOUT) -> None:
         """Wait until the scheduler has (at least) ``n`` workers."""

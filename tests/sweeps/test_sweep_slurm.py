@@ -167,3 +167,27 @@ def test_a_partition_that_does_not_exist_is_one_line(new_sweep, slurm_cluster) -
                                      "partition; name one that sinfo lists, or null for the "
                                      "default")
 
+
+
+def test_ctrl_c_stops_the_slurm_workers_after_their_epoch(new_sweep, slurm_cluster) -> None:
+    """SIGINT to the launcher: the worker jobs end their trials after the epoch (queued to
+    resume) and leave the queue; exit 130, nothing RUNNING; the same command finishes."""
+    import signal
+
+    s = SharedSweep(new_sweep("slurm-sigint").root)
+    args = slurm_args(s, slurm_cluster, "hydra.sweeper.n_trials=3")
+    launch = s.start(args, program="mcmc-train")
+    study = s.study(launch.study_name())
+    wait_for(lambda: two_trials_mid_run(s, study), 300, "two RUNNING trials", launch)
+    launch.signal_group(signal.SIGINT)
+    first = launch.wait(timeout=300)
+    assert first.returncode == 130, first.describe()
+    assert "interrupted: " in first.stdout
+    trials = study.get_trials()
+    assert not running(trials), states(trials)
+    assert [t for t in trials if t.user_attrs.get("interrupted")], states(trials)
+    jobs = slurm_cluster.jobs()
+    assert not [j for t in trials if (j := t.user_attrs.get("slurm_job"))
+                and jobs.get(j) in ("PENDING", "RUNNING")], jobs
+    rerun = s.run(args, program="mcmc-train", timeout=600).ok()
+    assert len(finished(s.study(rerun.study_name).get_trials())) == 3
