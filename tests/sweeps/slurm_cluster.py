@@ -59,25 +59,43 @@ class SlurmCluster:
         self.run("scancel", job)
 
     def requeue(self, job: str) -> None:
-        """``scontrol requeue`` the job, then let it start at once (a requeued job otherwise
-        waits 2 minutes): ``StartTime=now`` until it runs again."""
+        """``scontrol requeue`` the job (retried while it is still starting), then, once it
+        has pended on its begin time for 1.5 s, ``StartTime=now`` (a requeued job otherwise
+        waits a minute or two; sooner, slurmd refuses a launch within the second it killed the
+        job in, "credential revoked", and the update is lost while the job is COMPLETING).
+        Returns once the job runs again (or pends for another reason, e.g. resources)."""
         deadline = time.monotonic() + 120
-        while self.run("scontrol", "requeue", job, check=False).returncode:
+        while (out := self.run("scontrol", "requeue", job, check=False)).returncode:
             if time.monotonic() > deadline:
-                raise AssertionError(f"scontrol requeue {job} kept failing")
-            time.sleep(0.5)
-        while self.jobs().get(job) != "RUNNING":
+                raise AssertionError(f"scontrol requeue {job}: {out.stderr.strip()}")
+            time.sleep(0.3)
+        pending_since = None
+        while True:
+            out = self.run("squeue", "-h", "-j", job, "-o", "%T|%r", check=False).stdout
+            state, _, reason = out.strip().partition("|")
+            if state not in ("PENDING", "COMPLETING") or reason not in ("BeginTime", "None"):
+                return
+            if state == "PENDING" and reason == "BeginTime":
+                pending_since = pending_since or time.monotonic()
+                if time.monotonic() - pending_since > 1.5:
+                    self.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
             if time.monotonic() > deadline:
-                raise AssertionError(f"requeued job {job} did not start again: {self.jobs()}")
-            if self.jobs().get(job) == "PENDING":
-                self.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
-            time.sleep(1)
+                raise AssertionError(f"requeued job {job} did not start again: {out!r}")
+            time.sleep(0.3)
 
     def node_state(self) -> str:
         out = self.run("sinfo", "-h", "-N", "-o", "%T", check=False)
         return out.stdout.strip() if out.returncode == 0 else ""
 
     def stop(self) -> None:
+        """Cancel every job and wait for them to end (their processes belong to no daemon we
+        could kill), then stop slurmd and slurmctld."""
+        self.run("scancel", f"--partition={self.partition}", check=False)
+        deadline = time.monotonic() + 60
+        while self.run("squeue", "-h", "-t", "R,CG,CF,S,RQ,SO", check=False).stdout.strip():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         for proc in reversed(self.procs):
             proc.terminate()
         for proc in self.procs:

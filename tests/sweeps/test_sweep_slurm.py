@@ -85,6 +85,7 @@ def stopped(new_sweep, slurm_cluster, storage_url) -> SimpleNamespace:
     cancelled, requeued = wait_for(lambda: two_trials_mid_run(s, study), 300,
                                    "two RUNNING trials in two SLURM jobs", launch)
     at_stop = s.checkpoint_epochs()
+    last_asked = max(t.number for t in study.get_trials())
     slurm_cluster.cancel(cancelled.user_attrs["slurm_job"])
     slurm_cluster.requeue(requeued.user_attrs["slurm_job"])
     result = launch.wait(timeout=900)
@@ -92,7 +93,8 @@ def stopped(new_sweep, slurm_cluster, storage_url) -> SimpleNamespace:
     try:
         yield SimpleNamespace(s=s, name=name, result=result, at_stop=at_stop, trials=trials,
                               stopped=[cancelled.number, requeued.number], runs=s.runs(name),
-                              jobs=slurm_cluster.jobs())
+                              jobs=slurm_cluster.jobs(), last_asked=last_asked,
+                              requeued_job=requeued.user_attrs["slurm_job"])
     finally:
         if storage_url:
             import optuna
@@ -107,6 +109,13 @@ def test_the_sweep_finishes_despite_scancel_and_requeue(stopped) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     assert len(finished(stopped.trials)) == N_TRIALS, states(stopped.trials)
     assert not [t for t in stopped.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_the_requeued_job_ran_the_worker_again(stopped) -> None:
+    """The same job id, started again by SLURM, asked trials after the requeue."""
+    again = [t.number for t in stopped.trials if t.number > stopped.last_asked
+             and t.user_attrs.get("slurm_job") == stopped.requeued_job]
+    assert again, [(t.number, t.user_attrs.get("slurm_job")) for t in stopped.trials]
 
 
 def test_the_stopped_trials_continued_from_their_checkpoints(stopped) -> None:
