@@ -23,13 +23,15 @@ from typing import Any, Protocol
 
 import optuna
 
+from mcmc_core.secrets import mask_text
 from sweeps.cli.main import STOP_SIGNALS
 from sweeps.study.trials import count_trials
 from sweeps.workers.progress import SweepProgress
 from sweeps.workers.timing import worker_file
 from sweeps.workers.worker import WorkerSpec
 
-__all__ = ["ClusterBackend", "Worker", "ended_reason", "run_cluster_workers"]
+__all__ = ["ClusterBackend", "Worker", "ended_reason", "run_cluster_workers",
+           "submit_workers"]
 
 POLL_SECONDS = 2.0
 
@@ -70,6 +72,17 @@ def ended_reason(spec: WorkerSpec) -> str | None:
         return None
 
 
+def submit_workers(backend: ClusterBackend, specs: list[WorkerSpec]) -> list[Worker] | None:
+    """``backend.submit(specs)``; None, after one line saying why, when the engine refused
+    (sbatch's error, a lost scheduler)."""
+    try:
+        return backend.submit(specs) if specs else []
+    except Exception as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        print(mask_text(f"error: {backend.name} refused the workers: {first}"), flush=True)
+        return None
+
+
 def run_cluster_workers(backend: ClusterBackend, specs: list[WorkerSpec], template: WorkerSpec,
                         study: optuna.Study, n_trials: int, metric: str, max_resubmits: int,
                         attached: tuple[Worker, ...] = ()) -> tuple[list[str], int | None]:
@@ -93,12 +106,17 @@ def run_cluster_workers(backend: ClusterBackend, specs: list[WorkerSpec], templa
         print(f"\nstopping{name}: trials end after their current epoch and are queued to "
               f"resume (Ctrl-C again to cancel the {backend.name} workers)", flush=True)
 
+    reasons: list[str] = []
+    submitted = submit_workers(backend, specs)
+    if submitted is None:
+        reasons.append("worker_error")
+    running = [*attached, *(submitted or [])]
+    if not running:
+        return reasons, None
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
-    running = [*attached, *backend.submit(specs)]
     labels = ", ".join(w.label for w in running)
     print(f"{len(running)} {backend.name} workers: {labels}", flush=True)
     progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty())
-    reasons: list[str] = []
     resubmits, next_index = 0, max((s.index for s in specs), default=template.index) + 1
     try:
         while running:
@@ -121,10 +139,14 @@ def run_cluster_workers(backend: ClusterBackend, specs: list[WorkerSpec], templa
                 resubmits += 1
                 spec = dataclasses.replace(template, index=next_index)
                 next_index += 1
-                [again] = backend.submit([spec])
-                running.append(again)
                 print(f"{worker.label} {cause}: its trials are queued to resume from their "
-                      f"checkpoints; submitted {again.label}", flush=True)
+                      "checkpoints; submitting a new worker", flush=True)
+                again = submit_workers(backend, [spec])
+                if again is None:
+                    reasons.append("worker_error")
+                    continue
+                running += again
+                print(f"submitted {again[0].label}", flush=True)
             if running:
                 time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:

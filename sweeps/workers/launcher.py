@@ -212,7 +212,7 @@ def _run_on_cluster(settings: McmcOptunaSweeperConf, p: SweepPlan, specs: list[W
                     study: optuna.Study) -> tuple[list[str], int | None] | None:
     """Run the workers as SLURM jobs or Dask tasks (:mod:`sweeps.workers.cluster`); None when
     ``hydra.sweeper.slurm.detach`` returns once they are submitted."""
-    from sweeps.workers.cluster import run_cluster_workers
+    from sweeps.workers.cluster import run_cluster_workers, submit_workers
 
     template = specs[0]
     if settings.backend == "slurm":
@@ -226,7 +226,8 @@ def _run_on_cluster(settings: McmcOptunaSweeperConf, p: SweepPlan, specs: list[W
         specs, max_resubmits = specs[:max(0, len(specs) - len(attached))], \
             settings.slurm.max_resubmits
         if settings.slurm.detach:
-            workers = backend.submit(specs)
+            if (workers := submit_workers(backend, specs)) is None:
+                return ["worker_error"], None
             print(f"submitted {len(workers)} SLURM workers ("
                   f"{', '.join(w.label for w in workers) or 'none'}); run the same command "
                   "without hydra.sweeper.slurm.detach to follow them and write the report",

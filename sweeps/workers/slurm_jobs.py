@@ -51,6 +51,7 @@ class SlurmBackend:
         import submitit
 
         self.settings, self.folder = settings, output_dir / "slurm"
+        self._unanswered = False  # squeue failed at the last poll
         self.executor = submitit.SlurmExecutor(folder=self.folder / "%j", python=sys.executable)
         s = settings
         self.executor.update_parameters(
@@ -80,13 +81,28 @@ class SlurmBackend:
             recorded = json.loads(self.jobs_file.read_text())
         except (OSError, ValueError):
             return []
-        states = job_states()
+        try:
+            states = job_states()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
+            return []  # nothing to attach to that we can see
         return [Worker(dataclasses.replace(template, session=r["session"], index=r["index"]),
                        r["job"], f"SLURM job {r['job']}")
                 for r in recorded if states.get(r["job"]) in ACTIVE_STATES]
 
     def ended(self, workers: list[Worker]) -> list[Worker]:
-        states = job_states()
+        """The workers whose jobs have left the queue; none while squeue fails (the controller
+        restarting), said in one line when that starts and when it ends."""
+        try:
+            states = job_states()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+            if not self._unanswered:
+                print(f"SLURM does not answer ({str(err).splitlines()[0]}): waiting for it; "
+                      "the workers go on", flush=True)
+            self._unanswered = True
+            return []
+        if self._unanswered:
+            print("SLURM answers again", flush=True)
+            self._unanswered = False
         return [w for w in workers if states.get(w.handle) not in ACTIVE_STATES]
 
     def outcome(self, worker: Worker) -> str | None:

@@ -200,3 +200,17 @@ def test_ctrl_c_stops_the_slurm_workers_after_their_epoch(new_sweep, slurm_clust
                 and jobs.get(j) in ("PENDING", "RUNNING")], jobs
     rerun = s.run(args, program="mcmc-train", timeout=600).ok()
     assert len(finished(s.study(rerun.study_name).get_trials())) == 3
+
+
+def test_workers_slurm_refuses_are_one_line(new_sweep, slurm_cluster) -> None:
+    """More GPUs per worker than the node has: sbatch refuses the job array; one line says so
+    (no traceback), exit 1, nothing RUNNING."""
+    s = SharedSweep(new_sweep("slurm-refused").root)
+    result = s.run([*slurm_args(s, slurm_cluster), "hydra.sweeper.slurm.gpus_per_worker=8"],
+                   program="mcmc-train")
+    assert result.returncode == 1, result.describe()
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("error: ")]
+    assert line.startswith("error: SLURM refused the workers: "), line
+    assert not running(s.study(result.study_name).get_trials())
