@@ -135,6 +135,7 @@ def run_cluster_workers(backend: ClusterBackend, specs: list[WorkerSpec], templa
                           f"in this launch (max_resubmits={max_resubmits}): stopping",
                           flush=True)
                     reasons.append("worker_error")
+                    template.stop_file.touch()  # the others end after their epoch
                     continue
                 resubmits += 1
                 spec = dataclasses.replace(template, index=next_index)
