@@ -12,7 +12,7 @@ on several nodes need), else SQLite (one node)."""
 from __future__ import annotations
 
 import dataclasses
-import os
+import re
 import uuid
 from types import SimpleNamespace
 
@@ -214,3 +214,25 @@ def test_workers_slurm_refuses_are_one_line(new_sweep, slurm_cluster) -> None:
     [line] = [x for x in result.stdout.splitlines() if x.startswith("error: ")]
     assert line.startswith("error: SLURM refused the workers: "), line
     assert not running(s.study(result.study_name).get_trials())
+
+
+def test_past_max_resubmits_the_sweep_stops_and_the_rerun_continues(new_sweep,
+                                                                      slurm_cluster) -> None:
+    """``max_resubmits=0``: a cancelled worker is not replaced; one line says so, the other
+    worker ends after its epoch, exit 1, nothing RUNNING; the same command finishes."""
+    s = SharedSweep(new_sweep("slurm-max-resubmits").root)
+    args = slurm_args(s, slurm_cluster, "hydra.sweeper.n_trials=3")
+    launch = s.start([*args, "hydra.sweeper.slurm.max_resubmits=0"], program="mcmc-train")
+    study = s.study(launch.study_name())
+    cancelled, _ = wait_for(lambda: two_trials_mid_run(s, study), 300, "two RUNNING trials",
+                            launch)
+    slurm_cluster.cancel(cancelled.user_attrs["slurm_job"])
+    first = launch.wait(timeout=300)
+    assert first.returncode == 1, first.describe()
+    job = cancelled.user_attrs["slurm_job"]
+    assert re.search(rf"^error: SLURM job {job} (was stopped by its scheduler|died); 0 workers "
+                     r"submitted again in this launch \(max_resubmits=0\): stopping$",
+                     first.stdout, re.MULTILINE), first.describe()
+    assert not running(study.get_trials()), states(study.get_trials())
+    s.run(args, program="mcmc-train", timeout=600).ok()
+    assert len(finished(study.get_trials())) == 3
