@@ -28,6 +28,19 @@ def missing() -> str | None:
     return None
 
 
+def _running(name: str) -> bool:
+    """Whether a process named ``name`` runs, not a zombie (read from /proc: no procps
+    needed, and PID 1 here may not reap)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, state = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue
+        if comm.split("(", 1)[1] == name and state.split()[0] != "Z":
+            return True
+    return False
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,7 +149,11 @@ def start_slurm(folder: Path) -> SlurmCluster:
     (folder / "gres.conf").write_text("AutoDetect=off\n" + "".join(
         f"NodeName=localhost Name=gpu File={link}\n" for link in gpus))
     env = {**os.environ, "SLURM_CONF": str(cluster.conf)}
-    if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode:
+    if not _running("munged"):
+        key = Path("/etc/munge/munge.key")
+        if not key.exists():  # Debian's package makes one; a slimmed image may not
+            subprocess.run(["/usr/sbin/mungekey", "--create"], check=True)
+            shutil.chown(key, "munge", "munge")
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
         subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", "/usr/sbin/munged"], check=True)
