@@ -122,6 +122,8 @@ class McmcOptunaSweeperConf:
         metric: per-epoch metric reported to Optuna and optimised (validation, never test).
         pruner: ``median``, ``hyperband``, ``successive_halving``, ``wilcoxon`` or ``none``.
         timeout: seconds after which no new trial starts (null: no limit).
+        status_interval: seconds between status lines (elapsed, counts, best, ETA) when
+            stdout is not a terminal (a log file, a pipe, a SLURM job); 0 prints none.
         output_dir: folder of the storage, trial checkpoints and the report; null =
             ``outputs/sweeps/<name>``.
         max_failures: failed trials (in this launch) that end the sweep early.
@@ -159,6 +161,7 @@ class McmcOptunaSweeperConf:
     metric: str = "val_accuracy"
     pruner: str = "median"
     timeout: float | None = None
+    status_interval: float = 30.0
     output_dir: str | None = None
     max_failures: int = 5
     max_retries: int = 3
@@ -230,6 +233,8 @@ class McmcOptunaSweeperConf:
               "an integer >= 1")
         check(errors, self.timeout is None or self.timeout > 0, f"{SWEEPER}.timeout",
               self.timeout, "null or > 0 seconds")
+        check(errors, self.status_interval >= 0, f"{SWEEPER}.status_interval",
+              self.status_interval, ">= 0 seconds (0: no status lines)")
         check(errors, self.n_jobs >= 1, f"{SWEEPER}.n_jobs", self.n_jobs, "an integer >= 1")
         check_choice(errors, f"{SWEEPER}.backend", self.backend, BACKENDS)
         errors += self._backend_errors()

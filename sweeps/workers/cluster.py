@@ -116,7 +116,8 @@ def run_cluster_workers(backend: ClusterBackend, specs: list[WorkerSpec], templa
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     labels = ", ".join(w.label for w in running)
     print(f"{len(running)} {backend.name} workers: {labels}", flush=True)
-    progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty())
+    progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty(),
+                             status_every=template.settings.status_interval)
     resubmits, next_index = 0, max((s.index for s in specs), default=template.index) + 1
     try:
         while running:

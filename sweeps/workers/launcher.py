@@ -191,6 +191,8 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
                         deadline=deadline, launch=next_launch(p, study), jobs=jobs)
              for i in range(settings.n_jobs)]
     if settings.backend == "local":
+        print(f"starting {len(specs)} worker process{'es' if len(specs) > 1 else ''} on "
+              f"{', '.join(p.devices)}", flush=True)
         reasons, interrupted = run_workers(specs, study, n_trials, settings.metric,
                                            stop_file(p.output_dir, session), settings.max_failures)
     else:
@@ -255,6 +257,7 @@ def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
     counts = count_trials(study.get_trials(deepcopy=False))
     disk_full = "disk_full" in reasons
     if interrupted in (None, signal.SIGINT) and not disk_full:
+        print("writing the report", flush=True)
         try:
             with study_lock(p):  # other machines log there too
                 summary = write_report(study, p.output_dir / "report",

@@ -119,7 +119,8 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, n_trials: int, met
               "resume (Ctrl-C again to kill them)", flush=True)
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
-    progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty())
+    progress = SweepProgress(study, n_trials, metric, enabled=sys.stdout.isatty(),
+                             status_every=specs[0].settings.status_interval)
     for thread in threads:
         thread.start()
     try:

@@ -58,3 +58,45 @@ def test_a_complete_trial_line_pairs_the_best_epochs_scores() -> None:
     assert format_trial(trial, "val_loss") == (
         "trial  -1 COMPLETE val_loss=0.3100 (best val_accuracy at epoch 3: "
         "test_accuracy=0.9100) (x=0.5)")
+
+
+def test_status_lines_say_elapsed_counts_best_and_eta(capsys) -> None:
+    """Without a terminal, a status line every ``status_every`` seconds; an ETA once this launch
+    has finished a trial; no ``nan`` before the first result."""
+    import time
+
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(direction="maximize")
+    progress = SweepProgress(study, 4, "val_accuracy", enabled=False, status_every=0.01)
+    time.sleep(0.02)
+    progress.update()
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.75, params={},
+                                 distributions={}))
+    time.sleep(0.02)
+    progress.update()
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("status: ")]
+    assert re.fullmatch(r"status: \d+s elapsed, 0/4 finished \(0 pruned, 0 failed\), 0 running, "
+                        r"no result yet", lines[0]), lines
+    assert re.fullmatch(r"status: \d+s elapsed, 1/4 finished \(0 pruned, 0 failed\), 0 running, "
+                        r"best val_accuracy=0\.7500, ETA \d+s", lines[1]), lines
+    assert "nan" not in "".join(lines)
+
+
+def test_a_sweep_logged_to_a_file_prints_status_lines(new_sweep) -> None:
+    """A real sweep whose stdout is a pipe (no bar): the workers' start, status lines with an
+    elapsed time and, once a trial finished, an ETA; the report's writing."""
+    from sweeptools import LONG
+
+    s = new_sweep("status-lines")
+    result = s.run(s.args("hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
+                          "hydra.sweeper.pruner=none", "hydra.sweeper.status_interval=1",
+                          base=LONG)).ok()
+    lines = result.stdout.splitlines()
+    assert "starting 1 worker process on cpu" in lines
+    status = [x for x in lines if x.startswith("status: ")]
+    assert status and all(re.fullmatch(
+        r"status: \S+ elapsed, \d/3 finished \(\d pruned, \d failed\), \d running, "
+        r"(no result yet|best val_accuracy=[0-9.]+)(, ETA \S+)?", x) for x in status), status
+    assert any(", ETA " in x for x in status), status
+    assert lines.index("writing the report") > lines.index(status[-1])
