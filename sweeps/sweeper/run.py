@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,10 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
     from sweeps.workers.launcher import launch, plan
     from sweeps.checks.preflight import check_sweep
 
+    # MLflow's INFO lines (creating its tables on first use) are not the sweep's progress; set
+    # before MLflow is imported (it reads this when it configures its loggers) and inherited by
+    # the workers.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     exit_at_once_on_signals()  # stores are written whole: nothing is half-made
     settings = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
                 for k, v in settings.items()}
