@@ -62,6 +62,9 @@ class ClusterBackend(Protocol):
     def cancel(self, workers: list[Worker]) -> None:
         """End the workers at once (after a second stop signal)."""
 
+    def close(self) -> None:
+        """Let go of the engine (its client connection) once the launch is over."""
+
 
 def ended_reason(spec: WorkerSpec) -> str | None:
     """The reason in ``spec``'s worker file (``done``, ``stopped``, ...), None without one."""

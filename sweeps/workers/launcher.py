@@ -244,8 +244,7 @@ def _run_on_cluster(settings: McmcOptunaSweeperConf, p: SweepPlan, specs: list[W
         return run_cluster_workers(backend, specs, template, study, settings.n_trials,
                                    settings.metric, max_resubmits, attached=tuple(attached))
     finally:
-        if hasattr(backend, "close"):
-            backend.close()
+        backend.close()
 
 
 def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,

@@ -6,6 +6,10 @@ which needs SLURM's accounting database); a job that has left the queue has ende
 still queued or running are listed in ``<output_dir>/slurm/jobs.json``, so that the same command
 run again (after ``hydra.sweeper.slurm.detach=true``, or a launcher that was stopped) attaches
 to them instead of submitting more.
+
+submitit pickles each job's call into that folder, so the call carries no password: the
+storage and tracking URLs in it are masked, and their real values reach the jobs through the
+environment, which ``sbatch`` passes on (:func:`seal`, :func:`run_sealed_worker`).
 """
 
 from __future__ import annotations
@@ -15,18 +19,80 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from mcmc_core.secrets import mask_text, mask_url
 
 from sweeps.sweeper.settings import SlurmSettings
 from sweeps.workers.cluster import Worker, ended_reason
 from sweeps.workers.worker import WorkerSpec, run_worker
 
-__all__ = ["SlurmBackend", "job_states"]
+__all__ = ["SlurmBackend", "job_states", "run_sealed_worker", "seal", "unseal"]
 
 #: squeue states of a job that has not ended (a requeued job goes back to PENDING).
 ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
                  "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED",
                  "RESV_DEL_HOLD"}
+
+
+#: The environment variables that carry a sealed spec's real URLs to its job.
+SECRET_ENV = {"storage_url": "MCMC_SWEEPS_STORAGE_URL", "tracking_uri": "MCMC_SWEEPS_TRACKING_URI"}
+
+
+def seal(spec: WorkerSpec) -> tuple[WorkerSpec, dict[str, str]]:
+    """``spec`` with its storage and tracking URLs masked (also where the sweep's settings, the
+    training config and the command-line overrides repeat them), and the environment that holds
+    their real values. The overrides stay masked: a trial writes them masked anyway."""
+    env = {SECRET_ENV[f]: getattr(spec, f) for f in SECRET_ENV
+           if getattr(spec, f) and mask_url(getattr(spec, f)) != getattr(spec, f)}
+    sealed = _replace_urls(spec, mask_url)
+    if sealed.jobs is not None:
+        sealed = dataclasses.replace(sealed, jobs=dataclasses.replace(
+            sealed.jobs, overrides=tuple(mask_text(o) for o in sealed.jobs.overrides)))
+    return sealed, env
+
+
+def unseal(spec: WorkerSpec) -> WorkerSpec:
+    """A sealed ``spec`` with its real URLs again, from the environment :func:`seal` gave."""
+    real = {mask_url(os.environ[var]): os.environ[var] for var in SECRET_ENV.values()
+            if var in os.environ}
+    return _replace_urls(spec, lambda url: real.get(url, url))
+
+
+def _replace_urls(spec: WorkerSpec, swap) -> WorkerSpec:
+    tracking = dict(spec.base_config.get("tracking") or {})
+    if tracking.get("uri"):
+        tracking["uri"] = swap(tracking["uri"])
+    settings = spec.settings
+    if settings.storage:
+        settings = dataclasses.replace(settings, storage=swap(settings.storage))
+    return dataclasses.replace(
+        spec, storage_url=swap(spec.storage_url),
+        tracking_uri=swap(spec.tracking_uri) if spec.tracking_uri else spec.tracking_uri,
+        settings=settings, base_config={**spec.base_config, "tracking": tracking}
+        if "tracking" in spec.base_config else spec.base_config)
+
+
+def run_sealed_worker(spec: WorkerSpec) -> str:
+    """A SLURM job's call: :func:`~sweeps.workers.worker.run_worker` on the unsealed ``spec``."""
+    return run_worker(unseal(spec))
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in this process (which sbatch passes to the jobs) while the block runs."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def job_states() -> dict[str, str]:
@@ -68,8 +134,10 @@ class SlurmBackend:
     def submit(self, specs: list[WorkerSpec]) -> list[Worker]:
         if not specs:
             return []
-        with self.executor.batch():  # one job array
-            jobs = [self.executor.submit(run_worker, spec) for spec in specs]
+        sealed = [seal(spec) for spec in specs]
+        env = {k: v for _, e in sealed for k, v in e.items()}
+        with _environment(env), self.executor.batch():  # one job array
+            jobs = [self.executor.submit(run_sealed_worker, spec) for spec, _ in sealed]
         workers = [Worker(spec, job.job_id, f"SLURM job {job.job_id}")
                    for spec, job in zip(specs, jobs)]
         self._record(workers)
@@ -112,6 +180,9 @@ class SlurmBackend:
         if workers:
             subprocess.run(["scancel", *(w.handle for w in workers)], capture_output=True,
                            timeout=60)
+
+    def close(self) -> None:
+        """Nothing to let go of: the jobs and their list outlive the launch."""
 
     def _record(self, new: list[Worker]) -> None:
         """Add ``new`` to the jobs file, dropping the jobs that have ended."""

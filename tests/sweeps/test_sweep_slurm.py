@@ -236,3 +236,50 @@ def test_past_max_resubmits_the_sweep_stops_and_the_rerun_continues(new_sweep,
     assert not running(study.get_trials()), states(study.get_trials())
     s.run(args, program="mcmc-train", timeout=600).ok()
     assert len(finished(study.get_trials())) == 3
+
+
+def test_no_password_in_what_a_slurm_sweep_writes(new_sweep, slurm_cluster, mlflow_server,
+                                                  storage_url) -> None:
+    """submitit pickles each job's call into ``<output_dir>/slurm/``: with a password in
+    ``tracking.uri`` (and in the PostgreSQL storage's URL, where reachable) the sweep works and
+    no file under the sweep's folders, no output and no MLflow file holds the password."""
+    from test_sweep_secrets import PASSWORD, in_text, leaks
+
+    s = SharedSweep(new_sweep("slurm-secrets").root, storage_url)
+    uri = mlflow_server.uri("slurm", PASSWORD)
+    result = s.run(slurm_args(s, slurm_cluster, "hydra.sweeper.n_trials=2",
+                              f"tracking.uri={uri}", base=TINY),
+                   program="mcmc-train", timeout=600)
+    result.ok()
+    assert len(finished(s.study(result.study_name).get_trials())) == 2
+    assert sorted(s.out.glob("slurm/*/*_submitted.pkl")), "no submitit pickle to check"
+    assert not in_text(result.stdout + result.stderr)
+    assert leaks(s.root, mlflow_server.root) == []
+
+
+def test_a_sealed_spec_holds_no_password_and_unseals_in_the_job(monkeypatch) -> None:
+    """:func:`seal` masks the storage and tracking URLs wherever the spec holds them;
+    :func:`unseal`, given the environment sbatch passes on, restores them."""
+    import pickle
+
+    from sweeps.sweeper.settings import McmcOptunaSweeperConf
+    from sweeps.workers.slurm_jobs import seal, unseal
+    from sweeps.workers.job_folders import JobFolders
+    from sweeps.workers.worker import WorkerSpec
+
+    storage = "postgresql+psycopg://me:s3cret-storage@db:5432/optuna"
+    tracking = "http://me:s3cret-tracking@mlflow:5000"
+    spec = WorkerSpec(index=0, study_name="s", storage_url=storage,
+                      settings=McmcOptunaSweeperConf(storage=storage),
+                      base_config={"tracking": {"uri": tracking}, "seed": 0}, search={},
+                      group_options={}, output_dir="/tmp/out", session="x", parent_run_id=None,
+                      tracking_uri=tracking, device="cpu", threads=1, deadline=None,
+                      jobs=JobFolders("multirun", ("seed=1", f"tracking.uri={tracking}")))
+    sealed, env = seal(spec)
+    assert b"s3cret" not in pickle.dumps(sealed)
+    assert set(env.values()) == {storage, tracking}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    unsealed = unseal(sealed)
+    assert unsealed.jobs.overrides == ("seed=1", "tracking.uri=http://me:***@mlflow:5000")
+    assert dataclasses.replace(unsealed, jobs=spec.jobs) == spec
