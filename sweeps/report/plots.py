@@ -49,7 +49,7 @@ def available(study: optuna.Study) -> list[str]:
     return names
 
 
-def write_plots(study: optuna.Study, folder: Path) -> list[str]:
+def write_plots(study: optuna.Study, folder: Path, metric: str = "Objective Value") -> list[str]:
     """Write the PNG images and the HTML page of the plots ``study`` has enough trials for into
     ``folder``; remove plot files left there by earlier reports (or versions) that this one does
     not write. Returns the names of the files written."""
