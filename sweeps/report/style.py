@@ -12,7 +12,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sweeps.report.scales import linear_ticks, tick_labels
+from sweeps.report.scales import linear_ticks, param_scale, tick_labels
 
 __all__ = ["BEST_COLOUR", "STATE_COLOURS", "colour_of", "plotly_scale", "restyle_matplotlib",
            "restyle_plotly", "value_cmap"]
@@ -50,12 +50,15 @@ def plotly_scale() -> list[list[Any]]:
 
 def restyle_matplotlib(panels: Sequence[Any], study: optuna.Study) -> None:
     """Restyle Optuna's matplotlib ``panels``: white background, light grid, points and lines
-    coloured by :func:`value_cmap`, the x axis of a linear float parameter with about five
-    distinct tick labels, rotated."""
+    coloured by :func:`value_cmap`; the x axis of a parameter searched on a log scale ticked as
+    :func:`~sweeps.report.scales.param_scale` ticks it (no crowded minor labels), of a linear
+    float parameter with about five distinct tick labels, rotated; both over the search
+    range."""
     from matplotlib.collections import Collection
-    from matplotlib.ticker import FixedFormatter, FixedLocator
+    from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullFormatter
 
     floats = _linear_floats(study)
+    trials = study.get_trials(deepcopy=False)
     for ax in panels:
         ax.set_facecolor("white")
         ax.grid(True, color=_GRID)
@@ -63,30 +66,54 @@ def restyle_matplotlib(panels: Sequence[Any], study: optuna.Study) -> None:
             if isinstance(collection, Collection) and collection.get_array() is not None:
                 collection.set_cmap(value_cmap())
         name = ax.get_xlabel()
-        if name in floats and ax.get_xscale() == "linear":
-            ticks = linear_ticks(*ax.get_xlim(), count=5)
+        if name == "Trial":  # the optimization history: trial numbers
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_xscale() == "log" and any(name in t.distributions for t in trials):
+            scale = param_scale(name, trials)
+            low, high = _padded(scale.low, scale.high)
+            ax.set_xlim(10 ** low, 10 ** high)
+            ax.xaxis.set_major_locator(FixedLocator([10 ** t for t in scale.ticks]))
+            ax.xaxis.set_major_formatter(FixedFormatter(scale.labels))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        elif name in floats and ax.get_xscale() == "linear":
+            ax.set_xlim(*_padded(*floats[name]))
+            ticks = linear_ticks(*floats[name], count=5)
             ax.xaxis.set_major_locator(FixedLocator(ticks))
             ax.xaxis.set_major_formatter(FixedFormatter(tick_labels(ticks)))
-            ax.tick_params(axis="x", labelrotation=30)
+        else:
+            continue
+        ax.tick_params(axis="x", labelrotation=30)
 
 
 def restyle_plotly(figure: Any, study: optuna.Study) -> None:
-    """Restyle Optuna's plotly ``figure``: markers coloured by :func:`plotly_scale`, the x axis
-    of a linear float parameter over its search range with about five ticks, written with
-    enough digits."""
+    """Restyle Optuna's plotly ``figure``: markers coloured by :func:`plotly_scale`; the x axis
+    of a parameter over its search range, ticked as in :func:`restyle_matplotlib`."""
     floats = _linear_floats(study)
+    trials = study.get_trials(deepcopy=False)
     for trace in figure.data:
         marker = getattr(trace, "marker", None)
         if marker is not None and marker.colorscale is not None:
             marker.colorscale = plotly_scale()
     for key in figure.layout:
         axis = figure.layout[key]
-        if not key.startswith("xaxis") or axis.title.text not in floats:
-            continue
-        low, high = floats[axis.title.text]
-        ticks, pad = linear_ticks(low, high, count=5), (high - low) * 0.05
-        axis.update(range=[low - pad, high + pad], tickmode="array", tickvals=list(ticks),
-                    ticktext=list(tick_labels(ticks)), tickangle=-30)
+        name = axis.title.text if key.startswith("xaxis") else None
+        if name is not None and axis.type == "log" and any(
+                name in t.distributions for t in trials):
+            scale = param_scale(name, trials)
+            axis.update(range=list(_padded(scale.low, scale.high)), tickmode="array",
+                        tickvals=[10 ** t for t in scale.ticks], ticktext=list(scale.labels),
+                        tickangle=-30)
+        elif name in floats:
+            low, high = floats[name]
+            ticks = linear_ticks(low, high, count=5)
+            axis.update(range=list(_padded(low, high)), tickmode="array", tickvals=list(ticks),
+                        ticktext=list(tick_labels(ticks)), tickangle=-30)
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    """``low`` to ``high`` with 5 % of room on each side."""
+    pad = (high - low) * 0.05
+    return low - pad, high + pad
 
 
 def _linear_floats(study: optuna.Study) -> dict[str, tuple[float, float]]:

@@ -155,6 +155,12 @@ def test_log_searched_parameters_are_on_log_axes(figures) -> None:
     layout = figures.plotly["slice"].layout
     types = {layout[k].title.text: layout[k].type for k in layout if k.startswith("xaxis")}
     assert {k for k, v in types.items() if v == "log"} == LOG
+    # Ticked at powers of ten over the search range, without crowded minor labels.
+    figures.mpl["slice"].canvas.draw()
+    (temperature,) = [a for a in figures.mpl["slice"].axes if a.get_xlabel() == "temperature"]
+    assert [t.get_text() for t in temperature.get_xticklabels()] == [
+        "1e-05", "0.0001", "0.001", "0.01"]
+    assert not [t.get_text() for t in temperature.get_xticklabels(minor=True) if t.get_text()]
     # The parallel coordinates say so, and tick powers of ten evenly.
     names = figures.plotly["parallel_coordinate"].layout.xaxis.ticktext
     assert [n for n in names if n.endswith(" (log)")] == ["flip_ratio (log)",
