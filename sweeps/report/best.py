@@ -78,11 +78,12 @@ def group_choices(config: dict[str, Any], options: dict[str, list[str]],
         if node.get("name") in names:
             choices[group] = node["name"]
             continue
-        # Fewest differences first, then the default option (the Hydra choice of the default
-        # config is not kept; its node is): 0 before 1.
-        choices[group] = min(names, key=lambda name: (
-            len(differences(node, compose([f"{group}={name}"])[group])),
-            differences(default[group], compose([f"{group}={name}"])[group]) != {}))
+
+        def rank(name: str, group: str = group, node: dict = node) -> tuple[int, bool]:
+            option = compose([f"{group}={name}"])[group]
+            return len(differences(node, option)), option != default[group]
+
+        choices[group] = min(names, key=rank)
     return choices
 
 
