@@ -1,21 +1,25 @@
-"""The best trial, reusable: its training config written as a primary config of ``mcmc-train``
-(``<report>/best/config.yaml``) and the command that runs it again, printed by ``mcmc-sweep``
-and kept in ``best.json``.
+"""The best trial, reusable: its training config written as an experiment of ``mcmc-train``
+(``<report>/best/experiment/best.yaml``) and the command that runs it again, printed by
+``mcmc-sweep`` and kept in ``best.json``::
 
-The config is the trial's resolved config (secrets masked) with the settings of where it ran
-replaced by ``mcmc-train``'s defaults: tracking, checkpoint folder, resume, verbosity (and a
-worker's ``cuda:N`` by ``cuda``). Its ``defaults: [train_schema, _self_]`` give it
-``mcmc-train``'s schema, its ``hydra:`` node is ``conf/train.yaml``'s. The command repeats, as
-overrides, every value in which the trial differs from ``mcmc-train``'s own defaults (the
-sweep's ``dataset.binarize=thermometer``, the sampled values, ...): they are what makes the
-trial, and can be edited to try a variant.
+    mcmc-train --config-dir <report>/best experiment=best
+
+The experiment composes with ``conf/train.yaml``'s defaults list like ``experiment=original``:
+it chooses the trial's option of each config group (``override /dataset: synthetic``) and sets
+the values in which the trial differs from those options (the sampled values, the sweep's
+``dataset.binarize=thermometer``, ...). So any override can be added to try a variant:
+``tracking=none``, ``schedule=step``, ``sampler.temperature=1e-4``.
+
+Where the trial ran is not part of it: tracking, checkpoint folder, resume and verbosity are
+``mcmc-train``'s defaults, and a worker's ``cuda:N`` is ``cuda``.
 """
 
 from __future__ import annotations
 
 import copy
 import shlex
-from importlib import resources
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +28,24 @@ import yaml
 from omegaconf import OmegaConf
 
 from sweeps.checks.disk import write_atomic
-from sweeps.workers.job_folders import override_value
+from sweeps.study.space import GROUPS
 from sweeps.study.trials import retry_key
-from sweeps.tracking.mlflow_run import flatten
 from sweeps.workers.trial_context import ATTR_CONFIG
 
-__all__ = ["BEST_FOLDER", "best_command", "best_config", "format_reproduce", "overrides",
-           "train_defaults", "trial_config_of", "write_best"]
+__all__ = ["BEST_FOLDER", "EXPERIMENT", "EXPERIMENT_FILE", "best_command", "best_config",
+           "differences", "format_reproduce", "group_choices", "trial_config_of", "write_best"]
 
-#: The folder of the report the best trial's config is written to.
+#: The folder of the report holding the best trial's config: the ``--config-dir`` of its command.
 BEST_FOLDER = "best"
-_CONFIG_NAME = "config"
+#: The name of the best trial's experiment (``experiment=best``).
+EXPERIMENT = "best"
+#: Its file, relative to the report folder.
+EXPERIMENT_FILE = f"{BEST_FOLDER}/experiment/{EXPERIMENT}.yaml"
 #: Keys of where and how a trial ran, set to ``mcmc-train``'s defaults in the written config.
 _RUN_KEYS = (("trainer", "checkpoint_dir"), ("trainer", "resume"), ("trainer", "verbose"))
 
-
-def train_defaults() -> dict[str, Any]:
-    """``mcmc-train``'s default config (``conf/train.yaml`` composed, no overrides)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from mcmc_core.config import register_configs
-
-    register_configs()
-    if GlobalHydra.instance().is_initialized():  # inside the sweep's Hydra app
-        cfg = compose(config_name="train")
-    else:
-        with initialize_config_module("conf", version_base="1.3"):
-            cfg = compose(config_name="train")
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+#: ``compose(["dataset=synthetic", ...])``: ``conf/train.yaml`` composed with overrides, resolved.
+Compose = Callable[[list[str]], dict[str, Any]]
 
 
 def best_config(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -67,18 +60,50 @@ def best_config(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, A
     return out
 
 
-def overrides(config: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
-    """``key=value`` for every value of ``config`` that ``defaults`` lacks or has otherwise."""
-    base = flatten(defaults)
-    return [f"{k}={override_value(v)}" for k, v in flatten(config).items()
-            if k not in base or base[k] != v]
+def group_choices(config: dict[str, Any], options: dict[str, list[str]],
+                  compose: Compose) -> dict[str, str]:
+    """The option of each config group that ``config`` was composed with: the one named by the
+    group's ``name`` (``schedule.name: step``), else the one whose composed node differs from
+    ``config``'s in the fewest values (``mcmc-train``'s default option on a tie).
+
+    Args:
+        config: a resolved training config.
+        options: the options of each group (``{"sampler": ["barker", "metropolis", ...]}``).
+        compose: composes ``conf/train.yaml`` with overrides.
+    """
+    default = compose([])
+    choices = {}
+    for group, names in options.items():
+        node = config[group]
+        if node.get("name") in names:
+            choices[group] = node["name"]
+            continue
+
+        def rank(name: str, group: str = group, node: dict = node) -> tuple[int, bool]:
+            option = compose([f"{group}={name}"])[group]
+            return len(differences(node, option)), option != default[group]
+
+        choices[group] = min(names, key=rank)
+    return choices
 
 
-def best_command(folder: Path, config: dict[str, Any], defaults: dict[str, Any]) -> str:
-    """The shell command that runs the config written in ``folder`` (made absolute), with
-    :func:`overrides` visible."""
-    return shlex.join(["mcmc-train", "--config-dir", str(folder.resolve()), "--config-name",
-                       _CONFIG_NAME, *overrides(config, defaults)])
+def differences(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``config`` that ``base`` lacks or has otherwise, nested as in ``config``
+    (a list is one value)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            if inner := differences(value, base[key]):
+                out[key] = inner
+        elif key not in base or base[key] != value or type(base[key]) is not type(value):
+            out[key] = value
+    return out
+
+
+def best_command(folder: Path) -> str:
+    """The shell command that runs the experiment written in ``folder`` (made absolute)."""
+    return shlex.join(["mcmc-train", "--config-dir", str(folder.resolve()),
+                       f"experiment={EXPERIMENT}"])
 
 
 def trial_config_of(trial: optuna.trial.FrozenTrial,
@@ -96,10 +121,10 @@ def trial_config_of(trial: optuna.trial.FrozenTrial,
         return None
 
 
-def write_best(study: optuna.Study, report: Path) -> dict[str, str] | None:
-    """Write the best complete trial's config as ``<report>/best/config.yaml``; returns
-    ``{"config": its path, "command": the command}``, or None (no complete trial, or no
-    config recorded for it)."""
+def write_best(study: optuna.Study, report: Path, metric: str = "value") -> dict[str, str] | None:
+    """Write the best complete trial's config as the experiment ``<report>/best/experiment/
+    best.yaml``; returns ``{"config": its path, "command": the command}``, or None (no complete
+    trial, or no config recorded for it). ``metric`` names the value in the file's header."""
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state == optuna.trial.TrialState.COMPLETE]
     if not trials:
@@ -108,18 +133,19 @@ def write_best(study: optuna.Study, report: Path) -> dict[str, str] | None:
     config = trial_config_of(best, report.parent)
     if config is None:
         return None
-    defaults = train_defaults()
-    written = best_config(config, defaults)
+    body = _experiment(config)
     folder = report / BEST_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    command = best_command(folder, written, defaults)
-    train_yaml = yaml.safe_load(resources.files("conf").joinpath("train.yaml").read_text())
-    header = (f"# The best trial of study {study.study_name} (trial {best.number}, value "
-              f"{best.value!r}): its training config, as mcmc-train runs it:\n"
-              f"#   {command}\n")
-    body = {"defaults": ["train_schema", "_self_"], **written, "hydra": train_yaml["hydra"]}
-    path = folder / f"{_CONFIG_NAME}.yaml"
+    command = best_command(folder)
+    header = (f"# @package _global_\n"
+              f"# The best trial of study {study.study_name} (trial {best.number}, {metric} "
+              f"{best.value!r}), as an experiment of mcmc-train:\n#   {command}\n"
+              "# Its config group options, then the values in which it differs from them. Add "
+              "overrides to\n# try a variant: tracking=none, schedule=step, "
+              "sampler.temperature=1e-4, ...\n")
+    path = report / EXPERIMENT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda p: p.write_text(header + yaml.safe_dump(body, sort_keys=False)))
+    (folder / "config.yaml").unlink(missing_ok=True)  # an earlier version's primary config
     return {"config": str(path), "command": command}
 
 
@@ -129,3 +155,44 @@ def format_reproduce(summary: dict[str, Any]) -> str | None:
     if not best.get("command"):
         return None
     return f"reproduce the best trial: {best['command']}"
+
+
+def _experiment(config: dict[str, Any]) -> dict[str, Any]:
+    """The experiment of a trial's resolved ``config``: ``defaults`` overriding each group's
+    option, then the values that differ from ``conf/train.yaml`` composed with them."""
+    with _composer() as (compose, options):
+        choices = group_choices(config, options, compose)
+        base = compose([f"{group}={name}" for group, name in choices.items()])
+    values = differences(best_config(config, base), base)
+    return {"defaults": [{f"override /{group}": name} for group, name in choices.items()],
+            **values}
+
+
+@contextmanager
+def _composer() -> Iterator[tuple[Compose, dict[str, list[str]]]]:
+    """``conf/train.yaml`` composed with overrides (each composition once) and the options of
+    each of :data:`~sweeps.study.space.GROUPS`: in the running Hydra app (the sweep's, with its
+    config search path), else in one of its own."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mcmc_core.config import register_configs
+
+    cache: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def composed(overrides: list[str]) -> dict[str, Any]:
+        if tuple(overrides) not in cache:
+            cfg = compose(config_name="train", overrides=list(overrides))
+            cache[tuple(overrides)] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore
+        return cache[tuple(overrides)]
+
+    def options() -> dict[str, list[str]]:
+        loader = GlobalHydra.instance().config_loader()
+        return {group: loader.get_group_options(group) for group in GROUPS}
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        yield composed, options()
+    else:
+        with initialize_config_module("conf", version_base="1.3"):
+            yield composed, options()

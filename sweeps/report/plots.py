@@ -1,6 +1,10 @@
-"""Optuna's plots of a study for the report: one PNG image per plot (matplotlib, Agg backend: no
-display needed; MLflow's artifact viewer previews them) and one self-contained HTML page with the
-interactive plotly figures (plotly.js inline, once, so it renders offline and in MLflow)."""
+"""The study's plots for the report: one PNG image per plot (matplotlib, Agg backend: no display
+needed; MLflow's artifact viewer previews them) and one self-contained HTML page with the
+interactive plotly figures (plotly.js inline, once, so it renders offline and in MLflow).
+
+Optuna draws the optimization history, the parameter importances and the slice plot (restyled:
+:mod:`.style`); the parallel coordinates (:mod:`.parallel`) and the per-epoch values
+(:mod:`.curves`) are drawn here. Every value axis is named by the metric."""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.checks.disk import write_atomic
+from sweeps.report import curves, parallel
+from sweeps.report.style import restyle_matplotlib, restyle_plotly
 
-__all__ = ["HTML_NAME", "PLOTS", "available", "write_html", "write_images", "write_plots"]
+__all__ = ["HTML_NAME", "PLOTS", "available", "matplotlib_figure", "plotly_figure", "write_html",
+           "write_images", "write_plots"]
 
 #: The plots, in report order, with the number of complete trials each needs to say anything.
 PLOTS = {
@@ -29,6 +36,9 @@ PLOTS = {
 #: The HTML page holding every plotly figure.
 HTML_NAME = "plots.html"
 _TITLES = {name: name.replace("_", " ").capitalize() for name in PLOTS}
+_TITLES["intermediate_values"] = "Per-epoch values"
+#: The plots drawn here rather than by Optuna.
+_OURS: dict[str, Any] = {"parallel_coordinate": parallel, "intermediate_values": curves}
 
 
 def available(study: optuna.Study) -> list[str]:
@@ -49,52 +59,82 @@ def available(study: optuna.Study) -> list[str]:
     return names
 
 
-def write_plots(study: optuna.Study, folder: Path) -> list[str]:
+def write_plots(study: optuna.Study, folder: Path, metric: str = "Objective Value") -> list[str]:
     """Write the PNG images and the HTML page of the plots ``study`` has enough trials for into
-    ``folder``; remove plot files left there by earlier reports (or versions) that this one does
-    not write. Returns the names of the files written."""
+    ``folder``, their value axes named ``metric``; remove plot files left there by earlier
+    reports (or versions) that this one does not write. Returns the names of the files
+    written."""
     names = available(study)
-    written = write_images(study, folder, names) + write_html(study, folder, names)
+    written = (write_images(study, folder, names, metric)
+               + write_html(study, folder, names, metric))
     stale = [f"{n}.png" for n in PLOTS] + [f"{n}.html" for n in PLOTS] + [HTML_NAME]
     for name in set(stale) - set(written):
         (folder / name).unlink(missing_ok=True)
     return written
 
 
-def write_images(study: optuna.Study, folder: Path, names: list[str]) -> list[str]:
-    """Save Optuna's matplotlib plot of each of ``names`` as ``<name>.png``; returns the files."""
+def matplotlib_figure(study: optuna.Study, name: str, metric: str) -> Any:
+    """The matplotlib figure of plot ``name`` (None: too few trials for it); the parallel
+    coordinates and the per-epoch values are ours (:mod:`.parallel`, :mod:`.curves`), the
+    others Optuna's, restyled (:func:`~sweeps.report.style.restyle_matplotlib`)."""
+    from optuna.visualization import matplotlib as optuna_mpl
+
+    if name in _OURS:
+        return _OURS[name].plot_matplotlib(study, metric)
+    with _quiet():
+        axes = _plot(getattr(optuna_mpl, f"plot_{name}"), study, metric)
+    if axes is None:
+        return None
+    panels = list(axes.flat) if hasattr(axes, "flat") else [axes]
+    figure = panels[0].get_figure()
+    if len(panels) > 1:  # the slice plot: one panel per parameter, side by side
+        figure.set_size_inches(max(6.4, 1.5 + 3.4 * len(panels)), 4.8)
+    restyle_matplotlib(panels, study)
+    return figure
+
+
+def plotly_figure(study: optuna.Study, name: str, metric: str) -> Any:
+    """The plotly figure of plot ``name`` (None: too few trials for it), as
+    :func:`matplotlib_figure` chooses them."""
+    if name in _OURS:
+        return _OURS[name].plot_plotly(study, metric)
+    with _quiet():
+        figure = _plot(getattr(optuna.visualization, f"plot_{name}"), study, metric)
+    if figure is not None:
+        restyle_plotly(figure, study)
+    return figure
+
+
+def write_images(study: optuna.Study, folder: Path, names: list[str],
+                 metric: str = "Objective Value") -> list[str]:
+    """Save the matplotlib figure of each of ``names`` as ``<name>.png``; returns the files."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; also when pyplot was imported with another backend
     import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_mpl
 
     written = []
     for name in names:
-        with _quiet():
-            axes = _plot(getattr(optuna_mpl, f"plot_{name}"), study)
-        if axes is None:
-            continue
-        panels = list(axes.flat) if hasattr(axes, "flat") else [axes]
-        figure = panels[0].get_figure()
-        if len(panels) > 1:  # the slice plot: one panel per parameter, side by side
-            figure.set_size_inches(max(6.4, 1.5 + 3.2 * len(panels)), 4.8)
-        try:
-            write_atomic(folder / f"{name}.png", lambda p: figure.savefig(
-                p, format="png", dpi=100, bbox_inches="tight"))
-        finally:
-            plt.close(figure)
+        with plt.style.context("default"):  # Optuna's plt.style.use("ggplot") stays inside
+            figure = matplotlib_figure(study, name, metric)
+            if figure is None:
+                continue
+            try:
+                write_atomic(folder / f"{name}.png", lambda p: figure.savefig(
+                    p, format="png", dpi=100, bbox_inches="tight"))
+            finally:
+                plt.close(figure)
         written.append(f"{name}.png")
     return written
 
 
-def write_html(study: optuna.Study, folder: Path, names: list[str]) -> list[str]:
+def write_html(study: optuna.Study, folder: Path, names: list[str],
+               metric: str = "Objective Value") -> list[str]:
     """Write the plotly figures of ``names`` into one HTML page that carries plotly.js itself
     (no script from the network); returns ``[HTML_NAME]``, or ``[]`` without a plot."""
     sections = []
     for name in names:
-        with _quiet():
-            figure = _plot(getattr(optuna.visualization, f"plot_{name}"), study)
+        figure = plotly_figure(study, name, metric)
         if figure is None:
             continue
         div = figure.to_html(full_html=False, include_plotlyjs=not sections, div_id=name,
@@ -110,10 +150,11 @@ def write_html(study: optuna.Study, folder: Path, names: list[str]) -> list[str]
     return [HTML_NAME]
 
 
-def _plot(plot: Callable[[optuna.Study], Any], study: optuna.Study) -> Any:
-    """``plot(study)``, or None where Optuna finds the trials too few for it."""
+def _plot(plot: Callable[..., Any], study: optuna.Study, metric: str) -> Any:
+    """``plot(study)`` with the value named ``metric``, or None where Optuna finds the trials
+    too few for it."""
     try:
-        return plot(study)
+        return plot(study, target_name=metric)
     except (ValueError, RuntimeError, ZeroDivisionError):
         return None
 

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from mcmc_core.secrets import mask_text
 from sweeps.checks.disk import write_atomic
-from sweeps.report.best import BEST_FOLDER, write_best
+from sweeps.report.best import EXPERIMENT_FILE, write_best
 from sweeps.report.plots import write_plots
 from sweeps.study.trials import count_trials
 from sweeps.sweeper.settings import PARAMS
@@ -36,11 +36,14 @@ def best_summary(study: optuna.Study) -> dict[str, Any] | None:
             "mlflow_run_id": attrs.get("mlflow_run_id")}
 
 
-def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None = None,
+def write_report(study: optuna.Study, folder: Path, *, metric: str | None = None,
+                 tracking_uri: str | None = None,
                  parent_run_id: str | None = None) -> dict[str, Any]:
-    """Write ``trials.csv``, the plots (``sweeps.report.plots``) and ``best.json`` into ``folder``
-    (and log them on the parent run when given). Plots that need more trials than there are are
-    skipped; ``best.json`` lists the files written.
+    """Write the best trial's config (:mod:`sweeps.report.best`), ``trials.csv``, the plots
+    (:mod:`sweeps.report.plots`) and ``best.json`` into ``folder`` (and log them on the parent
+    run when given). Plots that need more trials than there are are skipped; ``best.json`` lists
+    the files written. ``metric`` (``hydra.sweeper.metric``) names the value on the plots' axes
+    (default: the study's metric name, else "Objective Value").
 
     Returns a summary: counts, best trial, and the files written.
     """
@@ -48,20 +51,21 @@ def write_report(study: optuna.Study, folder: Path, *, tracking_uri: str | None 
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
     best = best_summary(study)
-    reusable = write_best(study, folder) if best is not None else None
+    metric = metric or (study.metric_names or ["Objective Value"])[0]
+    reusable = write_best(study, folder, metric) if best is not None else None
     if best is not None and reusable is not None:
         best.update(reusable)
     summary = {"study": study.study_name, "direction": study.direction.name.lower(),
                "trials": len(trials), "complete": counts.complete, "pruned": counts.pruned,
                "failed": counts.failed, "best": best, "files": []}
     if reusable is not None:
-        summary["files"].append(f"{BEST_FOLDER}/config.yaml")
+        summary["files"].append(EXPERIMENT_FILE)
     if trials:
         frame = study.trials_dataframe().drop(columns=[f"user_attrs_{ATTR_CONFIG}"],
-                                              errors="ignore")  # in best/config.yaml
+                                              errors="ignore")  # in the best's experiment
         write_atomic(folder / "trials.csv", lambda p: frame.to_csv(p, index=False))
         summary["files"].append("trials.csv")
-    summary["files"] += write_plots(study, folder)
+    summary["files"] += write_plots(study, folder, metric)
     summary["files"].insert(0, "best.json")  # written last, listing every file
     write_atomic(folder / "best.json",
                  lambda p: p.write_text(json.dumps(summary, indent=2, default=str)))

@@ -133,7 +133,8 @@ def report(sweep: Sweep) -> int:
         study = optuna.load_study(study_name=p.name, storage=p.storage_url)
     except KeyError:
         fail(missing)
-    summary = write_report(study, p.output_dir / "report", tracking_uri=p.tracking_uri,
+    summary = write_report(study, p.output_dir / "report", metric=sweep.settings.metric,
+                           tracking_uri=p.tracking_uri,
                            parent_run_id=study.user_attrs.get(ATTR_PARENT_RUN))
     print(f"study {p.name!r}: {summary['complete']} complete, {summary['pruned']} pruned, "
           f"{summary['failed']} failed")

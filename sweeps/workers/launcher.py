@@ -259,7 +259,7 @@ def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
         print("writing the report", flush=True)
         try:
             with study_lock(p):  # other machines log there too
-                summary = write_report(study, p.output_dir / "report",
+                summary = write_report(study, p.output_dir / "report", metric=settings.metric,
                                        tracking_uri=p.tracking_uri, parent_run_id=parent_run_id)
         except Exception as err:
             if not is_disk_full(err):

@@ -213,8 +213,8 @@ def test_report_on_demand_writes_files_and_logs_them(sweep) -> None:
 
 
 def test_best_command_reruns_the_best_trial_exactly(sweep, tmp_path) -> None:
-    """The report's command (printed last, in best.json) runs ``mcmc-train`` on the written
-    config and gets the best trial's value to the last bit."""
+    """The report's command (printed last, in best.json) runs ``mcmc-train`` with the written
+    experiment and gets the best trial's value to the last bit (more in test_report_best.py)."""
     folder = sweep.s.out / "report"
     best = json.loads((folder / "best.json").read_text())["best"]
     top = max((t for t in sweep.study.get_trials() if t.state == TrialState.COMPLETE),
@@ -223,14 +223,13 @@ def test_best_command_reruns_the_best_trial_exactly(sweep, tmp_path) -> None:
     command = best["command"]
     assert f"reproduce the best trial: {command}" in sweep.more.stdout
     args = shlex.split(command)
-    assert args[:5] == ["mcmc-train", "--config-dir", str((folder / "best").resolve()),
-                        "--config-name", "config"]
-    # The sweep's own defaults and the sampled values are visible in the command.
-    assert "dataset.binarize=thermometer" in args
-    assert f"sampler.temperature={top.params['temperature']!r}" in args
-    written = yaml.safe_load((folder / "best" / "config.yaml").read_text())
-    assert written["defaults"] == ["train_schema", "_self_"]
-    assert written["trainer"]["checkpoint_dir"] is None and not written["trainer"]["resume"]
+    assert args == ["mcmc-train", "--config-dir", str((folder / "best").resolve()),
+                    "experiment=best"]
+    # The sweep's own defaults and the sampled values are in the experiment.
+    written = yaml.safe_load((folder / "best" / "experiment" / "best.yaml").read_text())
+    assert written["dataset"]["binarize"] == "thermometer"
+    assert written["sampler"]["temperature"] == top.params["temperature"]
+    assert "checkpoint_dir" not in written["trainer"] and "tracking" not in written
     script = Path(sys.executable).parent / "mcmc-train"
     done = subprocess.run([str(script), *args[1:]], cwd=tmp_path, env=env(), text=True,
                           capture_output=True, timeout=120)
