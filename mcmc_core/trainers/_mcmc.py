@@ -125,7 +125,7 @@ class TrainerMCMC(BaseTrainer):
         if errors:
             raise ConfigError(errors)
         super().__init__(model, criterion, resolve_data(data, dataset_name), trainer=trainer,
-                         device=device, callbacks=callbacks, config=config)
+                         device=device, callbacks=callbacks, config=config, seed=seed)
         n = sampler.n_replicas
         seeds = RunSeeds.of(seed, n)
         self.models = [self.model] + [copy.deepcopy(self.model) for _ in range(n - 1)]
@@ -150,6 +150,11 @@ class TrainerMCMC(BaseTrainer):
 
     def describe(self) -> str:
         return describe_engine(len(self.models), self.device, self.engine_reason)
+
+    def debug_lines(self) -> list[str]:
+        return [*super().debug_lines(), self.describe(), f"sampler: {self.sampler_cfg}",
+                f"schedule: {self.schedule_cfg}", f"flip_schedule: {self.flip_schedule_cfg}",
+                f"steps_per_epoch: {self.steps_per_epoch}"]
 
     @property
     def step(self) -> int:
