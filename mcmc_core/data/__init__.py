@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from mcmc_core.data._config import DataConfig
-from mcmc_core.data._config import canonical_dataset_name
 from mcmc_core.data._errors import DatasetNotFoundError
 from mcmc_core.data._idx import read_idx
 from mcmc_core.data._load import load_dataset
@@ -16,6 +15,5 @@ __all__ = [
     "DatasetNotFoundError",
     "Split",
     "load_dataset",
-    "canonical_dataset_name",
     "read_idx",
 ]
