@@ -231,18 +231,21 @@ class BaseTrainer:
 
     def train(self, n_epoch: int | None = None, debug: int = 0, *,
               resume: bool | None = None) -> dict[str, Any]:
-        """Train until epoch ``n_epoch`` (default: ``trainer.epochs``) and return the final
-        metrics (chain 0's).
+        """Train until epoch ``n_epoch`` and return the final metrics (chain 0's).
 
-        With ``resume`` (default: ``trainer.resume``) and existing checkpoints, each chain
-        continues from its own and reaches the same weights as an uninterrupted run.
+        Example (the original research code's call, accepted as it was written):
+            >>> trainer.train(n_epoch=100, debug=0)  # doctest: +SKIP
 
-        ``debug`` (the original research code's second argument, there an int or bool too):
-        0 (default) trains as usual; 1 or more (``True``) also logs DEBUG records to the
-        ``mcmc_core.trainers`` logger for this run (on stderr as ``debug: ...`` lines unless
-        logging is configured): before the first epoch :meth:`debug_lines` (data, model
-        changes, every setting), after each epoch its seconds per part (step, evaluate,
-        checkpoint) and every metric. It changes no result.
+        Args:
+            n_epoch: the last epoch. (default: ``trainer.epochs``)
+            debug: 0 trains as usual; 1 or more (or ``True``) also logs DEBUG records to the
+                ``mcmc_core.trainers`` logger during this run, shown on stderr as
+                ``debug: ...`` lines unless logging is configured: before the first epoch
+                :meth:`debug_lines` (data, changes made to the model, every setting), after
+                each epoch its metrics and its seconds per part (step, evaluate, checkpoint).
+                It changes no result. (default: 0)
+            resume: with existing checkpoints, each chain continues from its own and reaches
+                the same weights as an uninterrupted run. (default: ``trainer.resume``)
         """
         epochs = n_epoch if n_epoch is not None else self.cfg.epochs
         if epochs < 1:
@@ -264,8 +267,9 @@ class BaseTrainer:
                   flush=True)
         if self.cfg.verbose and (line := self.describe()):
             print(line, flush=True)
-        for line in self.debug_lines():
-            _logger.debug(line)
+        if _logger.isEnabledFor(logging.DEBUG):
+            for line in self.debug_lines():
+                _logger.debug(line)
         for cb in self.callbacks:
             cb.on_train_start(self)
         self._drop([k for k in self.live if self.records[k].epoch >= epochs])

@@ -52,7 +52,7 @@ def test_an_unknown_dataset_name_is_one_line_naming_it_and_the_allowed_ones() ->
                                  "digits, mnist, fashion_mnist, cifar10, idx, synthetic")
 
 
-# -- 2. train(debug=...) ---------------------------------------------------------------------------
+# -- 2. train(debug=...) --------------------------------------------------------------------------
 def _digits_trainer() -> TrainerMCMC:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -111,7 +111,7 @@ def test_a_negative_debug_is_refused() -> None:
         _digits_trainer().train(n_epoch=1, debug=-1)
 
 
-# -- 3. a model built for other data is fitted to the trainer's ------------------------------------
+# -- 3. a model built for other data is fitted to the trainer's -----------------------------------
 def test_torchvision_alexnet_is_adapted_to_one_channel_data_and_trains() -> None:
     data = load_dataset(DataConfig(name="synthetic", synthetic_shape=[1, 12, 12],
                                    synthetic_samples=40))
@@ -157,7 +157,7 @@ def test_a_model_with_other_than_one_output_per_class_is_refused() -> None:
         TrainerMCMC(model, nn.CrossEntropyLoss(), "digits")
 
 
-# -- 4. one set of defaults ------------------------------------------------------------------------
+# -- 4. one set of defaults -----------------------------------------------------------------------
 def _cli_defaults() -> TrainConfig:
     """``mcmc-train``'s config with no overrides: ``conf/train.yaml`` composed by Hydra."""
     from hydra import compose, initialize_config_dir
