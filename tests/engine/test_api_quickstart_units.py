@@ -125,8 +125,8 @@ def test_torchvision_alexnet_is_adapted_to_one_channel_data_and_trains() -> None
     assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
     assert isinstance(last, BinaryLinear) and last.out_features == 3
     assert trainer.model is model and len(trainer.model_changes) == 3
-    # Binarized like the rest: ±1 weights, the model's output scale 1 kept on the last layer.
-    assert set(stem.weight.unique().tolist()) == {-1.0, 1.0} and last.output_factor == 1.0
+    # Binarized like the rest: ±1 weights, the model's output scale kept on the last layer.
+    assert set(stem.weight.unique().tolist()) == {-1.0, 1.0} and last.output_factor == 4.0
     final = trainer.train()
     assert final["epoch"] == 1 and final["test_accuracy"] == final["test_accuracy"]  # not nan
 
@@ -179,6 +179,8 @@ def test_the_api_defaults_are_the_cli_defaults() -> None:
     assert api.flip_schedule_cfg == cli.flip_schedule
     assert dataclasses.replace(api.cfg) == cli.trainer
     assert api.data.name == cli.dataset.name
+    # The model's logit scale: binarize_model's default is model.output_scale's.
+    assert model[1].output_factor == cli.model.output_scale
     # And the ones only the signature holds.
     params = inspect.signature(TrainerMCMC).parameters
     assert params["seed"].default == cli.seed and params["device"].default == cli.device
