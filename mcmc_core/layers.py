@@ -19,6 +19,7 @@ from torch import Tensor
 from torch import nn
 
 __all__ = [
+    "OUTPUT_SCALE",
     "BinaryConv1d",
     "BinaryConv2d",
     "BinaryConv3d",
@@ -28,6 +29,11 @@ __all__ = [
     "binary_parameters",
     "sign",
 ]
+
+
+#: The default logit scale of a model's last binary layer: ``binarize_model``'s and
+#: ``mcmc-train``'s ``model.output_scale``, one value for the Python API and the command line.
+OUTPUT_SCALE = 4.0
 
 
 def _hard_sign(x: Tensor) -> Tensor:
@@ -243,7 +249,7 @@ def _replace_children(module: nn.Module, keep_activations: bool,
 
 
 def binarize_model(model: nn.Module, *, keep_activations: bool = False,
-                   output_scale: float = 1.0) -> nn.Module:
+                   output_scale: float = OUTPUT_SCALE) -> nn.Module:
     """Turn ``model`` into a binary network, in place, and return it.
 
     Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` (subclasses included) becomes its binary twin
@@ -262,7 +268,8 @@ def binarize_model(model: nn.Module, *, keep_activations: bool = False,
     Args:
         model: Any module; modified in place.
         keep_activations: Keep ``ReLU``/``PReLU`` layers. (default: False)
-        output_scale: Output factor of the last binary layer (the logit scale). (default: 1.0)
+        output_scale: Output factor of the last binary layer (the logit scale). (default: 4.0,
+            :data:`OUTPUT_SCALE`)
 
     Returns:
         ``model`` (or its replacement, see above).

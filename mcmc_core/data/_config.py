@@ -10,6 +10,27 @@ DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "idx", "syntheti
 BINARIZE_CHOICES = ("mean", "half", "thermometer", "none")
 
 
+def _key(name: str) -> str:
+    """What a dataset name is matched by: case, ``-`` and ``_`` ignored."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
+_BY_KEY = {_key(name): name for name in DATASET_NAMES}
+
+
+def canonical_dataset_name(name: str) -> str:
+    """The name in ``DATASET_NAMES`` that ``name`` spells, ignoring case, ``-`` and ``_``
+    (``"MNIST"`` -> ``"mnist"``, ``"FashionMNIST"`` -> ``"fashion_mnist"``, the original's
+    torchvision class names); an unknown name is returned unchanged, for
+    :meth:`DataConfig.errors` to refuse.
+
+    Example:
+        >>> canonical_dataset_name("MNIST"), canonical_dataset_name("Fashion-MNIST")
+        ('mnist', 'fashion_mnist')
+    """
+    return _BY_KEY.get(_key(name), name) if isinstance(name, str) else name
+
+
 @dataclass
 class DataConfig:
     """Which dataset to load and how to split and binarize it.
@@ -17,7 +38,8 @@ class DataConfig:
     Args:
         name: one of ``digits`` (scikit-learn's bundled 8x8 digits, offline), ``mnist``,
             ``fashion_mnist``, ``cifar10`` (torchvision), ``idx`` (a folder of IDX files),
-            ``synthetic`` (a seeded teacher-labelled set, for tests).
+            ``synthetic`` (a seeded teacher-labelled set, for tests); case, ``-`` and ``_``
+            are ignored (``MNIST``, ``FashionMNIST``).
         root: folder for torchvision downloads, or the folder of IDX files for ``idx``.
         download: let torchvision download missing files (needs network).
         val_fraction: fraction of the training split carved out (seeded) for validation.
@@ -43,6 +65,9 @@ class DataConfig:
     synthetic_samples: int = 600
     synthetic_shape: list[int] = field(default_factory=lambda: [1, 4, 4])
     synthetic_classes: int = 3
+
+    def __post_init__(self) -> None:
+        self.name = canonical_dataset_name(self.name)
 
     def errors(self, prefix: str = "dataset") -> list[str]:
         """Every violation of this config, one line each (empty when valid)."""

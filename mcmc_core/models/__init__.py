@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from mcmc_core.models._adapt import ModelMismatchError
+from mcmc_core.models._adapt import fit_model
 from mcmc_core.models._build import build_model
 from mcmc_core.models._cnn import SmallCNN
 from mcmc_core.models._config import MODEL_NAMES
 from mcmc_core.models._config import ModelConfig
 from mcmc_core.models._mlp import MLP
 
-__all__ = ["MLP", "MODEL_NAMES", "ModelConfig", "SmallCNN", "build_model"]
+__all__ = [
+    "MLP",
+    "MODEL_NAMES",
+    "ModelConfig",
+    "ModelMismatchError",
+    "SmallCNN",
+    "build_model",
+    "fit_model",
+]

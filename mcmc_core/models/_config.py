@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mcmc_core._validation import check, check_choice
+from mcmc_core.layers import OUTPUT_SCALE
 
 MODEL_NAMES = ("mlp", "cnn", "alexnet", "resnet18")
 
@@ -28,7 +29,7 @@ class ModelConfig:
     name: str = "mlp"
     hidden: list[int] = field(default_factory=list)
     channels: list[int] = field(default_factory=lambda: [32, 64])
-    output_scale: float = 1.0
+    output_scale: float = OUTPUT_SCALE
     keep_activations: bool = False
 
     def errors(self, prefix: str = "model") -> list[str]:

@@ -38,7 +38,7 @@ class SamplerConfig:
     """
 
     temperature: float = 1e-3
-    flip_ratio: float = 0.01
+    flip_ratio: float = 0.002
     acceptance: str = "metropolis"
     proposal: str = "layer"
     boltzmann: float = 1.0

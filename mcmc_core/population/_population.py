@@ -18,6 +18,7 @@ from mcmc_core.population._energy_set import EnergySet
 from mcmc_core.population._graphs import StepGraphs
 from mcmc_core.population._proposal import LayerFlips, ProposalBlock, layer_schedule
 from mcmc_core.population._random import MAX_PURPOSE, ChainRandom
+from mcmc_core.layers import OUTPUT_SCALE
 from mcmc_core.population._weights import StackedMLP, evaluate_stacked
 
 __all__ = ["HYPERPARAMETERS", "PROPOSALS", "Population", "per_chain"]
@@ -159,7 +160,7 @@ class Population:
 
     @classmethod
     def build(cls, split: Split, hidden: Sequence[int], n_classes: int, seeds: Sequence[int], *,
-              output_scale: float = 1.0, samples: int | None = None, sample_seed: int = 0,
+              output_scale: float = OUTPUT_SCALE, samples: int | None = None, sample_seed: int = 0,
               device: torch.device | str = "cpu", **kwargs: Any) -> Population:
         """Chains whose start weights are ``build_model(ModelConfig("mlp", hidden,
         output_scale=...), ..., seed=seeds[k])`` and whose streams are keyed by the same seeds,

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from mcmc_core.data import Split
 from mcmc_core.energy import cross_entropy_t, device_of, needs_shift
-from mcmc_core.layers import BinaryLayer, BinaryLinear, sign
+from mcmc_core.layers import OUTPUT_SCALE, BinaryLayer, BinaryLinear, sign
 from mcmc_core.models import ModelConfig, build_model
 
 __all__ = ["StackedMLP", "evaluate_stacked"]
@@ -38,7 +38,7 @@ class StackedMLP:
     """
 
     def __init__(self, weights: Sequence[Tensor], input_shape: Sequence[int],
-                 output_scale: float = 1.0) -> None:
+                 output_scale: float = OUTPUT_SCALE) -> None:
         if not weights:
             raise ValueError("weights must hold at least one layer.")
         k = weights[0].shape[0]
@@ -62,7 +62,7 @@ class StackedMLP:
 
     @classmethod
     def build(cls, input_shape: Sequence[int], hidden: Sequence[int], n_classes: int,
-              seeds: Sequence[int], *, output_scale: float = 1.0,
+              seeds: Sequence[int], *, output_scale: float = OUTPUT_SCALE,
               device: torch.device | str = "cpu") -> StackedMLP:
         """Chain ``k`` gets the weights of ``build_model(ModelConfig("mlp", hidden,
         output_scale=output_scale), input_shape, n_classes, seed=seeds[k])``."""

@@ -61,7 +61,8 @@ class TemperatureScheduleConfig(ScheduleConfig):
     """
 
     name: str = "exponential"
-    min_temperature: float = 1e-8
+    cooling_rate: float = 0.9995
+    min_temperature: float = 1e-6
 
     @property
     def floor(self) -> float:

@@ -5,6 +5,7 @@ MLflow through them)."""
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -14,10 +15,12 @@ import torch
 from torch import nn
 
 from mcmc_core.data import DataConfig, DataSplits, Split, load_dataset
-from mcmc_core.energy import evaluate
+from mcmc_core.energy import device_of, evaluate
+from mcmc_core.models import fit_model
 from mcmc_core.secrets import mask_config
 from mcmc_core.trainers._checkpoint import CHECKPOINT_NAME, load_latest_checkpoint, save_checkpoint
 from mcmc_core.trainers._config import TrainerConfig
+from mcmc_core.trainers._debug import LOGGER, debug_logging
 from mcmc_core.trainers._format import format_final, format_metrics
 from mcmc_core.trainers._record import ChainRecord
 
@@ -27,6 +30,8 @@ __all__ = ["DEVICES", "BaseTrainer", "Callback", "resolve_data", "resolve_device
 DEVICES = ("auto", "cpu", "cuda")
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_logger = logging.getLogger(LOGGER)
 
 
 class Callback:
@@ -125,8 +130,16 @@ class BaseTrainer:
         callbacks: Iterable[Callback] = (),
         config: dict[str, Any] | None = None,
         n_chains: int = 1,
+        seed: int = 0,
     ) -> None:
         self.device = resolve_device(device)
+        #: How ``model`` was changed to fit ``data`` (:func:`~mcmc_core.models.fit_model`,
+        #: e.g. torchvision's AlexNet on 1-channel images); empty when it fitted as given.
+        self.model_changes: list[str] = []
+        if model is not None:
+            sample = data.train.inputs[:2].to(device_of(model))
+            self.model_changes = fit_model(model, sample, data.n_classes, dataset=data.name,
+                                           seed=seed)
         self.model = model.to(self.device) if model is not None else None
         self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
         self.data = data
@@ -207,24 +220,56 @@ class BaseTrainer:
         """Chain ``k`` stops after this epoch (call from a callback: pruned, failed)."""
         self._leaving.add(k)
 
-    def train(self, n_epoch: int | None = None, *, resume: bool | None = None) -> dict[str, Any]:
-        """Train until epoch ``n_epoch`` (default: ``trainer.epochs``) and return the final
-        metrics (chain 0's).
+    def debug_lines(self) -> list[str]:
+        """What ``train(debug=1)`` logs before the first epoch: the data, the changes made to
+        the model and the settings (subclasses add theirs)."""
+        d = self.data
+        return [f"data: dataset={d.name} train/val/test {len(d.train)}/{len(d.val)}/"
+                f"{len(d.test)} inputs {d.input_shape} {d.n_classes} classes",
+                "model changes: " + ("; ".join(self.model_changes) or "none"),
+                f"trainer: {self.cfg}", f"device: {self.device}"]
 
-        With ``resume`` (default: ``trainer.resume``) and existing checkpoints, each chain
-        continues from its own and reaches the same weights as an uninterrupted run.
+    def train(self, n_epoch: int | None = None, debug: int = 0, *,
+              resume: bool | None = None) -> dict[str, Any]:
+        """Train until epoch ``n_epoch`` and return the final metrics (chain 0's).
+
+        Example (the original research code's call, accepted as it was written):
+            >>> trainer.train(n_epoch=100, debug=0)  # doctest: +SKIP
+
+        Args:
+            n_epoch: the last epoch. (default: ``trainer.epochs``)
+            debug: 0 trains as usual; 1 or more (or ``True``) also logs DEBUG records to the
+                ``mcmc_core.trainers`` logger during this run, shown on stderr as
+                ``debug: ...`` lines unless logging is configured: before the first epoch
+                :meth:`debug_lines` (data, changes made to the model, every setting), after
+                each epoch its metrics and its seconds per part (step, evaluate, checkpoint).
+                It changes no result. (default: 0)
+            resume: with existing checkpoints, each chain continues from its own and reaches
+                the same weights as an uninterrupted run. (default: ``trainer.resume``)
         """
         epochs = n_epoch if n_epoch is not None else self.cfg.epochs
         if epochs < 1:
             raise ValueError(f"n_epoch must be >= 1, but got {n_epoch=}.")
+        if not debug >= 0:
+            raise ValueError(f"debug must be 0 (off) or more, but got {debug=}.")
+        with debug_logging(int(debug)):
+            return self._train(epochs, self.cfg.resume if resume is None else resume)
+
+    def _train(self, epochs: int, resume: bool) -> dict[str, Any]:
         if not hasattr(self, "_ready"):
             self._setup(epochs)
             self._ready = True
         self.epochs = epochs
         self.live = [k for k in range(len(self.records)) if k not in self._leaving]
-        self._resume(self.cfg.resume if resume is None else resume)
+        self._resume(resume)
+        if self.cfg.verbose and self.model_changes:
+            print(f"model: adapted to dataset={self.data.name}: " + "; ".join(self.model_changes),
+                  flush=True)
         if self.cfg.verbose and (line := self.describe()):
             print(line, flush=True)
+        if _logger.isEnabledFor(logging.DEBUG):
+            for line in self.debug_lines():
+                _logger.debug(line)
         for cb in self.callbacks:
             cb.on_train_start(self)
         self._drop([k for k in self.live if self.records[k].epoch >= epochs])
@@ -260,6 +305,7 @@ class BaseTrainer:
             weights = functools.cache(functools.partial(self.chain_weights, k))
             metrics = self.records[k].add({**trained[k], **scores[k]}, seconds, weights)
             ended[k] = metrics
+            _logger.debug("chain %d epoch %d: %s", k, metrics["epoch"], metrics)
             if self.cfg.verbose:
                 prefix = f"chain {k} | " if len(self.records) > 1 else ""
                 print(prefix + format_metrics(metrics, self.epochs), flush=True)
@@ -270,6 +316,7 @@ class BaseTrainer:
                 self.epoch_times["checkpoint"] += time.perf_counter() - saved
                 for cb in self.callbacks:
                     cb.on_checkpoint(self, str(path))
+        _logger.debug("epoch seconds: %s", self.epoch_times)
         for cb in self.callbacks:
             cb.on_epochs_end(self, ended)
         self._drop([k for k in self.live

@@ -74,15 +74,22 @@ class TrainerMCMC(BaseTrainer):
     mini-batch energy, ``coupled``, another criterion, ``sampler.incremental=false``) a
     forward pass per candidate; :attr:`engine_reason` says why.
 
+    Every default is that of the config dataclasses (:class:`SamplerConfig`,
+    :class:`TemperatureScheduleConfig`, ...), which are also ``mcmc-train``'s defaults: the
+    ``conf/`` files only select options and set what an option changes. The model is fitted to
+    the data first (:func:`mcmc_core.models.fit_model`: torchvision's AlexNet or ResNet adapted
+    to the channels, image size and classes, any other model checked by one forward pass).
+
     Args:
         model: a binarized model (see :func:`mcmc_core.binarize_model`).
         criterion: batch-mean loss (default: ``nn.CrossEntropyLoss()``).
-        dataset_name: dataset to load when ``data`` is not given (default: ``"digits"``).
+        dataset_name: dataset to load when ``data`` is not given, case-insensitive
+            (``"MNIST"``; default: ``"digits"``).
         temperature: initial temperature; overrides ``sampler.temperature`` when given.
         flip_ratio: fraction of weights flipped per proposal; overrides ``sampler.flip_ratio``.
         data: a loaded :class:`DataSplits` or a :class:`DataConfig`.
         sampler: proposal, acceptance, energy and tempering options.
-        schedule: temperature schedule (default: exponential, cooling_rate 0.999 per step).
+        schedule: temperature schedule (default: exponential, cooling_rate 0.9995 per step).
         flip_schedule: flip-ratio schedule (default: constant).
         trainer: epochs, steps per epoch, checkpoints.
         seed: seed of every chain generator (default: 0).
@@ -125,7 +132,7 @@ class TrainerMCMC(BaseTrainer):
         if errors:
             raise ConfigError(errors)
         super().__init__(model, criterion, resolve_data(data, dataset_name), trainer=trainer,
-                         device=device, callbacks=callbacks, config=config)
+                         device=device, callbacks=callbacks, config=config, seed=seed)
         n = sampler.n_replicas
         seeds = RunSeeds.of(seed, n)
         self.models = [self.model] + [copy.deepcopy(self.model) for _ in range(n - 1)]
@@ -150,6 +157,11 @@ class TrainerMCMC(BaseTrainer):
 
     def describe(self) -> str:
         return describe_engine(len(self.models), self.device, self.engine_reason)
+
+    def debug_lines(self) -> list[str]:
+        return [*super().debug_lines(), self.describe(), f"sampler: {self.sampler_cfg}",
+                f"schedule: {self.schedule_cfg}", f"flip_schedule: {self.flip_schedule_cfg}",
+                f"steps_per_epoch: {self.steps_per_epoch}"]
 
     @property
     def step(self) -> int:

@@ -62,7 +62,7 @@ class TrainerSTE(BaseTrainer):
         if trainer.errors():
             raise ConfigError(trainer.errors())
         super().__init__(model, criterion, resolve_data(data, dataset_name), trainer=trainer,
-                         device=device, callbacks=callbacks, config=config)
+                         device=device, callbacks=callbacks, config=config, seed=seed)
         self.binary = binary_parameters(self.model)
         binary_ids = {id(p) for p in self.binary}
         self.latent = [(LATENT_INIT * p.detach()).requires_grad_(True) for p in self.binary]

@@ -34,10 +34,11 @@ ModelFactory = Callable[..., nn.Module]
 
 @pytest.fixture
 def make_model(synthetic: DataSplits) -> ModelFactory:
-    """``make_model(hidden=(), seed=0)``: a binary MLP for :func:`synthetic`."""
+    """``make_model(hidden=(), seed=0)``: a binary MLP for :func:`synthetic`, with logit scale 1
+    (``output_scale``: the scale these tests' temperatures and thresholds were tuned for)."""
 
     def make(hidden: tuple[int, ...] | list[int] = (), seed: int = 0) -> nn.Module:
-        cfg = ModelConfig(name="mlp", hidden=list(hidden))
+        cfg = ModelConfig(name="mlp", hidden=list(hidden), output_scale=1.0)
         return build_model(cfg, synthetic.input_shape, synthetic.n_classes, seed=seed)
 
     return make
