@@ -27,7 +27,7 @@ from sweeps.checks.disk import write_atomic
 from sweeps.workers.job_folders import override_value
 from sweeps.study.trials import retry_key
 from sweeps.tracking.mlflow_run import flatten
-from sweeps.workers.trial_context import ATTR_CONFIG
+from sweeps.workers.trial_context import stored_config
 
 __all__ = ["BEST_FOLDER", "best_command", "best_config", "format_reproduce", "overrides",
            "train_defaults", "trial_config_of", "write_best"]
@@ -83,10 +83,11 @@ def best_command(folder: Path, config: dict[str, Any], defaults: dict[str, Any])
 
 def trial_config_of(trial: optuna.trial.FrozenTrial,
                     output_dir: Path) -> dict[str, Any] | None:
-    """A complete trial's resolved config: its ``config`` user attribute, else (a trial of an
-    older version) the config saved in its checkpoint under ``output_dir``, else None."""
-    if ATTR_CONFIG in trial.user_attrs:
-        return trial.user_attrs[ATTR_CONFIG]
+    """A complete trial's resolved config: the one its study keeps
+    (:func:`~sweeps.workers.trial_context.stored_config`), else (a trial of an older version)
+    the config saved in its checkpoint under ``output_dir``, else None."""
+    if (config := stored_config(trial)) is not None:
+        return config
     from mcmc_core.trainers import CHECKPOINT_NAME, load_checkpoint
 
     path = output_dir / "checkpoints" / f"trial-{retry_key(trial):04d}" / CHECKPOINT_NAME
