@@ -61,6 +61,7 @@ class ClientRun:
         self.widths, self.objective = dict(widths or {}), objective
         self._client: Any = None
         self._last_ms = 0  # each batch's timestamp is later than the previous one's
+        self._searched_due = False  # a new run: its searched values go with its first epoch
         self.run_id: str | None = None
         self.run_name: str | None = None  #: known once this process created the run
         self.experiment_id: str | None = None
@@ -97,7 +98,7 @@ class ClientRun:
             run = self.client.create_run(exp_id, run_name=self.tracking.run_name, tags={
                 **context_tags(), **system, **masked_tags(self.tags)})
             self.run_id, self.run_name = run.info.run_id, run.info.run_name
-            self.experiment_id = exp_id
+            self.experiment_id, self._searched_due = exp_id, True
             params = run_params(self.config, self.params, self.widths)
             self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
             self.client.log_dict(self.run_id, mask_config(self.config), "config.yaml")
@@ -123,12 +124,13 @@ class ClientRun:
 
     def log_epoch(self, metrics: dict[str, float], epoch: int | None = None) -> None:
         """Log an epoch's metrics at ``step=epoch`` (default: ``metrics["epoch"]``;
-        :func:`epoch_metrics`, ``objective`` first); with the first epoch, the searched values as
-        metrics (step 0)."""
+        :func:`epoch_metrics`, ``objective`` first); with the run's first epoch, the searched
+        values as metrics (step 0)."""
         epoch = int(metrics["epoch"]) if epoch is None else epoch
         logged = epoch_metrics(metrics, self.objective)
         steps = dict.fromkeys(logged, epoch)
-        if epoch == 1 and self.params:
+        if self.params and (epoch == 1 or self._searched_due):
+            self._searched_due = False
             first = dict(list(logged.items())[:1])  # what MLflow's compare view colours by
             searched = searched_metrics(self.params)
             logged = {**first, **searched, **logged}
