@@ -54,7 +54,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         if train_cfg.tracking.enabled:
             tracker = MLflowCallback(parent.tracking if parent else train_cfg.tracking, resolved,
-                                     parent_run_id=parent.run_id if parent else None)
+                                     parent_run_id=parent.run_id if parent else None,
+                                     params=parent.params if parent else None)
         trainer = build_trainer(train_cfg, callbacks=[tracker] if tracker else [],
                                 config=resolved)
         final = trainer.train()

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from sweeps.checks.disk import write_atomic
 from sweeps.study.space import GROUPS
 from sweeps.study.trials import retry_key
-from sweeps.workers.trial_context import ATTR_CONFIG
+from sweeps.workers.trial_context import stored_config
 
 __all__ = ["BEST_FOLDER", "EXPERIMENT", "EXPERIMENT_FILE", "best_command", "best_config",
            "differences", "format_reproduce", "group_choices", "trial_config_of", "write_best"]
@@ -108,10 +108,11 @@ def best_command(folder: Path) -> str:
 
 def trial_config_of(trial: optuna.trial.FrozenTrial,
                     output_dir: Path) -> dict[str, Any] | None:
-    """A complete trial's resolved config: its ``config`` user attribute, else (a trial of an
-    older version) the config saved in its checkpoint under ``output_dir``, else None."""
-    if ATTR_CONFIG in trial.user_attrs:
-        return trial.user_attrs[ATTR_CONFIG]
+    """A complete trial's resolved config: the one its study keeps
+    (:func:`~sweeps.workers.trial_context.stored_config`), else (a trial of an older version)
+    the config saved in its checkpoint under ``output_dir``, else None."""
+    if (config := stored_config(trial)) is not None:
+        return config
     from mcmc_core.trainers import CHECKPOINT_NAME, load_checkpoint
 
     path = output_dir / "checkpoints" / f"trial-{retry_key(trial):04d}" / CHECKPOINT_NAME

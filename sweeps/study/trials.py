@@ -178,12 +178,17 @@ def new_attempt(trial: FrozenTrial) -> FrozenTrial:
 
 def open_study(storage: RDBStorage, name: str, cfg: McmcOptunaSweeperConf, *, create: bool = False,
                seed: int | None = None) -> optuna.Study:
-    """Create (``create=True``, the parent) or load (a worker) the study; its sampler is seeded
-    with ``seed`` (default: ``cfg.seed``)."""
+    """Create (``create=True``, the parent: it names the study's value ``cfg.metric``) or load
+    (a worker) the study; its sampler is seeded with ``seed`` (default: ``cfg.seed``)."""
     sampler, pruner = make_sampler(cfg, seed), make_pruner(cfg)
     if create:
-        return optuna.create_study(storage=storage, study_name=name, direction=cfg.direction,
-                                   sampler=sampler, pruner=pruner, load_if_exists=True)
+        study = optuna.create_study(storage=storage, study_name=name, direction=cfg.direction,
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+        if study.metric_names != [cfg.metric]:  # optuna-dashboard's name of the value
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([cfg.metric])
+        return study
     return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
 
 

@@ -19,11 +19,12 @@ from sweeps.tracking.mlflow_run import (
     masked_tags,
     mlflow_client,
     name_pruned,
-    run_params,
+    run_link,
     save_model_files,
     tracking_uri,
     write_run_id,
 )
+from sweeps.tracking.run_params import run_params, searched_metrics
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,20 +42,29 @@ class ClientRun:
 
     Args:
         tracking: the run's tracking settings (URI, experiment, run name, ``log_model``).
-        config: the resolved run configuration (params and ``config.yaml`` of a new run).
+        config: the resolved run configuration (``config.yaml`` of a new run, and its
+            :data:`~sweeps.tracking.run_params.KEY_PARAMS` params).
         parent_run_id: open a new run as a child of this run.
         tags: tags set on the run, also when it is re-opened.
-        params: extra params logged on a new run (a trial's sampled values).
+        params: a trial's sampled values by config key: params (short numbers) of a new run,
+            and metrics of the same names logged with its first epoch.
+        widths: the linear float search ranges' widths by key (the params' precision).
+        objective: the epoch metric logged first as ``objective`` (``hydra.sweeper.metric``).
     """
 
     def __init__(self, tracking: TrackingConfig, config: dict[str, Any], *,
                  parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None) -> None:
+                 params: dict[str, Any] | None = None, widths: dict[str, float] | None = None,
+                 objective: str | None = None) -> None:
         self.tracking, self.config, self.parent_run_id = tracking, config, parent_run_id
         self.tags, self.params = dict(tags or {}), dict(params or {})
+        self.widths, self.objective = dict(widths or {}), objective
         self._client: Any = None
+        self._last_ms = 0  # each batch's timestamp is later than the previous one's
+        self._searched_due = False  # a new run: its searched values go with its first epoch
         self.run_id: str | None = None
         self.run_name: str | None = None  #: known once this process created the run
+        self.experiment_id: str | None = None
 
     @property
     def client(self) -> Any:
@@ -76,6 +86,7 @@ class ClientRun:
         if previous and resume:
             self.client.update_run(previous, status="RUNNING")
             self.run_id = previous
+            self.experiment_id = self.client.get_run(previous).info.experiment_id
             self._log_missing_epochs(history or [])
             self.set_tags(self.tags)
         else:
@@ -87,12 +98,20 @@ class ClientRun:
             run = self.client.create_run(exp_id, run_name=self.tracking.run_name, tags={
                 **context_tags(), **system, **masked_tags(self.tags)})
             self.run_id, self.run_name = run.info.run_id, run.info.run_name
-            params = run_params(self.config, self.params)
+            self.experiment_id, self._searched_due = exp_id, True
+            params = run_params(self.config, self.params, self.widths)
             self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
             self.client.log_dict(self.run_id, mask_config(self.config), "config.yaml")
         if id_file is not None:
             write_run_id(id_file, self.run_id)
         return self.run_id
+
+    @property
+    def link(self) -> str | None:
+        """The open run's page on a tracking server, else its id (:func:`run_link`)."""
+        if self.run_id is None or self.experiment_id is None:
+            return self.run_id
+        return run_link(tracking_uri(self.tracking), self.experiment_id, self.run_id)
 
     def _log_missing_epochs(self, history: list[dict[str, float]]) -> None:
         if not history:
@@ -101,18 +120,37 @@ class ClientRun:
         logged = {m.step for m in self.client.get_metric_history(self.run_id, first)}
         for metrics in history:
             if int(metrics["epoch"]) not in logged:
-                self.log_metrics(epoch_metrics(metrics), step=int(metrics["epoch"]))
+                self.log_epoch(metrics)
+
+    def log_epoch(self, metrics: dict[str, float], epoch: int | None = None) -> None:
+        """Log an epoch's metrics at ``step=epoch`` (default: ``metrics["epoch"]``;
+        :func:`epoch_metrics`, ``objective`` first); with the run's first epoch, the searched
+        values as metrics (step 0)."""
+        epoch = int(metrics["epoch"]) if epoch is None else epoch
+        logged = epoch_metrics(metrics, self.objective)
+        steps = dict.fromkeys(logged, epoch)
+        if self.params and (epoch == 1 or self._searched_due):
+            self._searched_due = False
+            first = dict(list(logged.items())[:1])  # what MLflow's compare view colours by
+            searched = searched_metrics(self.params)
+            logged = {**first, **searched, **logged}
+            steps.update(dict.fromkeys(searched, 0))
+        self._log(logged, steps)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         """Log ``metrics`` at ``step`` (one request)."""
+        self._log(metrics, dict.fromkeys(metrics, step))
+
+    def _log(self, metrics: dict[str, float], steps: dict[str, int]) -> None:
         import time
 
         from mlflow.entities import Metric
 
-        if self.run_id is None:
+        if self.run_id is None or not metrics:
             return
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+        # Later than the last batch: a value logged at a step already logged supersedes it.
+        now = self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, steps[k])
                                                     for k, v in metrics.items()])
 
     def log_model(self, model: nn.Module) -> None:
@@ -153,9 +191,10 @@ class MLflowCallback(Callback):
     """Logs a trainer's run to MLflow, through a :class:`~sweeps.tracking.client_run.ClientRun`.
 
     On start it opens a run (re-opening the same run when the trainer resumes from a checkpoint
-    folder that recorded one), logs the flattened config as params and the resolved config as
-    ``config.yaml``; each epoch it logs the metrics at ``step=epoch``; at the end it logs the
-    ``final_*``/``best_*`` metrics and the model (``model/state_dict.pt`` and ``model/model.txt``).
+    folder that recorded one), logs a few config keys as params
+    (:data:`~sweeps.tracking.run_params.KEY_PARAMS`) and the resolved config as ``config.yaml``;
+    each epoch it logs the metrics at ``step=epoch``; at the end it logs the ``best_*`` and
+    ``final_epoch`` metrics and the model (``model/state_dict.pt`` and ``model/model.txt``).
     Call :meth:`close` in a ``finally`` block: a run that raised is marked FAILED.
 
     Args:
@@ -183,7 +222,7 @@ class MLflowCallback(Callback):
                       resume=trainer.epoch > 0, history=trainer.history)
 
     def on_epoch_end(self, trainer: BaseTrainer, epoch: int, metrics: dict[str, float]) -> None:
-        self.run.log_metrics(epoch_metrics(metrics), step=epoch)
+        self.run.log_epoch(metrics, epoch)
 
     def on_train_end(self, trainer: BaseTrainer, metrics: dict[str, Any]) -> None:
         self.run.log_metrics(closing_metrics(metrics))

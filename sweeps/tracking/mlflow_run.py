@@ -36,7 +36,8 @@ __all__ = [
     "masked_tags",
     "mlflow_client",
     "name_pruned",
-    "run_params",
+    "rename",
+    "run_link",
     "tracking_uri",
 ]
 
@@ -45,8 +46,9 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_ID_FILE = "mlflow_run_id"
 #: Tag of a sweep's parent run: the study's key (its ``sweep_key`` user attribute).
 TAG_STUDY_KEY = "mcmc_sweeps.study_key"
-#: The summary metric of a complete trial's run: the Optuna trial's value
-#: (``hydra.sweeper.metric`` at its best epoch). Pruned and failed trials have none.
+#: A trial's run's first metric (MLflow's compare view colours by it): each epoch the value
+#: reported to Optuna (``hydra.sweeper.metric``), then at a complete trial's last epoch its value
+#: (the best epoch's). A pruned trial's is so its last reported value, as optuna-dashboard shows.
 OBJECTIVE = "objective"
 #: What a pruned trial's run name ends with (``trial-0007 (pruned)``).
 PRUNED_SUFFIX = " (pruned)"
@@ -78,15 +80,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_params(config: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
-    """The params of a new run: the flattened ``config``, then ``params`` (a trial's sampled
-    values by config key, see :meth:`~sweeps.study.space.SearchSpace.by_key`: each key once);
-    secrets masked."""
-    flat = {k: str(v) for k, v in flatten(config).items()}
-    flat.update({k: str(v) for k, v in params.items()})
-    return masked_tags(flat)
-
-
 def masked_tags(tags: dict[str, Any]) -> dict[str, str]:
     """``tags`` (or params) as strings, with secret-named keys' values and URL passwords
     masked."""
@@ -94,19 +87,21 @@ def masked_tags(tags: dict[str, Any]) -> dict[str, str]:
             for k, v in tags.items()}
 
 
-def epoch_metrics(metrics: dict[str, float]) -> dict[str, float]:
+def epoch_metrics(metrics: dict[str, float], objective: str | None = None) -> dict[str, float]:
     """An epoch's metrics as logged at ``step=epoch`` (the epoch itself is the step, so no
-    ``epoch`` metric), renamed by :data:`METRIC_NAMES`, the scores first."""
+    ``epoch`` metric), renamed by :data:`METRIC_NAMES`: :data:`OBJECTIVE` first (the value of
+    ``metrics[objective]``, a sweep's trial), then the scores."""
     order = [k for k in FIRST_METRICS if k in metrics]
     order += [k for k in metrics if k not in FIRST_METRICS and k != "epoch"]
-    return {METRIC_NAMES.get(k, k): float(metrics[k]) for k in order}
+    first = {OBJECTIVE: float(metrics[objective])} if objective in metrics else {}
+    return {**first, **{METRIC_NAMES.get(k, k): float(metrics[k]) for k in order}}
 
 
 def closing_metrics(final: dict[str, Any]) -> dict[str, float]:
-    """A run's closing metrics: ``final_<k>`` for the last epoch's (``k`` renamed by
-    :data:`METRIC_NAMES`), ``best_<k>`` of the best epoch as they are."""
-    return {k if k.startswith("best_") else f"final_{METRIC_NAMES.get(k, k)}": float(v)
-            for k, v in final.items()}
+    """A run's closing metrics: ``best_<k>`` of the best epoch and ``final_epoch``; not the last
+    epoch's other values (the latest value of each epoch metric already is)."""
+    return {k if k.startswith("best_") else f"final_{k}": float(v)
+            for k, v in final.items() if k.startswith("best_") or k == "epoch"}
 
 
 def name_pruned(client: Any, run_id: str, tags: dict[str, Any],
@@ -116,12 +111,32 @@ def name_pruned(client: Any, run_id: str, tags: dict[str, Any],
     its name now, when known (else it is read). Returns its name (None: not read)."""
     if str(tags.get("optuna.state")) != "PRUNED":
         return name
+    return rename(client, run_id, PRUNED_SUFFIX, add=True, name=name)
+
+
+def rename(client: Any, run_id: str, suffix: str, *, add: bool, name: str | None = None) -> str:
+    """Add ``suffix`` to a run's name (``add``) or remove it, where needed; ``name``: its name
+    now, when known (else it is read). Returns the new name."""
     if name is None:
         name = client.get_run(run_id).info.run_name or ""
-    if not name.endswith(PRUNED_SUFFIX):
-        name = f"{name}{PRUNED_SUFFIX}"
-        client.update_run(run_id, name=name)
-    return name
+    new = (name if name.endswith(suffix) else f"{name}{suffix}") if add else (
+        name.removesuffix(suffix))
+    if new != name:
+        client.update_run(run_id, name=new)
+    return new
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a user finds a run: its page on an http(s) tracking server (any ``user:password@``
+    left out), else its id (a local store has no page until ``mlflow ui`` serves it)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return run_id
+    base = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="",
+                                     fragment="")).rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def save_model_files(model: nn.Module, folder: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweeps.tracking.parent_run import end_run, open_parent_run
 from sweeps.tracking.mlflow_run import mlflow_client, tracking_uri
@@ -41,11 +41,14 @@ class Parent:
         run_id: the parent run's id.
         tracking: the job's tracking settings, ``run_name`` set from its overrides (unless the
             config names the run).
+        params: the job's swept values by key (``{"sampler.flip_ratio": 0.001}``).
     """
 
     uri: str
     run_id: str
     tracking: TrackingConfig
+    #: The job's values of the keys the multirun sweeps (params and metrics of its run).
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _hydra_job() -> DictConfig | None:
@@ -74,15 +77,20 @@ def swept_keys(args: list[str]) -> set[str]:
     return {o.key_or_group for o in overrides if o.is_sweep_override()}
 
 
-def job_run_name(hc: DictConfig, args: list[str]) -> str:
-    """The run name of a multirun's job: its overrides of the keys the multirun sweeps
-    (``args`` are the multirun's command line; ``hydra.sweeper.params`` count too), sorted and
-    joined as in ``hydra.job.override_dirname``; else that name, else ``job <num>``."""
+def _swept_overrides(hc: DictConfig, args: list[str]) -> list[Any]:
+    """The job's overrides of the keys the multirun sweeps (``args`` are the multirun's command
+    line; ``hydra.sweeper.params`` count too)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     swept = swept_keys(args) | set((hc.sweeper.get("params") or {}).keys())
     overrides = OverridesParser.create().parse_overrides(list(hc.overrides.task))
-    lines = sorted(str(o.input_line) for o in overrides if o.key_or_group in swept)
+    return [o for o in overrides if o.key_or_group in swept]
+
+
+def job_run_name(hc: DictConfig, args: list[str]) -> str:
+    """The run name of a multirun's job: its overrides of the keys the multirun sweeps, sorted
+    and joined as in ``hydra.job.override_dirname``; else that name, else ``job <num>``."""
+    lines = sorted(str(o.input_line) for o in _swept_overrides(hc, args))
     return ",".join(lines) or hc.job.override_dirname or f"job {hc.job.num}"
 
 
@@ -101,7 +109,8 @@ def job_parent(tracking: TrackingConfig, args: list[str] | None = None) -> Paren
                              tags={TAG_MULTIRUN_DIR: str(folder),
                                    "mcmc_sweeps.command": " ".join(["mcmc-train", *args])})
     name = tracking.run_name or job_run_name(hc, args)
-    return Parent(uri, run_id, dataclasses.replace(tracking, run_name=name))
+    params = {o.key_or_group: o.value() for o in _swept_overrides(hc, args)}
+    return Parent(uri, run_id, dataclasses.replace(tracking, run_name=name), params)
 
 
 def close_parent(parent: Parent, failed: bool) -> str:

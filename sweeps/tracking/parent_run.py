@@ -8,9 +8,16 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
+from mcmc_core.secrets import mask_config
 from sweeps.study.stores import store_lock
 from sweeps.sweeper.settings import PARAMS, SWEEPER, McmcOptunaSweeperConf
-from sweeps.tracking.mlflow_run import OBJECTIVE, TAG_STUDY_KEY, masked_tags, mlflow_client, name_pruned
+from sweeps.tracking.mlflow_run import (
+    OBJECTIVE,
+    TAG_STUDY_KEY,
+    masked_tags,
+    mlflow_client,
+    name_pruned,
+)
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -18,7 +25,8 @@ if TYPE_CHECKING:
     from sweeps.sweeper.config import ParamSpec
 
 __all__ = ["PARENT_PARAMS", "close_killed_run", "close_orphan_runs", "end_run",
-           "log_sweep_settings", "open_parent_run", "run_status", "search_param"]
+           "log_sweep_settings", "open_parent_run", "run_status", "search_param",
+           "trial_objective"]
 
 
 def open_parent_run(uri: str, experiment: str, *, key: str, run_name: str,
@@ -73,13 +81,13 @@ def search_param(spec: ParamSpec) -> str:
 
 
 def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
-                       search: dict[str, ParamSpec]) -> None:
+                       search: dict[str, ParamSpec], config: dict[str, Any] | None = None) -> None:
     """Log a launch's settings on the sweep's parent run: :data:`PARENT_PARAMS` as
     ``hydra.sweeper.<k>`` params and every search entry as a ``hydra.sweeper.params.<key>``
     param (:func:`search_param`), where not logged yet; the other settings as
-    ``hydra.sweeper.<k>`` tags. A param that this launch sets otherwise (a study continued
-    with another sampler) gets a tag of the same name with this launch's value. Secrets
-    masked."""
+    ``hydra.sweeper.<k>`` tags; ``config`` (the trials' resolved config before sampling) as
+    ``config.yaml``. A param that this launch sets otherwise (a study continued with another
+    sampler) gets a tag of the same name with this launch's value. Secrets masked."""
     from mlflow.entities import Param, RunTag
 
     client = mlflow_client(uri)
@@ -93,6 +101,8 @@ def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
     tags.update({k: v for k, v in wanted.items() if k in logged and logged[k] != v})
     client.log_batch(run_id, params=params,
                      tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
+    if config is not None:
+        client.log_dict(run_id, mask_config(config), "config.yaml")
 
 
 def end_run(uri: str, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
@@ -123,6 +133,18 @@ def close_killed_run(uri: str | None, trial: FrozenTrial) -> None:
         pass
 
 
+def trial_objective(trial: FrozenTrial) -> tuple[float, int] | None:
+    """A finished trial's :data:`~sweeps.tracking.mlflow_run.OBJECTIVE` and its step: a complete
+    trial's value, a pruned one's last reported value (as optuna-dashboard shows it), at its last
+    reported step; None without either."""
+    step = max(trial.intermediate_values, default=0)
+    if trial.value is not None:
+        return float(trial.value), step
+    if trial.intermediate_values:
+        return float(trial.intermediate_values[step]), step
+    return None
+
+
 def close_orphan_runs(uri: str, experiment: str, trials: list[FrozenTrial]) -> list[str]:
     """End the RUNNING child runs of ``experiment`` whose trial no longer runs: a process killed
     between telling Optuna and ending its run (FINISHED, with the trial's state), or before its
@@ -149,8 +171,8 @@ def close_orphan_runs(uri: str, experiment: str, trials: list[FrozenTrial]) -> l
             continue
         if trial is not None and trial.state.name in ("COMPLETE", "PRUNED"):
             extra = {"optuna.value": trial.value} if trial.value is not None else {}
-            if trial.value is not None:
-                client.log_metric(run.info.run_id, OBJECTIVE, trial.value)
+            if (objective := trial_objective(trial)) is not None:
+                client.log_metric(run.info.run_id, OBJECTIVE, objective[0], step=objective[1])
             end_run(uri, run.info.run_id, "FINISHED", {"optuna.state": trial.state.name, **extra})
         else:
             end_run(uri, run.info.run_id, "KILLED", {"optuna.state": "KILLED"})

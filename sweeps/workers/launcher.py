@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 
 from mcmc_core._validation import ConfigError, violation
-from mcmc_core.secrets import mask_url
+from mcmc_core.secrets import mask_text, mask_url
 from sweeps.cli.main import exit_status
 from sweeps.checks.disk import is_disk_full
 from sweeps.report.best import format_reproduce
@@ -42,6 +42,7 @@ from sweeps.tracking.parent_run import (
     log_sweep_settings,
     open_parent_run,
 )
+from sweeps.tracking.best_run import best_run_id, mark_best_run
 from sweeps.tracking.mlflow_run import tracking_uri
 from sweeps.tracking.outage import set_retry_seconds
 from sweeps.workers.supervisor import run_workers
@@ -163,7 +164,8 @@ def launch(sweep: Sweep, jobs: JobFolders | None = None) -> int:
                 run_id=study.user_attrs.get(ATTR_PARENT_RUN))
             study.set_user_attr(ATTR_PARENT_RUN, parent_run_id)
             log_sweep_settings(p.tracking_uri, parent_run_id,
-                               dataclasses.replace(settings, study_name=p.name), sweep.search)
+                               dataclasses.replace(settings, study_name=p.name), sweep.search,
+                               config=sweep.base)
     # Trials of a previous launch whose processes died are failed and queued for a retry;
     # the MLflow runs they left RUNNING are ended.
     recover_trials(study, settings.grace_period)
@@ -309,6 +311,18 @@ def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
         with study_lock(p):
             trials = study.get_trials(deepcopy=False)
             close_orphan_runs(p.tracking_uri, p.name, trials)
+            _mark_best(p.tracking_uri, parent_run_id, study)
             if not count_trials(trials).running:  # else another machine ends it later
                 end_run(p.tracking_uri, parent_run_id, status)
     return code
+
+
+def _mark_best(uri: str, parent_run_id: str, study: optuna.Study) -> None:
+    """Mark the best trial's run (:mod:`sweeps.tracking.best_run`); a store that fails here
+    only costs the mark (the next launch sets it)."""
+    try:
+        mark_best_run(uri, parent_run_id, best_run_id(study))
+    except Exception as err:  # noqa: BLE001 -- the sweep's outcome stands
+        print(f"warning: the best run was not marked in MLflow "
+              f"({mask_text(type(err).__name__ + ': ' + str(err).splitlines()[0])[:300]})",
+              flush=True)

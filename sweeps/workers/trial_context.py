@@ -32,6 +32,8 @@ from sweeps.study.trials import ATTR_ERROR, ATTR_HOST, ATTR_PID, ATTR_SESSION, r
 
 __all__ = [
     "ATTR_CONFIG",
+    "ATTR_RUN_URL",
+    "SYSTEM_CONFIG",
     "Interrupted",
     "TrialContext",
     "attempt_attrs",
@@ -45,6 +47,7 @@ __all__ = [
     "record_job",
     "run_tags",
     "start_attempts",
+    "stored_config",
     "trial_config",
 ]
 
@@ -166,22 +169,37 @@ def run_tags(ctx: TrialContext, trial: optuna.Trial, key: int) -> dict[str, Any]
     return tags
 
 
-#: User attribute of a complete trial: its resolved training config, secrets masked (the
+#: User attribute of a trial: its MLflow run's page on a tracking server, else the run's id.
+ATTR_RUN_URL = "mlflow_run_url"
+#: System attribute of a complete trial: its resolved training config, secrets masked (the
 #: report writes the best trial's as a config ``mcmc-train`` runs, :mod:`sweeps.report.best`).
+#: Not a user attribute: optuna-dashboard shows those on one line each (a config's is thousands
+#: of pixels wide); the config is also each run's ``config.yaml`` in MLflow.
+SYSTEM_CONFIG = "mcmc_sweeps:config"
+#: The user attribute that held the config in studies of earlier versions (read, not written).
 ATTR_CONFIG = "config"
 
 
 def record_final(trial: optuna.Trial, final: dict[str, Any],
                  resolved: dict[str, Any] | None = None) -> None:
-    """Keep a complete trial's last and best epoch's metrics (``test_accuracy`` is the last
-    epoch's, ``best_test_accuracy`` the best epoch's, whose ``best_val_accuracy`` the value is
-    for ``hydra.sweeper.metric=val_accuracy``) and its ``resolved`` config as user attributes."""
+    """Keep a complete trial's last and best epoch's metrics as user attributes
+    (``test_accuracy`` is the last epoch's, ``best_test_accuracy`` the best epoch's, whose
+    ``best_val_accuracy`` the value is for ``hydra.sweeper.metric=val_accuracy``), and its
+    ``resolved`` config as :data:`SYSTEM_CONFIG`."""
     for k in ("test_accuracy", "test_loss", "best_epoch", "best_val_accuracy",
               "best_test_accuracy"):
         if k in final:
             trial.set_user_attr(k, float(final[k]))
     if resolved is not None:
-        trial.set_user_attr(ATTR_CONFIG, mask_config(resolved))
+        trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_CONFIG,
+                                            mask_config(resolved))
+
+
+def stored_config(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """A complete trial's resolved config as :func:`record_final` kept it (or, in a study of
+    an earlier version, as its ``config`` user attribute); None if neither."""
+    config = trial.system_attrs.get(SYSTEM_CONFIG)
+    return config if config is not None else trial.user_attrs.get(ATTR_CONFIG)
 
 
 def interrupt(study: optuna.Study, trial: optuna.Trial) -> tuple[str, dict[str, Any]]:

@@ -31,8 +31,10 @@ from sweeps.workers.population_rules import CHAIN_KEYS, population_errors, share
 from sweeps.study.snapshot import prune_decisions
 from sweeps.checks.disk import DiskFull, is_disk_full
 from sweeps.tracking.outage import TrackingOutage
-from sweeps.tracking.mlflow_run import OBJECTIVE, RUN_ID_FILE, closing_metrics, epoch_metrics
+from sweeps.tracking.mlflow_run import OBJECTIVE, RUN_ID_FILE, closing_metrics
+from sweeps.tracking.run_params import search_widths
 from sweeps.workers.trial_context import (
+    ATTR_RUN_URL,
     Interrupted,
     TrialContext,
     best_value,
@@ -152,15 +154,17 @@ class TrialReporter(Callback):
                     a.run = ClientRun(a.cfg.tracking, a.resolved,
                                       parent_run_id=self.ctx.parent_run_id,
                                       tags=run_tags(self.ctx, a.trial, a.key),
-                                      params=self.ctx.space.by_key(a.values))
+                                      params=self.ctx.space.by_key(a.values),
+                                      widths=search_widths(self.ctx.space.specs.values()),
+                                      objective=self.ctx.metric)
                     path = trainer.checkpoint_path_of(k)
                     run_id = a.run.open(path.parent / RUN_ID_FILE if path else None,
                                         resume=record.epoch > 0, history=record.history)
                     a.run.set_tags(link_tags(run_id, a.previous_run))
             for m in record.history:  # for the pruner
                 a.trial.report(float(m[self.ctx.metric]), int(m["epoch"]))
-        set_user_attrs([(a.trial, {"mlflow_run_id": a.run.run_id}) for a in self.attempts
-                        if a.run is not None])
+        set_user_attrs([(a.trial, {"mlflow_run_id": a.run.run_id, ATTR_RUN_URL: a.run.link})
+                        for a in self.attempts if a.run is not None])
 
     def on_epochs_end(self, trainer: BaseTrainer, ended: dict[int, dict[str, float]]) -> None:
         for name, seconds in trainer.epoch_times.items():
@@ -170,7 +174,7 @@ class TrialReporter(Callback):
             a = self.attempts[k]
             if a.run is not None:
                 with phases.phase("mlflow_log"):
-                    a.run.log_metrics(epoch_metrics(ended[k]), step=int(ended[k]["epoch"]))
+                    a.run.log_epoch(ended[k])  # its objective: the value reported below
             try:  # a diverged chain fails alone
                 check_finite(ended[k], self.ctx.metric, int(ended[k]["epoch"]))
             except FloatingPointError as err:
@@ -188,8 +192,9 @@ class TrialReporter(Callback):
                 if a.trial.number in pruned:
                     with phases.phase("optuna_tell"):
                         self.study.tell(a.trial, state=TrialState.PRUNED)
-                    if a.run is not None:
+                    if a.run is not None:  # its objective: its last reported value, logged
                         with phases.phase("mlflow_close"):
+                            a.run.log_metrics(closing_metrics(trainer.records[k].final_metrics()))
                             a.run.log_model(trainer.chain_model(k))
                     self._leave(trainer, k, TrialState.PRUNED, "FINISHED", {
                         "optuna.state": "PRUNED",
@@ -239,8 +244,8 @@ class TrialReporter(Callback):
         with phases.phase("optuna_tell"):
             record_final(a.trial, final, a.resolved)
             self.study.tell(a.trial, value)
-        if a.run is not None:
+        if a.run is not None:  # supersedes the last epoch's reported value
             with phases.phase("mlflow_close"):
-                a.run.log_metrics({OBJECTIVE: value})
+                a.run.log_metrics({OBJECTIVE: value}, step=int(record.history[-1]["epoch"]))
         self._leave(trainer, k, TrialState.COMPLETE, "FINISHED",
                     {"optuna.state": "COMPLETE", "optuna.value": value})

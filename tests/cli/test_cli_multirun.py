@@ -36,6 +36,8 @@ def test_one_parent_run_with_a_child_per_job(multirun, runs) -> None:
     assert sorted(r.info.run_name for r in children) == ["sampler.flip_ratio=0.001",
                                                          "sampler.flip_ratio=0.01"]
     assert sorted(r.data.params["sampler.flip_ratio"] for r in children) == ["0.001", "0.01"]
+    # The swept key also as a metric: sorted and plotted as a number.
+    assert sorted(r.data.metrics["sampler.flip_ratio"] for r in children) == [0.001, 0.01]
     assert parent.info.status == "FINISHED"
     assert all(r.info.status == "FINISHED" for r in children)
     assert parent.info.end_time >= max(r.info.end_time for r in children)

@@ -92,6 +92,10 @@ def test_mlflow_one_parent_and_one_finished_child_per_finished_trial(killed) -> 
         assert run.data.tags["optuna.trial_number"] == str(t.number)
         assert run.data.tags["optuna.state"] == "COMPLETE"
         assert run.data.metrics["final_epoch"] == EPOCHS
+        # Resumed or not: the objective of every epoch once, then the trial's value.
+        objective = runs.steps(run.info.run_id, "objective")
+        assert [s for s, _ in objective] == [*range(1, EPOCHS + 1), EPOCHS], objective
+        assert run.data.metrics["objective"] == t.value
     # A trial killed before its first checkpoint left a run closed as KILLED, linked to its retry.
     for r in runs.children:
         if r.info.status != "FINISHED":

@@ -36,7 +36,8 @@ def sweeps(new_sweep):
     ran, refused = run_many([(pruning, pruning.args(base=PRUNING)), (bad, bad.args(*INCOMPATIBLE))])
     name = ran.ok().study_name
     return SimpleNamespace(s=pruning, result=ran, trials=pruning.study(name).get_trials(),
-                           runs=pruning.runs(name), bad=bad, refused=refused)
+                           study=pruning.study(name), runs=pruning.runs(name), bad=bad,
+                           refused=refused)
 
 
 def populations(trials) -> list[list]:
@@ -99,12 +100,15 @@ def test_one_finished_child_run_per_trial_with_per_epoch_metrics(sweeps) -> None
         assert run.data.tags["mlflow.parentRunId"] == parent
         assert run.data.tags["optuna.trial_number"] == str(t.number)
         assert run.data.tags["optuna.state"] == t.state.name
-        pruned = " (pruned)" if t.state == TrialState.PRUNED else ""
-        assert run.info.run_name == f"trial-{t.number:04d}{pruned}"
+        suffix = {TrialState.PRUNED: " (pruned)"}.get(t.state, "")
+        if run.data.tags.get("best") == "true":
+            suffix = " (best)"
+        assert run.info.run_name == f"trial-{t.number:04d}{suffix}"
         assert "temp" not in run.data.params  # the sampled value once, by its config key
         assert float(run.data.params["sampler.temperature"]) == t.params["temp"]
         assert float(run.data.params["sampler.flip_ratio"]) == pytest.approx(
-            t.params["flip_ratio"])
+            t.params["flip_ratio"], rel=5e-3)  # 3 significant digits; exact as a metric:
+        assert run.data.metrics["sampler.flip_ratio"] == t.params["flip_ratio"]
         assert "config.yaml" in runs.artifacts(run.info.run_id)
         for metric in EPOCH_METRICS:
             assert [s for s, _ in runs.steps(run.info.run_id, metric)] == list(
@@ -121,8 +125,10 @@ def test_one_finished_child_run_per_trial_with_per_epoch_metrics(sweeps) -> None
             assert "test_accuracy" in t.user_attrs
             assert {"model/state_dict.pt", "model/model.txt"} <= set(
                 runs.artifacts(run.info.run_id, "model"))
-        else:
-            assert "objective" not in run.data.metrics
+        else:  # pruned: its last reported value, as optuna-dashboard shows
+            assert run.data.metrics["objective"] == t.intermediate_values[t.last_step]
+    best = [r for r in runs.children if r.data.tags.get("best") == "true"]
+    assert [r.info.run_id for r in best] == [sweeps.study.best_trial.user_attrs["mlflow_run_id"]]
 
 
 def test_incompatible_config_fails_at_startup_with_one_line_each(sweeps) -> None:

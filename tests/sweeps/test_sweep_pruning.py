@@ -37,7 +37,7 @@ def runs(new_sweep):
         result.ok()
         name = result.study_name
         out[key] = SimpleNamespace(s=s, result=result, trials=s.study(name).get_trials(),
-                                   runs=s.runs(name))
+                                   runs=s.runs(name), study=s.study(name))
     return SimpleNamespace(**out)
 
 
@@ -72,19 +72,38 @@ def test_pruned_trials_are_finished_child_runs(runs) -> None:
             continue
         run = r.runs.by_id(t.user_attrs["mlflow_run_id"])
         assert run.data.tags["optuna.state"] == "PRUNED"
-        # Visible as pruned in the runs table; MLflow has no such status: FINISHED, no value.
+        # Visible as pruned in the runs table; MLflow has no such status: FINISHED.
         assert run.info.run_name == f"trial-{t.number:04d} (pruned)"
-        assert run.info.status == "FINISHED" and "objective" not in run.data.metrics
+        assert run.info.status == "FINISHED"
+        # Its objective is its last reported value, as optuna-dashboard shows it: never drawn
+        # above the real best (MLflow draws a run without the metric at max + 0.01).
+        last = t.intermediate_values[t.last_step]
+        assert run.data.metrics["objective"] == last
+        objective = r.runs.steps(run.info.run_id, "objective")
+        assert [step for step, _ in objective] == sorted(t.intermediate_values)
+        best = max(c.value for c in r.trials if c.state == TrialState.COMPLETE)
+        assert run.data.metrics["objective"] < best
+        # Its best epoch so far, as a complete run has its best epoch's.
+        assert run.data.metrics["best_val_accuracy"] == max(t.intermediate_values.values())
+        assert run.data.metrics["final_epoch"] == t.last_step
+        assert "best" not in run.data.tags
         assert f"pruned at epoch {t.last_step}" in run.data.tags["optuna.pruned"]
         steps = [s for s, _ in r.runs.steps(run.info.run_id, "val_accuracy")]
         assert steps == list(range(1, t.last_step + 1))
         assert "model/state_dict.pt" in r.runs.artifacts(run.info.run_id, "model")
     assert "PRUNED   at epoch" in r.result.stdout
+    best = r.study.best_trial
     for t in r.trials:
         if t.state == TrialState.COMPLETE:
             run = r.runs.by_id(t.user_attrs["mlflow_run_id"])
-            assert run.info.run_name == f"trial-{t.number:04d}"
+            suffix = " (best)" if t.number == best.number else ""
+            assert run.info.run_name == f"trial-{t.number:04d}{suffix}"
             assert run.data.metrics["objective"] == t.value
+    # Exactly one run marked best: the study's best trial's, the one the sweep printed.
+    (marked,) = [run for run in r.runs.children if run.data.tags.get("best") == "true"]
+    assert marked.info.run_id == best.user_attrs["mlflow_run_id"]
+    assert f"best: trial {best.number} val_accuracy=" in r.result.stdout
+    assert r.study.metric_names == ["val_accuracy"]
 
 
 def test_cmaes_and_successive_halving_run_a_sweep(runs) -> None:

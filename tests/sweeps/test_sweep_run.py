@@ -81,8 +81,16 @@ def test_child_runs_hold_params_metrics_config_and_model(sweep) -> None:
         run = runs.by_id(t.user_attrs["mlflow_run_id"])
         params, tags = run.data.params, run.data.tags
         for name, key in SAMPLED_KEYS.items():  # each sampled value once, by its config key
-            assert float(params[key]) == t.params[name], key
+            # A short number (3 significant digits, of the range's width on a linear scale)...
+            assert float(params[key]) == pytest.approx(t.params[name], rel=5e-3), key
+            assert len(params[key]) <= 9, params[key]
             assert name not in params
+            # ... and the exact value as a metric of the same name, at step 0.
+            assert run.data.metrics[key] == t.params[name], key
+            assert [step for step, _ in runs.steps(run.info.run_id, key)] == [0]
+        # A few params a user filters by, not the whole config (in config.yaml).
+        assert len(params) <= 15, sorted(params)
+        assert "tracking.uri" not in params and "dataset.root" not in params
         assert params["dataset.name"] == "synthetic"
         assert params["trainer.epochs"] == str(EPOCHS)
         assert tags["optuna.trial_number"] == str(t.number)
@@ -96,12 +104,18 @@ def test_child_runs_hold_params_metrics_config_and_model(sweep) -> None:
         assert [v for _, v in history] == pytest.approx(logged)
         assert run.data.metrics["final_epoch"] == EPOCHS
         assert t.value == pytest.approx(run.data.metrics["best_val_accuracy"])
-        # The objective, a summary metric; no metric named like MLflow's step or a param.
+        # No final_* copy of an epoch metric's last value.
+        assert not {k for k in run.data.metrics if k.startswith("final_")} - {"final_epoch"}
+        # The objective: each epoch's reported value, then (latest) the trial's value; no
+        # metric named like MLflow's step or a bare param.
         assert run.data.metrics["objective"] == t.value
         assert not {"step", "epoch", "temperature", "flip_ratio"} & set(run.data.metrics)
-        assert [step for step, _ in runs.steps(run.info.run_id, "objective")] == [0]
-        # MLflow's compare view colours by the first metric a run logged: a validation score.
-        assert next(iter(m.key for m in run.data._metric_objs)) == "val_accuracy"
+        objective = sorted((m.step, m.timestamp, m.value) for m in
+                           runs.client.get_metric_history(run.info.run_id, "objective"))
+        assert [(st, v) for st, _, v in objective[:-1]] == sorted(t.intermediate_values.items())
+        assert (objective[-1][0], objective[-1][2]) == (EPOCHS, t.value)
+        # MLflow's compare view colours by the first metric a run logged: the objective.
+        assert next(iter(m.key for m in run.data._metric_objs)) == "objective"
         assert t.user_attrs["best_test_accuracy"] == run.data.metrics["best_test_accuracy"]
         assert "config.yaml" in runs.artifacts(run.info.run_id)
         assert {"model/state_dict.pt", "model/model.txt"} <= set(
@@ -140,6 +154,44 @@ def test_parent_run_carries_settings_search_space_best_and_report(sweep) -> None
     report = set(sweep.runs_first.artifacts(parent.info.run_id, "report"))
     assert {"report/best.json", "report/trials.csv", "report/plots.html"} <= report
     assert {f"report/{name}" for name in IMAGES} <= report
+
+
+def best_runs(runs) -> list:
+    """The child runs tagged best."""
+    return [r for r in runs.children if r.data.tags.get("best") == "true"]
+
+
+def test_the_best_trial_run_is_marked_and_moves_with_the_best(sweep) -> None:
+    for result, trials, runs in ((sweep.first, sweep.after_first, sweep.runs_first),
+                                 (sweep.more, sweep.study.get_trials(), sweep.runs)):
+        (marked,) = best_runs(runs)  # exactly one run ...
+        number = int(marked.data.tags["optuna.trial_number"])
+        # ... the trial the sweep names as best, the best value of the study then.
+        assert f"best: trial {number} val_accuracy=" in result.stdout
+        trial = next(t for t in trials if t.number == number)
+        assert trial.value == max(t.value for t in trials if t.state == TrialState.COMPLETE)
+        assert marked.info.run_id == trial.user_attrs["mlflow_run_id"]
+        assert marked.info.run_name == f"trial-{number:04d} (best)"
+        assert sum(r.info.run_name.endswith(" (best)") for r in runs.children) == 1
+
+
+def test_optuna_dashboard_sees_metric_name_run_links_and_no_config_line(sweep) -> None:
+    study = sweep.study
+    assert study.metric_names == ["val_accuracy"]
+    for t in finished(study.get_trials()):
+        # A local store: the run's id (a server's run page otherwise).
+        assert t.user_attrs["mlflow_run_url"] == t.user_attrs["mlflow_run_id"]
+        # The config is not a one-line user attribute: a system one, and config.yaml in MLflow.
+        assert "config" not in t.user_attrs
+        assert t.system_attrs["mcmc_sweeps:config"]["sampler"]["temperature"] == (
+            t.params["temperature"])
+
+
+def test_parent_run_holds_the_sweep_config(sweep) -> None:
+    parent = sweep.runs.parents[0]
+    path = sweep.runs.client.download_artifacts(parent.info.run_id, "config.yaml")
+    config = yaml.safe_load(Path(path).read_text())
+    assert config["dataset"]["name"] == "synthetic" and config["trainer"]["epochs"] == EPOCHS
 
 
 def test_same_command_runs_no_new_trial(sweep) -> None:
@@ -253,7 +305,7 @@ def test_compare_view_defaults_are_the_searched_keys_and_a_validation_score(swee
     assert differing[:3] == sorted(SAMPLED_KEYS.values())
     shared = [m.key for m in children[0].data._metric_objs
               if all(m.key in r.data.metrics for r in children)]
-    assert shared[0] == "val_accuracy" and "objective" in shared
+    assert shared[0] == "objective" and "val_accuracy" in shared
 
 
 def test_mlflow_ui_shows_the_runs_table_and_the_comparison(sweep, tmp_path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def run(script: str, args: list[str], cwd: Path, timeout: float = 150) -> Result
     return Result(args, proc.returncode, proc.stdout, proc.stderr, 0.0)
 
 
+def config_of(client, run) -> dict:
+    """A run's ``config.yaml`` artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return yaml.safe_load(Path(client.download_artifacts(run.info.run_id, "config.yaml",
+                                                             tmp)).read_text())
+
+
 def hydra_files(cwd: Path) -> list[Path]:
     return sorted(cwd.rglob(".hydra/*.yaml"))
 
@@ -91,9 +99,20 @@ def test_sweep_logs_to_the_server_with_the_real_password(swept, mlflow_server) -
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(children) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     masked = mask_url(uri)
-    assert "***" in masked and {r.data.params["tracking.uri"] for r in children} == {masked}
+    # Not a param (a few filter keys are): the run's config.yaml holds it, masked.
+    assert "***" in masked and {config_of(client, r)["tracking"]["uri"] for r in children} == {
+        masked}
+    assert all("tracking.uri" not in r.data.params for r in children)
     storage = POSTGRES or f"sqlite:///{root / 'out' / 'optuna.db'}"
     assert parent.data.tags["optuna.storage"] == mask_url(storage)
+    assert config_of(client, parent)["tracking"]["uri"] == masked
+    # Each trial links its run's page on the server, without the password.
+    scheme, rest = uri.split("://", 1)
+    server = f"{scheme}://{rest.rsplit('@', 1)[-1]}".rstrip("/")
+    for t in optuna.load_study(study_name=name, storage=storage).trials:
+        assert t.user_attrs["mlflow_run_url"] == (
+            f"{server}/#/experiments/{experiment.experiment_id}/runs/"
+            f"{t.user_attrs['mlflow_run_id']}")
     assert f"storage {mask_url(storage)}," in result.stdout
 
 
@@ -129,7 +148,7 @@ def test_training_run_writes_and_prints_no_password(mlflow_server, tmp_path) -> 
     client = mlflow_server.client()
     (found,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert found.info.status == "FINISHED"
-    assert found.data.params["tracking.uri"] == mask_url(uri)
+    assert config_of(client, found)["tracking"]["uri"] == mask_url(uri)
     assert len(hydra_files(tmp_path)) == 3
     assert load_checkpoint(tmp_path / "ckpt" / "last.pt")["config"]["tracking"]["uri"] == (
         mask_url(uri))
