@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeps.study.stores import store_lock
 from sweeps.sweeper.settings import PARAMS, SWEEPER, McmcOptunaSweeperConf
+from sweeps.tracking.ui_links import describe_sweep
 from sweeps.tracking.mlflow_run import OBJECTIVE, TAG_STUDY_KEY, masked_tags, mlflow_client, name_pruned
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
     param (:func:`search_param`), where not logged yet; the other settings as
     ``hydra.sweeper.<k>`` tags. A param that this launch sets otherwise (a study continued
     with another sampler) gets a tag of the same name with this launch's value. Secrets
-    masked."""
+    masked. Saves the sweep's view of the MLflow UI and links it from the parent run's
+    description (:func:`sweeps.tracking.ui_links.describe_sweep`)."""
     from mlflow.entities import Param, RunTag
 
     client = mlflow_client(uri)
@@ -93,6 +95,7 @@ def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
     tags.update({k: v for k, v in wanted.items() if k in logged and logged[k] != v})
     client.log_batch(run_id, params=params,
                      tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
+    describe_sweep(uri, run_id, [e.key for e in search.values()], settings.direction)
 
 
 def end_run(uri: str, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
