@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import struct
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from sweeps.tracking import ui_links
 from sweeptools import env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +25,38 @@ SCREENSHOTS = ROOT / "scripts" / "mlflow_screenshots.py"
 N_TRIALS = 4
 #: conf/hparams_search/default.yaml's searched keys.
 SEARCHED = ["sampler.flip_ratio", "sampler.temperature", "schedule.cooling_rate"]
+
+
+def test_links_of_a_store_and_of_a_server() -> None:
+    store = ui_links.sweep_links("sqlite:///mlflow.db", "3", "abc")
+    assert store["runs"] == ("http://127.0.0.1:5000/#/experiments/3/runs?workflowType="
+                             "machine_learning&viewStateShareKey=sweep-abc")
+    assert store["charts"] == store["runs"] + "&compareRunsMode=CHART"
+    assert store["serve"] == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    server = ui_links.sweep_links("https://mlflow.example:8443/", "3", "abc")
+    assert server["runs"].startswith("https://mlflow.example:8443/#/") and "serve" not in server
+    assert "(#/experiments/3/runs?" in ui_links.links_markdown(store)  # relative in the UI
+
+
+def test_view_holds_the_searched_keys_and_objective() -> None:
+    view = ui_links.sweep_view("abc", SEARCHED, "minimize")
+    assert view["searchFilter"] == "tags.mlflow.parentRunId = 'abc'"
+    assert view["orderByKey"] == "metrics.`objective`" and view["orderByAsc"] is True
+    assert view["selectedColumns"] == ["metrics.`objective`",
+                                       *(f"params.`{k}`" for k in SEARCHED)]
+    (chart,) = view["compareRunCharts"]
+    assert chart["type"] == "PARALLEL" and chart["selectedParams"] == SEARCHED
+    assert chart["selectedMetrics"] == ["objective"]
+
+
+def test_command_block_has_short_lines_and_the_same_words() -> None:
+    command = ("mcmc-train --config-dir /a/long/path/report/best --config-name config "
+               + " ".join(f"group.key{i}=0.000{i}123456789" for i in range(12)) + " x='a b'")
+    block = ui_links.command_markdown(command)
+    lines = block.splitlines()
+    assert lines[0] == lines[-1] == "```" and all(len(line) <= 72 for line in lines)
+    assert shlex.split(" ".join(line.rstrip("\\") for line in lines[1:-1])) == \
+        shlex.split(command)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +69,7 @@ def tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def sweep(tools, new_sweep):
+def sweep(new_sweep):
     s = new_sweep("mlflow-ui")
     done = s.run(s.args(f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=2")).ok()
     return s, done
@@ -50,7 +84,7 @@ def test_sweep_prints_its_mlflow_links(sweep) -> None:
     assert "mlflow ui --backend-store-uri" in done.stdout  # a sqlite store: how to serve it
 
 
-def test_mlflow_ui_shows_the_sweep(sweep, tmp_path) -> None:
+def test_mlflow_ui_shows_the_sweep(tools, sweep, tmp_path) -> None:
     s, done = sweep
     out = tmp_path / "shots"
     docs = os.environ.get("MLFLOW_SCREENSHOTS_DOCS")  # e.g. docs: refresh docs/*.png
