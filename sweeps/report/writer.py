@@ -86,17 +86,19 @@ def _log_on_parent(uri: str, run_id: str, folder: Path, summary: dict[str, Any])
     for key in ("trials", "complete", "pruned", "failed"):
         client.log_metric(run_id, f"n_{key}", summary[key])
     if summary["best"] is not None:
-        _log_best_on_parent(client, run_id, summary)
+        _log_best_on_parent(client, uri, run_id, summary)
     client.log_artifacts(run_id, str(folder), artifact_path="report")
 
 
-def _log_best_on_parent(client: Any, run_id: str, summary: dict[str, Any]) -> None:
+def _log_best_on_parent(client: Any, uri: str, run_id: str, summary: dict[str, Any]) -> None:
     """The best trial on the parent run: metrics ``best_value`` and ``best_trial``; tags
     ``best_trial``, ``best_run_id``, ``best_run_url`` (the UI's path of its run),
-    ``best.<config key>`` per sampled value, ``best_command``; a description linking its run."""
+    ``best.<config key>`` per sampled value, ``best_command``; a description linking its run,
+    its command wrapped, and the sweep's views (:mod:`sweeps.tracking.ui_links`)."""
     from mlflow.entities import Metric, RunTag
 
     from sweeps.tracking.mlflow_run import masked_tags
+    from sweeps.tracking.ui_links import command_markdown, links_markdown, sweep_links
 
     best, now = summary["best"], int(time.time() * 1000)
     tags: dict[str, Any] = {"best_trial": best["number"]}
@@ -105,14 +107,15 @@ def _log_best_on_parent(client: Any, run_id: str, summary: dict[str, Any]) -> No
     note = (f"Study {summary['study']}: {summary['complete']} complete, {summary['pruned']} "
             f"pruned, {summary['failed']} failed. Best: trial {best['number']}, "
             f"value {best['value']:.6g}")
+    exp = client.get_run(run_id).info.experiment_id
     if best.get("mlflow_run_id"):
-        exp = client.get_run(run_id).info.experiment_id
         url = f"#/experiments/{exp}/runs/{best['mlflow_run_id']}"
         tags.update(best_run_id=best["mlflow_run_id"], best_run_url=url)
         note += f" ([its run]({url}))"
     if best.get("command"):
         tags["best_command"] = best["command"]
-        note += f".\n\nRun it again:\n\n    {best['command']}"
+        note += f".\n\nRun it again:\n\n{command_markdown(best['command'])}"
+    note += "\n\n" + links_markdown(sweep_links(uri, exp, run_id))
     tags["mlflow.note.content"] = note
     client.log_batch(run_id, metrics=[Metric("best_value", float(best["value"]), now, 0),
                                       Metric("best_trial", float(best["number"]), now, 0)],

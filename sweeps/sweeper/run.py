@@ -122,6 +122,7 @@ def report(sweep: Sweep) -> int:
     from sweeps.report.best import format_reproduce
     from sweeps.workers.launcher import ATTR_PARENT_RUN, plan
     from sweeps.report.writer import format_best, write_report
+    from sweeps.tracking.ui_links import links_text
 
     p = plan(sweep)
     missing = [f"{SWEEPER}.study_name={p.name!r} is not in storage {mask_url(p.storage_url)}: "
@@ -142,6 +143,8 @@ def report(sweep: Sweep) -> int:
     if reproduce := format_reproduce(summary):
         print(reproduce)
     print(f"report: {p.output_dir / 'report'} ({', '.join(summary['files'])})")
+    if links := links_text(p.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN)):
+        print(links)
     return 0
 
 
@@ -209,6 +212,7 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
     from sweeps.workers.job_folders import JobFolders
     from sweeps.workers.launcher import launch, plan
     from sweeps.checks.preflight import check_sweep
+    from sweeps.tracking.ui_links import links_for_sweep
 
     # MLflow's INFO lines (creating its tables on first use) are not the sweep's progress; set
     # before MLflow is imported (it reads this when it configures its loggers) and inherited by
@@ -252,6 +256,8 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     mask_yaml_file(sweep_dir / "multirun.yaml")
     code = launch(sweep, jobs=JobFolders(str(sweep_dir), tuple(shared)))
+    if links := links_for_sweep(sweep):
+        print(links, flush=True)
     _write_results(sweep, sweep_dir)
     if code:
         raise SystemExit(code)

@@ -18,6 +18,7 @@ from sweeps.tracking.mlflow_run import (
     mlflow_client,
     name_pruned,
 )
+from sweeps.tracking.ui_links import describe_sweep
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -87,7 +88,9 @@ def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
     param (:func:`search_param`), where not logged yet; the other settings as
     ``hydra.sweeper.<k>`` tags; ``config`` (the trials' resolved config before sampling) as
     ``config.yaml``. A param that this launch sets otherwise (a study continued with another
-    sampler) gets a tag of the same name with this launch's value. Secrets masked."""
+    sampler) gets a tag of the same name with this launch's value. Secrets masked. Saves the
+    sweep's view of the MLflow UI and links it from the parent run's description
+    (:func:`sweeps.tracking.ui_links.describe_sweep`)."""
     from mlflow.entities import Param, RunTag
 
     client = mlflow_client(uri)
@@ -103,6 +106,7 @@ def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
                      tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
     if config is not None:
         client.log_dict(run_id, mask_config(config), "config.yaml")
+    describe_sweep(uri, run_id, [e.key for e in search.values()], settings.direction)
 
 
 def end_run(uri: str, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:

@@ -9,7 +9,6 @@ import json
 import re
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -28,7 +27,6 @@ SAMPLED_KEYS = {"temperature": "sampler.temperature", "cooling_rate": "schedule.
                 "flip_ratio": "sampler.flip_ratio"}
 EPOCH_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "test_accuracy",
                  "current_temperature", "current_flip_ratio", "n_steps")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "scripts" / "mlflow_screenshots.py"
 #: The report's images: every Optuna plot (4 complete trials are enough for each).
 IMAGES = {"optimization_history.png", "param_importances.png", "parallel_coordinate.png",
           "slice.png", "intermediate_values.png"}
@@ -306,35 +304,3 @@ def test_compare_view_defaults_are_the_searched_keys_and_a_validation_score(swee
     shared = [m.key for m in children[0].data._metric_objs
               if all(m.key in r.data.metrics for r in children)]
     assert shared[0] == "objective" and "val_accuracy" in shared
-
-
-def test_mlflow_ui_shows_the_runs_table_and_the_comparison(sweep, tmp_path) -> None:
-    """The browser check (``scripts/mlflow_screenshots.py``): the MLflow UI on this sweep's
-    store, in headless Chromium, shows its runs, compares its trial runs and draws the report's
-    plots.html."""
-    check = subprocess.run([sys.executable, str(SCREENSHOTS), "--check"], capture_output=True,
-                           text=True, env=env())
-    if check.returncode == 3:
-        pytest.skip(check.stderr.strip())
-    out = tmp_path / "shots"
-    done = subprocess.run([sys.executable, str(SCREENSHOTS), "--tracking-uri", sweep.s.uri,
-                           "--experiment", sweep.name, "--out", str(out), "--compare", "3"],
-                          capture_output=True, text=True, env=env(), timeout=420)
-    assert done.returncode == 0, done.stdout + done.stderr
-    for name, width in (("runs", 1600), ("compare", 1600), ("report", 1600)):
-        data = (out / f"{name}.png").read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000, name
-        assert struct.unpack(">II", data[16:24])[0] == width, name
-    pages = {p["name"]: p for p in json.loads((out / "pages.json").read_text())}
-    trials = sorted(r.info.run_name for r in sweep.runs.children)
-    runs = pages["runs"]["text"]
-    assert sweep.name in runs and "sweep-" in runs  # the experiment and its parent run ...
-    assert all(name in runs for name in trials)  # ... expanded: every trial run
-    compare = pages["compare"]["text"]
-    assert "Comparing 3 Runs" in compare
-    assert all(name in compare for name in trials[:3]) and trials[3] not in compare
-    assert "val_accuracy" in compare and "flip_ratio" in compare  # a metric and a param
-    # The report's plots.html in MLflow's artifact viewer: its plotly figures drawn (offline).
-    report = pages["report"]
-    assert "report/plots.html" in report["text"] and "Optimization history" in report["text"]
-    assert report["plotly"] >= 3, report["plotly"]
