@@ -17,7 +17,7 @@ from sweeps.report.best import EXPERIMENT_FILE, write_best
 from sweeps.report.plots import write_plots
 from sweeps.study.trials import count_trials
 from sweeps.sweeper.settings import PARAMS
-from sweeps.workers.trial_context import ATTR_CONFIG
+from sweeps.workers.trial_context import ATTR_CONFIG, SYSTEM_CONFIG
 
 __all__ = ["write_report"]
 
@@ -61,8 +61,9 @@ def write_report(study: optuna.Study, folder: Path, *, metric: str | None = None
     if reusable is not None:
         summary["files"].append(EXPERIMENT_FILE)
     if trials:
-        frame = study.trials_dataframe().drop(columns=[f"user_attrs_{ATTR_CONFIG}"],
-                                              errors="ignore")  # in the best's experiment
+        frame = study.trials_dataframe().drop(  # the configs: in the best's experiment
+            columns=[f"user_attrs_{ATTR_CONFIG}", f"system_attrs_{SYSTEM_CONFIG}"],
+            errors="ignore")
         write_atomic(folder / "trials.csv", lambda p: frame.to_csv(p, index=False))
         summary["files"].append("trials.csv")
     summary["files"] += write_plots(study, folder, metric)

@@ -25,6 +25,7 @@ from mcmc_core.trainers import load_checkpoint
 from sweeps.report.best import (EXPERIMENT, EXPERIMENT_FILE, best_config, differences,
                                 group_choices, write_best)
 from sweeps.study.space import GROUPS
+from sweeps.workers.trial_context import stored_config
 from sweeptools import env
 
 #: A sweep whose trials differ in a group without a ``name`` key (the sampler) and in a list.
@@ -183,14 +184,14 @@ def test_best_command_with_tracking_none_reproduces_the_trial_exactly(best, tmp_
     assert f"val_accuracy={trial.value:.4f}" in out.splitlines()[-1]
     # The same config, but for where it ran; nothing tracked.
     assert (_without_run_keys(checkpoint["config"])
-            == _without_run_keys(trial.user_attrs["config"]))
+            == _without_run_keys(stored_config(trial)))
     assert not checkpoint["config"]["tracking"]["enabled"]
     assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_best_command_with_another_schedule_runs_it(best, tmp_path) -> None:
     _, checkpoint = _rerun(best, tmp_path, "tracking=none", "schedule=step")
-    config, trial_config = checkpoint["config"], best.trial.user_attrs["config"]
+    config, trial_config = checkpoint["config"], stored_config(best.trial)
     step = _compose(["schedule=step"])["schedule"]
     assert {k: config["schedule"][k] for k in ("name", "unit", "step_size", "gamma")} == {
         k: step[k] for k in ("name", "unit", "step_size", "gamma")}
