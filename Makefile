@@ -10,6 +10,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 
 PORT ?= 5000
+DASHBOARD_PORT ?= 8080
 # The newest sweep's storage under outputs/sweeps/ (hydra.sweeper.storage's default).
 NEWEST_DB := $(shell ls -t outputs/sweeps/*/optuna.db 2>/dev/null | head -1)
 STORAGE ?= $(if $(NEWEST_DB),sqlite:///$(NEWEST_DB))
@@ -31,7 +32,7 @@ ui: setup
 # optuna-dashboard on the newest sweep's study (STORAGE=<url> for another).
 dashboard: setup
 	@[ -n "$(STORAGE)" ] || { echo "error: no sweep in outputs/sweeps/: run make sweep first, or make dashboard STORAGE=<storage url>"; exit 2; }
-	$(BIN)/optuna-dashboard --host 127.0.0.1 --port 8080 $(STORAGE)
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT) $(STORAGE)
 
 # The console script is installed last: its absence means the set-up has not finished.
 $(BIN)/mcmc-sweep:

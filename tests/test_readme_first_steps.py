@@ -2,7 +2,7 @@
 (what a clone holds), the Install block's lines in one bash session, in order. `make sweep` (with
 a small sweep passed in ``ARGS``, as the README shows), the activation line, then commands of the
 next sections: ``mcmc-train``, the printed best command with a group override, and ``make ui``
-answering on its port. The set-up itself (``make``'s venv and pip lines) is what CI's clean clone
+and ``make dashboard`` answering on their ports. The set-up itself (``make``'s venv and pip lines) is what CI's clean clone
 runs; here ``.venv`` is this test run's environment, linked into the copy."""
 
 from __future__ import annotations
@@ -63,13 +63,14 @@ def test_the_first_commands_run_from_a_fresh_copy(tmp_path: Path) -> None:
     venv = Path(sys.prefix)
     assert (venv / "bin" / "mcmc-sweep").exists(), f"{venv} is not a set-up environment"
     (clone / ".venv").symlink_to(venv)  # make's set-up target is then already done
-    port = free_port()
+    port, dashboard_port = free_port(), free_port()
     script = "\n".join([
         "set -euo pipefail",
         f'make sweep ARGS="{SMALL_SWEEP}"',
         "source .venv/bin/activate",
         "mcmc-train trainer.epochs=1",
         f"(make ui PORT={port} > ui.log 2>&1 &)",
+        f"(make dashboard DASHBOARD_PORT={dashboard_port} > dashboard.log 2>&1 &)",
     ])
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI")}
     env.update(PYTHONPATH=str(clone), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
@@ -91,8 +92,10 @@ def test_the_first_commands_run_from_a_fresh_copy(tmp_path: Path) -> None:
         assert variant.returncode == 0, variant.stdout[-2000:] + variant.stderr[-2000:]
         assert "make ui" in install_lines()
         wait_for_http(port, clone / "ui.log")
+        wait_for_http(dashboard_port, clone / "dashboard.log")  # on the sweep's study
     finally:
-        subprocess.run(["pkill", "-f", f"PORT={port}|--port {port}"], capture_output=True)
+        for p in (port, dashboard_port):
+            subprocess.run(["pkill", "-f", f"PORT={p}|--port {p}"], capture_output=True)
 
 
 def wait_for_http(port: int, log: Path) -> None:

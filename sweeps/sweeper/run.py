@@ -145,6 +145,7 @@ def report(sweep: Sweep) -> int:
     print(f"report: {p.output_dir / 'report'} ({', '.join(summary['files'])})")
     if links := links_text(p.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN)):
         print(links)
+    print(f"optuna:   optuna-dashboard {mask_url(p.storage_url)}")
     return 0
 
 
@@ -212,7 +213,6 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
     from sweeps.workers.job_folders import JobFolders
     from sweeps.workers.launcher import launch, plan
     from sweeps.checks.preflight import check_sweep
-    from sweeps.tracking.ui_links import links_for_sweep
 
     # MLflow's INFO lines (creating its tables on first use) are not the sweep's progress; set
     # before MLflow is imported (it reads this when it configures its loggers) and inherited by
@@ -256,8 +256,6 @@ def run_sweep(settings: Mapping[str, Any], config: DictConfig, loader: Any,
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     mask_yaml_file(sweep_dir / "multirun.yaml")
     code = launch(sweep, jobs=JobFolders(str(sweep_dir), tuple(shared)))
-    if links := links_for_sweep(sweep):
-        print(links, flush=True)
     _write_results(sweep, sweep_dir)
     if code:
         raise SystemExit(code)

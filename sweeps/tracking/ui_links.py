@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-__all__ = ["DEFAULT_UI", "SHARE_TAG_PREFIX", "command_markdown", "compare_url", "format_links",
-           "describe_sweep", "links_for_sweep", "links_markdown", "links_text", "run_url", "runs_url", "save_sweep_view", "sweep_links",
-           "sweep_view", "ui_base", "ui_command", "view_key"]
+__all__ = ["DEFAULT_UI", "SHARE_TAG_PREFIX", "command_markdown", "compare_url", "describe_sweep",
+           "format_links", "links_markdown", "links_text", "run_url", "runs_url", "save_sweep_view",
+           "sweep_links", "sweep_view", "ui_base", "ui_command", "view_key"]
 
 #: Where ``mlflow ui --backend-store-uri <store>`` serves the UI by default.
 DEFAULT_UI = "http://127.0.0.1:5000"
@@ -206,19 +206,3 @@ def links_text(tracking_uri: str | None, parent_run_id: str | None) -> str:
     except Exception:  # the store is down or the run gone: the sweep's outcome is printed already
         return ""
     return format_links(sweep_links(tracking_uri, experiment_id, parent_run_id))
-
-
-def links_for_sweep(sweep: Any) -> str:
-    """:func:`links_text` of a :class:`sweeps.sweeper.config.Sweep` (its study's parent run)."""
-    import optuna
-
-    from sweeps.workers.launcher import ATTR_PARENT_RUN, plan
-
-    p = plan(sweep)
-    if not p.tracking_uri:
-        return ""
-    try:
-        study = optuna.load_study(study_name=p.name, storage=p.storage_url)
-    except Exception:
-        return ""
-    return links_text(p.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN))

@@ -45,6 +45,7 @@ from sweeps.tracking.parent_run import (
 from sweeps.tracking.best_run import best_run_id, mark_best_run
 from sweeps.tracking.mlflow_run import tracking_uri
 from sweeps.tracking.outage import set_retry_seconds
+from sweeps.tracking.ui_links import links_text
 from sweeps.workers.supervisor import run_workers
 from sweeps.sweeper.settings import McmcOptunaSweeperConf
 from sweeps.workers.worker import WorkerSpec, stop_file
@@ -272,6 +273,9 @@ def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
             if reproduce := format_reproduce(summary):
                 print(reproduce, flush=True)
             print(f"report: {p.output_dir / 'report'}", flush=True)
+            if links := links_text(p.tracking_uri, parent_run_id):
+                print(links, flush=True)
+            print(f"optuna:   optuna-dashboard {mask_url(p.storage_url)}", flush=True)
     if disk_full:
         status, code = "FAILED", 1
         print(f"error: no space left on the disk of {p.output_dir}: {counts.finished}/"

@@ -82,6 +82,7 @@ def test_sweep_prints_its_mlflow_links(sweep) -> None:
     assert "workflowType=machine_learning" in lines[0] and lines[0].startswith("mlflow:   ")
     assert lines[1].rstrip().endswith("&compareRunsMode=CHART (parallel coordinates)")
     assert "mlflow ui --backend-store-uri" in done.stdout  # a sqlite store: how to serve it
+    assert f"optuna:   optuna-dashboard {s.storage}" in done.stdout.splitlines()
 
 
 def test_mlflow_ui_shows_the_sweep(tools, sweep, tmp_path) -> None:
