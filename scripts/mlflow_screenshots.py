@@ -5,8 +5,8 @@ playwright-core driving the system's ``/usr/bin/chromium``), the links a sweep p
 
 - ``runs``: the trial runs' table in "Model training" mode, with the columns ``objective`` and
   the searched keys (the parent run's ``hydra.sweeper.params.<key>`` params), every trial run;
-- ``charts``: its chart view, whose parallel coordinates' axes are the searched keys and
-  ``objective``;
+- ``charts``: its chart view, whose parallel coordinates' axes are the searched keys (a key
+  searched on a log scale as its ``log10 <key>`` metric) and ``objective``;
 - ``compare``: the comparison page of the first ``--compare`` trial runs (its plotly parallel
   coordinates' axes are recorded: MLflow picks them, see ``ui_links``);
 - ``parent``: the parent run's page, its description's links, no wider than the window;
@@ -126,8 +126,9 @@ def sweep_of(tracking_uri: str, experiment: str) -> dict:
     if not trials:
         raise LookupError(f"experiment {experiment!r} has no trial (child) runs")
     keys = sorted(k[len(SEARCHED):] for k in parent.data.params if k.startswith(SEARCHED))
+    logs = [k for k in keys if parent.data.params[SEARCHED + k].endswith(" log")]
     return {"experiment_id": found.experiment_id, "parent": parent.info.run_id,
-            "trials": trials, "keys": keys, "storage": parent.data.tags.get("optuna.storage"),
+            "trials": trials, "keys": keys, "logs": logs, "storage": parent.data.tags.get("optuna.storage"),
             "study": parent.data.tags.get("optuna.study", experiment)}
 
 
@@ -137,9 +138,12 @@ def pages(tracking_uri: str, experiment: str, base: str, compare: int) -> list[d
     coordinates of the searched keys and objective), the comparison of the first ``compare``
     trial runs, the parent run (not wider than the window) and the report's plots.html."""
     from sweeps.tracking import ui_links
+    from sweeps.tracking.run_params import log_metric_name
 
     sweep = sweep_of(tracking_uri, experiment)
     exp, parent, keys = sweep["experiment_id"], sweep["parent"], sweep["keys"]
+    axes = [k for k in keys if k not in sweep["logs"]]  # a log search on its log10 metric
+    axes += [log_metric_name(k) for k in sweep["logs"]]
     trials = sweep["trials"]
     names = [r.info.run_name for r in trials]
     chosen = trials[:compare]
@@ -150,7 +154,7 @@ def pages(tracking_uri: str, experiment: str, base: str, compare: int) -> list[d
                                                       *(f"params.`{k}`" for k in keys)]},
         {"name": "charts", "url": ui_links.runs_url(base, exp, parent, charts=True),
          "probe": "parallel", "ready": "svg g.dimension text.label", "click": [CLOSE_ASSISTANT],
-         "axes": [*keys, OBJECTIVE], "height": 1000},
+         "axes": [*axes, OBJECTIVE], "height": 1000},
         {"name": "compare", "url": ui_links.compare_url(base, exp, [r.info.run_id for r in chosen]),
          "probe": "plotly", "ready": ".js-plotly-plot .parcoords", "click": [CLOSE_ASSISTANT],
          "expect": [r.info.run_name for r in chosen], "height": 1400},

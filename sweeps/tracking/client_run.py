@@ -49,16 +49,17 @@ class ClientRun:
         params: a trial's sampled values by config key: params (short numbers) of a new run,
             and metrics of the same names logged with its first epoch.
         widths: the linear float search ranges' widths by key (the params' precision).
+        logs: the keys searched on a log scale (also logged as ``log10 <key>`` metrics).
         objective: the epoch metric logged first as ``objective`` (``hydra.sweeper.metric``).
     """
 
     def __init__(self, tracking: TrackingConfig, config: dict[str, Any], *,
                  parent_run_id: str | None = None, tags: dict[str, Any] | None = None,
                  params: dict[str, Any] | None = None, widths: dict[str, float] | None = None,
-                 objective: str | None = None) -> None:
+                 logs: frozenset[str] = frozenset(), objective: str | None = None) -> None:
         self.tracking, self.config, self.parent_run_id = tracking, config, parent_run_id
         self.tags, self.params = dict(tags or {}), dict(params or {})
-        self.widths, self.objective = dict(widths or {}), objective
+        self.widths, self.logs, self.objective = dict(widths or {}), logs, objective
         self._client: Any = None
         self._last_ms = 0  # each batch's timestamp is later than the previous one's
         self._searched_due = False  # a new run: its searched values go with its first epoch
@@ -132,7 +133,7 @@ class ClientRun:
         if self.params and (epoch == 1 or self._searched_due):
             self._searched_due = False
             first = dict(list(logged.items())[:1])  # what MLflow's compare view colours by
-            searched = searched_metrics(self.params)
+            searched = searched_metrics(self.params, self.logs)
             logged = {**first, **searched, **logged}
             steps.update(dict.fromkeys(searched, 0))
         self._log(logged, steps)

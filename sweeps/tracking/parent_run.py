@@ -18,6 +18,7 @@ from sweeps.tracking.mlflow_run import (
     mlflow_client,
     name_pruned,
 )
+from sweeps.tracking.run_params import log_keys
 from sweeps.tracking.ui_links import describe_sweep
 
 if TYPE_CHECKING:
@@ -106,7 +107,8 @@ def log_sweep_settings(uri: str, run_id: str, settings: McmcOptunaSweeperConf,
                      tags=[RunTag(k, v) for k, v in masked_tags(tags).items()])
     if config is not None:
         client.log_dict(run_id, mask_config(config), "config.yaml")
-    describe_sweep(uri, run_id, [e.key for e in search.values()], settings.direction)
+    describe_sweep(uri, run_id, [e.key for e in search.values()], settings.direction,
+                   logs=log_keys(search.values()))
 
 
 def end_run(uri: str, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:

@@ -1,7 +1,9 @@
 """What a run's params and its searched values look like in MLflow: a few params a user filters
 by (:data:`KEY_PARAMS`) plus the searched keys, as short numbers (``7.68e-05``, not
 ``7.679700455376728e-05``: MLflow shows params cut and sorts them as text), and the searched
-numbers again as metrics of the same names (exact, sorted and plotted as numbers).
+numbers again as metrics of the same names (exact, sorted and plotted as numbers); a key
+searched on a log scale also as ``log10 <key>``, the axis MLflow's parallel coordinates draw it
+on (they have no log axes).
 
 Every other config key is in the run's ``config.yaml`` artifact (secrets masked).
 """
@@ -17,7 +19,8 @@ from sweeps.tracking.mlflow_run import flatten, masked_tags
 if TYPE_CHECKING:
     from sweeps.sweeper.config import ParamSpec
 
-__all__ = ["KEY_PARAMS", "run_params", "search_widths", "searched_metrics", "short_number"]
+__all__ = ["KEY_PARAMS", "log_keys", "log_metric_name", "run_params", "search_widths",
+           "searched_metrics", "short_number"]
 
 #: Config keys every run logs as params: what a user filters runs by (``params.model.name =
 #: 'cnn'``) and what makes a run (its trainer, data, initial temperature and flip ratio).
@@ -58,7 +61,22 @@ def search_widths(specs: Iterable[ParamSpec]) -> dict[str, float]:
             and s.high > s.low}
 
 
-def searched_metrics(searched: dict[str, Any]) -> dict[str, float]:
-    """The numeric ``searched`` values as metrics of the same names (exact values)."""
-    return {k: float(v) for k, v in searched.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def log_keys(specs: Iterable[ParamSpec]) -> frozenset[str]:
+    """The config keys of the numeric search entries sampled on a log scale."""
+    return frozenset(s.key for s in specs if s.type in ("float", "int") and s.log)
+
+
+def log_metric_name(key: str) -> str:
+    """The metric holding ``log10`` of a log-searched key's value (``log10 sampler.temperature``)."""
+    return f"log10 {key}"
+
+
+def searched_metrics(searched: dict[str, Any],
+                     logs: Iterable[str] = ()) -> dict[str, float]:
+    """The numeric ``searched`` values as metrics of the same names (exact values), and for the
+    keys in ``logs`` (:func:`log_keys`) their positive values' ``log10`` too."""
+    metrics = {k: float(v) for k, v in searched.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics.update({log_metric_name(k): math.log10(metrics[k]) for k in logs
+                    if metrics.get(k, 0) > 0})
+    return metrics

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from sweeps.tracking.run_params import log_metric_name
 
 __all__ = ["DEFAULT_UI", "SHARE_TAG_PREFIX", "command_markdown", "compare_url", "describe_sweep",
            "format_links", "links_markdown", "links_text", "run_url", "runs_url", "save_sweep_view",
@@ -70,11 +72,15 @@ def view_key(parent_run_id: str) -> str:
 
 
 def sweep_view(parent_run_id: str, keys: Sequence[str], direction: str = "maximize",
-               metric: str = _OBJECTIVE) -> dict[str, Any]:
+               metric: str = _OBJECTIVE, logs: Collection[str] = ()) -> dict[str, Any]:
     """A sweep's view of its experiment's runs page: the trial runs of ``parent_run_id`` (flat),
     sorted by ``metric`` best first, with the columns ``metric`` and the searched ``keys``, and a
-    chart view holding one parallel coordinates chart of ``keys`` and ``metric``."""
+    chart view holding one parallel coordinates chart of ``keys`` and ``metric``; a key searched
+    on a log scale (in ``logs``) is drawn as its ``log10 <key>`` metric (the chart's axes are
+    linear)."""
     section = "sweep"
+    axes = [k for k in keys if k not in logs]
+    log_axes = [log_metric_name(k) for k in keys if k in logs]
     return {
         "searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
         "orderByKey": f"metrics.`{metric}`",
@@ -83,21 +89,22 @@ def sweep_view(parent_run_id: str, keys: Sequence[str], direction: str = "maximi
         "compareRunSections": [{"uuid": section, "name": "Sweep", "display": True,
                                 "isReordered": False, "columns": 1, "cardHeight": 480}],
         "compareRunCharts": [{"type": "PARALLEL", "uuid": "sweep-parallel-coordinates",
-                              "metricSectionId": section, "selectedParams": list(keys),
-                              "selectedMetrics": [metric], "deleted": False,
+                              "metricSectionId": section, "selectedParams": axes,
+                              "selectedMetrics": [*log_axes, metric], "deleted": False,
                               "isGenerated": False}],
     }
 
 
 def save_sweep_view(tracking_uri: str, parent_run_id: str, keys: Sequence[str],
-                    direction: str = "maximize", metric: str = _OBJECTIVE) -> str:
+                    direction: str = "maximize", metric: str = _OBJECTIVE,
+                    logs: Collection[str] = ()) -> str:
     """Save :func:`sweep_view` as a tag of the parent run's experiment (again at every launch:
     the search space may have grown); returns the experiment id."""
     from sweeps.tracking.mlflow_run import mlflow_client
 
     client = mlflow_client(tracking_uri)
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    view = sweep_view(parent_run_id, keys, direction, metric)
+    view = sweep_view(parent_run_id, keys, direction, metric, logs)
     client.set_experiment_tag(experiment_id, SHARE_TAG_PREFIX + view_key(parent_run_id),
                               json.dumps(view, separators=(",", ":")))
     return experiment_id
@@ -177,13 +184,14 @@ def command_markdown(command: str, width: int = 72) -> str:
 
 
 def describe_sweep(tracking_uri: str, parent_run_id: str, keys: Sequence[str],
-                   direction: str = "maximize", metric: str = _OBJECTIVE) -> dict[str, str]:
+                   direction: str = "maximize", metric: str = _OBJECTIVE,
+                   logs: Collection[str] = ()) -> dict[str, str]:
     """Save the sweep's view (:func:`save_sweep_view`) and add its links
     (:func:`links_markdown`) to the parent run's description when they are not there yet.
     Returns the links (:func:`sweep_links`)."""
     from sweeps.tracking.mlflow_run import mlflow_client
 
-    experiment_id = save_sweep_view(tracking_uri, parent_run_id, keys, direction, metric)
+    experiment_id = save_sweep_view(tracking_uri, parent_run_id, keys, direction, metric, logs)
     links = sweep_links(tracking_uri, experiment_id, parent_run_id)
     client = mlflow_client(tracking_uri)
     note = client.get_run(parent_run_id).data.tags.get("mlflow.note.content", "")

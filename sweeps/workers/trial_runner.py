@@ -32,7 +32,7 @@ from sweeps.study.snapshot import prune_decisions
 from sweeps.checks.disk import DiskFull, is_disk_full
 from sweeps.tracking.outage import TrackingOutage
 from sweeps.tracking.mlflow_run import OBJECTIVE, RUN_ID_FILE, closing_metrics
-from sweeps.tracking.run_params import search_widths
+from sweeps.tracking.run_params import log_keys, search_widths
 from sweeps.workers.trial_context import (
     ATTR_RUN_URL,
     Interrupted,
@@ -156,6 +156,7 @@ class TrialReporter(Callback):
                                       tags=run_tags(self.ctx, a.trial, a.key),
                                       params=self.ctx.space.by_key(a.values),
                                       widths=search_widths(self.ctx.space.specs.values()),
+                                      logs=log_keys(self.ctx.space.specs.values()),
                                       objective=self.ctx.metric)
                     path = trainer.checkpoint_path_of(k)
                     run_id = a.run.open(path.parent / RUN_ID_FILE if path else None,

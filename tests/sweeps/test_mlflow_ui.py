@@ -49,6 +49,14 @@ def test_view_holds_the_searched_keys_and_objective() -> None:
     assert chart["selectedMetrics"] == ["objective"]
 
 
+def test_view_draws_log_searched_keys_as_their_log10() -> None:
+    view = ui_links.sweep_view("abc", SEARCHED, logs={"sampler.temperature"})
+    (chart,) = view["compareRunCharts"]
+    assert chart["selectedParams"] == ["sampler.flip_ratio", "schedule.cooling_rate"]
+    assert chart["selectedMetrics"] == ["log10 sampler.temperature", "objective"]
+    assert view["selectedColumns"][1:] == [f"params.`{k}`" for k in SEARCHED]  # the table's
+
+
 def test_command_block_has_short_lines_and_the_same_words() -> None:
     command = ("mcmc-train --config-dir /a/long/path/report/best --config-name config "
                + " ".join(f"group.key{i}=0.000{i}123456789" for i in range(12)) + " x='a b'")
@@ -103,7 +111,9 @@ def test_mlflow_ui_shows_the_sweep(tools, sweep, tmp_path) -> None:
     assert "metrics.`objective`" in columns
     assert all(f"params.`{key}`" in columns for key in SEARCHED), columns
     assert "Model training" in pages["runs"]["text"] and "Sort: objective" in pages["runs"]["text"]
-    assert sorted(pages["charts"]["probe"]["axes"]) == sorted([*SEARCHED, "objective"])
+    assert sorted(pages["charts"]["probe"]["axes"]) == sorted(  # log searches on log10 axes
+        ["log10 sampler.flip_ratio", "log10 sampler.temperature", "schedule.cooling_rate",
+         "objective"])
     assert set(SEARCHED) <= set(pages["compare"]["probe"]["axes"])  # MLflow's own choice
     assert "Optimization history" in pages["report"]["text"]
     assert pages["report"]["probe"]["plotly"] >= 3

@@ -6,6 +6,7 @@ on demand."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import shutil
@@ -86,6 +87,10 @@ def test_child_runs_hold_params_metrics_config_and_model(sweep) -> None:
             # ... and the exact value as a metric of the same name, at step 0.
             assert run.data.metrics[key] == t.params[name], key
             assert [step for step, _ in runs.steps(run.info.run_id, key)] == [0]
+        # Keys searched on a log scale also as log10, the axis of MLflow's parallel coordinates.
+        assert run.data.metrics["log10 sampler.temperature"] == pytest.approx(
+            math.log10(t.params["temperature"]))
+        assert "log10 schedule.cooling_rate" not in run.data.metrics  # a linear search
         # A few params a user filters by, not the whole config (in config.yaml).
         assert len(params) <= 15, sorted(params)
         assert "tracking.uri" not in params and "dataset.root" not in params
