@@ -109,7 +109,7 @@ class ClientRun:
 
     @property
     def link(self) -> str | None:
-        """The open run's page on a tracking server, else its id (:func:`run_link`)."""
+        """The open run's page in the UI (:func:`run_link`), else its id."""
         if self.run_id is None or self.experiment_id is None:
             return self.run_id
         return run_link(tracking_uri(self.tracking), self.experiment_id, self.run_id)

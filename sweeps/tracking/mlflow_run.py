@@ -127,16 +127,11 @@ def rename(client: Any, run_id: str, suffix: str, *, add: bool, name: str | None
 
 
 def run_link(uri: str, experiment_id: str, run_id: str) -> str:
-    """Where a user finds a run: its page on an http(s) tracking server (any ``user:password@``
-    left out), else its id (a local store has no page until ``mlflow ui`` serves it)."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A run's page in the UI: on an http(s) tracking server (any ``user:password@`` left
+    out), else where ``mlflow ui`` serves a local store (:func:`sweeps.tracking.ui_links.ui_base`)."""
+    from sweeps.tracking.ui_links import run_url, ui_base
 
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https"):
-        return run_id
-    base = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="",
-                                     fragment="")).rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return run_url(ui_base(uri), experiment_id, run_id)
 
 
 def save_model_files(model: nn.Module, folder: Path) -> None:

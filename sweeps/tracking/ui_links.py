@@ -31,7 +31,7 @@ import json
 import shlex
 from collections.abc import Collection, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from sweeps.tracking.run_params import log_metric_name
 
@@ -49,10 +49,13 @@ _OBJECTIVE = "objective"
 
 
 def ui_base(tracking_uri: str) -> str:
-    """The UI's address: an ``http(s)`` tracking server's own (without a trailing ``/``), else
-    (a database or a folder) where ``mlflow ui`` serves it: :data:`DEFAULT_UI`."""
-    if urlsplit(tracking_uri).scheme in ("http", "https"):
-        return tracking_uri.rstrip("/")
+    """The UI's address: an ``http(s)`` tracking server's own (without a ``user:password@``,
+    a query or a trailing ``/``), else (a database or a folder) where ``mlflow ui`` serves it:
+    :data:`DEFAULT_UI`."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="",
+                                         fragment="")).rstrip("/")
     return DEFAULT_UI
 
 

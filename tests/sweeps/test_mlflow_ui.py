@@ -33,8 +33,9 @@ def test_links_of_a_store_and_of_a_server() -> None:
                              "machine_learning&viewStateShareKey=sweep-abc")
     assert store["charts"] == store["runs"] + "&compareRunsMode=CHART"
     assert store["serve"] == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
-    server = ui_links.sweep_links("https://mlflow.example:8443/", "3", "abc")
+    server = ui_links.sweep_links("https://me:s3cret@mlflow.example:8443/", "3", "abc")
     assert server["runs"].startswith("https://mlflow.example:8443/#/") and "serve" not in server
+    assert not any("s3cret" in link or "me@" in link for link in server.values())
     assert "(#/experiments/3/runs?" in ui_links.links_markdown(store)  # relative in the UI
 
 

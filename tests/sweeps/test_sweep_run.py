@@ -181,9 +181,12 @@ def test_the_best_trial_run_is_marked_and_moves_with_the_best(sweep) -> None:
 def test_optuna_dashboard_sees_metric_name_run_links_and_no_config_line(sweep) -> None:
     study = sweep.study
     assert study.metric_names == ["val_accuracy"]
+    experiment = sweep.runs_first.children[0].info.experiment_id
     for t in finished(study.get_trials()):
-        # A local store: the run's id (a server's run page otherwise).
-        assert t.user_attrs["mlflow_run_url"] == t.user_attrs["mlflow_run_id"]
+        # A local store: the run's page where `mlflow ui` serves it (a server's otherwise).
+        assert t.user_attrs["mlflow_run_url"] == (
+            f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
+            f"{t.user_attrs['mlflow_run_id']}?workflowType=machine_learning")
         # The config is not a one-line user attribute: a system one, and config.yaml in MLflow.
         assert "config" not in t.user_attrs
         assert t.system_attrs["mcmc_sweeps:config"]["sampler"]["temperature"] == (

@@ -112,7 +112,7 @@ def test_sweep_logs_to_the_server_with_the_real_password(swept, mlflow_server) -
     for t in optuna.load_study(study_name=name, storage=storage).trials:
         assert t.user_attrs["mlflow_run_url"] == (
             f"{server}/#/experiments/{experiment.experiment_id}/runs/"
-            f"{t.user_attrs['mlflow_run_id']}")
+            f"{t.user_attrs['mlflow_run_id']}?workflowType=machine_learning")
     assert f"storage {mask_url(storage)}," in result.stdout
 
 

@@ -54,10 +54,11 @@ def test_closing_metrics_keep_no_copy_of_the_last_epoch() -> None:
                                       "best_epoch": 2.0}
 
 
-def test_run_link_is_a_server_page_without_password_else_the_run_id() -> None:
+def test_run_link_is_a_server_page_without_password_else_the_local_ui_page() -> None:
     assert run_link("https://me:pw@mlflow.example:5000/", "7", "abc") == (
-        "https://mlflow.example:5000/#/experiments/7/runs/abc")
-    assert run_link("sqlite:///mlflow.db", "7", "abc") == "abc"
+        "https://mlflow.example:5000/#/experiments/7/runs/abc?workflowType=machine_learning")
+    assert run_link("sqlite:///mlflow.db", "7", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning")
 
 
 def _tracking(tmp_path: Path) -> TrackingConfig:
