@@ -61,11 +61,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         final = trainer.train()
         failed = False
         return final
+    except Exception as err:
+        if _interrupted(err):  # a stop signal broke a store write whose clean-up then failed
+            raise KeyboardInterrupt from None
+        raise
     finally:
         if tracker is not None:
             tracker.close(failed=failed)
         if parent is not None:
             close_parent(parent, failed)
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Whether ``err`` was raised while a ``KeyboardInterrupt`` (a stop signal) was handled."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _expected(tp: Any) -> str:

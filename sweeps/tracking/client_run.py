@@ -19,12 +19,12 @@ from sweeps.tracking.mlflow_run import (
     masked_tags,
     mlflow_client,
     name_pruned,
-    run_link,
     save_model_files,
     tracking_uri,
     write_run_id,
 )
 from sweeps.tracking.run_params import run_params, searched_metrics
+from sweeps.tracking.ui_links import run_link
 
 if TYPE_CHECKING:
     from torch import nn

@@ -37,7 +37,6 @@ __all__ = [
     "mlflow_client",
     "name_pruned",
     "rename",
-    "run_link",
     "tracking_uri",
 ]
 
@@ -124,14 +123,6 @@ def rename(client: Any, run_id: str, suffix: str, *, add: bool, name: str | None
     if new != name:
         client.update_run(run_id, name=new)
     return new
-
-
-def run_link(uri: str, experiment_id: str, run_id: str) -> str:
-    """A run's page in the UI: on an http(s) tracking server (any ``user:password@`` left
-    out), else where ``mlflow ui`` serves a local store (:func:`sweeps.tracking.ui_links.ui_base`)."""
-    from sweeps.tracking.ui_links import run_url, ui_base
-
-    return run_url(ui_base(uri), experiment_id, run_id)
 
 
 def save_model_files(model: nn.Module, folder: Path) -> None:

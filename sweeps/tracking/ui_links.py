@@ -36,8 +36,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from sweeps.tracking.run_params import log_metric_name
 
 __all__ = ["DEFAULT_UI", "SHARE_TAG_PREFIX", "command_markdown", "compare_url", "describe_sweep",
-           "format_links", "links_markdown", "links_text", "run_url", "runs_url", "save_sweep_view",
-           "sweep_links", "sweep_view", "ui_base", "ui_command", "view_key"]
+           "format_links", "links_markdown", "links_text", "run_link", "run_url", "runs_url",
+           "save_sweep_view", "sweep_links", "sweep_view", "ui_base", "ui_command", "view_key"]
 
 #: Where ``mlflow ui --backend-store-uri <store>`` serves the UI by default.
 DEFAULT_UI = "http://127.0.0.1:5000"
@@ -111,6 +111,12 @@ def save_sweep_view(tracking_uri: str, parent_run_id: str, keys: Sequence[str],
     client.set_experiment_tag(experiment_id, SHARE_TAG_PREFIX + view_key(parent_run_id),
                               json.dumps(view, separators=(",", ":")))
     return experiment_id
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in the UI: on an http(s) tracking server (any ``user:password@`` left out),
+    else where ``mlflow ui`` serves a local store (:func:`ui_base`)."""
+    return run_url(ui_base(tracking_uri), experiment_id, run_id)
 
 
 def runs_url(base: str, experiment_id: str, parent_run_id: str, charts: bool = False) -> str:

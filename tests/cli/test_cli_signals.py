@@ -34,3 +34,18 @@ def test_a_stop_signal_ends_a_run_with_one_line_and_its_status(cli_popen, tmp_pa
     assert output.count("interrupted") == 1 and "run the same command to continue" in output
     assert "Traceback" not in output
     assert checkpoint.exists()
+
+
+def test_an_error_raised_while_a_stop_signal_is_handled_counts_as_the_stop() -> None:
+    """A signal that breaks an MLflow write whose clean-up then fails (SQLite's "database is
+    locked" on rollback) still ends the run as that signal, not as a crash."""
+    from sweeps.cli.train_app import _interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("database is locked") from None  # __context__ keeps the signal
+    except RuntimeError as err:
+        assert _interrupted(err)
+    assert not _interrupted(RuntimeError("database is locked"))

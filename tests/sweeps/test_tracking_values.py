@@ -14,7 +14,8 @@ from mcmc_core.config import TrackingConfig
 from sweeps.report.best import trial_config_of
 from sweeps.tracking.best_run import mark_best_run
 from sweeps.tracking.client_run import ClientRun
-from sweeps.tracking.mlflow_run import closing_metrics, run_link
+from sweeps.tracking.mlflow_run import closing_metrics
+from sweeps.tracking.ui_links import run_link
 from sweeps.tracking.parent_run import close_orphan_runs, trial_objective
 from sweeps.tracking.run_params import run_params, short_number
 from sweeps.workers.trial_context import SYSTEM_CONFIG, record_final, stored_config
