@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["MASK", "is_secret_key", "mask_config", "mask_text", "mask_url"]
+__all__ = ["MASK", "is_secret_key", "mask_config", "mask_error", "mask_text", "mask_url"]
 
 MASK = "***"
 _SECRET_KEY = re.compile(
@@ -79,3 +79,10 @@ def mask_config(tree: Any) -> Any:
     if isinstance(tree, str):
         return mask_text(mask_url(tree)) if ("@" in tree or "=" in tree) else tree
     return tree
+
+
+def mask_error(err: BaseException, limit: int = 300) -> str:
+    """``err`` in one line for a warning: its type and first line, secrets masked, at most
+    ``limit`` characters."""
+    first = (str(err).splitlines() or [""])[0]
+    return mask_text(f"{type(err).__name__}: {first}")[:limit]

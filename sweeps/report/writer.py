@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from mcmc_core.secrets import mask_text
+from mcmc_core.secrets import mask_error
 from sweeps.checks.disk import write_atomic
 from sweeps.report.best import EXPERIMENT_FILE, write_best
 from sweeps.report.plots import write_plots
@@ -75,8 +75,7 @@ def write_report(study: optuna.Study, folder: Path, *, metric: str | None = None
             _log_on_parent(tracking_uri, parent_run_id, folder, summary)
         except Exception as err:  # the files are written; MLflow gets them next time
             print(f"warning: the report was not logged on the MLflow parent run "
-                  f"({mask_text(type(err).__name__ + ': ' + str(err).splitlines()[0])[:300]})",
-                  flush=True)
+                  f"({mask_error(err)})", flush=True)
     return summary
 
 

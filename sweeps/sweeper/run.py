@@ -122,7 +122,7 @@ def report(sweep: Sweep) -> int:
     from sweeps.report.best import format_reproduce
     from sweeps.workers.launcher import ATTR_PARENT_RUN, plan
     from sweeps.report.writer import format_best, write_report
-    from sweeps.tracking.ui_links import links_text
+    from sweeps.tracking.ui_links import closing_lines
 
     p = plan(sweep)
     missing = [f"{SWEEPER}.study_name={p.name!r} is not in storage {mask_url(p.storage_url)}: "
@@ -143,9 +143,7 @@ def report(sweep: Sweep) -> int:
     if reproduce := format_reproduce(summary):
         print(reproduce)
     print(f"report: {p.output_dir / 'report'} ({', '.join(summary['files'])})")
-    if links := links_text(p.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN)):
-        print(links)
-    print(f"optuna:   optuna-dashboard {mask_url(p.storage_url)}")
+    print(closing_lines(p.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN), p.storage_url))
     return 0
 
 

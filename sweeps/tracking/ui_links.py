@@ -35,7 +35,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from sweeps.tracking.run_params import log_metric_name
 
-__all__ = ["DEFAULT_UI", "SHARE_TAG_PREFIX", "command_markdown", "compare_url", "describe_sweep",
+__all__ = ["DEFAULT_UI", "SHARE_TAG_PREFIX", "command_markdown", "compare_url", "closing_lines", "describe_sweep",
            "format_links", "links_markdown", "links_text", "run_link", "run_url", "runs_url",
            "save_sweep_view", "sweep_links", "sweep_view", "ui_base", "ui_command", "view_key"]
 
@@ -223,3 +223,13 @@ def links_text(tracking_uri: str | None, parent_run_id: str | None) -> str:
     except Exception:  # the store is down or the run gone: the sweep's outcome is printed already
         return ""
     return format_links(sweep_links(tracking_uri, experiment_id, parent_run_id))
+
+
+def closing_lines(tracking_uri: str | None, parent_run_id: str | None, storage_url: str) -> str:
+    """What a sweep prints last: its MLflow links (:func:`links_text`, when tracked) and the
+    optuna-dashboard command on its storage (password masked)."""
+    from mcmc_core.secrets import mask_url
+
+    dashboard = f"optuna:   optuna-dashboard {mask_url(storage_url)}"
+    links = links_text(tracking_uri, parent_run_id)
+    return f"{links}\n{dashboard}" if links else dashboard

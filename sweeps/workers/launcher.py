@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 
 from mcmc_core._validation import ConfigError, violation
-from mcmc_core.secrets import mask_text, mask_url
+from mcmc_core.secrets import mask_error, mask_url
 from sweeps.cli.main import exit_status
 from sweeps.checks.disk import is_disk_full
 from sweeps.report.best import format_reproduce
@@ -45,7 +45,7 @@ from sweeps.tracking.parent_run import (
 from sweeps.tracking.best_run import best_run_id, mark_best_run
 from sweeps.tracking.mlflow_run import tracking_uri
 from sweeps.tracking.outage import set_retry_seconds
-from sweeps.tracking.ui_links import links_text
+from sweeps.tracking.ui_links import closing_lines
 from sweeps.workers.supervisor import run_workers
 from sweeps.sweeper.settings import McmcOptunaSweeperConf
 from sweeps.workers.worker import WorkerSpec, stop_file
@@ -273,9 +273,7 @@ def _finish(settings: McmcOptunaSweeperConf, p: SweepPlan, study: optuna.Study,
             if reproduce := format_reproduce(summary):
                 print(reproduce, flush=True)
             print(f"report: {p.output_dir / 'report'}", flush=True)
-            if links := links_text(p.tracking_uri, parent_run_id):
-                print(links, flush=True)
-            print(f"optuna:   optuna-dashboard {mask_url(p.storage_url)}", flush=True)
+            print(closing_lines(p.tracking_uri, parent_run_id, p.storage_url), flush=True)
     if disk_full:
         status, code = "FAILED", 1
         print(f"error: no space left on the disk of {p.output_dir}: {counts.finished}/"
@@ -327,6 +325,4 @@ def _mark_best(uri: str, parent_run_id: str, study: optuna.Study) -> None:
     try:
         mark_best_run(uri, parent_run_id, best_run_id(study))
     except Exception as err:  # noqa: BLE001 -- the sweep's outcome stands
-        print(f"warning: the best run was not marked in MLflow "
-              f"({mask_text(type(err).__name__ + ': ' + str(err).splitlines()[0])[:300]})",
-              flush=True)
+        print(f"warning: the best run was not marked in MLflow ({mask_error(err)})", flush=True)
