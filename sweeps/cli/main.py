@@ -8,7 +8,8 @@ once on a stop signal outside the phase where its workers run (every store is wr
 or in transactions, so nothing is left half-made; the next launch ends what this one left open);
 while they run, :func:`sweeps.workers.supervisor.run_workers` stops them after their current epoch
 instead. A training run turns the signal into a ``KeyboardInterrupt`` once loaded, so its MLflow
-run is closed; its last epoch checkpoint stays.
+run is closed; its last epoch checkpoint stays. A store write under way ends first
+(:mod:`sweeps.tracking.shield`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import signal
 import sys
 from typing import Any
+
+from sweeps.tracking.shield import hold_stop, stop_held
 
 __all__ = ["STOP_SIGNALS", "exit_at_once_on_signals", "exit_status", "sweep", "train"]
 
@@ -42,10 +45,17 @@ def _exit_at_once(signum: int, frame: Any) -> None:
     os._exit(exit_status(signum))
 
 
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     global _received
+    if stop_held():  # a second signal while a store write runs (it may hang): leave now
+        _exit_at_once(signum, frame)
     _received = signum
-    raise KeyboardInterrupt
+    if not hold_stop(_interrupt):  # else raised once the write ends
+        _interrupt()
 
 
 def exit_at_once_on_signals() -> None:

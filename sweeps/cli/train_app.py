@@ -41,7 +41,8 @@ _PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg``, train, log to MLflow when enabled, and return the final metrics. In a
     job of a multirun (``mcmc-train -m``) the run is a child of the multirun's parent run
-    (:mod:`sweeps.tracking.multirun`).
+    (:mod:`sweeps.tracking.multirun`). A stop signal (a ``KeyboardInterrupt``) ends the run as
+    KILLED, an error as FAILED.
 
     Raises:
         ConfigError: one line per invalid value, before any work starts.
@@ -50,7 +51,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     train_cfg.validate()
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     parent = job_parent(train_cfg.tracking) if train_cfg.tracking.enabled else None
-    tracker, failed = None, True
+    tracker, status = None, "FAILED"
     try:
         if train_cfg.tracking.enabled:
             tracker = MLflowCallback(parent.tracking if parent else train_cfg.tracking, resolved,
@@ -59,17 +60,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trainer = build_trainer(train_cfg, callbacks=[tracker] if tracker else [],
                                 config=resolved)
         final = trainer.train()
-        failed = False
+        status = "FINISHED"
         return final
+    except KeyboardInterrupt:  # a stop signal: MLflow's KILLED
+        status = "KILLED"
+        raise
     except Exception as err:
         if _interrupted(err):  # a stop signal broke a store write whose clean-up then failed
+            status = "KILLED"
             raise KeyboardInterrupt from None
         raise
     finally:
         if tracker is not None:
-            tracker.close(failed=failed)
+            tracker.close(status=status)
         if parent is not None:
-            close_parent(parent, failed)
+            close_parent(parent, status != "FINISHED")
 
 
 def _interrupted(err: BaseException) -> bool:

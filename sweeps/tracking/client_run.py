@@ -24,6 +24,7 @@ from sweeps.tracking.mlflow_run import (
     write_run_id,
 )
 from sweeps.tracking.run_params import run_params, searched_metrics
+from sweeps.tracking.shield import shielded
 from sweeps.tracking.ui_links import run_link
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class ClientRun:
             self._client = mlflow_client(tracking_uri(self.tracking))
         return self._client
 
+    @shielded
     def open(self, id_file: Path | None, resume: bool,
              history: list[dict[str, float]] | None = None) -> str:
         """Re-open the run recorded in ``id_file`` when ``resume`` (the trial continues from a
@@ -142,6 +144,7 @@ class ClientRun:
         """Log ``metrics`` at ``step`` (one request)."""
         self._log(metrics, dict.fromkeys(metrics, step))
 
+    @shielded
     def _log(self, metrics: dict[str, float], steps: dict[str, int]) -> None:
         import time
 
@@ -154,6 +157,7 @@ class ClientRun:
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, steps[k])
                                                     for k, v in metrics.items()])
 
+    @shielded
     def log_model(self, model: nn.Module) -> None:
         """Log ``model`` as ``model/state_dict.pt`` and ``model/model.txt``."""
         if not self.tracking.log_model or self.run_id is None:
@@ -162,6 +166,7 @@ class ClientRun:
             save_model_files(model, Path(tmp))
             self.client.log_artifacts(self.run_id, tmp, artifact_path="model")
 
+    @shielded
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Set tags on the open run (no-op when none is open); ``optuna.state=PRUNED`` also
         renames it (:func:`name_pruned`)."""
@@ -172,6 +177,7 @@ class ClientRun:
                                                      for k, v in masked_tags(tags).items()])
             self.run_name = name_pruned(self.client, self.run_id, tags, self.run_name)
 
+    @shielded
     def close(self, status: str) -> None:
         """End the run with ``status`` (FINISHED, FAILED, KILLED). Safe to call twice."""
         if self.run_id is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeps.tracking.parent_run import end_run, open_parent_run
 from sweeps.tracking.mlflow_run import mlflow_client, tracking_uri
+from sweeps.tracking.shield import shielded
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -94,6 +95,7 @@ def job_run_name(hc: DictConfig, args: list[str]) -> str:
     return ",".join(lines) or hc.job.override_dirname or f"job {hc.job.num}"
 
 
+@shielded
 def job_parent(tracking: TrackingConfig, args: list[str] | None = None) -> Parent | None:
     """In a job of a multirun: the multirun's parent run (keyed by its folder; found or created
     by :func:`sweeps.tracking.parent_run.open_parent_run`, the opener of a sweep's parent run too),
@@ -113,6 +115,7 @@ def job_parent(tracking: TrackingConfig, args: list[str] | None = None) -> Paren
     return Parent(uri, run_id, dataclasses.replace(tracking, run_name=name), params)
 
 
+@shielded
 def close_parent(parent: Parent, failed: bool) -> str:
     """End the parent run after a job (``failed``: that job failed): FAILED when this or an
     earlier job failed (a child run FAILED or KILLED), FINISHED otherwise; left RUNNING while a
