@@ -4,10 +4,11 @@ MLflow through them)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,18 @@ Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 _logger = logging.getLogger(LOGGER)
 
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """torch runs on ``n`` CPU threads inside the block, as before it after."""
+    previous = torch.get_num_threads()
+    if n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != previous:
+            torch.set_num_threads(previous)
 
 class Callback:
     """No-op hooks; subclass and override what you need.
@@ -252,8 +265,12 @@ class BaseTrainer:
             raise ValueError(f"n_epoch must be >= 1, but got {n_epoch=}.")
         if not debug >= 0:
             raise ValueError(f"debug must be 0 (off) or more, but got {debug=}.")
-        with debug_logging(int(debug)):
+        with debug_logging(int(debug)), cpu_threads(self.cfg.threads or self.auto_threads()):
             return self._train(epochs, self.cfg.resume if resume is None else resume)
+
+    def auto_threads(self) -> int:
+        """torch's CPU threads when ``trainer.threads`` is null: torch's current setting."""
+        return torch.get_num_threads()
 
     def _train(self, epochs: int, resume: bool) -> dict[str, Any]:
         if not hasattr(self, "_ready"):

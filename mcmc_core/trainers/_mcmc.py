@@ -155,6 +155,12 @@ class TrainerMCMC(BaseTrainer):
         self.schedules: ChainSchedules | None = None  # built by _setup (the run's horizon)
         self.steps_per_epoch = steps_per_epoch(trainer, sampler, len(self.data.train))
 
+    def auto_threads(self) -> int:
+        """One thread per chain for the incremental kernel on the CPU (at most torch's setting)."""
+        if self.device.type == "cpu" and self.engine_reason is None:
+            return min(torch.get_num_threads(), len(self.models))
+        return torch.get_num_threads()
+
     def describe(self) -> str:
         return describe_engine(len(self.models), self.device, self.engine_reason)
 

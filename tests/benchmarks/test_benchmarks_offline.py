@@ -20,6 +20,7 @@ MNIST_SCRIPTS = {
     "step_throughput.py": ["--threads", "1", "--flip-ratio", "1e-4", "--seconds", "0.05",
                            "--repeats", "1", "--check-steps", "2"],
     "time_to_accuracy.py": ["--budget", "1", "--nets", "784-10"],
+    "cpu_threads.py": ["--steps", "20", "--repeats", "1", "--load", "1"],
     "original_vs_full.py": [],
     "margin_energy.py": ["--steps", "200", "--every", "100"],
     "sweep_throughput.py": ["--nets", "mnist", "--n-trials", "2", "--workers", "1",
