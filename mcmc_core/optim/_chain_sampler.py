@@ -65,6 +65,9 @@ class ChainSampler(Optimizer):
         acceptance, proposal, boltzmann, coupled: as :class:`SignFlipSampler`.
         kernel: ``"auto"``, ``"forward"`` or ``"incremental"`` (default: ``"auto"``).
         graphs: the incremental kernel's CUDA graphs (``Population``'s; default: None).
+        margin_weight, margin: the hidden-margin term of the incremental kernel's energy
+            (:class:`~mcmc_core.population.ChainCache`; default: 0, off). The forward kernel
+            has none: ``margin_weight > 0`` needs the incremental one.
     """
 
     def __init__(
@@ -82,6 +85,8 @@ class ChainSampler(Optimizer):
         coupled: bool = False,
         kernel: str = "auto",
         graphs: bool | None = None,
+        margin_weight: float = 0.0,
+        margin: int = 20,
     ) -> None:
         super().__init__(params, dict(temperature=temperature, flip_ratio=flip_ratio, seed=seed))
         if len(models) != len(self.param_groups):
@@ -95,7 +100,8 @@ class ChainSampler(Optimizer):
         self.acceptance, self.proposal, self.coupled = acceptance, proposal, coupled
         self._kernel, reason = make_kernel(
             self.param_groups, self.models, energy, kernel=kernel, coupled=coupled,
-            graphs=graphs, acceptance=acceptance, proposal=proposal, boltzmann=boltzmann)
+            graphs=graphs, acceptance=acceptance, proposal=proposal, boltzmann=boltzmann,
+            margin={"margin_weight": margin_weight, "margin": margin})
         #: Why the incremental kernel does not run (None when it does).
         self.kernel_reason = reason
         #: The kernel stepping the chains: ``"forward"`` or ``"incremental"``.

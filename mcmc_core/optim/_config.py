@@ -35,6 +35,11 @@ class SamplerConfig:
         n_replicas: parallel tempering replicas (1 = a single chain).
         ladder_ratio: ratio between neighbouring replica temperatures (geometric ladder).
         swap_interval: steps between two exchange rounds.
+        margin_weight: weight of the hidden-margin term added to the energy, ``margin_weight *
+            mean relu(margin - |Z|)`` over the first hidden layer's pre-activations ``Z`` on
+            the energy samples: it keeps hidden units away from their sign threshold, so they
+            generalise. Exact and incremental; needs the incremental kernel. 0 = off.
+        margin: the pre-activation magnitude below which a hidden unit is penalised.
     """
 
     temperature: float = 1e-3
@@ -50,6 +55,8 @@ class SamplerConfig:
     n_replicas: int = 1
     ladder_ratio: float = 2.0
     swap_interval: int = 10
+    margin_weight: float = 0.0
+    margin: int = 20
 
     def errors(self, prefix: str = "sampler") -> list[str]:
         """Every violation of this config, one line each (empty when valid)."""
@@ -68,4 +75,7 @@ class SamplerConfig:
         check(errors, self.ladder_ratio > 1, f"{prefix}.ladder_ratio", self.ladder_ratio, "> 1")
         check(errors, self.swap_interval >= 1, f"{prefix}.swap_interval", self.swap_interval,
               ">= 1")
+        check(errors, self.margin_weight >= 0, f"{prefix}.margin_weight", self.margin_weight,
+              ">= 0 (0 = off)")
+        check(errors, self.margin >= 1, f"{prefix}.margin", self.margin, ">= 1")
         return errors

@@ -30,14 +30,17 @@ KERNELS = ("auto", "forward", "incremental")
 
 def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energy: Energy, *,
                 kernel: str, coupled: bool, graphs: bool | None,
+                margin: dict[str, Any] | None = None,
                 **options: Any) -> tuple[ForwardKernel | IncrementalKernel, str | None]:
     """The kernel that steps the chains ``groups`` of ``models``, and why the incremental one
     does not (None when it does): ``kernel="incremental"`` or ``"auto"`` where it applies
     (:func:`build_population`), else ``"forward"``. ``options`` are both kernels'
-    (acceptance, proposal, boltzmann).
+    (acceptance, proposal, boltzmann), ``margin`` the incremental one's margin term
+    (``margin_weight``, ``margin``).
 
     Raises:
-        ValueError: for ``kernel="incremental"`` where it does not apply, or another name.
+        ValueError: for ``kernel="incremental"`` where it does not apply (or a margin term
+            without it), or another name.
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, but got {kernel=}.")
@@ -45,11 +48,14 @@ def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energ
     if kernel != "forward":
         population, reason = build_population(models, energy, groups, coupled=coupled,
                                               device=device_of(models[0]), graphs=graphs,
-                                              **options)
+                                              **(margin or {}), **options)
         if population is not None:
             return IncrementalKernel(population, models), None
         if kernel == "incremental":
             raise ValueError(f"kernel='incremental' does not apply: {reason}.")
+    if margin and margin.get("margin_weight", 0):
+        raise ValueError(f"a margin term needs the incremental kernel, which does not run "
+                         f"because {reason}.")
     return ForwardKernel(groups, models, energy, coupled=coupled, **options), reason
 
 

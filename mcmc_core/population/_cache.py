@@ -92,10 +92,18 @@ class ChainCache:
         sync_free: commit with masked writes, no host synchronisation (see :meth:`commit`);
             None: on every device but the CPU, where a sync costs nothing and writing only the
             accepted chains' rows is cheaper (default: None).
+        margin_weight: the weight ``lam`` of the hidden-margin term added to every energy,
+            ``lam * mean_{j, n} relu(margin - |Z_0[j, n]|)`` over the first layer's units and the
+            energy samples: it pushes hidden units away from their sign threshold. Kept exact
+            (integers) and incremental: a step recomputes it on the flipped rows only. 0 = off;
+            a net without a hidden layer has no term (default: 0).
+        margin: the pre-activation magnitude (an integer) below which a unit is penalised
+            (default: 20).
     """
 
     def __init__(self, net: StackedMLP, energy_set: EnergySet,
-                 sync_free: bool | None = None) -> None:
+                 sync_free: bool | None = None, *, margin_weight: float = 0.0,
+                 margin: int = 20) -> None:
         if net.widths[0] != energy_set.inputs_t.shape[0]:
             raise ValueError(f"the net takes {net.widths[0]} inputs, but the energy set has "
                              f"{energy_set.inputs_t.shape[0]} features.")
@@ -110,6 +118,8 @@ class ChainCache:
         self._last_rows: tuple[Tensor, ...] | None = None
         self._lowrank_update: tuple[Tensor, Tensor] | None = None
         self._part = slice(0, len(net))
+        self.margin_weight, self.margin = float(margin_weight), int(margin)
+        self._candidate_margin: Tensor | None = None
         self.exp_last: Tensor | None = None
         self.picked: Tensor | None = None
         self.rebuild()
@@ -131,6 +141,11 @@ class ChainCache:
             self.exp_last = torch.mul(self.pre[-1], net.scale).exp_()
             self.picked = energy_set.picked(self.pre[-1], net.weights[-1].shape[2])
             self.energies = self._energy(EnergySet.log_partition(self.exp_last), self.picked)
+        #: Per chain, ``sum relu(margin - |Z_0|)``, float64 ``[K]`` (None without the term).
+        self.margin_sums: Tensor | None = None
+        if self.margin_weight > 0 and len(self.pre) > 1:
+            self.margin_sums = self.margin_sum(self.pre[0])
+            self.energies = self.energies + self.margin_sums * self.margin_scale()
         self._candidate = None
         self._last_rows = None
         self._ws.clear()
@@ -151,6 +166,28 @@ class ChainCache:
         """The energy from its two parts, as :meth:`EnergySet.energies` combines them."""
         return (log_partition - picked * self.net.scale) / self.energy_set.inputs_t.shape[1]
 
+    def margin_sum(self, z0: Tensor) -> Tensor:
+        """``sum_{j, n} relu(margin - |z0|)`` per chain of ``z0`` ``[K, out, N]``, float64."""
+        return (self.margin - z0.abs()).clamp_(min=0).sum((1, 2), dtype=torch.float64)
+
+    def margin_scale(self) -> float:
+        """The factor of the margin sums in the energy: ``margin_weight / (out_0 * N)``."""
+        return self.margin_weight / (self.pre[0].shape[1] * self.pre[0].shape[2])
+
+    def _margin_change(self, rows: Tensor, old_z: Tensor, new_z: Tensor) -> Tensor:
+        """How the margin sums ``[K']`` change when the rows ``rows`` ``[K', M]`` of ``Z_0``
+        go from ``old_z`` to ``new_z`` (``[K', M, N]``; entries of a chain that hit the same row
+        hold its total, so each row counts once)."""
+        hinge = (self.margin - new_z.abs()).clamp_(min=0)
+        hinge -= (self.margin - old_z.abs()).clamp_(min=0)
+        change = hinge.sum(2, dtype=torch.float64)
+        m = rows.shape[1]
+        if m > 1:
+            same = rows.unsqueeze(2) == rows.unsqueeze(1)
+            later = torch.ones(m, m, dtype=torch.bool, device=rows.device).tril_(-1)
+            change.mul_(~(same & later).any(2))
+        return change.sum(1)
+
     def keep(self, index: Tensor) -> None:
         """Keep the chains at ``index`` (1-D int64), in that order (weights included)."""
         self.net.keep(index)
@@ -158,6 +195,8 @@ class ChainCache:
         self.energies = self.energies[index]
         if self.exp_last is not None and self.picked is not None:
             self.exp_last, self.picked = self.exp_last[index], self.picked[index]
+        if self.margin_sums is not None:
+            self.margin_sums = self.margin_sums[index]
         self._candidate = None
         self._last_rows = None
         self._ws.clear()
@@ -168,6 +207,8 @@ class ChainCache:
         tensors = [*self.net.weights, *self.pre, self.energies]
         if self.exp_last is not None and self.picked is not None:
             tensors += [self.exp_last, self.picked]
+        if self.margin_sums is not None:
+            tensors.append(self.margin_sums)
         for t in tensors:
             t[pair] = t[swapped]
         self._candidate = None
@@ -222,6 +263,20 @@ class ChainCache:
         """Energies float64 ``[K']`` of the candidates that differ from the current weights by
         ``flips`` (``{layer: LayerFlips}``), for the chains ``part`` (default: all; the flips
         are those chains' rows). Nothing changes until :meth:`commit`."""
+        self._candidate_margin = None
+        loss = self._propose_loss(flips, part)
+        if self.margin_sums is None or not flips:  # no term, or the current energies
+            return loss
+        sums = self.margin_sums[self._part]
+        for i, rows, old_z, new_z in self._rows:  # Z_0 changes on its flipped rows only
+            if i == 0:
+                sums = sums + self._margin_change(rows, old_z, new_z)
+        self._candidate_margin = sums
+        self._candidate = loss + sums * self.margin_scale()
+        return self._candidate
+
+    def _propose_loss(self, flips: Mapping[int, LayerFlips], part: slice | None) -> Tensor:
+        """The candidates' mean cross-entropy (:meth:`propose` without the margin term)."""
         self._rows, self._dense, self._flips, self._last_rows = [], [], [], None
         self._lowrank_update: tuple[Tensor, Tensor] | None = None
         self._part = part = slice(0, len(self.net)) if part is None else part
@@ -399,6 +454,10 @@ class ChainCache:
             self.net.weights[i].view(-1).index_add_(0, index.view(-1), change)
         energies = self.energies[part]
         energies.copy_(torch.where(accepted, self._candidate, energies))
+        if self._candidate_margin is not None and self.margin_sums is not None:
+            sums = self.margin_sums[part]
+            sums.copy_(torch.where(accepted, self._candidate_margin, sums))
+        self._candidate_margin = None
         self._rows, self._dense, self._flips, self._candidate = [], [], [], None
         self._last_rows = self._lowrank_update = None
 

@@ -109,7 +109,9 @@ class Population:
             flipped layer): needs CUDA, ``sync_free`` and all chains in one operation (the
             default ``chunk`` there). New flip counts (a new ``flip_ratio``) are captured anew,
             after 64 eager steps where the counts before lasted fewer. None: wherever those
-            hold. Results do not depend on it (default: None).
+            hold, and no margin term. Results do not depend on it (default: None).
+        margin_weight, margin: the hidden-margin term of every energy (see
+            :class:`ChainCache`; default: 0, off, and 20).
 
     The two per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
     one per chain) validates it and takes effect at the next step.
@@ -122,7 +124,8 @@ class Population:
                  proposal: str = "layer", boltzmann: float = 1.0, layer_seed: int = 0,
                  ids: Sequence[Any] | None = None, chunk: int | None = None,
                  schedule: Callable[[int, int], Tensor] | None = None,
-                 sync_free: bool | None = None, graphs: bool | None = None) -> None:
+                 sync_free: bool | None = None, graphs: bool | None = None,
+                 margin_weight: float = 0.0, margin: int = 20) -> None:
         k, device = len(net), net.device
         F.check_rules(acceptance, proposal, boltzmann)
         if len(net.weights) >= MAX_PURPOSE:
@@ -130,13 +133,18 @@ class Population:
         self.acceptance, self.proposal, self.boltzmann = acceptance, proposal, float(boltzmann)
         self.layer_seed = int(layer_seed)
         self.chunk, self.schedule = chunk, schedule
-        self.cache = ChainCache(net, energy_set, sync_free)
+        if margin_weight < 0 or margin < 1:
+            raise ValueError(f"margin_weight must be >= 0 and margin >= 1, but got "
+                             f"{margin_weight=}, {margin=}.")
+        self.cache = ChainCache(net, energy_set, sync_free, margin_weight=margin_weight,
+                                margin=margin)
         can_graph = device.type == "cuda" and self.cache.sync_free and (
-            chunk is None or chunk >= k)
+            chunk is None or chunk >= k) and self.cache.margin_sums is None
         if graphs and not can_graph:
-            raise ValueError(f"graphs=True needs a CUDA device, sync_free and one chunk of all "
-                             f"chains, but got device={device.type!r}, "
-                             f"sync_free={self.cache.sync_free}, {chunk=} for {k} chains.")
+            raise ValueError(f"graphs=True needs a CUDA device, sync_free, one chunk of all "
+                             f"chains and no margin term, but got device={device.type!r}, "
+                             f"sync_free={self.cache.sync_free}, {chunk=} for {k} chains, "
+                             f"{margin_weight=}.")
         self.graphs = can_graph if graphs is None else bool(graphs)
         for name, value in zip(HYPERPARAMETERS, (temperature, flip_ratio)):
             setattr(self, f"_{name}", per_chain(value, k, name, device))
@@ -396,6 +404,7 @@ class Population:
                 "energies": self.cache.energies.clone(), "ids": list(self.ids),
                 "acceptance": self.acceptance, "proposal": self.proposal,
                 "boltzmann": self.boltzmann, "layer_seed": self.layer_seed,
+                "margin": self._margin_key(),
                 **{name: getattr(self, name).clone() for name in HYPERPARAMETERS}}
 
     def chain_state(self, k: int) -> dict[str, Any]:
@@ -442,9 +451,14 @@ class Population:
         self.n_accepted = state["n_accepted"].to(device).clone()
         self.ids = list(state["ids"])
         self.cache.rebuild()
-        if state["energies"] is not None:
+        # Saved energies hold the saved run's margin term (none in a state from before it).
+        if state["energies"] is not None and state.get("margin") == self._margin_key():
             self.cache.energies = state["energies"].to(device, torch.float64).clone()
         self._layout()
+
+    def _margin_key(self) -> tuple[float, int] | None:
+        cache = self.cache
+        return (cache.margin_weight, cache.margin) if cache.margin_weight > 0 else None
 
     # ----------------------------------------------------------------------------- results
     def evaluate(self, split: Split, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
@@ -463,5 +477,8 @@ class Population:
     @torch.no_grad()
     def full_energies(self) -> Tensor:
         """Energies recomputed by a full forward pass of every chain (ignores the caches)."""
-        return self.energy_set.energies(self.net.preactivations(self.energy_set.inputs_t)[-1],
-                                        self.net)
+        pre = self.net.preactivations(self.energy_set.inputs_t)
+        energies = self.energy_set.energies(pre[-1], self.net)
+        if self.cache.margin_sums is not None:
+            energies = energies + self.cache.margin_sum(pre[0]) * self.cache.margin_scale()
+        return energies

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcmc_core._validation import ConfigError
+from mcmc_core._validation import ConfigError, raise_if_any, violation
 from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.energy import Energy, FullEnergy, MinibatchEnergy
 from mcmc_core.functional import chain_flip_ratio
@@ -140,11 +140,22 @@ class TrainerMCMC(BaseTrainer):
         chains = [{"params": binary_parameters(m), "temperature": t, "seed": s}
                   for m, t, s in zip(self.models, self._ladder, seeds.chains)]
         #: The sampler of the replicas (param group ``k``: replica ``k``, coldest first).
-        self.engine = ChainSampler(
-            chains, flip_ratio=sampler.flip_ratio, models=self.models,
-            energy=self._make_energy(seeds.energy), acceptance=sampler.acceptance,
-            proposal=sampler.proposal, boltzmann=sampler.boltzmann, coupled=sampler.coupled,
-            kernel="auto" if sampler.incremental else "forward")
+        if sampler.margin_weight > 0 and not sampler.incremental:
+            raise_if_any([violation("sampler.margin_weight", sampler.margin_weight,
+                                    "0 (off) with sampler.incremental=false: the margin term "
+                                    "needs the incremental kernel")])
+        try:
+            self.engine = ChainSampler(
+                chains, flip_ratio=sampler.flip_ratio, models=self.models,
+                energy=self._make_energy(seeds.energy), acceptance=sampler.acceptance,
+                proposal=sampler.proposal, boltzmann=sampler.boltzmann, coupled=sampler.coupled,
+                kernel="auto" if sampler.incremental else "forward",
+                margin_weight=sampler.margin_weight, margin=sampler.margin)
+        except ValueError as err:  # a margin term where the forward kernel runs
+            if sampler.margin_weight == 0:
+                raise
+            raise_if_any([violation("sampler.margin_weight", sampler.margin_weight,
+                                    f"0 (off): {err}")])
         self.energy = self.engine.energy
         #: Why the replicas are not a batched population (None when they are).
         self.engine_reason = (self.engine.kernel_reason if sampler.incremental

@@ -44,6 +44,8 @@ def _assert_caches_fresh(pop: Population) -> None:
         assert torch.equal(pop.cache.exp_last, torch.mul(fresh[-1], pop.net.scale).exp_())
         bound = pop.net.weights[-1].shape[2]
         assert torch.equal(pop.cache.picked, pop.energy_set.picked(fresh[-1], bound))
+    if pop.cache.margin_sums is not None:
+        assert torch.equal(pop.cache.margin_sums, pop.cache.margin_sum(fresh[0]))
     torch.testing.assert_close(pop.energies, pop.full_energies(), rtol=1e-12, atol=1e-12)
 
 
@@ -64,6 +66,9 @@ CACHE_CASES = [
     ([8, 6], {"proposal": "all", "flip_ratio": [0.02, 0.1, 0.3, 0.05]}),
     ([8], {"output_scale": 40.0}),  # logits large enough for the max-shifted loss
     ([8], {"acceptance": "barker", "temperature": [0.0, 1e-3, 1e-2, 1.0]}),
+    # The hidden-margin term: repeated rows, then every layer's flips at once.
+    ([8], {"margin_weight": 0.5, "margin": 3, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
+    ([8, 6], {"margin_weight": 0.5, "margin": 3, "proposal": "all", "flip_ratio": 0.1}),
 ]
 
 
@@ -361,3 +366,28 @@ def test_population_learns_digits() -> None:
     assert bool((pop.energies < start).all())
     # Chance is 10 %; a few thousand steps reach far above it.
     assert float(accuracy.max()) > 0.5, accuracy
+
+
+def test_the_margin_term_follows_exchanges_keeps_and_a_state_dict(synthetic: DataSplits) -> None:
+    pop = _population(synthetic, [8], k=3, margin_weight=0.5, margin=3, flip_ratio=0.1)
+    plain = _population(synthetic, [8], k=3, flip_ratio=0.1)
+    assert pop.energies.gt(plain.energies).all()  # the term is there (every unit below 3 counts)
+    for _ in range(5):
+        pop.run(20)
+        pop.exchange(0, 2)
+    _assert_caches_fresh(pop)
+    saved = pop.state_dict()
+    pop.keep(torch.tensor([2, 0]))
+    pop.run(30)
+    _assert_caches_fresh(pop)
+    resumed = _population(synthetic, [8], k=3, margin_weight=0.5, margin=3, flip_ratio=0.1)
+    resumed.load_state_dict(saved)
+    assert torch.equal(resumed.energies, saved["energies"])
+    _assert_caches_fresh(resumed)
+    # A state saved without the term (or before it existed): energies recomputed with it.
+    plain.run(10)
+    resumed.load_state_dict({k: v for k, v in plain.state_dict().items() if k != "margin"})
+    assert resumed.energies.gt(plain.energies).all()
+    _assert_caches_fresh(resumed)
+    with pytest.raises(ValueError, match="margin_weight must be >= 0"):
+        _population(synthetic, [8], margin_weight=-1.0)

@@ -405,6 +405,9 @@ RESUME_CASES = {
     "sampler-engine-tempering-2": dict(
         sampler=SamplerConfig(temperature=5e-3, flip_ratio=0.05, n_replicas=2, swap_interval=3,
                               incremental=False)),
+    "margin-tempering-2": dict(
+        sampler=SamplerConfig(temperature=5e-3, flip_ratio=0.05, n_replicas=2, swap_interval=3,
+                              margin_weight=0.05, margin=3)),
     "per-step-flip-decay": dict(
         sampler=SamplerConfig(temperature=0.01, flip_ratio=0.2),
         flip_schedule=FlipRatioScheduleConfig(name="exponential", cooling_rate=0.97)),
@@ -604,3 +607,24 @@ def test_devices(make_model: Callable[..., nn.Module], synthetic: DataSplits) ->
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             TrainerMCMC(make_model(), data=synthetic, device="cuda")
+
+
+def test_the_margin_term_changes_the_chain_and_needs_the_incremental_kernel(
+        make_model: Callable[..., nn.Module], synthetic: DataSplits) -> None:
+    from mcmc_core import ConfigError
+
+    plain = _trainer(make_model(hidden=[8]), synthetic, seed=1)
+    plain.train()
+    margin = _trainer(make_model(hidden=[8]), synthetic, seed=1, sampler=SamplerConfig(
+        temperature=1e-3, flip_ratio=0.05, margin_weight=5.0, margin=5))
+    margin.train()
+    assert margin.engine.kernel == "incremental"
+    assert not _same_weights(_state(plain), _state(margin))
+    with pytest.raises(ConfigError, match=r"^sampler.margin_weight=0.5 is not allowed: expected "
+                                          r"0 \(off\) with sampler.incremental=false"):
+        _trainer(make_model(hidden=[8]), synthetic, sampler=SamplerConfig(
+            margin_weight=0.5, incremental=False))
+    with pytest.raises(ConfigError, match=r"^sampler.margin_weight=0.5 .* expected 0 \(off\): "
+                                          r".*incremental kernel.*sampler.energy=minibatch"):
+        _trainer(make_model(hidden=[8]), synthetic, sampler=SamplerConfig(
+            margin_weight=0.5, energy="minibatch"))
