@@ -4,8 +4,8 @@ their threshold, against the plain energy, with everything else as in ``time_to_
 The energy of a chain becomes ``CE + lam * mean_{n, j} relu(kappa - |Z_hidden[j, n]|)``: the
 mean cross-entropy plus a hinge on every hidden unit's integer pre-activation over the energy
 set. It stays exact and incremental: a hidden step changes only the flipped rows of ``Z_hidden``,
-so only their penalty is recomputed. The penalty lives in a subclass of the population's cache
-here and is not an engine option (see benchmarks/README.md).
+so only their penalty is recomputed. It is the engine's ``sampler.margin_weight`` (``lam``) and
+``sampler.margin`` (``kappa``).
 
     python benchmarks/margin_energy.py [--lam 0 0.05] [--kappa 20] [--seed 0] [--steps 800000]
 
@@ -26,60 +26,15 @@ import time
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from mcmc_core.data import DataConfig, DatasetNotFoundError, load_dataset
 from mcmc_core.population import Population
-from mcmc_core.population import ChainCache
 from mcmc_core.schedules import ChainSchedules
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "margin_energy.json"
 SETTINGS = dict(output_scale=0.7, temperature=1e-4, cooling_rate=0.999996,
                 min_temperature=1e-6, flip_ratio=1e-5)
-
-
-def penalty(z: Tensor, kappa: float) -> Tensor:
-    """``relu(kappa - |z|)`` elementwise (integers in, integers out for an integer ``kappa``)."""
-    return (kappa - z.abs()).clamp_(min=0)
-
-
-class MarginCache(ChainCache):
-    """The population's cache with ``lam * mean relu(kappa - |Z_0|)`` added to every energy
-    (``Z_0``: the first layer's pre-activations). The per-chain penalty sums are exact in
-    float64 and follow the accepted candidates."""
-
-    def __init__(self, cache: ChainCache, lam: float, kappa: float) -> None:
-        self.lam, self.kappa = lam, kappa
-        super().__init__(cache.net, cache.energy_set, cache.sync_free)
-
-    def rebuild(self) -> None:
-        super().rebuild()
-        z = self.pre[0]
-        self.weight = self.lam / (z.shape[1] * z.shape[2])
-        self.sums = penalty(z, self.kappa).sum((1, 2), dtype=torch.float64)
-        self.energies = self.energies + self.sums * self.weight
-
-    def propose(self, flips, part=None):  # type: ignore[no-untyped-def]
-        energies = super().propose(flips, part)
-        sums = self.sums[self._part].clone()
-        for i, rows, old_z, new_z in self._rows:  # the first changed layer's touched rows
-            if i != 0:
-                continue
-            change = (penalty(new_z.clone(), self.kappa) - penalty(old_z.clone(), self.kappa)
-                      ).sum(2, dtype=torch.float64)
-            if rows.shape[1] > 1:  # a row hit twice holds its total once per entry: count once
-                same = rows.unsqueeze(2) == rows.unsqueeze(1)
-                change *= ~(same & torch.ones_like(same[0]).tril_(-1)).any(2)
-            sums += change.sum(1)
-        self._candidate_sums = sums
-        self._candidate = energies + sums * self.weight
-        return self._candidate
-
-    def commit(self, accepted: Tensor) -> None:
-        part = self._part
-        self.sums[part] = torch.where(accepted, self._candidate_sums, self.sums[part])
-        super().commit(accepted)
 
 
 def load(mnist: Path):  # type: ignore[no-untyped-def]
@@ -101,8 +56,8 @@ def run(data, lam: float, kappa: float, seed: int, steps: int, every: int) -> di
     pop = Population.build(data.train, [256], data.n_classes, seeds=[seed],
                            output_scale=SETTINGS["output_scale"],
                            temperature=SETTINGS["temperature"],
-                           flip_ratio=SETTINGS["flip_ratio"], schedule=cooling.temperatures)
-    pop.cache = MarginCache(pop.cache, lam, kappa)
+                           flip_ratio=SETTINGS["flip_ratio"], schedule=cooling.temperatures,
+                           margin_weight=lam, margin=int(kappa))
     rows, seconds = [], 0.0
     for done in range(every, steps + 1, every):
         start = time.perf_counter()
@@ -114,8 +69,9 @@ def run(data, lam: float, kappa: float, seed: int, steps: int, every: int) -> di
                          test_acc=float(test_acc[0])))
         print(f"lam {lam:g}: {done:>8,} steps {seconds:6.1f} s  train {float(train_acc[0]):.4f}"
               f"  test {float(test_acc[0]):.4f}", flush=True)
-    fresh = penalty(pop.net.preactivations(pop.energy_set.inputs_t)[0], kappa)
-    assert torch.equal(pop.cache.sums, fresh.sum((1, 2), dtype=torch.float64))
+    if pop.cache.margin_sums is not None:  # the incremental term equals a fresh one
+        fresh = pop.cache.margin_sum(pop.net.preactivations(pop.energy_set.inputs_t)[0])
+        assert torch.equal(pop.cache.margin_sums, fresh)
     last = [r["test_acc"] for r in rows[-10:]]
     return dict(lam=lam, kappa=kappa, seed=seed, mean_last_10=sum(last) / len(last),
                 best=max(r["test_acc"] for r in rows), final_train=rows[-1]["train_acc"],
@@ -125,7 +81,7 @@ def run(data, lam: float, kappa: float, seed: int, steps: int, every: int) -> di
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lam", type=float, nargs="+", default=[0.0, 0.05])
-    p.add_argument("--kappa", type=float, default=20.0)
+    p.add_argument("--kappa", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=800_000)
     p.add_argument("--every", type=int, default=20_000)

@@ -55,8 +55,12 @@ def weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [w.detach().cpu() for w in model.state_dict().values()]
 
 
-def test_each_chain_is_its_lone_trainers_chain(synthetic: DataSplits) -> None:
+@pytest.mark.parametrize("margin_weight", [0.0, 0.2])  # with the hidden-margin term too
+def test_each_chain_is_its_lone_trainers_chain(synthetic: DataSplits,
+                                               margin_weight: float) -> None:
     cfgs = configs()
+    for c in cfgs:
+        c.sampler = replace(c.sampler, margin_weight=margin_weight, margin=3)
     population = TrainerPopulation(cfgs, synthetic)
     population.train()
     for k, cfg in enumerate(cfgs):
@@ -215,17 +219,3 @@ def test_describe_names_the_kernel_and_the_chains_as_the_lone_trainer_does(
         "engine: population (1 chain, cpu): candidates evaluated from the flips")
     assert TrainerPopulation(configs(), synthetic).describe() == (
         "engine: population (3 chains, cpu): candidates evaluated from the flips")
-
-
-def test_with_the_margin_term_each_chain_is_its_lone_trainers_chain(
-        synthetic: DataSplits) -> None:
-    cfgs = configs()
-    for c in cfgs:
-        c.sampler = replace(c.sampler, margin_weight=0.2, margin=3)
-    population = TrainerPopulation(cfgs, synthetic)
-    population.train()
-    for k, cfg in enumerate(cfgs):
-        lone = build_trainer(cfg, data=synthetic)
-        lone.train()
-        assert all(torch.equal(a, b) for a, b in zip(weights(population.chain_model(k)),
-                                                      weights(lone.model)))
