@@ -69,7 +69,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: Sequence[str], cwd: Path, timeout: float = 120, *,
+def run_cli(args: Sequence[str], cwd: Path, timeout: float = 600, *,
             command: str = "mcmc-train", env: dict[str, str] | None = None) -> CliResult:
     """Run ``mcmc-train *args`` (or ``command``) in ``cwd``, with ``env`` added to the
     environment, and capture everything."""
@@ -82,7 +82,7 @@ def run_cli(args: Sequence[str], cwd: Path, timeout: float = 120, *,
 
 
 def run_many(jobs: Sequence[tuple[Sequence[str], Path]], workers: int = 2,
-             timeout: float = 120) -> list[CliResult]:
+             timeout: float = 600) -> list[CliResult]:
     """Run independent ``(args, cwd)`` jobs, ``workers`` at a time; results in job order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda job: run_cli(*job, timeout=timeout), jobs))

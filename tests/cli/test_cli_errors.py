@@ -66,7 +66,7 @@ def bad_runs(tmp_path_factory, cli_many):
     cases["mnist-offline"] = ["dataset=mnist", f"dataset.root={empty}", "dataset.download=false"]
     cases["mnist-download-fails"] = ["dataset=mnist", f"dataset.root={empty}"]
     names = list(cases)
-    results = cli_many([(cases[n], root / re.sub(r"\W", "_", n)) for n in names], timeout=90)
+    results = cli_many([(cases[n], root / re.sub(r"\W", "_", n)) for n in names], timeout=600)
     return dict(zip(names, results, strict=True)) | {"empty": empty}
 
 

@@ -164,7 +164,7 @@ def _run(name: str, case: Case, root: Path) -> Outcome:
         case.setup(root)
     start = time.perf_counter()
     proc = subprocess.run([*_script(case.script), *case.args(root)], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     return Outcome(case, root, cwd, proc.returncode, proc.stdout, proc.stderr,
                    time.perf_counter() - start)
 

@@ -26,7 +26,7 @@ def test_a_stop_signal_ends_a_run_with_one_line_and_its_status(cli_popen, tmp_pa
             assert proc.poll() is None, err.read_text()
             time.sleep(0.1)
         proc.send_signal(signum)
-        code = proc.wait(timeout=120)
+        code = proc.wait(timeout=600)
     finally:
         proc.kill()
     output = out.read_text() + err.read_text()
@@ -76,7 +76,7 @@ def test_a_stop_signal_during_a_store_write_waits_for_it_and_closes_the_run(cli_
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         db.execute("ROLLBACK")
-        code = proc.wait(timeout=120)
+        code = proc.wait(timeout=600)
     finally:
         proc.kill()
     output = out.read_text() + err.read_text()

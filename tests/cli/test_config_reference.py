@@ -21,7 +21,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 @pytest.fixture(scope="module")
 def generated() -> str:
     proc = subprocess.run([sys.executable, "-m", "sweeps.cli.reference"], capture_output=True,
-                          text=True, timeout=120, check=True)
+                          text=True, timeout=600, check=True)
     return proc.stdout
 
 

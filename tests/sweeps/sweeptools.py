@@ -126,7 +126,7 @@ class Sweep:
         return ["-m", "hparams_search=default", *base, f"hydra.sweeper.output_dir={self.out}",
                 f"tracking.uri={self.uri}", *extra]
 
-    def run(self, args: Sequence[str], timeout: float = 150,
+    def run(self, args: Sequence[str], timeout: float = 900,
             program: str = "mcmc-sweep") -> Result:
         """Run ``mcmc-sweep *args`` (or ``program``) to its end."""
         start = time.perf_counter()
@@ -201,7 +201,7 @@ class Launch:
     def signal_group(self, signum: int) -> None:
         os.killpg(self.proc.pid, signum)
 
-    def wait(self, timeout: float = 120) -> Result:
+    def wait(self, timeout: float = 600) -> Result:
         start = time.perf_counter()
         try:
             code = self.proc.wait(timeout=timeout)
@@ -225,16 +225,16 @@ class Launch:
     def study_name(self) -> str:
         """The study's name, from the line the sweep prints when it starts (waits up to 90 s)."""
         return wait_for(lambda: (m := STUDY_LINE.search(self.stdout_path.read_text())) and
-                        m.group(1), 90, "the study line", self)
+                        m.group(1), 600, "the study line", self)
 
     def kill_and_reap(self, study: Any) -> list[Any]:
         """``kill -9`` the sweep's process group and wait until its workers are gone; returns
         ``study``'s trials as the kill left them."""
         self.signal_group(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        self.proc.wait(timeout=120)
         trials = study.get_trials()
         workers = {t.user_attrs["pid"] for t in trials if "pid" in t.user_attrs}
-        wait_for(lambda: not any(pid_alive(p) for p in workers), 30, "the workers to be gone")
+        wait_for(lambda: not any(pid_alive(p) for p in workers), 300, "the workers to be gone")
         return trials
 
 
@@ -380,7 +380,7 @@ def wait_mid_trial(s: Sweep, study: Any, launch: Launch) -> None:
         return any(1 <= epoch <= LONG_EPOCHS - 3 and key in running
                    for key, epoch in s.checkpoint_epochs().items())
 
-    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
+    wait_for(mid_trial, 600, "a RUNNING trial with a checkpoint", launch)
 
 
 def kill_mid_trial(s: Sweep, args: Sequence[str], rerun_args: Sequence[str],

@@ -169,7 +169,7 @@ def test_launchers_creating_one_new_mlflow_store_together(tmp_path: Path) -> Non
     uri = f"sqlite:///{tmp_path / 'shared' / 'mlflow.db'}"
     procs = [subprocess.Popen([sys.executable, "-c", ENSURE, uri], stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     assert [code for code, _ in results] == [0, 0], results
     assert _complete(tmp_path / "shared" / "mlflow.db")
     _logs_a_run(uri)

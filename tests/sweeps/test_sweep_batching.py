@@ -183,7 +183,7 @@ def test_several_workers_on_a_gpu_without_cuda_is_one_clear_line(tmp_path) -> No
     proc = subprocess.run([sys.executable, "-m", "sweeps.cli.sweep_app", "device=cuda",
                            "hydra.sweeper.n_jobs=4", "hydra.sweeper.gpus=[0]",
                            "hydra.sweeper.dry_run=true"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert proc.stdout.strip().splitlines() + proc.stderr.strip().splitlines() == [
         "error: device=cuda: no CUDA GPU is visible; use device=cpu or device=auto"]

@@ -49,9 +49,9 @@ def disk(new_sweep, tmp_path_factory) -> SimpleNamespace:
         import optuna
 
         study = optuna.load_study(study_name=name, storage=storage)
-        wait_for(lambda: finished(study.get_trials()), 180, "a finished trial", launch)
+        wait_for(lambda: finished(study.get_trials()), 600, "a finished trial", launch)
         _fill(mount)
-        first = launch.wait(timeout=300)
+        first = launch.wait(timeout=600)
         leftovers = sorted(str(p.relative_to(out)) for p in out.rglob(".*.tmp"))
         report = {p.name: p.read_bytes() for p in (out / "report").glob("*") if p.is_file()}
         (mount / "filler").unlink()

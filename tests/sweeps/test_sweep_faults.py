@@ -33,18 +33,18 @@ def _stop(launch, study_of, s, moment: str, rng: random.Random, signum: int) -> 
         study = study_of(name)
         if moment == "mid_trial":
             wait_for(lambda: any(1 <= e < EPOCHS for e in s.checkpoint_epochs().values()) and
-                     study.get_trials(states=(TrialState.RUNNING,)), 120, "a checkpoint",
+                     study.get_trials(states=(TrialState.RUNNING,)), 600, "a checkpoint",
                      launch)
         elif moment == "report":  # the last trial told: the parent writes the report now
             wait_for(lambda: len(finished(study.get_trials())) >= N_TRIALS
-                     or launch.proc.poll() is not None, 180, "the last trial")
+                     or launch.proc.poll() is not None, 600, "the last trial")
         else:
             time.sleep(rng.uniform(0.0, 8.0))
     at = {"epochs": s.checkpoint_epochs(), "ms": int(time.time() * 1000), "moment": moment}
     if launch.proc.poll() is None:
         launch.signal_group(signum)
         try:
-            launch.proc.wait(timeout=30 if signum == signal.SIGKILL else 90)
+            launch.proc.wait(timeout=120 if signum == signal.SIGKILL else 600)
         except Exception:  # a SIGINT'd launch that hangs fails the test below
             launch.kill()
             raise AssertionError(f"{signal.Signals(signum).name} did not stop the sweep")
@@ -54,7 +54,7 @@ def _stop(launch, study_of, s, moment: str, rng: random.Random, signum: int) -> 
                 if "pid" in t.user_attrs}
     except AssertionError:  # killed before it printed the study line
         pass
-    wait_for(lambda: not any(pid_alive(p) for p in pids), 30, "the workers to be gone")
+    wait_for(lambda: not any(pid_alive(p) for p in pids), 300, "the workers to be gone")
     at["output"] = launch.output()
     return at
 
@@ -93,7 +93,7 @@ def stopped(request, new_sweep):
         rng = random.Random(1234 + signum)
         stops = [_stop(s.start(args), s.study, s, moment, rng, signum)
                  for moment in ["store_creation", "mid_trial", "random", "report"]]
-    final = s.run(args, timeout=300).ok()
+    final = s.run(args, timeout=900).ok()
     name = final.study_name
     return SimpleNamespace(s=s, name=name, stops=stops, final=final,
                            trials=s.study(name).get_trials(), runs=s.runs(name))

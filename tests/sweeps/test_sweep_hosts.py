@@ -71,7 +71,7 @@ class Host:
                 cwd=root, env={**env(), "NO_PROXY": "127.0.0.1,localhost"}, stdout=out,
                 stderr=err, start_new_session=True)
 
-    def wait(self, timeout: float = 240) -> int:
+    def wait(self, timeout: float = 900) -> int:
         return self.proc.wait(timeout=timeout)
 
     def kill(self) -> None:
@@ -146,7 +146,7 @@ def test_the_other_host_finishes_a_dead_hosts_trials(fresh_database, mlflow_serv
         return any(t.user_attrs.get("host") == "host-doomed"
                    for t in study.get_trials(states=(TrialState.RUNNING,)))
 
-    wait_for(doomed_is_running, 120, "a RUNNING trial on host-doomed")
+    wait_for(doomed_is_running, 600, "a RUNNING trial on host-doomed")
     killed_at = time.monotonic()
     doomed.kill()
     assert survivor.wait() == 0, survivor.output()[-4000:]

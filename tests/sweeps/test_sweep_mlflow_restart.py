@@ -29,7 +29,7 @@ def restarted(new_sweep, tmp_path_factory) -> SimpleNamespace:
     launch = s.start(args, program="mcmc-train")
     try:
         study = s.study(launch.study_name())
-        wait_for(lambda: finished(study.get_trials()), 180, "a finished trial", launch)
+        wait_for(lambda: finished(study.get_trials()), 600, "a finished trial", launch)
         server.stop()  # the server goes away while trials run
         down_at = time.monotonic()
         time.sleep(OUTAGE_SECONDS)

@@ -105,9 +105,9 @@ def restarted(postgres, new_sweep):
         # The test's own reads reconnect after the restart (pool_pre_ping), as the sweep's do.
         storage = optuna.storages.RDBStorage(postgres, engine_kwargs={"pool_pre_ping": True})
         study = optuna.load_study(study_name=wait_for(
-            lambda: name in optuna.get_all_study_names(storage) and name, 120, "the study",
+            lambda: name in optuna.get_all_study_names(storage) and name, 600, "the study",
             launch), storage=storage)
-        wait_for(lambda: finished(study.get_trials()), 180, "a finished trial", launch)
+        wait_for(lambda: finished(study.get_trials()), 600, "a finished trial", launch)
         subprocess.run([*cluster, "stop", "-m", "fast"], check=True, capture_output=True)
         time.sleep(10)
         subprocess.run([*cluster, "start"], check=True, capture_output=True)

@@ -290,7 +290,7 @@ def test_best_command_reruns_the_best_trial_exactly(sweep, tmp_path) -> None:
     assert "checkpoint_dir" not in written["trainer"] and "tracking" not in written
     script = Path(sys.executable).parent / "mcmc-train"
     done = subprocess.run([str(script), *args[1:]], cwd=tmp_path, env=env(), text=True,
-                          capture_output=True, timeout=120)
+                          capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"val_accuracy={top.value:.4f}" in done.stdout.splitlines()[-1]
     from mlflow import MlflowClient

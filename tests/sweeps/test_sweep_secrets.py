@@ -54,7 +54,7 @@ def in_text(text: str) -> bool:
     return any(n in text.encode() for n in needles())
 
 
-def run(script: str, args: list[str], cwd: Path, timeout: float = 150) -> Result:
+def run(script: str, args: list[str], cwd: Path, timeout: float = 900) -> Result:
     """``<script> *args`` (the console script next to this interpreter) to its end."""
     cwd.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([str(Path(sys.executable).parent / script), *args], cwd=cwd,

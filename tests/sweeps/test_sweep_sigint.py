@@ -38,9 +38,9 @@ def stopped(new_sweep):
                 pass
         return False
 
-    wait_for(mid_trial, 120, "a RUNNING trial with a checkpoint", launch)
+    wait_for(mid_trial, 600, "a RUNNING trial with a checkpoint", launch)
     launch.signal_group(signal.SIGINT)
-    first = launch.wait(timeout=60)
+    first = launch.wait(timeout=600)
     after = study.get_trials()
     runs_after = s.runs(name)
     rerun = s.run(args)

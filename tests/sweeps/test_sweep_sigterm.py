@@ -45,9 +45,9 @@ def stop_mid_trial(s, signum: int, group: bool) -> SimpleNamespace:
     else:
         os.kill(launch.proc.pid, signum)
     at_signal = s.checkpoint_epochs()  # read after the signal: no epoch ends in between
-    first = launch.wait(timeout=120)
+    first = launch.wait(timeout=600)
     # Every worker process ends with the launcher: none is left behind as an orphan.
-    wait_for(lambda: not any(pid_alive(p) for p in workers), 60, "the workers to be gone")
+    wait_for(lambda: not any(pid_alive(p) for p in workers), 300, "the workers to be gone")
     after, at_exit, runs_after = study.get_trials(), s.checkpoint_epochs(), s.runs(name)
     rerun = s.run(args, program="mcmc-train")
     return SimpleNamespace(s=s, name=name, first=first, after=after, at_signal=at_signal,

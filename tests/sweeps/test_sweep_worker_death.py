@@ -27,11 +27,11 @@ def test_a_killed_worker_is_replaced_and_the_sweep_finishes(new_sweep) -> None:
         running = study.get_trials(states=(TrialState.RUNNING,))
         return next((t for t in running if 1 <= epochs.get(t.number, 0) < EPOCHS), None)
 
-    victim = wait_for(checkpointed_trial, 120, "a RUNNING trial with a checkpoint", launch)
+    victim = wait_for(checkpointed_trial, 600, "a RUNNING trial with a checkpoint", launch)
     others = [t for t in study.get_trials(states=(TrialState.RUNNING,))
               if t.number != victim.number]
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
-    result = launch.wait(timeout=240)
+    result = launch.wait(timeout=900)
 
     assert result.returncode == 0, result.describe()
     assert "died" in result.stdout and "starting a new worker" in result.stdout, result.stdout
