@@ -72,7 +72,7 @@ def test_a_stop_signal_during_a_store_write_waits_for_it_and_closes_the_run(cli_
         while not (ckpt / "last.pt").exists():  # epoch 1 checkpointed: its metrics come next
             assert proc.poll() is None, err.read_text()
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(2.0)  # a few lines of Python to the write, which then waits on the lock
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         db.execute("ROLLBACK")
