@@ -4,13 +4,15 @@
 inside a SQLite statement of MLflow's store, it leaves that statement open, holding the file's lock,
 for as long as its traceback lives; the run's closing write then waits on it and fails with
 "database is locked". Inside :func:`shielded` the signal is held until the write ends and is raised
-then; a second signal meanwhile ends the process at once (a write that hangs).
+then; a second signal meanwhile ends the process at once (a write that hangs). Only the main
+thread's writes are shielded: Python runs signal handlers there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -39,6 +41,9 @@ def stop_held() -> bool:
 @contextlib.contextmanager
 def _shield() -> Iterator[None]:
     global _depth, _held
+    if threading.current_thread() is not threading.main_thread():  # signals stop the main one
+        yield
+        return
     _depth += 1
     try:
         yield
