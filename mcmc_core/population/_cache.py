@@ -110,7 +110,8 @@ class ChainCache:
         self.net, self.energy_set = net, energy_set
         self.sync_free = net.device.type != "cpu" if sync_free is None else bool(sync_free)
         self._ws = Workspace()
-        self._rows: list[tuple[int, Tensor, Tensor, Tensor]] = []
+        # (layer, rows, old rows, new rows, first entry of each row or None) of the changed rows.
+        self._rows: list[tuple[int, Tensor, Tensor, Tensor, Tensor | None]] = []
         self._dense: list[tuple[int, Tensor]] = []
         self._flips: list[tuple[int, Tensor, Tensor]] = []
         self._candidate: Tensor | None = None
@@ -174,18 +175,15 @@ class ChainCache:
         """The factor of the margin sums in the energy: ``margin_weight / (out_0 * N)``."""
         return self.margin_weight / (self.pre[0].shape[1] * self.pre[0].shape[2])
 
-    def _margin_change(self, rows: Tensor, old_z: Tensor, new_z: Tensor) -> Tensor:
-        """How the margin sums ``[K']`` change when the rows ``rows`` ``[K', M]`` of ``Z_0``
-        go from ``old_z`` to ``new_z`` (``[K', M, N]``; entries of a chain that hit the same row
-        hold its total, so each row counts once)."""
+    def _margin_change(self, old_z: Tensor, new_z: Tensor, first: Tensor | None) -> Tensor:
+        """How the margin sums ``[K']`` change when rows of ``Z_0`` go from ``old_z`` to
+        ``new_z`` (``[K', M, N]``; entries of a chain that hit the same row hold its total, so
+        only its ``first`` entry counts, :meth:`_aggregate`'s mask)."""
         hinge = (self.margin - new_z.abs()).clamp_(min=0)
         hinge -= (self.margin - old_z.abs()).clamp_(min=0)
         change = hinge.sum(2, dtype=torch.float64)
-        m = rows.shape[1]
-        if m > 1:
-            same = rows.unsqueeze(2) == rows.unsqueeze(1)
-            later = torch.ones(m, m, dtype=torch.bool, device=rows.device).tril_(-1)
-            change.mul_(~(same & later).any(2))
+        if first is not None:
+            change.mul_(first)
         return change.sum(1)
 
     def keep(self, index: Tensor) -> None:
@@ -268,9 +266,9 @@ class ChainCache:
         if self.margin_sums is None or not flips:  # no term, or the current energies
             return loss
         sums = self.margin_sums[self._part]
-        for i, rows, old_z, new_z in self._rows:  # Z_0 changes on its flipped rows only
+        for i, _, old_z, new_z, first in self._rows:  # Z_0 changes on its flipped rows only
             if i == 0:
-                sums = sums + self._margin_change(rows, old_z, new_z)
+                sums = sums + self._margin_change(old_z, new_z, first)
         self._candidate_margin = sums
         self._candidate = loss + sums * self.margin_scale()
         return self._candidate
@@ -323,7 +321,7 @@ class ChainCache:
                     columns.mul_(first.unsqueeze(1))
                 d = sign_into(new_z, ws("d", (k, m, n), z))
                 d.sub_(sign_into(old_z, delta))  # delta is spent
-                self._rows.append((i, f.row, old_z, new_z))
+                self._rows.append((i, f.row, old_z, new_z, first))
                 up = ("rows", f.row, columns, d)
                 continue
             if up is None and not self._shift:
@@ -467,7 +465,7 @@ class ChainCache:
         part, k = self._part, len(accepted)
         sel = accepted.nonzero().squeeze(1)
         if len(sel):
-            for i, rows, _, new_z in self._rows:
+            for i, rows, _, new_z, _ in self._rows:
                 n = new_z.shape[-1]
                 values = self._gather_rows("commit_rows", new_z.view(k, -1), sel)
                 self.pre[i].view(-1, n).index_copy_(0, rows.index_select(0, sel).view(-1),
@@ -492,7 +490,7 @@ class ChainCache:
         the same values, so writing them all is well defined."""
         part = self._part
         keep = accepted.view(-1, 1, 1)
-        for i, rows, old_z, new_z in self._rows:
+        for i, rows, old_z, new_z, _ in self._rows:
             n = new_z.shape[-1]
             values = torch.where(keep, new_z, old_z,
                                  out=self._ws("commit_rows", new_z.shape, new_z))

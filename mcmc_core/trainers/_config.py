@@ -27,8 +27,8 @@ class TrainerConfig:
         batch_size: mini-batch size of ``ste``.
         verbose: print one line per epoch.
         threads: torch's CPU threads while training; null = one per chain for the incremental
-            kernel on the CPU (its ops are small: a second thread gains ~10 % on an idle machine
-            and costs up to 10x on a loaded one), else torch's setting.
+            kernel on the CPU (its ops are small: a second thread gains 0-12 % on an idle
+            machine and cost 6.8x beside other work, benchmarks/README.md), else torch's setting.
     """
 
     name: str = "mcmc"
