@@ -140,10 +140,6 @@ class TrainerMCMC(BaseTrainer):
         chains = [{"params": binary_parameters(m), "temperature": t, "seed": s}
                   for m, t, s in zip(self.models, self._ladder, seeds.chains)]
         #: The sampler of the replicas (param group ``k``: replica ``k``, coldest first).
-        if sampler.margin_weight > 0 and not sampler.incremental:
-            raise_if_any([violation("sampler.margin_weight", sampler.margin_weight,
-                                    "0 (off) with sampler.incremental=false: the margin term "
-                                    "needs the incremental kernel")])
         try:
             self.engine = ChainSampler(
                 chains, flip_ratio=sampler.flip_ratio, models=self.models,
@@ -154,8 +150,9 @@ class TrainerMCMC(BaseTrainer):
         except ValueError as err:  # a margin term where the forward kernel runs
             if sampler.margin_weight == 0:
                 raise
-            raise_if_any([violation("sampler.margin_weight", sampler.margin_weight,
-                                    f"0 (off): {err}")])
+            why = ("0 (off) with sampler.incremental=false: the margin term needs the "
+                   "incremental kernel" if not sampler.incremental else f"0 (off): {err}")
+            raise_if_any([violation("sampler.margin_weight", sampler.margin_weight, why)])
         self.energy = self.engine.energy
         #: Why the replicas are not a batched population (None when they are).
         self.engine_reason = (self.engine.kernel_reason if sampler.incremental
