@@ -90,7 +90,8 @@ def build_trainer(
     ``cfg.dataset``), build the binary model and return its trainer."""
     cfg.validate()
     data = data if data is not None else load_dataset(cfg.dataset)
-    model = build_model(cfg.model, data.input_shape, data.n_classes, seed=cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.n_classes, seed=cfg.seed,
+                        inputs=data.train.inputs)
     common: dict[str, Any] = dict(data=data, trainer=cfg.trainer, seed=cfg.seed, device=cfg.device,
                                   callbacks=callbacks or [], config=config)
     if cfg.trainer.name == "ste":

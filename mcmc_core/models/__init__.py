@@ -8,14 +8,18 @@ from mcmc_core.models._build import build_model
 from mcmc_core.models._cnn import SmallCNN
 from mcmc_core.models._config import MODEL_NAMES
 from mcmc_core.models._config import ModelConfig
+from mcmc_core.models._init import INITS
+from mcmc_core.models._init import data_weights
 from mcmc_core.models._mlp import MLP
 
 __all__ = [
+    "INITS",
     "MLP",
     "MODEL_NAMES",
     "ModelConfig",
     "ModelMismatchError",
     "SmallCNN",
     "build_model",
+    "data_weights",
     "fit_model",
 ]

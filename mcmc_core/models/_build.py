@@ -7,12 +7,14 @@ from collections.abc import Callable
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 from torch import nn
 
 from mcmc_core._validation import raise_if_any
 from mcmc_core.layers import binarize_model
 from mcmc_core.models._cnn import SmallCNN
 from mcmc_core.models._config import ModelConfig
+from mcmc_core.models._init import init_from_data_
 from mcmc_core.models._mlp import MLP
 from mcmc_core.models._torchvision import alexnet
 from mcmc_core.models._torchvision import resnet18
@@ -31,13 +33,14 @@ _BUILDERS: dict[str, _FloatBuilder] = {
 
 
 def build_model(cfg: ModelConfig, input_shape: Sequence[int], n_classes: int, *,
-                seed: int = 0) -> nn.Module:
+                seed: int = 0, inputs: Tensor | None = None) -> nn.Module:
     """Build the binary network described by ``cfg`` for the given data.
 
     The float model is built (on CPU, in training mode) and passed through
     :func:`mcmc_core.layers.binarize_model` with ``cfg.keep_activations`` and
     ``cfg.output_scale``. Its random initialization, hence its ±1 weights, depends only on
-    ``seed``: the global RNG state is left as it was.
+    ``seed`` (and with ``cfg.init="data"`` on the training ``inputs``): the global RNG state
+    is left as it was.
 
     Example:
         >>> import torch
@@ -51,6 +54,8 @@ def build_model(cfg: ModelConfig, input_shape: Sequence[int], n_classes: int, *,
         input_shape: ``(channels, height, width)`` of one input.
         n_classes: Number of output logits.
         seed: Seed of the weight initialization. (default: 0)
+        inputs: the training inputs, needed by ``cfg.init="data"``
+            (:func:`~mcmc_core.models.data_weights`).
 
     Returns:
         The binarized model (e.g. an ``MLP`` or a torchvision ``AlexNet``).
@@ -66,5 +71,10 @@ def build_model(cfg: ModelConfig, input_shape: Sequence[int], n_classes: int, *,
         # Only the CPU generator: torch.manual_seed would also reseed (and not restore) CUDA's.
         torch.default_generator.manual_seed(seed)
         model = _BUILDERS[cfg.name](cfg, shape, int(n_classes))  # type: ignore[arg-type]
-    return binarize_model(model, keep_activations=cfg.keep_activations,
-                          output_scale=cfg.output_scale)
+    model = binarize_model(model, keep_activations=cfg.keep_activations,
+                           output_scale=cfg.output_scale)
+    if cfg.init == "data":
+        if inputs is None:
+            raise ValueError("model.init=data needs the training inputs: pass inputs=.")
+        init_from_data_(model, inputs, seed)
+    return model

@@ -63,11 +63,14 @@ class StackedMLP:
     @classmethod
     def build(cls, input_shape: Sequence[int], hidden: Sequence[int], n_classes: int,
               seeds: Sequence[int], *, output_scale: float = OUTPUT_SCALE,
-              device: torch.device | str = "cpu") -> StackedMLP:
+              device: torch.device | str = "cpu", init: str = "random",
+              inputs: Tensor | None = None) -> StackedMLP:
         """Chain ``k`` gets the weights of ``build_model(ModelConfig("mlp", hidden,
-        output_scale=output_scale), input_shape, n_classes, seed=seeds[k])``."""
-        cfg = ModelConfig(name="mlp", hidden=list(hidden), output_scale=output_scale)
-        models = [build_model(cfg, input_shape, n_classes, seed=int(s)) for s in seeds]
+        output_scale=output_scale, init=init), input_shape, n_classes, seed=seeds[k],
+        inputs=inputs)``."""
+        cfg = ModelConfig(name="mlp", hidden=list(hidden), output_scale=output_scale, init=init)
+        models = [build_model(cfg, input_shape, n_classes, seed=int(s), inputs=inputs)
+                  for s in seeds]
         return cls.from_models(models, input_shape, device=device)
 
     @classmethod

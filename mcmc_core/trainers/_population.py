@@ -125,9 +125,9 @@ class TrainerPopulation(BaseTrainer):
         if not cfgs:
             raise ValueError("a population needs at least one chain's config.")
         errors = list(dict.fromkeys(e for c in cfgs for e in population_errors(c)))
-        if len({(tuple(c.model.hidden), c.model.output_scale) for c in cfgs}) > 1:
-            errors.append("model.hidden and model.output_scale must be equal for every chain "
-                          "of a population")
+        if len({(tuple(c.model.hidden), c.model.output_scale, c.model.init) for c in cfgs}) > 1:
+            errors.append("model.hidden, model.output_scale and model.init must be equal for "
+                          "every chain of a population")
         if cfgs[0].sampler.energy_samples is not None and len({c.seed for c in cfgs}) > 1:
             errors.append("sampler.energy_samples must be null when the chains' seeds differ: "
                           "they share the energy subset of the first chain's seed")
@@ -142,7 +142,8 @@ class TrainerPopulation(BaseTrainer):
         # finite for build()'s check of the stacked layers, then stacked at the chains' own
         # scale (a huge one makes the chains diverge, as a lone trainer's does).
         self.net = StackedMLP.build(data.train.inputs.shape[1:], cfg.model.hidden,
-                                    data.n_classes, [c.seed for c in cfgs], device=self.device)
+                                    data.n_classes, [c.seed for c in cfgs], device=self.device,
+                                    init=cfg.model.init, inputs=data.train.inputs)
         # The energy subset a lone trainer's chain gets.
         self.energy_set = EnergySet(data.train, samples=cfg.sampler.energy_samples,
                                     seed=RunSeeds.of(cfg.seed).energy, device=self.device)

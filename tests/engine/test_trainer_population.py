@@ -55,12 +55,15 @@ def weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [w.detach().cpu() for w in model.state_dict().values()]
 
 
-@pytest.mark.parametrize("margin_weight", [0.0, 0.2])  # with the hidden-margin term too
-def test_each_chain_is_its_lone_trainers_chain(synthetic: DataSplits,
-                                               margin_weight: float) -> None:
+# With the hidden-margin term too, and with start weights from the data.
+@pytest.mark.parametrize(("margin_weight", "init"), [(0.0, "random"), (0.2, "random"),
+                                                     (0.0, "data")])
+def test_each_chain_is_its_lone_trainers_chain(synthetic: DataSplits, margin_weight: float,
+                                               init: str) -> None:
     cfgs = configs()
     for c in cfgs:
         c.sampler = replace(c.sampler, margin_weight=margin_weight, margin=3)
+        c.model.init = init
     population = TrainerPopulation(cfgs, synthetic)
     population.train()
     for k, cfg in enumerate(cfgs):
@@ -198,7 +201,7 @@ def test_configs_a_population_cannot_train_are_refused_one_line_each(
     assert str(cnn_error.value).splitlines() == [
         "model.name='cnn' is not allowed: expected mlp in a population",
         "sampler.energy='minibatch' is not allowed: expected full in a population"]
-    with pytest.raises(ConfigError, match="model.hidden and model.output_scale must be equal"):
+    with pytest.raises(ConfigError, match="model.hidden, model.output_scale and model.init must be equal"):
         TrainerPopulation(wide, synthetic)
     # One energy subset for all (the first chain's seed's): a chain of another seed would not
     # be its lone trainer's chain.

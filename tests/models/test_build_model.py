@@ -53,6 +53,9 @@ def test_build_model_applies_output_scale() -> None:
     ({"hidden": [8, 0]}, "model.hidden"),
     ({"channels": []}, "model.channels"),
     ({"output_scale": 0.0}, "model.output_scale"),
+    ({"init": "zeros"}, "model.init"),
+    ({"init": "data"}, "model.init"),  # no hidden layer
+    ({"name": "cnn", "init": "data"}, "model.init"),
 ])
 def test_build_model_rejects_invalid_config(overrides: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
