@@ -297,3 +297,40 @@ def test_a_service_problem_names_the_sweepers_key(new_sweep) -> None:
     assert result.error_lines[0].startswith(f"error: hydra.sweeper.storage=sqlite:///{s.root}"
                                             "/a-file/x.db: ")
     assert not s.out.exists()
+
+
+def _write_mnist_like(folder: Path, n: int = 300) -> None:
+    """``t10k-images-idx3-ubyte`` / ``t10k-labels-idx1-ubyte`` of ``n`` random 28x28 digits."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for name, array in [("t10k-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28))),
+                        ("t10k-labels-idx1-ubyte", rng.integers(0, 10, n))]:
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+            int(d).to_bytes(4, "big") for d in array.shape)
+        (folder / name).write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_the_mnist_sweep_tunes_the_784_256_10_chain(new_sweep) -> None:
+    """``hparams_search=mnist_mlp`` on IDX files: the fully binary 784-256-10 net started from
+    the data with the margin term, its four searched values within their bounds."""
+    s = new_sweep("mnist-mlp")
+    _write_mnist_like(s.root / "mnist")
+    result = s.run(["-m", "hparams_search=mnist_mlp", f"dataset.root={s.root / 'mnist'}",
+                    "device=cpu", "trainer.epochs=2", "trainer.steps_per_epoch=5",
+                    "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",
+                    f"hydra.sweeper.output_dir={s.out}", f"tracking.uri={s.uri}",
+                    f"hydra.sweep.dir={s.root / 'm'}"], program="mcmc-train").ok()
+    assert result.study_name == "mnist_mlp"
+    trials = s.study(result.study_name).get_trials()
+    assert len(finished(trials)) == 2, states(trials)
+    jobs = _job_folders(s.root / "m")
+    for t in finished(trials):
+        p = t.params
+        assert 2e-5 <= p["temperature"] <= 5e-4 and 0.99999 <= p["cooling_rate"] <= 0.999999
+        assert 0 <= p["margin_weight"] <= 0.2 and 0.4 <= p["output_scale"] <= 1.5
+        config = yaml.safe_load((jobs[t.number] / ".hydra" / "config.yaml").read_text())
+        assert config["model"]["hidden"] == [256] and config["model"]["init"] == "data"
+        assert config["dataset"]["name"] == "idx" and config["dataset"]["val_fraction"] == 0.1
+        assert config["sampler"]["margin_weight"] == p["margin_weight"]
