@@ -15,6 +15,7 @@ from mcmc_core.secrets import mask_error
 from sweeps.checks.disk import write_atomic
 from sweeps.report.best import EXPERIMENT_FILE, write_best
 from sweeps.report.plots import write_plots
+from sweeps.study.space import format_value
 from sweeps.study.trials import count_trials
 from sweeps.sweeper.settings import PARAMS
 from sweeps.workers.trial_context import ATTR_CONFIG, SYSTEM_CONFIG
@@ -137,9 +138,5 @@ def format_best(summary: dict[str, Any], metric: str) -> str:
     best = summary["best"]
     if best is None:
         return "no complete trial yet"
-    params = ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items())
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())
     return f"best: trial {best['number']} {metric}={best['value']:.4f} ({params})"
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -20,12 +20,25 @@ from mcmc_core._validation import violation
 from sweeps.sweeper.config import ParamSpec
 from sweeps.sweeper.settings import PARAMS
 
-__all__ = ["GROUPS", "SearchSpace"]
+__all__ = ["GROUPS", "SearchSpace", "format_value"]
 
 #: Config groups a categorical entry may choose between (``key: model``).
 GROUPS = ("model", "dataset", "sampler", "schedule", "flip_schedule", "trainer")
 
 _PRIMITIVE = (type(None), bool, int, float, str)
+
+
+def format_value(value: Any) -> str:
+    """A trial's value as the console and the report show it: 4 significant digits, more
+    where 4 would show a float as a whole number it is not (a cooling rate of 0.999996 is not
+    ``1``)."""
+    if not isinstance(value, float):
+        return str(value)
+    for digits in range(4, 18):
+        shown = f"{value:.{digits}g}"
+        if value.is_integer() or not float(shown).is_integer():
+            return shown
+    return repr(value)
 
 
 def _encode(choice: Any) -> Any:

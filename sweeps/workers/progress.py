@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from sweeps.study.space import format_value
 from sweeps.study.trials import ATTR_DUPLICATE, ATTR_ERROR, count_trials
 
 __all__ = ["SweepProgress", "format_duration", "format_trial"]
@@ -30,8 +31,7 @@ def format_trial(t: FrozenTrial, metric: str) -> str:
     """``trial 7 COMPLETE val_accuracy=0.9167 test_accuracy=0.9100 at epoch 3 (temperature=...)``:
     the value and the test accuracy of one epoch, the best (by validation accuracy, whose
     weights the trainer keeps)."""
-    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in t.params.items())
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in t.params.items())
     if t.state == TrialState.COMPLETE:
         result = f"{metric}={t.value:.4f}"
         attrs = t.user_attrs

@@ -60,6 +60,17 @@ def test_a_complete_trial_line_pairs_the_best_epochs_scores() -> None:
         "test_accuracy=0.9100) (x=0.5)")
 
 
+def test_values_near_a_whole_number_keep_the_digits_that_tell_them_apart() -> None:
+    """A cooling rate of 0.999996 shows as such, not as ``1`` (4 significant digits)."""
+    dists = {"cooling_rate": FloatDistribution(0.99999, 0.999999),
+             "temperature": FloatDistribution(1e-5, 1e-3), "steps": FloatDistribution(1, 9)}
+    trial = create_trial(state=TrialState.FAIL, distributions=dists,
+                         params={"cooling_rate": 0.99999634, "temperature": 2.81734e-05,
+                                 "steps": 3.0})
+    assert format_trial(trial, "val_accuracy").endswith(
+        "(cooling_rate=0.999996, temperature=2.817e-05, steps=3)")
+
+
 def test_status_lines_say_elapsed_counts_best_and_eta(capsys) -> None:
     """Without a terminal, a status line every ``status_every`` seconds; an ETA once this launch
     has finished a trial; no ``nan`` before the first result."""
