@@ -1,4 +1,4 @@
-"""Data-dependent start weights: a binary MLP's first hidden layer drawn from its training inputs."""
+"""Data-dependent start weights: a binary MLP's first hidden layer from its training inputs."""
 
 from __future__ import annotations
 
@@ -34,13 +34,17 @@ def data_weights(inputs: Tensor, out_features: int, seed: int) -> Tensor:
         x = x[torch.randperm(len(x), generator=gen)[:MAX_SAMPLES]]
     r = torch.randn(out_features, len(x), generator=gen, dtype=torch.float64)
     w = r @ (x - x.mean(0))
-    coin = torch.randint(0, 2, w.shape, generator=gen, dtype=torch.int64).to(torch.float64) * 2 - 1
+    coin = torch.randint(0, 2, w.shape, generator=gen).to(torch.float64) * 2 - 1
     return torch.where(w == 0, coin, w.sign()).to(torch.float32)
 
 
 def init_from_data_(model: nn.Module, inputs: Tensor, seed: int) -> nn.Module:
     """Set the first :class:`~mcmc_core.layers.BinaryLinear` of ``model`` (a binary MLP's first
-    hidden layer) to :func:`data_weights` of ``inputs`` and ``seed``, in place; return ``model``."""
+    hidden layer) to :func:`data_weights` of ``inputs`` and ``seed``, in place.
+
+    Returns:
+        ``model``.
+    """
     first = next((m for m in model.modules() if isinstance(m, BinaryLinear)), None)
     if first is None:
         raise ValueError("model has no BinaryLinear layer to start from the data.")
