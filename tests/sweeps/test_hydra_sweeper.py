@@ -299,24 +299,11 @@ def test_a_service_problem_names_the_sweepers_key(new_sweep) -> None:
     assert not s.out.exists()
 
 
-def _write_mnist_like(folder: Path, n: int = 300) -> None:
-    """``t10k-images-idx3-ubyte`` / ``t10k-labels-idx1-ubyte`` of ``n`` random 28x28 digits."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for name, array in [("t10k-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28))),
-                        ("t10k-labels-idx1-ubyte", rng.integers(0, 10, n))]:
-        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-            int(d).to_bytes(4, "big") for d in array.shape)
-        (folder / name).write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def test_the_mnist_sweep_tunes_the_784_256_10_chain(new_sweep) -> None:
+def test_the_mnist_sweep_tunes_the_784_256_10_chain(new_sweep, write_mnist_like) -> None:
     """``hparams_search=mnist_mlp`` on IDX files: the fully binary 784-256-10 net started from
     the data with the margin term, its four searched values within their bounds."""
     s = new_sweep("mnist-mlp")
-    _write_mnist_like(s.root / "mnist")
+    write_mnist_like(s.root / "mnist", {"t10k": 300}, shape=(28, 28))
     result = s.run(["-m", "hparams_search=mnist_mlp", f"dataset.root={s.root / 'mnist'}",
                     "device=cpu", "trainer.epochs=2", "trainer.steps_per_epoch=5",
                     "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",

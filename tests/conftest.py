@@ -1,4 +1,4 @@
-"""Fixtures of the data tests: an IDX writer independent of the reader under test."""
+"""Fixtures shared by the test folders: an IDX writer independent of the reader under test."""
 
 from __future__ import annotations
 
