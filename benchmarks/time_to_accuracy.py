@@ -106,7 +106,8 @@ def run_naive(overrides: list[str], budget: float, eval_every: float = 2.0) -> l
 
     cfg = OmegaConf.to_object(compose(config_name="train", overrides=overrides))
     data = load_dataset(cfg.dataset)
-    model = build_model(cfg.model, data.input_shape, data.n_classes, seed=cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.n_classes, seed=cfg.seed,
+                        inputs=data.train.inputs)
     criterion = torch.nn.CrossEntropyLoss()
     sampler = NaiveSampler(model, criterion, data.train.inputs, data.train.targets,
                            temperature=cfg.sampler.temperature, flip_ratio=cfg.sampler.flip_ratio,
