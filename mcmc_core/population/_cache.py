@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from mcmc_core.population._energy_set import EnergySet
+from mcmc_core.population._fused import FusedStep, available
 from mcmc_core.population._proposal import LayerFlips
 from mcmc_core.population._weights import StackedMLP
 
@@ -99,11 +100,24 @@ class ChainCache:
             a net without a hidden layer has no term (default: 0).
         margin: the pre-activation magnitude (an integer) below which a unit is penalised
             (default: 20).
+        kernel: ``"fused"``, the compiled kernel of :mod:`._fused` (numba, CPU, MLPs with at
+            most one hidden layer, ``proposal="layer"``; other steps take the tensor path),
+            ``"torch"``, tensor operations only, or ``"auto"``: fused wherever it applies.
+            Both give the same bits (default: ``"auto"``).
     """
+
+    KERNELS = ("auto", "fused", "torch")
 
     def __init__(self, net: StackedMLP, energy_set: EnergySet,
                  sync_free: bool | None = None, *, margin_weight: float = 0.0,
-                 margin: int = 20) -> None:
+                 margin: int = 20, kernel: str = "auto") -> None:
+        if kernel not in self.KERNELS:
+            raise ValueError(f"kernel={kernel!r} is not allowed: expected one of "
+                             f"{', '.join(self.KERNELS)}.")
+        if kernel == "fused" and not available():
+            raise ValueError("kernel='fused' needs numba (pip install numba), which is not "
+                             "installed; use kernel='auto' or 'torch'.")
+        self.kernel = kernel
         if net.widths[0] != energy_set.inputs_t.shape[0]:
             raise ValueError(f"the net takes {net.widths[0]} inputs, but the energy set has "
                              f"{energy_set.inputs_t.shape[0]} features.")
@@ -123,6 +137,11 @@ class ChainCache:
         self._candidate_margin: Tensor | None = None
         self.exp_last: Tensor | None = None
         self.picked: Tensor | None = None
+        #: Per-sample sums over the classes of ``exp_last``, ``[K, N]`` (fused kernel only).
+        self.partition: Tensor | None = None
+        self._fused: FusedStep | None = None
+        self._fused_pending = False
+        self._table: tuple[tuple[float, int], tuple[object, int]] | None = None
         self.rebuild()
 
     @torch.no_grad()
@@ -135,13 +154,24 @@ class ChainCache:
         #: Current energy of every chain, float64 ``[K]``.
         self.energies: Tensor
         if self._shift:
-            self.exp_last = self.picked = None
+            self.exp_last = self.picked = self.partition = None
             self.energies = energy_set.energies(self.pre[-1], net)
         else:
             #: ``exp(s Z_last)`` and ``sum_n Z_last[y_n, n]`` (what the energy is made of).
             self.exp_last = torch.mul(self.pre[-1], net.scale).exp_()
             self.picked = energy_set.picked(self.pre[-1], net.weights[-1].shape[2])
-            self.energies = self._energy(EnergySet.log_partition(self.exp_last), self.picked)
+            sums = EnergySet.class_sum(self.exp_last)
+            self.energies = self._energy(EnergySet.log_partition_of(sums), self.picked)
+        fused = (self.kernel != "torch" and not self.sync_free
+                 and FusedStep.supports(net, self._shift))
+        if self.kernel == "fused" and not fused:
+            raise ValueError(f"kernel='fused' covers binary MLPs on the CPU with at most one "
+                             f"hidden layer and small logits, stepped with host syncs, not "
+                             f"widths {net.widths} on {net.device.type} with sync_free="
+                             f"{self.sync_free}; use kernel='auto' or 'torch'.")
+        self._fused = FusedStep(self) if fused else None
+        self._fused_pending = False
+        self.partition = sums.contiguous() if fused else None
         #: Per chain, ``sum relu(margin - |Z_0|)``, float64 ``[K]`` (None without the term).
         self.margin_sums: Tensor | None = None
         if self.margin_weight > 0 and len(self.pre) > 1:
@@ -162,6 +192,22 @@ class ChainCache:
             yield self._ws
         finally:
             self._ws = saved
+
+    @property
+    def fused(self) -> bool:
+        """Whether steps of one layer run on the fused kernel."""
+        return self._fused is not None
+
+    def exp_table(self) -> tuple[object, int]:
+        """``(table, bound)``: ``table[z + bound] = exp(s z)`` for the integers ``|z| <= bound``
+        (the last fan-in), a float32 numpy array computed by the same tensor operations as
+        :attr:`exp_last`, so the same bits."""
+        key = (self.net.scale, self.net.weights[-1].shape[2])
+        if self._table is None or self._table[0] != key:
+            bound = key[1]
+            z = torch.arange(-bound, bound + 1, dtype=torch.float32)
+            self._table = key, (torch.mul(z, self.net.scale).exp_().numpy(), bound)
+        return self._table[1]
 
     def _energy(self, log_partition: Tensor, picked: Tensor) -> Tensor:
         """The energy from its two parts, as :meth:`EnergySet.energies` combines them."""
@@ -195,6 +241,8 @@ class ChainCache:
             self.exp_last, self.picked = self.exp_last[index], self.picked[index]
         if self.margin_sums is not None:
             self.margin_sums = self.margin_sums[index]
+        if self.partition is not None:
+            self.partition = self.partition[index]
         self._candidate = None
         self._last_rows = None
         self._ws.clear()
@@ -207,6 +255,8 @@ class ChainCache:
             tensors += [self.exp_last, self.picked]
         if self.margin_sums is not None:
             tensors.append(self.margin_sums)
+        if self.partition is not None:
+            tensors.append(self.partition)
         for t in tensors:
             t[pair] = t[swapped]
         self._candidate = None
@@ -262,6 +312,9 @@ class ChainCache:
         ``flips`` (``{layer: LayerFlips}``), for the chains ``part`` (default: all; the flips
         are those chains' rows). Nothing changes until :meth:`commit`."""
         self._candidate_margin = None
+        self._fused_pending = self._fused is not None and self._fused.handles(flips)
+        if self._fused_pending:
+            return self._propose_fused(flips, part)
         loss = self._propose_loss(flips, part)
         if self.margin_sums is None or not flips:  # no term, or the current energies
             return loss
@@ -272,6 +325,40 @@ class ChainCache:
         self._candidate_margin = sums
         self._candidate = loss + sums * self.margin_scale()
         return self._candidate
+
+    def _propose_fused(self, flips: Mapping[int, LayerFlips], part: slice | None) -> Tensor:
+        """:meth:`propose` by the fused kernel (:class:`FusedStep`)."""
+        assert self._fused is not None and self.picked is not None
+        self._rows, self._dense, self._flips, self._last_rows = [], [], [], None
+        self._lowrank_update = None
+        self._part = part = slice(0, len(self.net)) if part is None else part
+        sums, picked_change, margin_change = self._fused.propose(flips, part)
+        k, n = sums.shape
+        picked = self.picked[part] + picked_change
+        self._candidate_picked = picked
+        lse = EnergySet.log_partition_of(sums, self._ws("lse", (k, n), sums),
+                                         self._ws("lse64", (k, n), sums, torch.float64))
+        self._candidate = self._energy(lse, picked)
+        if self.margin_sums is not None:  # Z_0 changed on hidden flips only
+            margins = self.margin_sums[part]
+            if margin_change is not None:
+                margins = self._candidate_margin = margins + margin_change
+            self._candidate = self._candidate + margins * self.margin_scale()
+        return self._candidate
+
+    @torch.no_grad()
+    def advance(self, flips: Mapping[int, LayerFlips], part: slice, threshold: Tensor,
+                tie: Tensor | None, n_accepted: Tensor) -> Tensor | None:
+        """A whole step of the chains ``part`` by the fused kernel, when it handles ``flips``:
+        :meth:`propose`, the decision of :meth:`Population._advance
+        <mcmc_core.population.Population>` and :meth:`commit` in one, with the same results;
+        ``n_accepted`` (``[K']``) counts in place. Returns None where the kernel does not
+        apply (nothing happened), else True."""
+        if self._fused is None or not self._fused.handles(flips):
+            return None
+        self._candidate = self._candidate_margin = None
+        self._fused.advance(flips, part, threshold, tie, n_accepted)
+        return True
 
     def _propose_loss(self, flips: Mapping[int, LayerFlips], part: slice | None) -> Tensor:
         """The candidates' mean cross-entropy (:meth:`propose` without the margin term)."""
@@ -363,9 +450,10 @@ class ChainCache:
 
     # ------------------------------------------------------------------------------ last layer
     def _log_partition(self, exp_logits: Tensor) -> Tensor:
-        k, _, n = exp_logits.shape
+        k, c, n = exp_logits.shape
         return EnergySet.log_partition(exp_logits, self._ws("lse", (k, n), exp_logits),
-                                       self._ws("lse64", (k, n), exp_logits, torch.float64))
+                                       self._ws("lse64", (k, n), exp_logits, torch.float64),
+                                       self._ws("class_sum", (k, (c + 1) // 2, n), exp_logits))
 
     @staticmethod
     def _lowrank(z: Tensor, columns: Tensor, d: Tensor, out: Tensor) -> Tensor:
@@ -431,7 +519,10 @@ class ChainCache:
         if self._candidate is None:
             raise RuntimeError("commit() without a proposed candidate.")
         part, k = self._part, len(accepted)
-        if self.sync_free:
+        if self._fused_pending:
+            assert self._fused is not None
+            self._fused.commit(accepted)
+        elif self.sync_free:
             self._commit_masked(accepted)
         else:
             self._commit_selected(accepted)
@@ -444,7 +535,8 @@ class ChainCache:
                 z.addcmul_(columns, d)
             else:
                 z.baddbmm_(columns, d)
-        if self.picked is not None and (self._dense or self._last_rows is not None):
+        if self.picked is not None and (self._dense or self._last_rows is not None
+                                        or self._fused_pending):
             picked = self.picked[part]
             picked.copy_(torch.where(accepted, self._candidate_picked, picked))
         for i, index, coef in self._flips:
@@ -455,7 +547,11 @@ class ChainCache:
         if self._candidate_margin is not None and self.margin_sums is not None:
             sums = self.margin_sums[part]
             sums.copy_(torch.where(accepted, self._candidate_margin, sums))
+        if self.partition is not None and not self._fused_pending:  # a step of the tensor path
+            assert self.exp_last is not None
+            self.partition[part] = EnergySet.class_sum(self.exp_last[part])
         self._candidate_margin = None
+        self._fused_pending = False
         self._rows, self._dense, self._flips, self._candidate = [], [], [], None
         self._last_rows = self._lowrank_update = None
 

@@ -62,13 +62,43 @@ class EnergySet:
         return z_last.gather(1, index).squeeze(1).sum(1, dtype=torch.float64)
 
     @staticmethod
-    def log_partition(exp_logits: Tensor, lse_out: Tensor | None = None,
-                      lse64_out: Tensor | None = None) -> Tensor:
-        """``sum_n log sum_c exp_logits[k, c, n]`` per chain, float64 ``[K]``."""
-        k, _, n = exp_logits.shape
-        lse = torch.sum(exp_logits, 1, out=lse_out).log_()  # [K, N]
+    def class_sum(values: Tensor, out: Tensor | None = None) -> Tensor:
+        """``values`` ``[K, C, N]`` summed over the classes in a fixed pairwise order (halves
+        added elementwise, an odd one carried), ``[K, N]``: the same bits for every shape,
+        which ``torch.sum`` does not promise, and what the fused kernel computes.
+        ``out`` (``[K, ceil(C / 2), N]``) is an optional work buffer."""
+        k, c, n = values.shape
+        if c == 1:
+            return values[:, 0]
+        h = c // 2
+        buf = values.new_empty((k, h + c % 2, n)) if out is None else out
+        torch.add(values[:, :h], values[:, h : 2 * h], out=buf[:, :h])
+        if c % 2:
+            buf[:, h].copy_(values[:, 2 * h])
+        c = h + c % 2
+        while c > 1:
+            h = c // 2
+            torch.add(buf[:, :h], buf[:, h : 2 * h], out=buf[:, :h])
+            if c % 2:
+                buf[:, h].copy_(buf[:, 2 * h])
+            c = h + c % 2
+        return buf[:, 0]
+
+    @staticmethod
+    def log_partition_of(sums: Tensor, lse_out: Tensor | None = None,
+                         lse64_out: Tensor | None = None) -> Tensor:
+        """``sum_n log sums[k, n]`` per chain, float64 ``[K]``, of the per-sample class sums."""
+        lse = torch.log(sums, out=lse_out)
         lse64 = lse.to(torch.float64) if lse64_out is None else lse64_out.copy_(lse)
         return lse64.sum(1)
+
+    @classmethod
+    def log_partition(cls, exp_logits: Tensor, lse_out: Tensor | None = None,
+                      lse64_out: Tensor | None = None, sums_out: Tensor | None = None
+                      ) -> Tensor:
+        """``sum_n log sum_c exp_logits[k, c, n]`` per chain, float64 ``[K]``
+        (:meth:`class_sum`, then :meth:`log_partition_of`)."""
+        return cls.log_partition_of(cls.class_sum(exp_logits, sums_out), lse_out, lse64_out)
 
     def energies(self, z_last: Tensor, net: StackedMLP, scratch: Tensor | None = None,
                  lse_out: Tensor | None = None, lse64_out: Tensor | None = None) -> Tensor:

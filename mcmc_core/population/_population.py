@@ -112,6 +112,8 @@ class Population:
             hold, and no margin term. Results do not depend on it (default: None).
         margin_weight, margin: the hidden-margin term of every energy (see
             :class:`ChainCache`; default: 0, off, and 20).
+        kernel: ``"auto"``, ``"fused"`` or ``"torch"``: how a step is computed (see
+            :class:`ChainCache`). Results do not depend on it (default: ``"auto"``).
 
     The two per-chain hyperparameters are float64 ``[K]`` tensors; assigning one (a value or
     one per chain) validates it and takes effect at the next step.
@@ -125,7 +127,7 @@ class Population:
                  ids: Sequence[Any] | None = None, chunk: int | None = None,
                  schedule: Callable[[int, int], Tensor] | None = None,
                  sync_free: bool | None = None, graphs: bool | None = None,
-                 margin_weight: float = 0.0, margin: int = 20) -> None:
+                 margin_weight: float = 0.0, margin: int = 20, kernel: str = "auto") -> None:
         k, device = len(net), net.device
         F.check_rules(acceptance, proposal, boltzmann)
         if len(net.weights) >= MAX_PURPOSE:
@@ -137,7 +139,7 @@ class Population:
             raise ValueError(f"margin_weight must be >= 0 and margin >= 1, but got "
                              f"{margin_weight=}, {margin=}.")
         self.cache = ChainCache(net, energy_set, sync_free, margin_weight=margin_weight,
-                                margin=margin)
+                                margin=margin, kernel=kernel)
         can_graph = device.type == "cuda" and self.cache.sync_free and (
             chunk is None or chunk >= k) and self.cache.margin_sums is None
         if graphs and not can_graph:
@@ -330,6 +332,8 @@ class Population:
         """Propose ``flips`` to the chains ``part`` and accept or reject each: a move is
         accepted iff ``dE < threshold``, or ``dE <= 0`` (Metropolis, ``tie`` None), or ``dE == 0
         and tie`` (Barker)."""
+        if self.cache.advance(flips, part, threshold, tie, self.n_accepted[part]):
+            return  # the fused kernel did it all
         delta = self.cache.propose(flips, part) - self.cache.energies[part]
         accepted = delta < threshold
         if tie is None:  # Metropolis: downhill and level moves are always accepted
@@ -346,8 +350,8 @@ class Population:
         traffic."""
         if self.chunk is not None:
             return max(1, self.chunk)
-        if self.net.device.type != "cpu":  # no cache to fit: one launch per operation is best
-            return len(self)
+        if self.net.device.type != "cpu" or self.cache.fused:
+            return len(self)  # one launch per operation is best; the fused kernel loops
         n = self.energy_set.inputs_t.shape[1]
         flips = max(max(c) for c in self._counts)
         per_chain = 4 * n * (5 * flips + 4 * self.net.n_classes)

@@ -113,7 +113,7 @@ def test_sync_free_steps_do_not_wait_for_the_device(synthetic: DataSplits, hidde
 
 
 def test_the_recorder_sees_the_selected_commits_sync(synthetic: DataSplits) -> None:
-    pop = _population(synthetic, [8], sync_free=False)
+    pop = _population(synthetic, [8], sync_free=False, kernel="torch")  # the tensor path
     pop.run(5)
     n = _steps_left_in_block(pop)
     with _SyncRecorder() as recorder:

@@ -1,0 +1,403 @@
+"""The fused incremental step on the CPU: one compiled pass per proposal instead of dozens of
+small tensor operations (numba; optional, :func:`available`).
+
+It computes what :class:`~mcmc_core.population.ChainCache`'s tensor path computes, with the same
+bits: pre-activations are integers (exact in any order), ``exp(s Z_last)`` is read from a table
+built by the same tensor operation (:meth:`EnergySet.exp_table`), the per-sample sums over the
+classes follow :meth:`EnergySet.class_sum`'s fixed pairwise order, and the logarithms and the
+sum over the samples are left to torch (:meth:`EnergySet.log_partition_of`). Unlike the tensor
+path it only touches what a flip changes: a hidden flip recomputes the last layer on the samples
+whose hidden signs changed (a few percent), not on all of them.
+
+Covered: binary MLPs with at most one hidden layer (the last layer, or the hidden layer whose
+next layer is the last), one layer flipped per step (``proposal="layer"``), logits small enough
+for the cached exponentials (no shift), the hidden-margin term. Everything else takes the
+tensor path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+try:  # pragma: no cover - exercised wherever numba is installed
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None
+
+__all__ = ["FusedStep", "available"]
+
+
+def available() -> bool:
+    """Whether numba is installed (the fused kernel's only requirement)."""
+    return numba is not None
+
+
+def _jit(f):  # type: ignore[no-untyped-def]
+    return numba.njit(cache=True, nogil=True)(f) if numba is not None else f
+
+
+_TILE = 512  # samples per tile of the class sums (a [C, _TILE] block stays in L1/L2)
+
+
+@_jit
+def _tree_sum_rows(block, c, width):  # type: ignore[no-untyped-def]
+    """The rows of ``block[:c, :width]`` summed elementwise in :meth:`EnergySet.class_sum`'s
+    pairwise order (halves added, an odd one carried), into row 0."""
+    while c > 1:
+        h = c // 2
+        for i in range(h):
+            for t in range(width):
+                block[i, t] = block[i, t] + block[i + h, t]
+        if c % 2:
+            for t in range(width):
+                block[h, t] = block[2 * h, t]
+        c = h + c % 2
+
+
+@_jit
+def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, first, coef):
+    """Chain ``k``'s flipped rows: ``coef``, ``first`` (an entry is the first of its row) and
+    ``new_z`` (each first entry's row with the changes of all entries of that row)."""
+    m, n = row.shape[1], z.shape[1]
+    for j in range(m):
+        coef[k, j] = -2.0 * weights[weight[k, j]] if valid[k, j] else 0.0
+        first[k, j] = True
+        for i in range(j):
+            if row[k, i] == row[k, j]:
+                first[k, j] = False
+                break
+    for j in range(m):
+        if not first[k, j]:
+            continue
+        out, old = new_z[k, j], z[row[k, j]]
+        for t in range(n):
+            out[t] = old[t]
+        for i in range(j, m):
+            if row[k, i] != row[k, j] or coef[k, i] == 0.0:
+                continue
+            c, a = coef[k, i], src[source[k, i]]
+            if src_signs:
+                for t in range(n):
+                    out[t] += np.float32(c if a[t] >= 0 else -c)
+            else:
+                for t in range(n):
+                    out[t] += c * a[t]
+
+
+@_jit
+def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, table, bound, targets, margin,
+                   weight, row, source, valid,
+                   coef, first, d, any_change, block, starts, moved, step, new_z0, changed,
+                   n_changed, new_z1, new_e1, new_sums, picked_change,
+                   margin_change):  # type: ignore[no-untyped-def]
+    """Flips of the hidden layer of a one-hidden-layer MLP, for the chains of a part.
+
+    ``a`` the inputs ``[in, N]``; ``z0`` ``[K * H, N]`` and ``w0`` (flat) the whole hidden
+    layer; ``z1``, ``w1``, ``e1``, ``part_sums`` this part's last layer ``[K', C, N]``,
+    ``[K', C, H]``, its exponentials and per-sample class sums ``[K', N]``. The rest are the
+    flips ``[K', M]``, work arrays (``d`` ``[M, N]`` int8, ``any_change`` ``[N]`` bool,
+    ``block`` ``[C, _TILE]``, ``starts`` ``[N + 1]``, ``moved``/``step`` ``[M * N]``) and
+    outputs (the changed samples' columns packed first in ``new_z1``/``new_e1``)."""
+    k_part, m = row.shape
+    n_classes, hidden, n = z1.shape[1], w1.shape[2], z1.shape[2]
+    for k in range(k_part):
+        _new_rows(k, z0, a, False, w0, weight, row, source, valid, new_z0, first, coef)
+        any_change[:] = False
+        hinge = 0
+        for j in range(m):
+            if not first[k, j]:
+                continue
+            new, old, dj = new_z0[k, j], z0[row[k, j]], d[j]
+            for t in range(n):
+                dj[t] = (1 if new[t] >= 0 else -1) - (1 if old[t] >= 0 else -1)
+            for t in range(n):
+                any_change[t] |= dj[t] != 0
+            if margin > 0:
+                for t in range(n):
+                    hinge += (max(margin - abs(np.int32(new[t])), 0)
+                              - max(margin - abs(np.int32(old[t])), 0))
+        margin_change[k] = hinge
+        new_sums[k, :] = part_sums[k, :]
+        # The changed samples, and per sample the units that moved (how: +-2), packed.
+        count, p = 0, 0
+        for t in range(n):
+            if not any_change[t]:
+                continue
+            changed[k, count] = t
+            starts[count] = p
+            for j in range(m):
+                if first[k, j] and d[j, t] != 0:
+                    moved[p] = row[k, j] % hidden
+                    step[p] = d[j, t]
+                    p += 1
+            count += 1
+        starts[count] = p
+        n_changed[k] = count
+        cols = changed[k]
+        for c in range(n_classes):  # the changed samples' new last pre-activations
+            zc, wc, nz, ne = z1[k, c], w1[k, c], new_z1[k, c], new_e1[k, c]
+            for i in range(count):
+                z = zc[cols[i]]
+                for q in range(starts[i], starts[i + 1]):
+                    z += wc[moved[q]] * step[q]
+                nz[i] = z
+                ne[i] = table[int(z) + bound]
+        for i0 in range(0, count, _TILE):  # their class sums
+            width = min(_TILE, count - i0)
+            for c in range(n_classes):
+                for i in range(width):
+                    block[c, i] = new_e1[k, c, i0 + i]
+            _tree_sum_rows(block, n_classes, width)
+            for i in range(width):
+                new_sums[k, cols[i0 + i]] = block[0, i]
+        picked = 0.0
+        for i in range(count):
+            y = targets[cols[i]]
+            picked += new_z1[k, y, i] - z1[k, y, cols[i]]
+        picked_change[k] = picked
+
+
+@_jit
+def commit_hidden(accepted, z0, w0, z1, e1, part_sums, weight, row, valid, first, new_z0,
+                  changed, n_changed, new_z1, new_e1, new_sums):  # type: ignore[no-untyped-def]
+    """Write the accepted chains' candidates of :func:`propose_hidden`."""
+    k_part, m = row.shape
+    n_classes = z1.shape[1]
+    for k in range(k_part):
+        if not accepted[k]:
+            continue
+        for j in range(m):
+            if first[k, j]:
+                z0[row[k, j], :] = new_z0[k, j, :]
+            if valid[k, j]:
+                w0[weight[k, j]] = -w0[weight[k, j]]
+        for i in range(n_changed[k]):
+            t = changed[k, i]
+            for c in range(n_classes):
+                z1[k, c, t] = new_z1[k, c, i]
+                e1[k, c, t] = new_e1[k, c, i]
+            part_sums[k, t] = new_sums[k, t]
+
+
+@_jit
+def propose_last(src, src_signs, z1, e1, w1, part_sums, n_classes, table, bound, targets,
+                 weight, row, source, valid,
+                 coef, first, block, new_z, new_e, new_sums,
+                 picked_change):  # type: ignore[no-untyped-def]
+    """Flips of the last layer, for the chains of a part: ``src`` holds the flipped weights'
+    inputs (the inputs ``[in, N]``, or the previous layer's ``Z`` ``[K * H, N]`` whose signs
+    are the inputs when ``src_signs``); ``z1``, ``e1`` ``[K * C, N]`` and ``w1`` (flat) the
+    whole last layer and its exponentials, ``part_sums`` this part's class sums ``[K', N]``;
+    ``block`` a ``[C, _TILE]`` work array."""
+    k_part, m = row.shape
+    n = z1.shape[1]
+    slot = np.empty(n_classes, dtype=np.int64)
+    for k in range(k_part):
+        _new_rows(k, z1, src, src_signs, w1, weight, row, source, valid, new_z, first, coef)
+        slot[:] = -1
+        base = (row[k, 0] // n_classes) * n_classes  # this chain's first row of z1
+        picked = 0.0
+        for j in range(m):
+            if not first[k, j]:
+                continue
+            cls = row[k, j] - base
+            slot[cls] = j
+            out, new, old = new_e[k, j], new_z[k, j], z1[row[k, j]]
+            for t in range(n):
+                out[t] = table[int(new[t]) + bound]
+            for t in range(n):
+                if targets[t] == cls:
+                    picked += new[t] - old[t]
+        for t0 in range(0, n, _TILE):
+            width = min(_TILE, n - t0)
+            for c in range(n_classes):
+                s = slot[c]
+                values = new_e[k, s] if s >= 0 else e1[base + c]
+                for t in range(width):
+                    block[c, t] = values[t0 + t]
+            _tree_sum_rows(block, n_classes, width)
+            for t in range(width):
+                new_sums[k, t0 + t] = block[0, t]
+        picked_change[k] = picked
+
+
+@_jit
+def commit_last(accepted, w1, z1, e1, part_sums, weight, row, valid, first, new_z, new_e,
+                new_sums):  # type: ignore[no-untyped-def]
+    """Write the accepted chains' candidates of :func:`propose_last`."""
+    k_part, m = row.shape
+    for k in range(k_part):
+        if not accepted[k]:
+            continue
+        for j in range(m):
+            if first[k, j]:
+                z1[row[k, j], :] = new_z[k, j, :]
+                e1[row[k, j], :] = new_e[k, j, :]
+            if valid[k, j]:
+                w1[weight[k, j]] = -w1[weight[k, j]]
+        part_sums[k, :] = new_sums[k, :]
+
+
+@_jit
+def accept(lp, scale, n, margin_scale, has_margin, threshold, tie, has_tie, energies, picked,
+           picked_change, margin_sums, margin_change, n_accepted,
+           accepted):  # type: ignore[no-untyped-def]
+    """The candidates' energies from ``lp`` (their log-partition sums), each chain's decision
+    (as :meth:`Population._advance` decides) and the accepted chains' energies, picked and
+    margin sums and acceptance counts: the same float64 operations, in the same order, as the
+    tensor path's."""
+    for k in range(lp.shape[0]):
+        p = picked[k] + picked_change[k]
+        e = (lp[k] - p * scale) / n
+        ms = 0.0
+        if has_margin:
+            ms = margin_sums[k] + margin_change[k]
+            e = e + ms * margin_scale
+        delta = e - energies[k]
+        ok = delta < threshold[k]
+        if has_tie:
+            ok = ok or (delta == 0 and tie[k])
+        else:
+            ok = ok or delta <= 0
+        accepted[k] = ok
+        if ok:
+            energies[k], picked[k] = e, p
+            if has_margin:
+                margin_sums[k] = ms
+            n_accepted[k] += 1
+
+
+class FusedStep:
+    """The fused kernel's side of a :class:`~mcmc_core.population.ChainCache`: work arrays,
+    numpy views of the cache's tensors and the one pending candidate. The cache keeps the
+    per-sample class sums (``partition``) this kernel reads and writes."""
+
+    def __init__(self, cache) -> None:  # type: ignore[no-untyped-def]
+        self.cache = cache
+        self._arrays: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
+        self._last: dict[str, np.ndarray] = {}  # the work arrays of the pending step
+        self._views: dict[tuple[int, ...], dict[str, object]] = {}
+        self._pending: tuple | None = None
+
+    @staticmethod
+    def supports(net, shift: bool) -> bool:  # type: ignore[no-untyped-def]
+        """Whether the kernel covers every single-layer step of ``net``."""
+        return available() and net.device.type == "cpu" and len(net.weights) <= 2 and not shift
+
+    @staticmethod
+    def handles(flips) -> bool:  # type: ignore[no-untyped-def]
+        """One flipped layer (``proposal="layer"``)."""
+        return len(flips) == 1
+
+    def _views_of(self, part: slice) -> dict[str, object]:
+        """Numpy views of the cache's tensors (whole, or this part's chains)."""
+        cache, net = self.cache, self.cache.net
+        # The tensors' identities: a view holds its tensor, so an id is not reused meanwhile.
+        key = (part.start, part.stop, *map(id, (
+            cache.energies, cache.picked, cache.margin_sums, cache.partition, cache.exp_last,
+            *cache.pre, *net.weights)))
+        views = self._views.get(key)
+        if views is None:
+            self._views.clear()
+            n = cache.energy_set.inputs_t.shape[1]
+            views = self._views[key] = {
+                "inputs": cache.energy_set.inputs_t.numpy(),
+                "targets": cache.energy_set.targets.numpy(),
+                "pre": [z.view(-1, n).numpy() for z in cache.pre],
+                "weights": [w.view(-1).numpy() for w in net.weights],
+                "exp": cache.exp_last.view(-1, n).numpy(),
+                "sums": cache.partition[part].numpy(),
+                "z1": cache.pre[-1][part].numpy(), "e1": cache.exp_last[part].numpy(),
+                "w1": net.weights[-1][part].numpy(),
+                "energies": cache.energies[part].numpy(), "picked": cache.picked[part].numpy(),
+                "margin_sums": (cache.margin_sums[part].numpy()
+                                if cache.margin_sums is not None else np.zeros(0)),
+            }
+        return views
+
+    def _work(self, layer: int, k: int, m: int) -> dict[str, np.ndarray]:
+        """The work arrays of a step of ``layer`` with ``k`` chains and ``m`` flips each."""
+        key = (layer, k, m)
+        work = self._arrays.get(key)
+        if work is None:
+            n, c = self.cache.energy_set.inputs_t.shape[1], self.cache.net.n_classes
+            shapes = {"valid": ((k, m), np.bool_), "coef": ((k, m), np.float32),
+                      "first": ((k, m), np.bool_), "sums": ((k, n), np.float32),
+                      "picked": ((k,), np.float64), "margins": ((k,), np.float64),
+                      "accepted": ((k,), np.bool_), "block": ((c, _TILE), np.float32)}
+            if layer == len(self.cache.net.weights) - 1:
+                shapes |= {"new_z": ((k, m, n), np.float32), "new_e": ((k, m, n), np.float32)}
+            else:
+                shapes |= {"new_z0": ((k, m, n), np.float32), "changed": ((k, n), np.int64),
+                           "n_changed": ((k,), np.int64), "new_z1": ((k, c, n), np.float32),
+                           "new_e1": ((k, c, n), np.float32), "d": ((m, n), np.int8),
+                           "any_change": ((n,), np.bool_), "starts": ((n + 1,), np.int64),
+                           "moved": ((m * n,), np.int64), "step": ((m * n,), np.float32)}
+            work = self._arrays[key] = {name: np.zeros(shape, dtype)
+                                        for name, (shape, dtype) in shapes.items()}
+            work["valid"][:] = True
+        return work
+
+    def propose(self, flips, part: slice) -> tuple[Tensor, Tensor, Tensor | None]:  # type: ignore[no-untyped-def]
+        """The candidates' class sums ``[K', N]`` (float32), picked-sum changes ``[K']`` and
+        margin-sum changes ``[K']`` (float64; None without the term) for ``flips``."""
+        cache, v = self.cache, self._views_of(part)
+        (layer, f), = flips.items()
+        k, m = f.row.shape
+        w = self._work(layer, k, m)
+        weight, row, source = f.weight.numpy(), f.row.numpy(), f.source.numpy()
+        valid = w["valid"] if f.valid is None else f.valid.numpy()
+        coef, first, new_sums, picked = w["coef"], w["first"], w["sums"], w["picked"]
+        margins = w["margins"]
+        table, bound = cache.exp_table()
+        if layer == len(cache.net.weights) - 1:
+            src, signs = (v["inputs"], False) if layer == 0 else (v["pre"][layer - 1], True)
+            w1, z1, e1 = v["weights"][layer], v["pre"][layer], v["exp"]
+            propose_last(src, signs, z1, e1, w1, v["sums"], cache.net.n_classes, table, bound,
+                         v["targets"], weight, row, source, valid, coef, first, w["block"],
+                         w["new_z"], w["new_e"], new_sums, picked)
+            self._pending = (commit_last, (w1, z1, e1, v["sums"], weight, row, valid, first,
+                                           w["new_z"], w["new_e"], new_sums))
+        else:
+            margin = cache.margin if cache.margin_sums is not None else 0
+            z0, w0 = v["pre"][0], v["weights"][0]
+            propose_hidden(v["inputs"], z0, w0, v["z1"], v["w1"], v["e1"], v["sums"], table,
+                           bound, v["targets"], margin, weight, row, source, valid, coef, first,
+                           w["d"], w["any_change"], w["block"], w["starts"], w["moved"],
+                           w["step"], w["new_z0"], w["changed"], w["n_changed"], w["new_z1"],
+                           w["new_e1"], new_sums, picked, margins)
+            self._pending = (commit_hidden, (z0, w0, v["z1"], v["e1"], v["sums"], weight, row,
+                                             valid, first, w["new_z0"], w["changed"],
+                                             w["n_changed"], w["new_z1"], w["new_e1"],
+                                             new_sums))
+        self._last = w
+        margin_change = torch.from_numpy(margins) if cache.margin_sums is not None else None
+        return torch.from_numpy(new_sums), torch.from_numpy(picked), margin_change
+
+    def commit(self, accepted: Tensor | np.ndarray) -> None:
+        """Write the accepted chains' weights and caches (not the energies, picked and margin
+        sums: :meth:`accept` or the cache does)."""
+        if self._pending is None:
+            raise RuntimeError("commit() without a proposed candidate.")
+        kernel, args = self._pending
+        self._pending = None
+        kernel(accepted.numpy() if isinstance(accepted, Tensor) else accepted, *args)
+
+    def advance(self, flips, part: slice, threshold: Tensor, tie: Tensor | None,
+                n_accepted: Tensor) -> None:  # type: ignore[no-untyped-def]
+        """A whole step of the chains ``part``: propose, the logarithms by torch, then
+        :func:`accept` and :meth:`commit` (``n_accepted`` ``[K']`` is counted in place)."""
+        cache, v = self.cache, self._views_of(part)
+        sums, _, _ = self.propose(flips, part)
+        k, n = sums.shape
+        lse = torch.log(sums, out=cache._ws("lse", (k, n), sums))
+        lp = cache._ws("lse64", (k, n), sums, torch.float64).copy_(lse).sum(1)
+        w = self._last
+        accepted, has_tie = w["accepted"], tie is not None
+        accept(lp.numpy(), cache.net.scale, n, cache.margin_scale(), cache.margin_sums is not None,
+               threshold.numpy(), tie.numpy() if has_tie else accepted, has_tie,
+               v["energies"], v["picked"], w["picked"], v["margin_sums"], w["margins"],
+               n_accepted.numpy(), accepted)
+        self.commit(accepted)
