@@ -9,7 +9,10 @@ without the folder, synthetic data of the same shape, and it says so), Metropoli
 * ``full``: ``SignFlipSampler`` on ``FullEnergy`` (cached energy: one forward a step), the
   trainer's general engine (``sampler.incremental=false``, CNNs, ...);
 * ``population``: a :class:`~mcmc_core.population.Population` of one, the trainer's engine for
-  binary MLPs (no forward pass: cached pre-activations updated from the flips).
+  binary MLPs (no forward pass: cached pre-activations updated from the flips), on its default
+  kernel: the fused one (numba) where installed;
+* ``tensor path``: the same population on tensor operations only (``kernel="torch"``, the
+  fallback without numba, and the kernel of every device); it takes the same steps.
 
 For each thread count and flip ratio the three are timed in interleaved rounds of ``--seconds``
 each; the table shows each chain's best round (the least disturbed by other jobs on a shared
@@ -52,7 +55,7 @@ from mcmc_core.population import EnergySet, Population, StackedMLP  # noqa: E402
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "step_throughput.json"
 TEMPERATURE, SAMPLES, HIDDEN = 1e-3, 8000, [100]
-METHODS = ("naive", "full", "population")
+METHODS = ("naive", "full", "population", "tensor_path")
 
 
 def energy_set(mnist: Path) -> tuple[FullEnergy, str]:
@@ -88,12 +91,14 @@ def make_chains(model: nn.Module, energy: FullEnergy,
                               flip_ratio=flip_ratio, cache_energy=True, seed=0)
     closure = energy.closure(m)
     chains["full"] = (lambda: sampler.step(closure), sampler.counts, binary_parameters(m))
-    pop = Population(StackedMLP.from_models([model], (1, 28, 28)),
-                     EnergySet(energy.split, samples=SAMPLES, seed=0),
-                     temperature=TEMPERATURE, flip_ratio=flip_ratio, seeds=[0])
-    chains["population"] = (pop.step, lambda: (pop.n_steps, int(pop.n_accepted[0])),
-                            pop.net.weights)
-    return chains, pop
+    pops = {name: Population(StackedMLP.from_models([model], (1, 28, 28)),
+                             EnergySet(energy.split, samples=SAMPLES, seed=0),
+                             temperature=TEMPERATURE, flip_ratio=flip_ratio, seeds=[0],
+                             kernel=kernel)
+            for name, kernel in (("population", "auto"), ("tensor_path", "torch"))}
+    for name, p in pops.items():
+        chains[name] = (p.step, lambda p=p: (p.n_steps, int(p.n_accepted[0])), p.net.weights)
+    return chains, pops["population"]
 
 
 def steps_per_second(step: Callable[[], float], seconds: float) -> float:
@@ -112,9 +117,11 @@ def same_steps(model: nn.Module, energy: FullEnergy, flip_ratio: float, steps: i
             step()
     w = {k: v[2] for k, v in chains.items()}
     same = all(torch.equal(p, q) for p, q in zip(w["naive"], w["full"]))
+    kernels = all(torch.equal(p, q) for p, q in zip(w["population"], w["tensor_path"]))
     model = pop.export(0)
     forward = energy.closure(model)()
-    return {"steps": steps, "naive_vs_full": same,
+    return {"steps": steps, "naive_vs_full": same, "fused": pop.cache.fused,
+            "population_vs_tensor_path": kernels,
             "population_energy": float(pop.energies[0]), "population_forward_energy": forward,
             "population_cache_exact": bool(torch.equal(pop.energies, pop.full_energies()))}
 
@@ -159,6 +166,7 @@ def main() -> None:
                          "full_over_naive": rate["full"] / rate["naive"],
                          "population_over_naive": rate["population"] / rate["naive"],
                          "population_over_full": rate["population"] / rate["full"],
+                         "tensor_path_over_naive": rate["tensor_path"] / rate["naive"],
                          "acceptance_rate": accepted / max(1, proposed),
                          "same_steps": checks[fr]})
 
@@ -166,19 +174,23 @@ def main() -> None:
     print(f"\nMLP 784-100-10 on {data_name}; T={TEMPERATURE}, proposal=layer, "
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"1-min load average {load[0]:.2f} before / {load[1]:.2f} after")
-    print("| threads | flip_ratio | flips (layer 0/1) | naive steps/s | full steps/s "
-          "| population steps/s | full / naive | population / naive | population / full |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    kernel = "fused" if checks[args.flip_ratio[0]]["fused"] else "tensor path: no numba"
+    print(f"| threads | flip_ratio | flips (layer 0/1) | naive steps/s | full steps/s "
+          f"| population ({kernel}) steps/s | tensor path steps/s | full / naive "
+          f"| population / naive | population / full | tensor path / naive |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         rates = [f"{r[f'{m}_steps_per_s']:.1f}" for m in METHODS]
         ratios = [f"{r[k]:.1f}x" for k in ("full_over_naive", "population_over_naive",
-                                           "population_over_full")]
+                                           "population_over_full", "tensor_path_over_naive")]
         flips = "/".join(map(str, r["flips_per_layer"]))
         cells = [str(r["threads"]), f"{r['flip_ratio']:g}", flips, *rates, *ratios]
         print("| " + " | ".join(cells) + " |")
     for fr, c in checks.items():
         print(f"after {c['steps']} steps (flip_ratio {fr:g}): naive and full same weights "
-              f"{c['naive_vs_full']}; population cached energy {c['population_energy']:.6f}, "
+              f"{c['naive_vs_full']}; population and tensor path same weights "
+              f"{c['population_vs_tensor_path']}; population cached energy "
+              f"{c['population_energy']:.6f}, "
               f"full forward {c['population_forward_energy']:.6f}, caches exact "
               f"{c['population_cache_exact']}")
 

@@ -17,31 +17,42 @@ tensor path.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import torch
 from torch import Tensor
-
-try:  # pragma: no cover - exercised wherever numba is installed
-    import numba
-except ImportError:  # pragma: no cover
-    numba = None
 
 __all__ = ["FusedStep", "available"]
 
 
 def available() -> bool:
     """Whether numba is installed (the fused kernel's only requirement)."""
-    return numba is not None
+    return importlib.util.find_spec("numba") is not None
 
 
-def _jit(f):  # type: ignore[no-untyped-def]
-    return numba.njit(cache=True, nogil=True)(f) if numba is not None else f
+_KERNELS = ("_tree_sum_rows", "_new_rows", "propose_hidden", "commit_hidden", "propose_last",
+            "commit_last", "accept")
+_compiled = False
+
+
+def _compile() -> None:
+    """Replace the kernels by their numba versions (compiled at their first call and cached on
+    disk), helpers first so that the kernels calling them see compiled ones. numba is imported
+    here, not with the package: it costs most processes nothing."""
+    global _compiled
+    if _compiled:
+        return
+    import numba
+
+    for name in _KERNELS:
+        globals()[name] = numba.njit(cache=True, nogil=True)(globals()[name])
+    _compiled = True
 
 
 _TILE = 512  # samples per tile of the class sums (a [C, _TILE] block stays in L1/L2)
 
 
-@_jit
 def _tree_sum_rows(block, c, width):  # type: ignore[no-untyped-def]
     """The rows of ``block[:c, :width]`` summed elementwise in :meth:`EnergySet.class_sum`'s
     pairwise order (halves added, an odd one carried), into row 0."""
@@ -56,7 +67,6 @@ def _tree_sum_rows(block, c, width):  # type: ignore[no-untyped-def]
         c = h + c % 2
 
 
-@_jit
 def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, first, coef):
     """Chain ``k``'s flipped rows: ``coef``, ``first`` (an entry is the first of its row) and
     ``new_z`` (each first entry's row with the changes of all entries of that row)."""
@@ -86,7 +96,6 @@ def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, 
                     out[t] += c * a[t]
 
 
-@_jit
 def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, table, bound, targets, margin,
                    weight, row, source, valid,
                    coef, first, d, any_change, block, starts, moved, step, new_z0, changed,
@@ -159,7 +168,6 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, table, bound, targets, marg
         picked_change[k] = picked
 
 
-@_jit
 def commit_hidden(accepted, z0, w0, z1, e1, part_sums, weight, row, valid, first, new_z0,
                   changed, n_changed, new_z1, new_e1, new_sums):  # type: ignore[no-untyped-def]
     """Write the accepted chains' candidates of :func:`propose_hidden`."""
@@ -181,7 +189,6 @@ def commit_hidden(accepted, z0, w0, z1, e1, part_sums, weight, row, valid, first
             part_sums[k, t] = new_sums[k, t]
 
 
-@_jit
 def propose_last(src, src_signs, z1, e1, w1, part_sums, n_classes, table, bound, targets,
                  weight, row, source, valid,
                  coef, first, block, new_z, new_e, new_sums,
@@ -223,7 +230,6 @@ def propose_last(src, src_signs, z1, e1, w1, part_sums, n_classes, table, bound,
         picked_change[k] = picked
 
 
-@_jit
 def commit_last(accepted, w1, z1, e1, part_sums, weight, row, valid, first, new_z, new_e,
                 new_sums):  # type: ignore[no-untyped-def]
     """Write the accepted chains' candidates of :func:`propose_last`."""
@@ -240,7 +246,6 @@ def commit_last(accepted, w1, z1, e1, part_sums, weight, row, valid, first, new_
         part_sums[k, :] = new_sums[k, :]
 
 
-@_jit
 def accept(lp, scale, n, margin_scale, has_margin, threshold, tie, has_tie, energies, picked,
            picked_change, margin_sums, margin_change, n_accepted,
            accepted):  # type: ignore[no-untyped-def]
@@ -275,6 +280,7 @@ class FusedStep:
     per-sample class sums (``partition``) this kernel reads and writes."""
 
     def __init__(self, cache) -> None:  # type: ignore[no-untyped-def]
+        _compile()
         self.cache = cache
         self._arrays: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
         self._last: dict[str, np.ndarray] = {}  # the work arrays of the pending step
