@@ -11,7 +11,8 @@ trajectory than ``SignFlipSampler``, and the same trajectory alone as in any pop
 
 Modules: :mod:`._population` (:class:`Population`: chains, their hyperparameters, the batched
 step, state dict, results), :mod:`._cache` (:class:`ChainCache`, the cached pre-activations: the
-energy's incremental kernel), :mod:`._weights` (stacked weights, export), :mod:`._random`
+energy's incremental kernel), :mod:`._fused` (the same step compiled with numba on the CPU),
+:mod:`._weights` (stacked weights, export), :mod:`._random`
 (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of steps at a time),
 :mod:`._graphs` (steps replayed as CUDA graphs), :mod:`._energy_set` (:class:`EnergySet`, the
 fixed target as the batched kernel sees it). The loss itself is :mod:`mcmc_core.energy`'s.
