@@ -137,11 +137,13 @@ class ChainCache:
         self._candidate_margin: Tensor | None = None
         self.exp_last: Tensor | None = None
         self.picked: Tensor | None = None
-        #: Per-sample sums over the classes of ``exp_last``, ``[K, N]`` (fused kernel only).
+        #: Per-sample sums over the classes of ``exp_last`` or, with shifted logits, the
+        #: sums and ``s top`` of :meth:`EnergySet.shifted_sums`, ``[K, N]`` (fused kernel only).
         self.partition: Tensor | None = None
+        self.tops: Tensor | None = None
         self._fused: FusedStep | None = None
         self._fused_pending = False
-        self._table: tuple[tuple[float, int], tuple[object, int]] | None = None
+        self._tables: tuple[tuple[float, int], tuple[object, ...]] | None = None
         self.rebuild()
 
     @torch.no_grad()
@@ -153,25 +155,27 @@ class ChainCache:
         self._shift = net.needs_shift()
         #: Current energy of every chain, float64 ``[K]``.
         self.energies: Tensor
+        bound = net.weights[-1].shape[2]  # |Z_last| <= fan_in
         if self._shift:
-            self.exp_last = self.picked = self.partition = None
+            self.exp_last = self.picked = None
             self.energies = energy_set.energies(self.pre[-1], net)
         else:
             #: ``exp(s Z_last)`` and ``sum_n Z_last[y_n, n]`` (what the energy is made of).
             self.exp_last = torch.mul(self.pre[-1], net.scale).exp_()
-            self.picked = energy_set.picked(self.pre[-1], net.weights[-1].shape[2])
+            self.picked = energy_set.picked(self.pre[-1], bound)
             sums = EnergySet.class_sum(self.exp_last)
             self.energies = self._energy(EnergySet.log_partition_of(sums), self.picked)
-        fused = (self.kernel != "torch" and not self.sync_free
-                 and FusedStep.supports(net, self._shift))
+        fused = self.kernel != "torch" and not self.sync_free and FusedStep.supports(net)
         if self.kernel == "fused" and not fused:
             raise ValueError(f"kernel='fused' covers binary MLPs on the CPU with at most one "
-                             f"hidden layer and small logits, stepped with host syncs, not "
+                             f"hidden layer, stepped with host syncs, not "
                              f"widths {net.widths} on {net.device.type} with sync_free="
                              f"{self.sync_free}; use kernel='auto' or 'torch'.")
         self._fused = FusedStep(self) if fused else None
         self._fused_pending = False
-        self.partition = sums.contiguous() if fused else None
+        self.partition = self.tops = None
+        if fused:
+            self._refresh_partition(slice(0, len(net)))
         #: Per chain, ``sum relu(margin - |Z_0|)``, float64 ``[K]`` (None without the term).
         self.margin_sums: Tensor | None = None
         if self.margin_weight > 0 and len(self.pre) > 1:
@@ -198,16 +202,45 @@ class ChainCache:
         """Whether steps of one layer run on the fused kernel."""
         return self._fused is not None
 
-    def exp_table(self) -> tuple[object, int]:
-        """``(table, bound)``: ``table[z + bound] = exp(s z)`` for the integers ``|z| <= bound``
-        (the last fan-in), a float32 numpy array computed by the same tensor operations as
-        :attr:`exp_last`, so the same bits."""
-        key = (self.net.scale, self.net.weights[-1].shape[2])
-        if self._table is None or self._table[0] != key:
-            bound = key[1]
+    def tables(self) -> tuple[object, ...]:
+        """``(exp, shifted, linear, bound)`` for the fused kernel: ``exp[z + bound] = exp(s z)``
+        and ``linear[z + bound] = s z`` for the integers ``|z| <= bound`` (the last fan-in),
+        ``shifted[d + 2 bound] = exp(s d)`` for ``-2 bound <= d <= 0``; float32 numpy arrays
+        computed by the same tensor operations as :attr:`exp_last` and
+        :meth:`EnergySet.shifted_sums`, so the same bits."""
+        s, bound = self.net.scale, self.net.weights[-1].shape[2]
+        if self._tables is None or self._tables[0] != (s, bound):
             z = torch.arange(-bound, bound + 1, dtype=torch.float32)
-            self._table = key, (torch.mul(z, self.net.scale).exp_().numpy(), bound)
-        return self._table[1]
+            d = torch.arange(-2 * bound, 1, dtype=torch.float32)
+            self._tables = (s, bound), (torch.mul(z, s).exp_().numpy(),
+                                        torch.mul(d, s).exp_().numpy(),
+                                        torch.mul(z, s).numpy(), bound)
+        return self._tables[1]
+
+    def _refresh_partition(self, part: slice) -> None:
+        """The fused kernel's caches of the chains ``part`` from the pre-activations (after a
+        step of the tensor path, which does not keep them)."""
+        z = self.pre[-1][part]
+        if self._shift:
+            sums, tops = EnergySet.shifted_sums(z, self.net.scale)
+            picked = self.energy_set.picked(z, self.net.weights[-1].shape[2])
+            if self.partition is None or self.tops is None or self.picked is None:
+                self.partition, self.tops, self.picked = sums.contiguous(), tops, picked
+            else:
+                self.partition[part], self.tops[part], self.picked[part] = sums, tops, picked
+        else:
+            assert self.exp_last is not None
+            sums = EnergySet.class_sum(self.exp_last[part])
+            if self.partition is None:
+                self.partition = sums.contiguous()
+            else:
+                self.partition[part] = sums
+
+    def log_partition_of(self, sums: Tensor, tops: Tensor | None) -> Tensor:
+        """:meth:`EnergySet.log_partition_of` into this cache's work buffers."""
+        k, n = sums.shape
+        return EnergySet.log_partition_of(sums, self._ws("lse", (k, n), sums),
+                                          self._ws("lse64", (k, n), sums, torch.float64), tops)
 
     def _energy(self, log_partition: Tensor, picked: Tensor) -> Tensor:
         """The energy from its two parts, as :meth:`EnergySet.energies` combines them."""
@@ -237,12 +270,16 @@ class ChainCache:
         self.net.keep(index)
         self.pre = [z[index] for z in self.pre]
         self.energies = self.energies[index]
-        if self.exp_last is not None and self.picked is not None:
-            self.exp_last, self.picked = self.exp_last[index], self.picked[index]
+        if self.exp_last is not None:
+            self.exp_last = self.exp_last[index]
+        if self.picked is not None:
+            self.picked = self.picked[index]
         if self.margin_sums is not None:
             self.margin_sums = self.margin_sums[index]
         if self.partition is not None:
             self.partition = self.partition[index]
+        if self.tops is not None:
+            self.tops = self.tops[index]
         self._candidate = None
         self._last_rows = None
         self._ws.clear()
@@ -255,8 +292,9 @@ class ChainCache:
             tensors += [self.exp_last, self.picked]
         if self.margin_sums is not None:
             tensors.append(self.margin_sums)
-        if self.partition is not None:
-            tensors.append(self.partition)
+        tensors += [t for t in (self.partition, self.tops) if t is not None]
+        if self._shift and self.picked is not None:
+            tensors.append(self.picked)
         for t in tensors:
             t[pair] = t[swapped]
         self._candidate = None
@@ -332,13 +370,10 @@ class ChainCache:
         self._rows, self._dense, self._flips, self._last_rows = [], [], [], None
         self._lowrank_update = None
         self._part = part = slice(0, len(self.net)) if part is None else part
-        sums, picked_change, margin_change = self._fused.propose(flips, part)
-        k, n = sums.shape
+        sums, tops, picked_change, margin_change = self._fused.propose(flips, part)
         picked = self.picked[part] + picked_change
         self._candidate_picked = picked
-        lse = EnergySet.log_partition_of(sums, self._ws("lse", (k, n), sums),
-                                         self._ws("lse64", (k, n), sums, torch.float64))
-        self._candidate = self._energy(lse, picked)
+        self._candidate = self._energy(self.log_partition_of(sums, tops), picked)
         if self.margin_sums is not None:  # Z_0 changed on hidden flips only
             margins = self.margin_sums[part]
             if margin_change is not None:
@@ -535,8 +570,8 @@ class ChainCache:
                 z.addcmul_(columns, d)
             else:
                 z.baddbmm_(columns, d)
-        if self.picked is not None and (self._dense or self._last_rows is not None
-                                        or self._fused_pending):
+        if self.picked is not None and (self._fused_pending or not self._shift and (
+                self._dense or self._last_rows is not None)):
             picked = self.picked[part]
             picked.copy_(torch.where(accepted, self._candidate_picked, picked))
         for i, index, coef in self._flips:
@@ -548,8 +583,7 @@ class ChainCache:
             sums = self.margin_sums[part]
             sums.copy_(torch.where(accepted, self._candidate_margin, sums))
         if self.partition is not None and not self._fused_pending:  # a step of the tensor path
-            assert self.exp_last is not None
-            self.partition[part] = EnergySet.class_sum(self.exp_last[part])
+            self._refresh_partition(part)
         self._candidate_margin = None
         self._fused_pending = False
         self._rows, self._dense, self._flips, self._candidate = [], [], [], None

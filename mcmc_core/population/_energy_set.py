@@ -86,9 +86,12 @@ class EnergySet:
 
     @staticmethod
     def log_partition_of(sums: Tensor, lse_out: Tensor | None = None,
-                         lse64_out: Tensor | None = None) -> Tensor:
-        """``sum_n log sums[k, n]`` per chain, float64 ``[K]``, of the per-sample class sums."""
+                         lse64_out: Tensor | None = None, top: Tensor | None = None) -> Tensor:
+        """``sum_n log sums[k, n]`` per chain, float64 ``[K]``, of the per-sample class sums
+        (plus ``top`` ``[K, N]`` per sample, added in float32, for :meth:`shifted_sums`)."""
         lse = torch.log(sums, out=lse_out)
+        if top is not None:
+            lse.add_(top)
         lse64 = lse.to(torch.float64) if lse64_out is None else lse64_out.copy_(lse)
         return lse64.sum(1)
 
@@ -106,20 +109,29 @@ class EnergySet:
         ``z_last`` (``[K, classes, N]``, integers) and the last layer's scale ``s``.
 
         ``mean_n(log sum_c exp(s Z[c, n])) - s mean_n(Z[y_n, n])`` (:meth:`log_partition` of
-        ``exp(s Z)`` and :meth:`picked`); with large logits (``net.needs_shift()``) the per-sample
-        max is subtracted before ``exp``. The function of a chain's ``Z`` is the same whatever
-        the batch. Without shift, ``scratch`` holds ``exp(s Z)`` afterwards. ``scratch``
-        (shaped like ``z_last``), ``lse_out`` and ``lse64_out`` (``[K, N]``, float32 and
-        float64) are optional work buffers: on CPU, fresh large allocations page-fault at every
-        step.
+        ``exp(s Z)`` and :meth:`picked`); with large logits (``net.needs_shift()``) each sample's
+        largest pre-activation is subtracted first (:meth:`shifted_sums`). The function of a
+        chain's ``Z`` is the same whatever the batch. Without shift, ``scratch`` holds
+        ``exp(s Z)`` afterwards. ``scratch`` (shaped like ``z_last``), ``lse_out`` and
+        ``lse64_out`` (``[K, N]``, float32 and float64) are optional work buffers: on CPU,
+        fresh large allocations page-fault at every step.
         """
         n = z_last.shape[-1]
         picked = self.picked(z_last, net.weights[-1].shape[2])  # |Z| <= fan_in
-        logits = torch.mul(z_last, net.scale, out=scratch)
         if not net.needs_shift():
+            logits = torch.mul(z_last, net.scale, out=scratch)
             return (self.log_partition(logits.exp_(), lse_out, lse64_out)
                     - picked * net.scale) / n
-        top = logits.amax(1, keepdim=True)
-        lse = torch.sum(logits.sub_(top).exp_(), 1, out=lse_out).log_().add_(top.squeeze(1))
-        lse64 = lse.to(torch.float64) if lse64_out is None else lse64_out.copy_(lse)
-        return (lse64.sum(1) - picked * net.scale) / n
+        sums, top = self.shifted_sums(z_last, net.scale, scratch)
+        return (self.log_partition_of(sums, lse_out, lse64_out, top) - picked * net.scale) / n
+
+    @classmethod
+    def shifted_sums(cls, z_last: Tensor, scale: float, scratch: Tensor | None = None
+                     ) -> tuple[Tensor, Tensor]:
+        """Per sample, ``sum_c exp(s (Z[c] - top))`` and ``s top`` with ``top`` the largest
+        pre-activation (``[K, N]`` each, float32): ``log`` of the first plus the second is the
+        log-partition, whatever the size of the logits. The shift is taken on the integers, so
+        ``exp`` only ever sees ``s`` times an integer in ``[-2 fan_in, 0]``."""
+        top = z_last.amax(1, keepdim=True)
+        shifted = torch.sub(z_last, top, out=scratch).mul_(scale).exp_()
+        return cls.class_sum(shifted), torch.mul(top.squeeze(1), scale)

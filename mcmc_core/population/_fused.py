@@ -3,16 +3,18 @@ small tensor operations (numba; optional, :func:`available`).
 
 It computes what :class:`~mcmc_core.population.ChainCache`'s tensor path computes, with the same
 bits: pre-activations are integers (exact in any order), ``exp(s Z_last)`` is read from a table
-built by the same tensor operation (:meth:`EnergySet.exp_table`), the per-sample sums over the
+built by the same tensor operation (:meth:`ChainCache.tables`), the per-sample sums over the
 classes follow :meth:`EnergySet.class_sum`'s fixed pairwise order, and the logarithms and the
 sum over the samples are left to torch (:meth:`EnergySet.log_partition_of`). Unlike the tensor
 path it only touches what a flip changes: a hidden flip recomputes the last layer on the samples
-whose hidden signs changed (a few percent), not on all of them.
+whose hidden signs changed (10-20 % of them for a few flips), not on all of them. Large logits
+(:meth:`StackedMLP.needs_shift`) are shifted by each sample's largest pre-activation, on the
+integers, as :meth:`EnergySet.shifted_sums` does: no exponentials are cached then, and every
+changed sample's class sum is recomputed from its pre-activations.
 
 Covered: binary MLPs with at most one hidden layer (the last layer, or the hidden layer whose
-next layer is the last), one layer flipped per step (``proposal="layer"``), logits small enough
-for the cached exponentials (no shift), the hidden-margin term. Everything else takes the
-tensor path.
+next layer is the last), one layer flipped per step (``proposal="layer"``), the hidden-margin
+term. Everything else takes the tensor path.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-_KERNELS = ("_tree_sum_rows", "_new_rows", "propose_hidden", "commit_hidden", "propose_last",
-            "commit_last", "accept")
+_KERNELS = ("_tree_sum_rows", "_shift_block", "_new_rows", "propose_hidden", "commit_hidden",
+            "propose_last", "commit_last", "accept")
 _compiled = False
 
 
@@ -67,6 +69,20 @@ def _tree_sum_rows(block, c, width):  # type: ignore[no-untyped-def]
         c = h + c % 2
 
 
+def _shift_block(block, c, width, tables, tops):  # type: ignore[no-untyped-def]
+    """``block[:c, :width]`` holds pre-activations: replace them by ``exp(s (z - top))`` of
+    each column's largest ``top`` (:meth:`EnergySet.shifted_sums`, from ``tables``) and write
+    ``s top`` into ``tops[:width]``."""
+    _, shifted, linear, bound = tables
+    for t in range(width):
+        top = block[0, t]
+        for i in range(1, c):
+            top = max(top, block[i, t])
+        for i in range(c):
+            block[i, t] = shifted[int(block[i, t] - top) + 2 * bound]
+        tops[t] = linear[int(top) + bound]
+
+
 def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, first, coef):
     """Chain ``k``'s flipped rows: ``coef``, ``first`` (an entry is the first of its row) and
     ``new_z`` (each first entry's row with the changes of all entries of that row)."""
@@ -96,21 +112,25 @@ def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, 
                     out[t] += c * a[t]
 
 
-def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, table, bound, targets, margin,
-                   weight, row, source, valid,
-                   coef, first, d, any_change, block, starts, moved, step, new_z0, changed,
-                   n_changed, new_z1, new_e1, new_sums, picked_change,
+def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, targets,
+                   margin, weight, row, source, valid,
+                   coef, first, d, any_change, block, starts, moved, step, tops, new_z0,
+                   changed, n_changed, new_z1, new_e1, new_sums, new_tops, picked_change,
                    margin_change):  # type: ignore[no-untyped-def]
     """Flips of the hidden layer of a one-hidden-layer MLP, for the chains of a part.
 
     ``a`` the inputs ``[in, N]``; ``z0`` ``[K * H, N]`` and ``w0`` (flat) the whole hidden
     layer; ``z1``, ``w1``, ``e1``, ``part_sums`` this part's last layer ``[K', C, N]``,
-    ``[K', C, H]``, its exponentials and per-sample class sums ``[K', N]``. The rest are the
-    flips ``[K', M]``, work arrays (``d`` ``[M, N]`` int8, ``any_change`` ``[N]`` bool,
-    ``block`` ``[C, _TILE]``, ``starts`` ``[N + 1]``, ``moved``/``step`` ``[M * N]``) and
-    outputs (the changed samples' columns packed first in ``new_z1``/``new_e1``)."""
+    ``[K', C, H]``, its exponentials and per-sample class sums ``[K', N]`` (with ``shift``, no
+    exponentials but the samples' ``s top``, ``part_tops``: :meth:`EnergySet.shifted_sums`);
+    ``tables`` the exponentials and products by ``s`` of integers (:meth:`ChainCache.tables`).
+    The rest are the flips ``[K', M]``, work arrays (``d`` ``[M, N]`` int8, ``any_change``
+    ``[N]`` bool, ``block`` ``[C, _TILE]``, ``starts`` ``[N + 1]``, ``moved``/``step``
+    ``[M * N]``, ``tops`` ``[_TILE]``) and outputs (the changed samples' columns packed first
+    in ``new_z1``/``new_e1``)."""
     k_part, m = row.shape
     n_classes, hidden, n = z1.shape[1], w1.shape[2], z1.shape[2]
+    table, bound = tables[0], tables[3]
     for k in range(k_part):
         _new_rows(k, z0, a, False, w0, weight, row, source, valid, new_z0, first, coef)
         any_change[:] = False
@@ -129,6 +149,8 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, table, bound, targets, marg
                               - max(margin - abs(np.int32(old[t])), 0))
         margin_change[k] = hinge
         new_sums[k, :] = part_sums[k, :]
+        if shift:
+            new_tops[k, :] = part_tops[k, :]
         # The changed samples, and per sample the units that moved (how: +-2), packed.
         count, p = 0, 0
         for t in range(n):
@@ -152,12 +174,18 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, table, bound, targets, marg
                 for q in range(starts[i], starts[i + 1]):
                     z += wc[moved[q]] * step[q]
                 nz[i] = z
-                ne[i] = table[int(z) + bound]
+                if not shift:
+                    ne[i] = table[int(z) + bound]
         for i0 in range(0, count, _TILE):  # their class sums
             width = min(_TILE, count - i0)
+            source_block = new_z1 if shift else new_e1
             for c in range(n_classes):
                 for i in range(width):
-                    block[c, i] = new_e1[k, c, i0 + i]
+                    block[c, i] = source_block[k, c, i0 + i]
+            if shift:
+                _shift_block(block, n_classes, width, tables, tops)
+                for i in range(width):
+                    new_tops[k, cols[i0 + i]] = tops[i]
             _tree_sum_rows(block, n_classes, width)
             for i in range(width):
                 new_sums[k, cols[i0 + i]] = block[0, i]
@@ -168,8 +196,9 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, table, bound, targets, marg
         picked_change[k] = picked
 
 
-def commit_hidden(accepted, z0, w0, z1, e1, part_sums, weight, row, valid, first, new_z0,
-                  changed, n_changed, new_z1, new_e1, new_sums):  # type: ignore[no-untyped-def]
+def commit_hidden(accepted, z0, w0, z1, e1, part_sums, part_tops, shift, weight, row, valid,
+                  first, new_z0, changed, n_changed, new_z1, new_e1, new_sums,
+                  new_tops):  # type: ignore[no-untyped-def]
     """Write the accepted chains' candidates of :func:`propose_hidden`."""
     k_part, m = row.shape
     n_classes = z1.shape[1]
@@ -185,21 +214,26 @@ def commit_hidden(accepted, z0, w0, z1, e1, part_sums, weight, row, valid, first
             t = changed[k, i]
             for c in range(n_classes):
                 z1[k, c, t] = new_z1[k, c, i]
-                e1[k, c, t] = new_e1[k, c, i]
+                if not shift:
+                    e1[k, c, t] = new_e1[k, c, i]
             part_sums[k, t] = new_sums[k, t]
+            if shift:
+                part_tops[k, t] = new_tops[k, t]
 
 
-def propose_last(src, src_signs, z1, e1, w1, part_sums, n_classes, table, bound, targets,
+def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
                  weight, row, source, valid,
-                 coef, first, block, new_z, new_e, new_sums,
+                 coef, first, block, tops, new_z, new_e, new_sums, new_tops,
                  picked_change):  # type: ignore[no-untyped-def]
     """Flips of the last layer, for the chains of a part: ``src`` holds the flipped weights'
     inputs (the inputs ``[in, N]``, or the previous layer's ``Z`` ``[K * H, N]`` whose signs
     are the inputs when ``src_signs``); ``z1``, ``e1`` ``[K * C, N]`` and ``w1`` (flat) the
-    whole last layer and its exponentials, ``part_sums`` this part's class sums ``[K', N]``;
-    ``block`` a ``[C, _TILE]`` work array."""
+    whole last layer and its exponentials (none with ``shift``: then ``new_tops`` gets each
+    sample's ``s top``, :meth:`EnergySet.shifted_sums`); ``block`` ``[C, _TILE]`` and
+    ``tops`` ``[_TILE]`` work arrays."""
     k_part, m = row.shape
     n = z1.shape[1]
+    table, bound = tables[0], tables[3]
     slot = np.empty(n_classes, dtype=np.int64)
     for k in range(k_part):
         _new_rows(k, z1, src, src_signs, w1, weight, row, source, valid, new_z, first, coef)
@@ -212,8 +246,9 @@ def propose_last(src, src_signs, z1, e1, w1, part_sums, n_classes, table, bound,
             cls = row[k, j] - base
             slot[cls] = j
             out, new, old = new_e[k, j], new_z[k, j], z1[row[k, j]]
-            for t in range(n):
-                out[t] = table[int(new[t]) + bound]
+            if not shift:
+                for t in range(n):
+                    out[t] = table[int(new[t]) + bound]
             for t in range(n):
                 if targets[t] == cls:
                     picked += new[t] - old[t]
@@ -221,17 +256,24 @@ def propose_last(src, src_signs, z1, e1, w1, part_sums, n_classes, table, bound,
             width = min(_TILE, n - t0)
             for c in range(n_classes):
                 s = slot[c]
-                values = new_e[k, s] if s >= 0 else e1[base + c]
+                if shift:
+                    values = new_z[k, s] if s >= 0 else z1[base + c]
+                else:
+                    values = new_e[k, s] if s >= 0 else e1[base + c]
                 for t in range(width):
                     block[c, t] = values[t0 + t]
+            if shift:
+                _shift_block(block, n_classes, width, tables, tops)
+                for t in range(width):
+                    new_tops[k, t0 + t] = tops[t]
             _tree_sum_rows(block, n_classes, width)
             for t in range(width):
                 new_sums[k, t0 + t] = block[0, t]
         picked_change[k] = picked
 
 
-def commit_last(accepted, w1, z1, e1, part_sums, weight, row, valid, first, new_z, new_e,
-                new_sums):  # type: ignore[no-untyped-def]
+def commit_last(accepted, w1, z1, e1, part_sums, part_tops, shift, weight, row, valid, first,
+                new_z, new_e, new_sums, new_tops):  # type: ignore[no-untyped-def]
     """Write the accepted chains' candidates of :func:`propose_last`."""
     k_part, m = row.shape
     for k in range(k_part):
@@ -240,10 +282,13 @@ def commit_last(accepted, w1, z1, e1, part_sums, weight, row, valid, first, new_
         for j in range(m):
             if first[k, j]:
                 z1[row[k, j], :] = new_z[k, j, :]
-                e1[row[k, j], :] = new_e[k, j, :]
+                if not shift:
+                    e1[row[k, j], :] = new_e[k, j, :]
             if valid[k, j]:
                 w1[weight[k, j]] = -w1[weight[k, j]]
         part_sums[k, :] = new_sums[k, :]
+        if shift:
+            part_tops[k, :] = new_tops[k, :]
 
 
 def accept(lp, scale, n, margin_scale, has_margin, threshold, tie, has_tie, energies, picked,
@@ -288,9 +333,9 @@ class FusedStep:
         self._pending: tuple | None = None
 
     @staticmethod
-    def supports(net, shift: bool) -> bool:  # type: ignore[no-untyped-def]
+    def supports(net) -> bool:  # type: ignore[no-untyped-def]
         """Whether the kernel covers every single-layer step of ``net``."""
-        return available() and net.device.type == "cpu" and len(net.weights) <= 2 and not shift
+        return available() and net.device.type == "cpu" and len(net.weights) <= 2
 
     @staticmethod
     def handles(flips) -> bool:  # type: ignore[no-untyped-def]
@@ -302,8 +347,8 @@ class FusedStep:
         cache, net = self.cache, self.cache.net
         # The tensors' identities: a view holds its tensor, so an id is not reused meanwhile.
         key = (part.start, part.stop, *map(id, (
-            cache.energies, cache.picked, cache.margin_sums, cache.partition, cache.exp_last,
-            *cache.pre, *net.weights)))
+            cache.energies, cache.picked, cache.margin_sums, cache.partition, cache.tops,
+            cache.exp_last, *cache.pre, *net.weights)))
         views = self._views.get(key)
         if views is None:
             self._views.clear()
@@ -313,9 +358,14 @@ class FusedStep:
                 "targets": cache.energy_set.targets.numpy(),
                 "pre": [z.view(-1, n).numpy() for z in cache.pre],
                 "weights": [w.view(-1).numpy() for w in net.weights],
-                "exp": cache.exp_last.view(-1, n).numpy(),
                 "sums": cache.partition[part].numpy(),
-                "z1": cache.pre[-1][part].numpy(), "e1": cache.exp_last[part].numpy(),
+                "tops": (cache.tops[part].numpy() if cache.tops is not None
+                         else np.zeros((1, 1), np.float32)),
+                "exp": (cache.exp_last.view(-1, n).numpy() if cache.exp_last is not None
+                        else np.zeros((1, 1), np.float32)),
+                "e1": (cache.exp_last[part].numpy() if cache.exp_last is not None
+                       else np.zeros((1, 1, 1), np.float32)),
+                "z1": cache.pre[-1][part].numpy(),
                 "w1": net.weights[-1][part].numpy(),
                 "energies": cache.energies[part].numpy(), "picked": cache.picked[part].numpy(),
                 "margin_sums": (cache.margin_sums[part].numpy()
@@ -332,7 +382,8 @@ class FusedStep:
             shapes = {"valid": ((k, m), np.bool_), "coef": ((k, m), np.float32),
                       "first": ((k, m), np.bool_), "sums": ((k, n), np.float32),
                       "picked": ((k,), np.float64), "margins": ((k,), np.float64),
-                      "accepted": ((k,), np.bool_), "block": ((c, _TILE), np.float32)}
+                      "accepted": ((k,), np.bool_), "block": ((c, _TILE), np.float32),
+                      "new_tops": ((k, n), np.float32), "tile_tops": ((_TILE,), np.float32)}
             if layer == len(self.cache.net.weights) - 1:
                 shapes |= {"new_z": ((k, m, n), np.float32), "new_e": ((k, m, n), np.float32)}
             else:
@@ -346,9 +397,12 @@ class FusedStep:
             work["valid"][:] = True
         return work
 
-    def propose(self, flips, part: slice) -> tuple[Tensor, Tensor, Tensor | None]:  # type: ignore[no-untyped-def]
-        """The candidates' class sums ``[K', N]`` (float32), picked-sum changes ``[K']`` and
-        margin-sum changes ``[K']`` (float64; None without the term) for ``flips``."""
+    def propose(self, flips, part: slice  # type: ignore[no-untyped-def]
+                ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        """The candidates' class sums ``[K', N]`` and, where the logits are shifted, the
+        samples' ``s top`` (float32, :meth:`EnergySet.shifted_sums`; else None), the
+        picked-sum changes ``[K']`` and margin-sum changes ``[K']`` (float64; None without the
+        term) for ``flips``."""
         cache, v = self.cache, self._views_of(part)
         (layer, f), = flips.items()
         k, m = f.row.shape
@@ -356,31 +410,34 @@ class FusedStep:
         weight, row, source = f.weight.numpy(), f.row.numpy(), f.source.numpy()
         valid = w["valid"] if f.valid is None else f.valid.numpy()
         coef, first, new_sums, picked = w["coef"], w["first"], w["sums"], w["picked"]
-        margins = w["margins"]
-        table, bound = cache.exp_table()
+        margins, new_tops = w["margins"], w["new_tops"]
+        tables, shift = cache.tables(), cache.tops is not None
         if layer == len(cache.net.weights) - 1:
             src, signs = (v["inputs"], False) if layer == 0 else (v["pre"][layer - 1], True)
             w1, z1, e1 = v["weights"][layer], v["pre"][layer], v["exp"]
-            propose_last(src, signs, z1, e1, w1, v["sums"], cache.net.n_classes, table, bound,
+            propose_last(src, signs, z1, e1, w1, cache.net.n_classes, tables, shift,
                          v["targets"], weight, row, source, valid, coef, first, w["block"],
-                         w["new_z"], w["new_e"], new_sums, picked)
-            self._pending = (commit_last, (w1, z1, e1, v["sums"], weight, row, valid, first,
-                                           w["new_z"], w["new_e"], new_sums))
+                         w["tile_tops"], w["new_z"], w["new_e"], new_sums, new_tops, picked)
+            self._pending = (commit_last, (w1, z1, e1, v["sums"], v["tops"], shift, weight, row,
+                                           valid, first, w["new_z"], w["new_e"], new_sums,
+                                           new_tops))
         else:
             margin = cache.margin if cache.margin_sums is not None else 0
             z0, w0 = v["pre"][0], v["weights"][0]
-            propose_hidden(v["inputs"], z0, w0, v["z1"], v["w1"], v["e1"], v["sums"], table,
-                           bound, v["targets"], margin, weight, row, source, valid, coef, first,
-                           w["d"], w["any_change"], w["block"], w["starts"], w["moved"],
-                           w["step"], w["new_z0"], w["changed"], w["n_changed"], w["new_z1"],
-                           w["new_e1"], new_sums, picked, margins)
-            self._pending = (commit_hidden, (z0, w0, v["z1"], v["e1"], v["sums"], weight, row,
-                                             valid, first, w["new_z0"], w["changed"],
-                                             w["n_changed"], w["new_z1"], w["new_e1"],
-                                             new_sums))
+            propose_hidden(v["inputs"], z0, w0, v["z1"], v["w1"], v["e1"], v["sums"], v["tops"],
+                           tables, shift, v["targets"], margin, weight, row, source, valid,
+                           coef, first, w["d"], w["any_change"], w["block"], w["starts"],
+                           w["moved"], w["step"], w["tile_tops"], w["new_z0"], w["changed"],
+                           w["n_changed"], w["new_z1"], w["new_e1"], new_sums, new_tops, picked,
+                           margins)
+            self._pending = (commit_hidden, (z0, w0, v["z1"], v["e1"], v["sums"], v["tops"],
+                                             shift, weight, row, valid, first, w["new_z0"],
+                                             w["changed"], w["n_changed"], w["new_z1"],
+                                             w["new_e1"], new_sums, new_tops))
         self._last = w
         margin_change = torch.from_numpy(margins) if cache.margin_sums is not None else None
-        return torch.from_numpy(new_sums), torch.from_numpy(picked), margin_change
+        return (torch.from_numpy(new_sums), torch.from_numpy(new_tops) if shift else None,
+                torch.from_numpy(picked), margin_change)
 
     def commit(self, accepted: Tensor | np.ndarray) -> None:
         """Write the accepted chains' weights and caches (not the energies, picked and margin
@@ -396,10 +453,9 @@ class FusedStep:
         """A whole step of the chains ``part``: propose, the logarithms by torch, then
         :func:`accept` and :meth:`commit` (``n_accepted`` ``[K']`` is counted in place)."""
         cache, v = self.cache, self._views_of(part)
-        sums, _, _ = self.propose(flips, part)
+        sums, tops, _, _ = self.propose(flips, part)
         k, n = sums.shape
-        lse = torch.log(sums, out=cache._ws("lse", (k, n), sums))
-        lp = cache._ws("lse64", (k, n), sums, torch.float64).copy_(lse).sum(1)
+        lp = cache.log_partition_of(sums, tops)
         w = self._last
         accepted, has_tie = w["accepted"], tie is not None
         accept(lp.numpy(), cache.net.scale, n, cache.margin_scale(), cache.margin_sums is not None,

@@ -20,6 +20,8 @@ CASES = [
     ([16], {"margin_weight": 0.5, "margin": 3}),  # the hidden-margin term
     ([16], {"acceptance": "barker", "temperature": [0.0, 1e-3, 1e-2, 1.0]}),  # level moves
     ([5], {"temperature": 0.0}),  # greedy: level moves accepted
+    ([], {"output_scale": 60.0}),  # large logits: shifted by each sample's largest
+    ([16], {"output_scale": 40.0, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
 ]
 
 
@@ -42,9 +44,25 @@ def _population(data: DataSplits, hidden: list[int], kernel: str, **kwargs: Any)
 def _assert_same_state(a: Population, b: Population) -> None:
     assert all(torch.equal(x, y) for x, y in zip(a.net.weights, b.net.weights, strict=True))
     assert all(torch.equal(x, y) for x, y in zip(a.cache.pre, b.cache.pre, strict=True))
-    for name in ("energies", "exp_last", "picked", "margin_sums"):
+    for name in ("energies", "exp_last", "margin_sums"):
         x, y = getattr(a.cache, name), getattr(b.cache, name)
         assert (x is None and y is None) or torch.equal(x, y), name
+    if a.cache.picked is not None and b.cache.picked is not None:
+        assert torch.equal(a.cache.picked, b.cache.picked)
+
+
+def _assert_fused_caches_fresh(pop: Population) -> None:
+    """The fused kernel's own caches (per-sample class sums, shifted or not, and the picked
+    sums) are those of the pre-activations."""
+    cache = pop.cache
+    if cache.net.needs_shift():
+        sums, tops = EnergySet.shifted_sums(cache.pre[-1], cache.net.scale)
+        assert cache.tops is not None and torch.equal(cache.tops, tops)
+    else:
+        sums = EnergySet.class_sum(cache.exp_last)
+    assert torch.equal(cache.partition, sums)
+    bound = cache.net.weights[-1].shape[2]
+    assert torch.equal(cache.picked, pop.energy_set.picked(cache.pre[-1], bound))
 
 
 @pytest.mark.parametrize("hidden, kwargs", CASES)
@@ -58,14 +76,13 @@ def test_fused_steps_equal_the_tensor_path(data: DataSplits, hidden: list[int],
     assert torch.equal(tensors.n_accepted, fused.n_accepted)
     assert 0 < int(fused.n_accepted.sum()) < 4 * 300  # some moves accepted, some rejected
     _assert_same_state(tensors, fused)
-    # The fused kernel's own cache, the per-sample class sums, is that of the exponentials.
-    assert torch.equal(fused.cache.partition, EnergySet.class_sum(fused.cache.exp_last))
+    _assert_fused_caches_fresh(fused)
     fresh = fused.net.preactivations(fused.energy_set.inputs_t)
     assert all(torch.equal(x, y) for x, y in zip(fused.cache.pre, fresh, strict=True))
     torch.testing.assert_close(fused.energies, fused.full_energies(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("hidden, kwargs", CASES[:4])
+@pytest.mark.parametrize("hidden, kwargs", CASES[:4] + CASES[-2:])
 def test_fused_propose_and_commit_equal_the_tensor_path(data: DataSplits, hidden: list[int],
                                                         kwargs: dict[str, Any]) -> None:
     """The cache's own API (what tempering and tests call): candidates from the same flips,
@@ -83,7 +100,7 @@ def test_fused_propose_and_commit_equal_the_tensor_path(data: DataSplits, hidden
             fused.cache.commit(accepted)
         tensors.n_steps = fused.n_steps = block.start + block.length
     _assert_same_state(tensors, fused)
-    assert torch.equal(fused.cache.partition, EnergySet.class_sum(fused.cache.exp_last))
+    _assert_fused_caches_fresh(fused)
 
 
 def test_class_sum_is_the_same_for_every_shape() -> None:
