@@ -74,13 +74,16 @@ def _shift_block(block, c, width, tables, tops):  # type: ignore[no-untyped-def]
     each column's largest ``top`` (:meth:`EnergySet.shifted_sums`, from ``tables``) and write
     ``s top`` into ``tops[:width]``."""
     _, shifted, linear, bound = tables
+    for t in range(width):  # row by row: vectorised over the samples
+        tops[t] = block[0, t]
+    for i in range(1, c):
+        for t in range(width):
+            tops[t] = max(tops[t], block[i, t])
+    for i in range(c):
+        for t in range(width):
+            block[i, t] = shifted[int(block[i, t] - tops[t]) + 2 * bound]
     for t in range(width):
-        top = block[0, t]
-        for i in range(1, c):
-            top = max(top, block[i, t])
-        for i in range(c):
-            block[i, t] = shifted[int(block[i, t] - top) + 2 * bound]
-        tops[t] = linear[int(top) + bound]
+        tops[t] = linear[int(tops[t]) + bound]
 
 
 def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, first, coef):
