@@ -53,9 +53,9 @@ STE_GAP = 0.01
 #: Per net: our chain's settings (full energy, incremental, one flip per step, slow cooling).
 OURS = {
     "784-10": ["model.hidden=[]", "model.output_scale=3.0", "sampler.flip_ratio=0.0001",
-               "sampler.temperature=2e-4", "schedule.cooling_rate=0.99996"],
+               "sampler.temperature=2e-4", "schedule.cooling_rate=0.99998"],
     "784-256-10": ["model.hidden=[256]", "model.output_scale=0.7", "sampler.flip_ratio=0.00001",
-                   "sampler.temperature=1e-4", "schedule.cooling_rate=0.99999",
+                   "sampler.temperature=1e-4", "schedule.cooling_rate=0.999996",
                    "sampler.margin_weight=0.05", "model.init=data"],
 }
 STE = {"784-10": ["model.hidden=[]", "trainer=ste"],
