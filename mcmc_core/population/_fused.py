@@ -332,6 +332,7 @@ class FusedStep:
         self.cache = cache
         self._arrays: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
         self._last: dict[str, np.ndarray] = {}  # the work arrays of the pending step
+        self._last_views: dict[str, object] = {}  # ... and the views it used
         self._views: dict[tuple[int, ...], dict[str, object]] = {}
         self._pending: tuple | None = None
 
@@ -437,7 +438,7 @@ class FusedStep:
                                              shift, weight, row, valid, first, w["new_z0"],
                                              w["changed"], w["n_changed"], w["new_z1"],
                                              w["new_e1"], new_sums, new_tops))
-        self._last = w
+        self._last, self._last_views = w, v
         margin_change = torch.from_numpy(margins) if cache.margin_sums is not None else None
         return (torch.from_numpy(new_sums), torch.from_numpy(new_tops) if shift else None,
                 torch.from_numpy(picked), margin_change)
@@ -455,8 +456,9 @@ class FusedStep:
                 n_accepted: Tensor) -> None:  # type: ignore[no-untyped-def]
         """A whole step of the chains ``part``: propose, the logarithms by torch, then
         :func:`accept` and :meth:`commit` (``n_accepted`` ``[K']`` is counted in place)."""
-        cache, v = self.cache, self._views_of(part)
+        cache = self.cache
         sums, tops, _, _ = self.propose(flips, part)
+        v = self._last_views
         k, n = sums.shape
         lp = cache.log_partition_of(sums, tops)
         w = self._last
