@@ -52,12 +52,15 @@ STE_GAP = 0.01
 
 #: Per net: our chain's settings (full energy, incremental, one flip per step, slow cooling).
 OURS = {
-    "784-10": ["model.hidden=[]", "model.output_scale=3.0", "sampler.flip_ratio=0.0001",
+    # output_scale 2.8: logits stay below 80, so no per-sample shift (the faster kernel path);
+    # chosen on split seeds 3-5 (benchmarks/README), not on the seeds reported.
+    "784-10": ["model.hidden=[]", "model.output_scale=2.8", "sampler.flip_ratio=0.0001",
                "sampler.temperature=2e-4", "schedule.cooling_rate=0.99998"],
-    # T0, cooling, margin weight and output_scale: the best trial of the MNIST sweep
-    # (conf/hparams_search/mnist_mlp.yaml, split seed 0's validation images; benchmarks/README).
+    # T0, margin weight and output_scale: the best trial of the MNIST sweep
+    # (conf/hparams_search/mnist_mlp.yaml, split seed 0's validation images; benchmarks/README);
+    # cooling slower than that trial's 0.999995 for the ~1.2M steps of 300 CPU-s (split seeds 3-4).
     "784-256-10": ["model.hidden=[256]", "model.output_scale=1.238", "sampler.flip_ratio=0.00001",
-                   "sampler.temperature=2e-4", "schedule.cooling_rate=0.999995",
+                   "sampler.temperature=2e-4", "schedule.cooling_rate=0.999997",
                    "sampler.margin_weight=0.05321", "model.init=data"],
 }
 STE = {"784-10": ["model.hidden=[]", "trainer=ste"],

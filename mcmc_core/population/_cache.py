@@ -395,6 +395,16 @@ class ChainCache:
         self._fused.advance(flips, part, threshold, tie, n_accepted)
         return True
 
+    def advance_at(self, block: ProposalBlock, b: int, n_accepted: Tensor) -> bool:
+        """:meth:`advance` of step ``b`` of ``block`` for every chain, straight from the
+        block's numpy views (:meth:`ProposalBlock.host_draws`); False (nothing happened) where
+        the fused kernel does not apply: no kernel, or every layer flipped at once."""
+        if self._fused is None or block.layers is None:
+            return False
+        self._candidate = self._candidate_margin = None
+        self._fused.step(block, b, n_accepted)
+        return True
+
     def _propose_loss(self, flips: Mapping[int, LayerFlips], part: slice | None) -> Tensor:
         """The candidates' mean cross-entropy (:meth:`propose` without the margin term)."""
         self._rows, self._dense, self._flips, self._last_rows = [], [], [], None

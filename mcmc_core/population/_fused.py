@@ -255,21 +255,37 @@ def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
             for t in range(n):
                 if targets[t] == cls:
                     picked += new[t] - old[t]
+        h = n_classes // 2
         for t0 in range(0, n, _TILE):
             width = min(_TILE, n - t0)
-            for c in range(n_classes):
-                s = slot[c]
-                if shift:
-                    values = new_z[k, s] if s >= 0 else z1[base + c]
-                else:
-                    values = new_e[k, s] if s >= 0 else e1[base + c]
-                for t in range(width):
-                    block[c, t] = values[t0 + t]
             if shift:
+                for c in range(n_classes):
+                    s = slot[c]
+                    values = new_z[k, s] if s >= 0 else z1[base + c]
+                    for t in range(width):
+                        block[c, t] = values[t0 + t]
                 _shift_block(block, n_classes, width, tables, tops)
                 for t in range(width):
                     new_tops[k, t0 + t] = tops[t]
-            _tree_sum_rows(block, n_classes, width)
+                _tree_sum_rows(block, n_classes, width)
+            elif n_classes == 1:
+                values = new_e[k, slot[0]] if slot[0] >= 0 else e1[base]
+                for t in range(width):
+                    block[0, t] = values[t0 + t]
+            else:  # the tree's first level straight from the rows (no copy of the block)
+                for i in range(h):
+                    s = slot[i]
+                    x = new_e[k, s] if s >= 0 else e1[base + i]
+                    s = slot[i + h]
+                    y = new_e[k, s] if s >= 0 else e1[base + i + h]
+                    for t in range(width):
+                        block[i, t] = x[t0 + t] + y[t0 + t]
+                if n_classes % 2:  # the odd row, carried
+                    s = slot[2 * h]
+                    x = new_e[k, s] if s >= 0 else e1[base + 2 * h]
+                    for t in range(width):
+                        block[h, t] = x[t0 + t]
+                _tree_sum_rows(block, h + n_classes % 2, width)
             for t in range(width):
                 new_sums[k, t0 + t] = block[0, t]
         picked_change[k] = picked
@@ -330,8 +346,8 @@ class FusedStep:
     def __init__(self, cache) -> None:  # type: ignore[no-untyped-def]
         _compile()
         self.cache = cache
-        self._arrays: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
-        self._last: dict[str, np.ndarray] = {}  # the work arrays of the pending step
+        self._arrays: dict[tuple[int, int, int], dict] = {}
+        self._last: dict = {}  # the work arrays of the pending step
         self._last_views: dict[str, object] = {}  # ... and the views it used
         self._views: dict[tuple[int, ...], dict[str, object]] = {}
         self._pending: tuple | None = None
@@ -377,8 +393,9 @@ class FusedStep:
             }
         return views
 
-    def _work(self, layer: int, k: int, m: int) -> dict[str, np.ndarray]:
-        """The work arrays of a step of ``layer`` with ``k`` chains and ``m`` flips each."""
+    def _work(self, layer: int, k: int, m: int) -> dict:
+        """The work arrays of a step of ``layer`` with ``k`` chains and ``m`` flips each (and
+        tensors sharing the memory of those torch reads)."""
         key = (layer, k, m)
         work = self._arrays.get(key)
         if work is None:
@@ -399,6 +416,11 @@ class FusedStep:
             work = self._arrays[key] = {name: np.zeros(shape, dtype)
                                         for name, (shape, dtype) in shapes.items()}
             work["valid"][:] = True
+            shift = self.cache.tops is not None
+            work |= {"sums_t": torch.from_numpy(work["sums"]),
+                     "tops_t": torch.from_numpy(work["new_tops"]) if shift else None,
+                     "picked_t": torch.from_numpy(work["picked"]),
+                     "margins_t": torch.from_numpy(work["margins"])}
         return work
 
     def propose(self, flips, part: slice  # type: ignore[no-untyped-def]
@@ -407,12 +429,21 @@ class FusedStep:
         samples' ``s top`` (float32, :meth:`EnergySet.shifted_sums`; else None), the
         picked-sum changes ``[K']`` and margin-sum changes ``[K']`` (float64; None without the
         term) for ``flips``."""
-        cache, v = self.cache, self._views_of(part)
         (layer, f), = flips.items()
-        k, m = f.row.shape
+        w = self._propose(layer, f.weight.numpy(), f.row.numpy(), f.source.numpy(),
+                          None if f.valid is None else f.valid.numpy(), part)
+        margin_change = w["margins_t"] if self.cache.margin_sums is not None else None
+        return w["sums_t"], w["tops_t"], w["picked_t"], margin_change
+
+    def _propose(self, layer: int, weight: np.ndarray, row: np.ndarray, source: np.ndarray,
+                 valid: np.ndarray | None, part: slice) -> dict:
+        """:meth:`propose` on numpy arrays (``[K', M]``, :class:`LayerFlips`' fields); returns
+        the step's work arrays, the candidate's pending commit set."""
+        cache, v = self.cache, self._views_of(part)
+        k, m = row.shape
         w = self._work(layer, k, m)
-        weight, row, source = f.weight.numpy(), f.row.numpy(), f.source.numpy()
-        valid = w["valid"] if f.valid is None else f.valid.numpy()
+        if valid is None:
+            valid = w["valid"]
         coef, first, new_sums, picked = w["coef"], w["first"], w["sums"], w["picked"]
         margins, new_tops = w["margins"], w["new_tops"]
         tables, shift = cache.tables(), cache.tops is not None
@@ -439,9 +470,7 @@ class FusedStep:
                                              w["changed"], w["n_changed"], w["new_z1"],
                                              w["new_e1"], new_sums, new_tops))
         self._last, self._last_views = w, v
-        margin_change = torch.from_numpy(margins) if cache.margin_sums is not None else None
-        return (torch.from_numpy(new_sums), torch.from_numpy(new_tops) if shift else None,
-                torch.from_numpy(picked), margin_change)
+        return w
 
     def commit(self, accepted: Tensor | np.ndarray) -> None:
         """Write the accepted chains' weights and caches (not the energies, picked and margin
@@ -456,15 +485,27 @@ class FusedStep:
                 n_accepted: Tensor) -> None:  # type: ignore[no-untyped-def]
         """A whole step of the chains ``part``: propose, the logarithms by torch, then
         :func:`accept` and :meth:`commit` (``n_accepted`` ``[K']`` is counted in place)."""
-        cache = self.cache
-        sums, tops, _, _ = self.propose(flips, part)
-        v = self._last_views
-        k, n = sums.shape
-        lp = cache.log_partition_of(sums, tops)
-        w = self._last
+        (layer, f), = flips.items()
+        self._propose(layer, f.weight.numpy(), f.row.numpy(), f.source.numpy(),
+                      None if f.valid is None else f.valid.numpy(), part)
+        self._decide(threshold.numpy(), None if tie is None else tie.numpy(), n_accepted.numpy())
+
+    def step(self, block, b: int, n_accepted: Tensor) -> None:  # type: ignore[no-untyped-def]
+        """Step ``b`` of ``block`` (a :class:`ProposalBlock` with ``proposal="layer"``) for
+        every chain: :meth:`advance` on the block's numpy views, without per-step tensors."""
+        layer = block.layers[b]
+        weight, row, source, valid, threshold, tie = block.host_draws(layer)
+        self._propose(layer, weight[b], row[b], source[b], valid, slice(0, weight.shape[1]))
+        self._decide(threshold[b], None if tie is None else tie[b], n_accepted.numpy())
+
+    def _decide(self, threshold: np.ndarray, tie: np.ndarray | None,
+                n_accepted: np.ndarray) -> None:
+        """The proposed step's logarithms (torch), :func:`accept` and :meth:`commit`."""
+        cache, w, v = self.cache, self._last, self._last_views
+        lp = cache.log_partition_of(w["sums_t"], w["tops_t"])
         accepted, has_tie = w["accepted"], tie is not None
-        accept(lp.numpy(), cache.net.scale, n, cache.margin_scale(), cache.margin_sums is not None,
-               threshold.numpy(), tie.numpy() if has_tie else accepted, has_tie,
+        accept(lp.numpy(), cache.net.scale, w["sums"].shape[1], cache.margin_scale(),
+               cache.margin_sums is not None, threshold, tie if has_tie else accepted, has_tie,
                v["energies"], v["picked"], w["picked"], v["margin_sums"], w["margins"],
-               n_accepted.numpy(), accepted)
+               n_accepted, accepted)
         self.commit(accepted)

@@ -314,18 +314,23 @@ class Population:
             graphs = self._step_graphs = StepGraphs(self.cache, self._advance,
                                                         lambda: [self.n_accepted])
         if graphs is None or not graphs.step(block, b):
-            flips, threshold, tie = block.flips(b), block.threshold_at(b), block.tie_at(b)
             k, chunk = len(self), self._chunk_size()
-            for start in range(0, k, chunk):
-                part = slice(start, min(k, start + chunk))
-                part_flips = flips if chunk >= k else {
-                    i: LayerFlips(*(None if t is None else t[part] for t in (
-                        f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
-                    for i, f in flips.items()}
-                self._advance(part_flips, part, threshold[part],
-                              None if tie is None else tie[part])
+            # The fused kernel takes a whole step from the block's numpy views where it applies.
+            if chunk < k or not self.cache.advance_at(block, b, self.n_accepted):
+                self._advance_parts(block, b, k, chunk)
         self.n_steps += 1
         self._steps_with_counts += 1
+
+    def _advance_parts(self, block: ProposalBlock, b: int, k: int, chunk: int) -> None:
+        """Step ``b`` of ``block``, ``chunk`` chains at a time (:meth:`_advance`)."""
+        flips, threshold, tie = block.flips(b), block.threshold_at(b), block.tie_at(b)
+        for start in range(0, k, chunk):
+            part = slice(start, min(k, start + chunk))
+            part_flips = flips if chunk >= k else {
+                i: LayerFlips(*(None if t is None else t[part] for t in (
+                    f.weight, f.row, f.source, f.column, f.valid)))  # type: ignore[misc]
+                for i, f in flips.items()}
+            self._advance(part_flips, part, threshold[part], None if tie is None else tie[part])
 
     def _advance(self, flips: dict[int, LayerFlips], part: slice, threshold: Tensor,
                  tie: Tensor | None) -> None:

@@ -222,6 +222,7 @@ class ProposalBlock:
                 valid = (torch.arange(most[i], device=device)
                          < torch.tensor(layer_counts, device=device).unsqueeze(1))  # [K, M]
             self._valid.append(valid)
+        self._host: dict[int, tuple] = {}
 
     @staticmethod
     def block_length(k: int, counts: list[list[int]], numels: list[int]) -> int:
@@ -250,6 +251,20 @@ class ProposalBlock:
             out[i] = LayerFlips(parts[0], parts[1], parts[2], column, self._valid[i])
         return out
 
+    def host_draws(self, layer: int) -> tuple:
+        """Numpy views of a CPU block's draws for the fused kernel: ``(weight, row, source,
+        valid, threshold, tie)``, the first three ``[B, K, M]`` (:class:`LayerFlips`' fields
+        of every step), ``valid`` ``[K, M]`` or None, ``threshold`` ``[B, K]``, ``tie``
+        ``[B, K]`` or None. Made once per block and layer."""
+        draws = self._host.get(layer)
+        if draws is None:
+            weight, row, source = (t.numpy() for t in self._flips[layer][:3])
+            valid = self._valid[layer]
+            draws = self._host[layer] = (
+                weight, row, source, None if valid is None else valid.numpy(),
+                self.threshold.numpy(), None if self.tie is None else self.tie.numpy())
+        return draws
+
     def threshold_at(self, b: int | Tensor) -> Tensor:
         """The acceptance thresholds of step ``start + b`` (``b`` as in :meth:`flips`): ``[K]``."""
         return _at(self.threshold, b)
@@ -261,6 +276,7 @@ class ProposalBlock:
     def clone(self) -> ProposalBlock:
         """A copy with tensors of its own (see :meth:`copy_`)."""
         block = copy.copy(self)
+        block._host = {}
         block.threshold = self.threshold.clone()
         block.tie = None if self.tie is None else self.tie.clone()
         block._flips = [tuple(p.clone() for p in parts) for parts in self._flips]
@@ -275,6 +291,7 @@ class ProposalBlock:
                 self.tie is None) or len(other._flips) != len(self._flips):
             raise ValueError("copy_() needs a block of the same population layout.")
         self.start, self.length, self.layers = other.start, other.length, other.layers
+        self._host = {}
         self.threshold.copy_(other.threshold)
         if self.tie is not None and other.tie is not None:
             self.tie.copy_(other.tie)
