@@ -16,7 +16,7 @@ from mcmc_core.trainers import load_checkpoint
 from sweeptools import assert_as_uninterrupted, finished, retry_of, states, wait_for
 
 
-N_TRIALS, POPULATION, EPOCHS, STEPS = 4, 2, 5, 10000
+N_TRIALS, POPULATION, EPOCHS, STEPS = 4, 2, 5, 15000
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
         f"trainer.steps_per_epoch={STEPS}"]
 

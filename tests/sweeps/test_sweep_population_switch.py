@@ -16,7 +16,7 @@ from sweeptools import assert_as_uninterrupted, finished, states, wait_for
 
 from mcmc_core.trainers import load_checkpoint
 
-N_TRIALS, EPOCHS, STEPS = 2, 5, 10000
+N_TRIALS, EPOCHS, STEPS = 2, 5, 15000
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
         f"trainer.steps_per_epoch={STEPS}"]
 LONE = CHAIN = "last.pt"

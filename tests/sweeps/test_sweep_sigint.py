@@ -15,7 +15,7 @@ from sweeptools import finished, states, wait_for
 
 N_TRIALS, EPOCHS = 3, 4
 LONG = ["device=cpu", "dataset=synthetic", f"trainer.epochs={EPOCHS}",
-        "trainer.steps_per_epoch=10000"]
+        "trainer.steps_per_epoch=15000"]
 
 
 @pytest.fixture(scope="module")
