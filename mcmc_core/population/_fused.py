@@ -268,10 +268,6 @@ def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
                 for t in range(width):
                     new_tops[k, t0 + t] = tops[t]
                 _tree_sum_rows(block, n_classes, width)
-            elif n_classes == 1:
-                values = new_e[k, slot[0]] if slot[0] >= 0 else e1[base]
-                for t in range(width):
-                    block[0, t] = values[t0 + t]
             else:  # the tree's first level straight from the rows (no copy of the block)
                 for i in range(h):
                     s = slot[i]
@@ -429,11 +425,15 @@ class FusedStep:
         samples' ``s top`` (float32, :meth:`EnergySet.shifted_sums`; else None), the
         picked-sum changes ``[K']`` and margin-sum changes ``[K']`` (float64; None without the
         term) for ``flips``."""
-        (layer, f), = flips.items()
-        w = self._propose(layer, f.weight.numpy(), f.row.numpy(), f.source.numpy(),
-                          None if f.valid is None else f.valid.numpy(), part)
+        w = self._propose_flips(flips, part)
         margin_change = w["margins_t"] if self.cache.margin_sums is not None else None
         return w["sums_t"], w["tops_t"], w["picked_t"], margin_change
+
+    def _propose_flips(self, flips, part: slice) -> dict:  # type: ignore[no-untyped-def]
+        """:meth:`_propose` of ``{layer: LayerFlips}`` (one layer)."""
+        (layer, f), = flips.items()
+        return self._propose(layer, f.weight.numpy(), f.row.numpy(), f.source.numpy(),
+                             None if f.valid is None else f.valid.numpy(), part)
 
     def _propose(self, layer: int, weight: np.ndarray, row: np.ndarray, source: np.ndarray,
                  valid: np.ndarray | None, part: slice) -> dict:
@@ -485,9 +485,7 @@ class FusedStep:
                 n_accepted: Tensor) -> None:  # type: ignore[no-untyped-def]
         """A whole step of the chains ``part``: propose, the logarithms by torch, then
         :func:`accept` and :meth:`commit` (``n_accepted`` ``[K']`` is counted in place)."""
-        (layer, f), = flips.items()
-        self._propose(layer, f.weight.numpy(), f.row.numpy(), f.source.numpy(),
-                      None if f.valid is None else f.valid.numpy(), part)
+        self._propose_flips(flips, part)
         self._decide(threshold.numpy(), None if tie is None else tie.numpy(), n_accepted.numpy())
 
     def step(self, block, b: int, n_accepted: Tensor) -> None:  # type: ignore[no-untyped-def]
