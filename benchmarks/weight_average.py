@@ -5,6 +5,7 @@ and keeps, per epoch (2,000 steps), an exponential moving average of every binar
 ``--decays`` (per epoch); each epoch it evaluates on the test split the one binary net whose
 weights are the signs of each average (ties keep the current sign) beside the chain's own.
 The CPU seconds spent on the averages and their evaluation are not counted in the budget.
+Without ../shared/data/mnist-t10k it uses synthetic data of the same shape and says so.
 
     python benchmarks/weight_average.py --net 784-256-10 --split-seeds 3 4 \
         [--ours schedule.min_temperature=2e-5 ...]
@@ -69,11 +70,14 @@ def main() -> None:
     parser.add_argument("--split-seeds", nargs="+", type=int, default=[3, 4])
     parser.add_argument("--decays", nargs="+", type=float, default=[0.9, 0.97, 0.99])
     parser.add_argument("--ours", nargs="*", default=[], help="extra mcmc-train overrides")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="CPU seconds per run (default: time_to_accuracy.py's per net)")
+    parser.add_argument("--mnist", type=Path, default=tta.MNIST)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     register_configs()
-    data, data_name = tta.data_overrides(tta.MNIST)
+    data, data_name = tta.data_overrides(args.mnist)
     results = []
     with initialize_config_module(config_module="conf", version_base="1.3"):
         for seed in args.split_seeds:
@@ -81,7 +85,7 @@ def main() -> None:
                 "tracking=none", "trainer.verbose=false", "model=mlp", *data, *tta.SPLIT,
                 f"dataset.split_seed={seed}", *tta.OURS[args.net], *args.ours,
                 "trainer.epochs=100000", "trainer.steps_per_epoch=2000"])
-            average = SignOfAverage(tta.BUDGET[args.net], args.decays)
+            average = SignOfAverage(args.budget or tta.BUDGET[args.net], args.decays)
             trainer = build_trainer(OmegaConf.to_object(cfg), callbacks=[average])
             average.start = time.process_time()
             try:
