@@ -68,6 +68,8 @@ class ChainSampler(Optimizer):
         margin_weight, margin: the hidden-margin term of the incremental kernel's energy
             (:class:`~mcmc_core.population.ChainCache`; default: 0, off). The forward kernel
             has none: ``margin_weight > 0`` needs the incremental one.
+        label_smoothing: the incremental kernel's cross-entropy against smoothed targets
+            (:class:`~mcmc_core.population.EnergySet`; default: 0, off); it needs that kernel.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class ChainSampler(Optimizer):
         graphs: bool | None = None,
         margin_weight: float = 0.0,
         margin: int = 20,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(params, dict(temperature=temperature, flip_ratio=flip_ratio, seed=seed))
         if len(models) != len(self.param_groups):
@@ -101,7 +104,8 @@ class ChainSampler(Optimizer):
         self._kernel, reason = make_kernel(
             self.param_groups, self.models, energy, kernel=kernel, coupled=coupled,
             graphs=graphs, acceptance=acceptance, proposal=proposal, boltzmann=boltzmann,
-            margin={"margin_weight": margin_weight, "margin": margin})
+            terms={"margin_weight": margin_weight, "margin": margin,
+                   "label_smoothing": label_smoothing})
         #: Why the incremental kernel does not run (None when it does).
         self.kernel_reason = reason
         #: The kernel stepping the chains: ``"forward"`` or ``"incremental"``.

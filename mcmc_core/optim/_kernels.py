@@ -30,17 +30,17 @@ KERNELS = ("auto", "forward", "incremental")
 
 def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energy: Energy, *,
                 kernel: str, coupled: bool, graphs: bool | None,
-                margin: dict[str, Any] | None = None,
+                terms: dict[str, Any] | None = None,
                 **options: Any) -> tuple[ForwardKernel | IncrementalKernel, str | None]:
     """The kernel that steps the chains ``groups`` of ``models``, and why the incremental one
     does not (None when it does): ``kernel="incremental"`` or ``"auto"`` where it applies
     (:func:`build_population`), else ``"forward"``. ``options`` are both kernels'
-    (acceptance, proposal, boltzmann), ``margin`` the incremental one's margin term
-    (``margin_weight``, ``margin``).
+    (acceptance, proposal, boltzmann), ``terms`` the incremental one's energy terms
+    (``margin_weight``, ``margin``, ``label_smoothing``).
 
     Raises:
-        ValueError: for ``kernel="incremental"`` where it does not apply (or a margin term
-            without it), or another name.
+        ValueError: for ``kernel="incremental"`` where it does not apply (or a term that
+            needs it without it), or another name.
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, but got {kernel=}.")
@@ -48,19 +48,20 @@ def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energ
     if kernel != "forward":
         population, reason = build_population(models, energy, groups, coupled=coupled,
                                               device=device_of(models[0]), graphs=graphs,
-                                              **(margin or {}), **options)
+                                              **(terms or {}), **options)
         if population is not None:
             return IncrementalKernel(population, models), None
         if kernel == "incremental":
             raise ValueError(f"kernel='incremental' does not apply: {reason}.")
-    if margin and margin.get("margin_weight", 0):
-        raise ValueError(f"a margin term needs the incremental kernel, which does not run "
-                         f"because {reason}.")
+    used = [name for name in ("margin_weight", "label_smoothing") if (terms or {}).get(name)]
+    if used:
+        raise ValueError(f"{' and '.join(used)} {'need' if len(used) > 1 else 'needs'} the "
+                         f"incremental kernel, which does not run because {reason}.")
     return ForwardKernel(groups, models, energy, coupled=coupled, **options), reason
 
 
 def build_population(models: Sequence[nn.Module], energy: Energy, groups: list[dict[str, Any]],
-                     *, coupled: bool, device: torch.device,
+                     *, coupled: bool, device: torch.device, label_smoothing: float = 0.0,
                      **options: Any) -> tuple[Population | None, str | None]:
     """The chains ``groups`` of ``models`` as a population on ``energy``'s fixed target, or
     ``(None, why not)``: the kernel needs a plain cross-entropy :class:`FullEnergy` on
@@ -80,7 +81,8 @@ def build_population(models: Sequence[nn.Module], energy: Energy, groups: list[d
     except ValueError as e:
         return None, str(e)
     population = Population(
-        net, EnergySet(target, device=device), seeds=[g["seed"] for g in groups],
+        net, EnergySet(target, device=device, label_smoothing=label_smoothing),
+        seeds=[g["seed"] for g in groups],
         temperature=[g["temperature"] for g in groups],
         flip_ratio=[g["flip_ratio"] for g in groups], **options)
     return population, None

@@ -244,7 +244,11 @@ class ChainCache:
 
     def _energy(self, log_partition: Tensor, picked: Tensor) -> Tensor:
         """The energy from its two parts, as :meth:`EnergySet.energies` combines them."""
-        return (log_partition - picked * self.net.scale) / self.energy_set.inputs_t.shape[1]
+        return (log_partition - picked * self.picked_scale()) / self.energy_set.inputs_t.shape[1]
+
+    def picked_scale(self) -> float:
+        """The factor of the picked sums in the energy (:meth:`EnergySet.picked_scale`)."""
+        return self.energy_set.picked_scale(self.net.scale, self.net.n_classes)
 
     def margin_sum(self, z0: Tensor) -> Tensor:
         """``sum_{j, n} relu(margin - |z0|)`` per chain of ``z0`` ``[K, out, N]``, float64."""
@@ -541,6 +545,10 @@ class ChainCache:
         diff = torch.sub(new_z, old_z, out=delta).view(-1, n)
         per_class = torch.mm(diff, self.energy_set.one_hot(classes, z).t())  # [K * M, classes]
         change = per_class.gather(1, (f.row % classes).view(-1, 1)).view(k, m)
+        a, b, _ = self.energy_set.smoothing_weights(classes)
+        if b:  # label smoothing: every class's cells, weighted (integers still)
+            total = diff.view(k, m, n).sum(2, dtype=torch.float64)
+            change = change.to(torch.float64) * a + total * b
         if first is not None:
             change.mul_(first)
         picked = self.picked[part] + change.sum(1, dtype=torch.float64)

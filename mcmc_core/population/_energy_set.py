@@ -28,10 +28,22 @@ class EnergySet:
         samples: subset size; ``None`` takes the whole split (default: None).
         seed: seed of the subset (default: 0).
         device: where the set is kept (default: ``"cpu"``).
+        label_smoothing: ``eps`` in ``[0, 1)``: the cross-entropy against targets mixed with
+            the uniform distribution, ``(1 - eps) onehot(y) + eps / C``, as
+            ``nn.CrossEntropyLoss(label_smoothing=eps)``; it stops rewarding ever larger
+            margins on images already right. Kept exact: the mixture's weights are integers
+            over ``SMOOTHING_DENOMINATOR`` (``eps`` rounded to a multiple of ``C`` over it)
+            (default: 0, plain cross-entropy).
     """
 
+    #: With label smoothing, the picked sums weigh the classes by integers over this.
+    SMOOTHING_DENOMINATOR = 10**6
+
     def __init__(self, split: Split, *, samples: int | None = None, seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", label_smoothing: float = 0.0) -> None:
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), but got {label_smoothing}.")
+        self.label_smoothing = float(label_smoothing)
         inputs, targets = fixed_subset(split, samples, seed)
         self.input_shape = tuple(inputs.shape[1:])
         #: ``sign(flatten(inputs))`` transposed, ``[features, N]`` (one row per input unit).
@@ -49,17 +61,37 @@ class EnergySet:
             self._one_hot = cells.to(like.dtype).contiguous()
         return self._one_hot
 
+    def smoothing_weights(self, classes: int) -> tuple[int, int, int]:
+        """``(a, b, d)``: the picked sums are ``a sum_n Z[y_n, n] + b sum_{n, c} Z[c, n]``,
+        integers, and the energy takes them over ``d``; ``(1, 0, 1)`` without smoothing."""
+        if not self.label_smoothing:
+            return 1, 0, 1
+        d = self.SMOOTHING_DENOMINATOR
+        b = round(self.label_smoothing * d / classes)
+        return d - classes * b, b, d
+
     def picked(self, z_last: Tensor, bound: int) -> Tensor:
-        """``sum_n Z[k, y_n, n]`` per chain, float64 ``[K]``, exactly (a sum of integers).
+        """``sum_n Z[k, y_n, n]`` per chain, float64 ``[K]``, exactly (a sum of integers);
+        with label smoothing, the integer mixture of :meth:`smoothing_weights`.
 
         One matrix-vector product with the targets' one-hot cells when every partial sum stays
         below ``2**24`` in size (``N * bound`` with ``|Z| <= bound``; exact in float32), else a
         gather summed in float64."""
         k, c, n = z_last.shape
+        a, b, _ = self.smoothing_weights(c)
+        if b:
+            index = self.targets.view(1, 1, -1).expand(k, 1, n)
+            picked = z_last.gather(1, index).squeeze(1).sum(1, dtype=torch.float64)
+            return picked * a + z_last.sum((1, 2), dtype=torch.float64) * b
         if n * bound < 1 << 24:
             return torch.mv(z_last.view(k, -1), self.one_hot(c, z_last).view(-1)).to(torch.float64)
         index = self.targets.view(1, 1, -1).expand(k, 1, n)
         return z_last.gather(1, index).squeeze(1).sum(1, dtype=torch.float64)
+
+    def picked_scale(self, scale: float, classes: int) -> float:
+        """The factor of the picked sums in the energy: the last layer's scale ``s`` over
+        :meth:`smoothing_weights`' ``d``."""
+        return scale / self.smoothing_weights(classes)[2]
 
     @staticmethod
     def class_sum(values: Tensor, out: Tensor | None = None) -> Tensor:
@@ -118,12 +150,12 @@ class EnergySet:
         """
         n = z_last.shape[-1]
         picked = self.picked(z_last, net.weights[-1].shape[2])  # |Z| <= fan_in
+        factor = self.picked_scale(net.scale, z_last.shape[1])
         if not net.needs_shift():
             logits = torch.mul(z_last, net.scale, out=scratch)
-            return (self.log_partition(logits.exp_(), lse_out, lse64_out)
-                    - picked * net.scale) / n
+            return (self.log_partition(logits.exp_(), lse_out, lse64_out) - picked * factor) / n
         sums, top = self.shifted_sums(z_last, net.scale, scratch)
-        return (self.log_partition_of(sums, lse_out, lse64_out, top) - picked * net.scale) / n
+        return (self.log_partition_of(sums, lse_out, lse64_out, top) - picked * factor) / n
 
     @classmethod
     def shifted_sums(cls, z_last: Tensor, scale: float, scratch: Tensor | None = None

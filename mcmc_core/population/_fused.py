@@ -119,7 +119,7 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, t
                    margin, weight, row, source, valid,
                    coef, first, d, any_change, block, starts, moved, step, tops, new_z0,
                    changed, n_changed, new_z1, new_e1, new_sums, new_tops, picked_change,
-                   margin_change):  # type: ignore[no-untyped-def]
+                   margin_change, weights_ab):  # type: ignore[no-untyped-def]
     """Flips of the hidden layer of a one-hidden-layer MLP, for the chains of a part.
 
     ``a`` the inputs ``[in, N]``; ``z0`` ``[K * H, N]`` and ``w0`` (flat) the whole hidden
@@ -130,7 +130,8 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, t
     The rest are the flips ``[K', M]``, work arrays (``d`` ``[M, N]`` int8, ``any_change``
     ``[N]`` bool, ``block`` ``[C, _TILE]``, ``starts`` ``[N + 1]``, ``moved``/``step``
     ``[M * N]``, ``tops`` ``[_TILE]``) and outputs (the changed samples' columns packed first
-    in ``new_z1``/``new_e1``)."""
+    in ``new_z1``/``new_e1``); ``weights_ab`` the picked sums' integer weights ``(a, b)``
+    (:meth:`EnergySet.smoothing_weights`)."""
     k_part, m = row.shape
     n_classes, hidden, n = z1.shape[1], w1.shape[2], z1.shape[2]
     table, bound = tables[0], tables[3]
@@ -192,11 +193,14 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, t
             _tree_sum_rows(block, n_classes, width)
             for i in range(width):
                 new_sums[k, cols[i0 + i]] = block[0, i]
-        picked = 0.0
+        picked, total = 0.0, 0.0  # sums of integers: exact, in any order
         for i in range(count):
             y = targets[cols[i]]
             picked += new_z1[k, y, i] - z1[k, y, cols[i]]
-        picked_change[k] = picked
+            if weights_ab[1]:
+                for c in range(n_classes):
+                    total += new_z1[k, c, i] - z1[k, c, cols[i]]
+        picked_change[k] = picked * weights_ab[0] + total * weights_ab[1]
 
 
 def commit_hidden(accepted, z0, w0, z1, e1, part_sums, part_tops, shift, weight, row, valid,
@@ -227,13 +231,13 @@ def commit_hidden(accepted, z0, w0, z1, e1, part_sums, part_tops, shift, weight,
 def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
                  weight, row, source, valid,
                  coef, first, block, tops, new_z, new_e, new_sums, new_tops,
-                 picked_change):  # type: ignore[no-untyped-def]
+                 picked_change, weights_ab):  # type: ignore[no-untyped-def]
     """Flips of the last layer, for the chains of a part: ``src`` holds the flipped weights'
     inputs (the inputs ``[in, N]``, or the previous layer's ``Z`` ``[K * H, N]`` whose signs
     are the inputs when ``src_signs``); ``z1``, ``e1`` ``[K * C, N]`` and ``w1`` (flat) the
     whole last layer and its exponentials (none with ``shift``: then ``new_tops`` gets each
     sample's ``s top``, :meth:`EnergySet.shifted_sums`); ``block`` ``[C, _TILE]`` and
-    ``tops`` ``[_TILE]`` work arrays."""
+    ``tops`` ``[_TILE]`` work arrays; ``weights_ab`` as :func:`propose_hidden`'s."""
     k_part, m = row.shape
     n = z1.shape[1]
     table, bound = tables[0], tables[3]
@@ -242,7 +246,7 @@ def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
         _new_rows(k, z1, src, src_signs, w1, weight, row, source, valid, new_z, first, coef)
         slot[:] = -1
         base = (row[k, 0] // n_classes) * n_classes  # this chain's first row of z1
-        picked = 0.0
+        picked, total = 0.0, 0.0
         for j in range(m):
             if not first[k, j]:
                 continue
@@ -255,6 +259,9 @@ def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
             for t in range(n):
                 if targets[t] == cls:
                     picked += new[t] - old[t]
+            if weights_ab[1]:
+                for t in range(n):
+                    total += new[t] - old[t]
         h = n_classes // 2
         for t0 in range(0, n, _TILE):
             width = min(_TILE, n - t0)
@@ -284,7 +291,7 @@ def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
                 _tree_sum_rows(block, h + n_classes % 2, width)
             for t in range(width):
                 new_sums[k, t0 + t] = block[0, t]
-        picked_change[k] = picked
+        picked_change[k] = picked * weights_ab[0] + total * weights_ab[1]
 
 
 def commit_last(accepted, w1, z1, e1, part_sums, part_tops, shift, weight, row, valid, first,
@@ -447,12 +454,15 @@ class FusedStep:
         coef, first, new_sums, picked = w["coef"], w["first"], w["sums"], w["picked"]
         margins, new_tops = w["margins"], w["new_tops"]
         tables, shift = cache.tables(), cache.tops is not None
+        weights_ab = np.array(cache.energy_set.smoothing_weights(cache.net.n_classes)[:2],
+                              np.float64)
         if layer == len(cache.net.weights) - 1:
             src, signs = (v["inputs"], False) if layer == 0 else (v["pre"][layer - 1], True)
             w1, z1, e1 = v["weights"][layer], v["pre"][layer], v["exp"]
             propose_last(src, signs, z1, e1, w1, cache.net.n_classes, tables, shift,
                          v["targets"], weight, row, source, valid, coef, first, w["block"],
-                         w["tile_tops"], w["new_z"], w["new_e"], new_sums, new_tops, picked)
+                         w["tile_tops"], w["new_z"], w["new_e"], new_sums, new_tops, picked,
+                         weights_ab)
             self._pending = (commit_last, (w1, z1, e1, v["sums"], v["tops"], shift, weight, row,
                                            valid, first, w["new_z"], w["new_e"], new_sums,
                                            new_tops))
@@ -464,7 +474,7 @@ class FusedStep:
                            coef, first, w["d"], w["any_change"], w["block"], w["starts"],
                            w["moved"], w["step"], w["tile_tops"], w["new_z0"], w["changed"],
                            w["n_changed"], w["new_z1"], w["new_e1"], new_sums, new_tops, picked,
-                           margins)
+                           margins, weights_ab)
             self._pending = (commit_hidden, (z0, w0, v["z1"], v["e1"], v["sums"], v["tops"],
                                              shift, weight, row, valid, first, w["new_z0"],
                                              w["changed"], w["n_changed"], w["new_z1"],
@@ -502,7 +512,7 @@ class FusedStep:
         cache, w, v = self.cache, self._last, self._last_views
         lp = cache.log_partition_of(w["sums_t"], w["tops_t"])
         accepted, has_tie = w["accepted"], tie is not None
-        accept(lp.numpy(), cache.net.scale, w["sums"].shape[1], cache.margin_scale(),
+        accept(lp.numpy(), cache.picked_scale(), w["sums"].shape[1], cache.margin_scale(),
                cache.margin_sums is not None, threshold, tie if has_tie else accepted, has_tie,
                v["energies"], v["picked"], w["picked"], v["margin_sums"], w["margins"],
                n_accepted, accepted)

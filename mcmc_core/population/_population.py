@@ -171,15 +171,17 @@ class Population:
     @classmethod
     def build(cls, split: Split, hidden: Sequence[int], n_classes: int, seeds: Sequence[int], *,
               output_scale: float = OUTPUT_SCALE, samples: int | None = None, sample_seed: int = 0,
-              device: torch.device | str = "cpu", **kwargs: Any) -> Population:
+              device: torch.device | str = "cpu", label_smoothing: float = 0.0,
+              **kwargs: Any) -> Population:
         """Chains whose start weights are ``build_model(ModelConfig("mlp", hidden,
         output_scale=...), ..., seed=seeds[k])`` and whose streams are keyed by the same seeds,
-        on the energy set ``EnergySet(split, samples=samples, seed=sample_seed)``. ``kwargs``
-        go to the constructor."""
+        on the energy set ``EnergySet(split, samples=samples, seed=sample_seed,
+        label_smoothing=label_smoothing)``. ``kwargs`` go to the constructor."""
         seeds = [int(s) for s in seeds]
         net = StackedMLP.build(split.inputs.shape[1:], hidden, n_classes, seeds,
                                output_scale=output_scale, device=device)
-        energy_set = EnergySet(split, samples=samples, seed=sample_seed, device=device)
+        energy_set = EnergySet(split, samples=samples, seed=sample_seed, device=device,
+                               label_smoothing=label_smoothing)
         return cls(net, energy_set, seeds=seeds, **kwargs)
 
     # ----------------------------------------------------------------------------- chains' values
@@ -414,6 +416,7 @@ class Population:
                 "acceptance": self.acceptance, "proposal": self.proposal,
                 "boltzmann": self.boltzmann, "layer_seed": self.layer_seed,
                 "margin": self._margin_key(),
+                "label_smoothing": self.energy_set.label_smoothing,
                 **{name: getattr(self, name).clone() for name in HYPERPARAMETERS}}
 
     def chain_state(self, k: int) -> dict[str, Any]:
@@ -460,8 +463,9 @@ class Population:
         self.n_accepted = state["n_accepted"].to(device).clone()
         self.ids = list(state["ids"])
         self.cache.rebuild()
-        # Saved energies hold the saved run's margin term (none in a state from before it).
-        if state["energies"] is not None and state.get("margin") == self._margin_key():
+        # Saved energies hold the saved run's margin term and smoothing (none in older states).
+        if state["energies"] is not None and state.get("margin") == self._margin_key() and (
+                state.get("label_smoothing", 0.0) == self.energy_set.label_smoothing):
             self.cache.energies = state["energies"].to(device, torch.float64).clone()
         self._layout()
 

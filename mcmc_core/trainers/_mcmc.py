@@ -146,13 +146,17 @@ class TrainerMCMC(BaseTrainer):
                 energy=self._make_energy(seeds.energy), acceptance=sampler.acceptance,
                 proposal=sampler.proposal, boltzmann=sampler.boltzmann, coupled=sampler.coupled,
                 kernel="auto" if sampler.incremental else "forward",
-                margin_weight=sampler.margin_weight, margin=sampler.margin)
-        except ValueError as err:  # a margin term where the forward kernel runs
-            if sampler.margin_weight == 0:
+                margin_weight=sampler.margin_weight, margin=sampler.margin,
+                label_smoothing=sampler.label_smoothing)
+        except ValueError as err:  # a term of the incremental kernel where the forward one runs
+            terms = {name: getattr(sampler, name) for name in ("margin_weight", "label_smoothing")
+                     if getattr(sampler, name)}
+            if not terms:
                 raise
-            why = ("0 (off) with sampler.incremental=false: the margin term needs the "
-                   "incremental kernel" if not sampler.incremental else f"0 (off): {err}")
-            raise_if_any([violation("sampler.margin_weight", sampler.margin_weight, why)])
+            why = ("0 (off) with sampler.incremental=false: it needs the incremental kernel"
+                   if not sampler.incremental else f"0 (off): {err}")
+            raise_if_any([violation(f"sampler.{name}", value, why)
+                          for name, value in terms.items()])
         self.energy = self.engine.energy
         #: Why the replicas are not a batched population (None when they are).
         self.engine_reason = (self.engine.kernel_reason if sampler.incremental

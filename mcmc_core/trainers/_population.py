@@ -146,7 +146,8 @@ class TrainerPopulation(BaseTrainer):
                                     init=cfg.model.init, inputs=data.train.inputs)
         # The energy subset a lone trainer's chain gets.
         self.energy_set = EnergySet(data.train, samples=cfg.sampler.energy_samples,
-                                    seed=RunSeeds.of(cfg.seed).energy, device=self.device)
+                                    seed=RunSeeds.of(cfg.seed).energy, device=self.device,
+                                    label_smoothing=cfg.sampler.label_smoothing)
         self.steps, self.accepted = [0] * len(cfgs), [0] * len(cfgs)
         self.groups: list[_Group] | None = None  # built at the first epoch (after a resume)
         self._at: dict[int, tuple[_Group, int]] = {}

@@ -22,6 +22,9 @@ ONE_LINE = {
                          ["schedule.cooling_rate=1.5 is not allowed: "
                           "expected 0 < cooling_rate <= 1"]),
     "epochs=0": (["trainer.epochs=0"], ["trainer.epochs=0 is not allowed: expected >= 1"]),
+    "label_smoothing=1": (["sampler.label_smoothing=1"],
+                          ["sampler.label_smoothing=1.0 is not allowed: "
+                           "expected 0 <= label_smoothing < 1 (0 = off)"]),
     "model=nope": (["model=nope"],
                    ["model='nope' is not allowed: expected one of alexnet, cnn, mlp, resnet18"]),
     "dataset=nope": (["dataset=nope"],

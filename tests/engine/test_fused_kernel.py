@@ -22,6 +22,8 @@ CASES = [
     ([5], {"temperature": 0.0}),  # greedy: level moves accepted
     ([], {"output_scale": 60.0}),  # large logits: shifted by each sample's largest
     ([16], {"output_scale": 40.0, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
+    ([16], {"label_smoothing": 0.1, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),  # every class's cells
+    ([], {"label_smoothing": 0.05, "output_scale": 60.0}),
 ]
 
 

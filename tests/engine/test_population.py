@@ -69,6 +69,10 @@ CACHE_CASES = [
     # The hidden-margin term: repeated rows, then every layer's flips at once.
     ([8], {"margin_weight": 0.5, "margin": 3, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
     ([8, 6], {"margin_weight": 0.5, "margin": 3, "proposal": "all", "flip_ratio": 0.1}),
+    # Label smoothing: last-layer rows, low-rank and dense updates, shifted logits.
+    ([8], {"label_smoothing": 0.1, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
+    ([8, 6], {"label_smoothing": 0.2, "proposal": "all", "flip_ratio": 0.1}),
+    ([8], {"label_smoothing": 0.1, "output_scale": 40.0}),
 ]
 
 
@@ -391,3 +395,32 @@ def test_the_margin_term_follows_exchanges_keeps_and_a_state_dict(synthetic: Dat
     _assert_caches_fresh(resumed)
     with pytest.raises(ValueError, match="margin_weight must be >= 0"):
         _population(synthetic, [8], margin_weight=-1.0)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.3])
+def test_label_smoothing_is_torchs_and_follows_a_state_dict(synthetic: DataSplits,
+                                                            eps: float) -> None:
+    pop = _population(synthetic, [8], k=3, label_smoothing=eps, flip_ratio=0.1)
+    pop.run(200)
+    _assert_caches_fresh(pop)
+    full = FullEnergy(nn.CrossEntropyLoss(), synthetic.train)
+    for k in range(len(pop)):  # the energy is torch's smoothed cross-entropy
+        logits = pop.export(k)(full.inputs)
+        loss = float(nn.CrossEntropyLoss(label_smoothing=eps)(logits, full.targets))
+        assert math.isclose(loss, float(pop.energies[k]), rel_tol=1e-5, abs_tol=1e-6)
+        plain_loss = float(nn.CrossEntropyLoss()(logits, full.targets))
+        assert not math.isclose(loss, plain_loss, rel_tol=1e-3)  # not the plain one
+    saved = pop.state_dict()
+    resumed = _population(synthetic, [8], k=3, label_smoothing=eps, flip_ratio=0.1)
+    resumed.load_state_dict(saved)
+    assert torch.equal(resumed.energies, saved["energies"])
+    resumed.run(50)
+    pop.run(50)
+    assert all(torch.equal(a, b) for a, b in zip(pop.net.weights, resumed.net.weights))
+    # Loaded into a population without smoothing: energies recomputed, not taken.
+    plain = _population(synthetic, [8], k=3, flip_ratio=0.1)
+    plain.load_state_dict(saved)
+    assert torch.equal(plain.energies, plain.full_energies())
+    assert not torch.equal(plain.energies, saved["energies"])
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), but got 1.0"):
+        _population(synthetic, [8], label_smoothing=1.0)

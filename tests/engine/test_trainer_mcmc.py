@@ -628,3 +628,22 @@ def test_the_margin_term_changes_the_chain_and_needs_the_incremental_kernel(
                                           r".*incremental kernel.*sampler.energy=minibatch"):
         _trainer(make_model(hidden=[8]), synthetic, sampler=SamplerConfig(
             margin_weight=0.5, energy="minibatch"))
+
+
+def test_label_smoothing_changes_the_chain_and_needs_the_incremental_kernel(
+        make_model: Callable[..., nn.Module], synthetic: DataSplits) -> None:
+    from mcmc_core import ConfigError
+
+    plain = _trainer(make_model(hidden=[8]), synthetic, seed=1)
+    plain.train()
+    smooth = _trainer(make_model(hidden=[8]), synthetic, seed=1, sampler=SamplerConfig(
+        temperature=1e-3, flip_ratio=0.05, label_smoothing=0.3))
+    smooth.train()
+    assert smooth.engine.kernel == "incremental"
+    assert not _same_weights(_state(plain), _state(smooth))
+    with pytest.raises(ConfigError, match=r"^sampler.label_smoothing=0.1 is not allowed: "
+                                          r"expected 0 \(off\) with sampler.incremental=false"):
+        _trainer(make_model(hidden=[8]), synthetic, sampler=SamplerConfig(
+            label_smoothing=0.1, incremental=False))
+    assert SamplerConfig(label_smoothing=1.0).errors() == [
+        "sampler.label_smoothing=1.0 is not allowed: expected 0 <= label_smoothing < 1 (0 = off)"]

@@ -56,13 +56,14 @@ def weights(model: torch.nn.Module) -> list[torch.Tensor]:
 
 
 # With the hidden-margin term too, and with start weights from the data.
-@pytest.mark.parametrize(("margin_weight", "init"), [(0.0, "random"), (0.2, "random"),
-                                                     (0.0, "data")])
+@pytest.mark.parametrize(("margin_weight", "init", "smoothing"), [
+    (0.0, "random", 0.0), (0.2, "random", 0.0), (0.0, "data", 0.0), (0.0, "random", 0.1)])
 def test_each_chain_is_its_lone_trainers_chain(synthetic: DataSplits, margin_weight: float,
-                                               init: str) -> None:
+                                               init: str, smoothing: float) -> None:
     cfgs = configs()
     for c in cfgs:
-        c.sampler = replace(c.sampler, margin_weight=margin_weight, margin=3)
+        c.sampler = replace(c.sampler, margin_weight=margin_weight, margin=3,
+                            label_smoothing=smoothing)
         c.model.init = init
     population = TrainerPopulation(cfgs, synthetic)
     population.train()
