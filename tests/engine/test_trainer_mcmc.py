@@ -609,41 +609,32 @@ def test_devices(make_model: Callable[..., nn.Module], synthetic: DataSplits) ->
             TrainerMCMC(make_model(), data=synthetic, device="cuda")
 
 
-def test_the_margin_term_changes_the_chain_and_needs_the_incremental_kernel(
-        make_model: Callable[..., nn.Module], synthetic: DataSplits) -> None:
+# The incremental kernel's energy terms: the hidden margin and label smoothing.
+@pytest.mark.parametrize(("term", "on", "bad"), [
+    ("margin_weight", {"margin_weight": 5.0, "margin": 5}, 0.5),
+    ("label_smoothing", {"label_smoothing": 0.3}, 0.1)])
+def test_an_energy_term_changes_the_chain_and_needs_the_incremental_kernel(
+        make_model: Callable[..., nn.Module], synthetic: DataSplits, term: str,
+        on: dict[str, float], bad: float) -> None:
     from mcmc_core import ConfigError
 
     plain = _trainer(make_model(hidden=[8]), synthetic, seed=1)
     plain.train()
-    margin = _trainer(make_model(hidden=[8]), synthetic, seed=1, sampler=SamplerConfig(
-        temperature=1e-3, flip_ratio=0.05, margin_weight=5.0, margin=5))
-    margin.train()
-    assert margin.engine.kernel == "incremental"
-    assert not _same_weights(_state(plain), _state(margin))
-    with pytest.raises(ConfigError, match=r"^sampler.margin_weight=0.5 is not allowed: expected "
+    with_term = _trainer(make_model(hidden=[8]), synthetic, seed=1, sampler=SamplerConfig(
+        temperature=1e-3, flip_ratio=0.05, **on))
+    with_term.train()
+    assert with_term.engine.kernel == "incremental"
+    assert not _same_weights(_state(plain), _state(with_term))
+    with pytest.raises(ConfigError, match=rf"^sampler.{term}={bad} is not allowed: expected "
                                           r"0 \(off\) with sampler.incremental=false"):
         _trainer(make_model(hidden=[8]), synthetic, sampler=SamplerConfig(
-            margin_weight=0.5, incremental=False))
-    with pytest.raises(ConfigError, match=r"^sampler.margin_weight=0.5 .* expected 0 \(off\): "
+            **{term: bad}, incremental=False))
+    with pytest.raises(ConfigError, match=rf"^sampler.{term}={bad} .* expected 0 \(off\): "
                                           r".*incremental kernel.*sampler.energy=minibatch"):
         _trainer(make_model(hidden=[8]), synthetic, sampler=SamplerConfig(
-            margin_weight=0.5, energy="minibatch"))
+            **{term: bad}, energy="minibatch"))
 
 
-def test_label_smoothing_changes_the_chain_and_needs_the_incremental_kernel(
-        make_model: Callable[..., nn.Module], synthetic: DataSplits) -> None:
-    from mcmc_core import ConfigError
-
-    plain = _trainer(make_model(hidden=[8]), synthetic, seed=1)
-    plain.train()
-    smooth = _trainer(make_model(hidden=[8]), synthetic, seed=1, sampler=SamplerConfig(
-        temperature=1e-3, flip_ratio=0.05, label_smoothing=0.3))
-    smooth.train()
-    assert smooth.engine.kernel == "incremental"
-    assert not _same_weights(_state(plain), _state(smooth))
-    with pytest.raises(ConfigError, match=r"^sampler.label_smoothing=0.1 is not allowed: "
-                                          r"expected 0 \(off\) with sampler.incremental=false"):
-        _trainer(make_model(hidden=[8]), synthetic, sampler=SamplerConfig(
-            label_smoothing=0.1, incremental=False))
+def test_label_smoothing_is_checked_where_the_config_enters() -> None:
     assert SamplerConfig(label_smoothing=1.0).errors() == [
         "sampler.label_smoothing=1.0 is not allowed: expected 0 <= label_smoothing < 1 (0 = off)"]
