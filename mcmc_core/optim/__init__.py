@@ -4,8 +4,8 @@ chains, one param group each, stepped by the ``forward`` or the ``incremental`` 
 
 from mcmc_core.optim._chain_sampler import ChainSampler
 from mcmc_core.optim._config import SamplerConfig
-from mcmc_core.optim._kernels import KERNELS, run_scheduled
+from mcmc_core.optim._kernels import INCREMENTAL_TERMS, KERNELS, run_scheduled
 from mcmc_core.optim._sign_flip import PROPOSALS, SignFlipSampler
 
-__all__ = ["KERNELS", "PROPOSALS", "ChainSampler", "SamplerConfig", "SignFlipSampler",
+__all__ = ["INCREMENTAL_TERMS", "KERNELS", "PROPOSALS", "ChainSampler", "SamplerConfig", "SignFlipSampler",
            "run_scheduled"]

@@ -43,8 +43,8 @@ class SamplerConfig:
         label_smoothing: ``eps`` in [0, 1): the energy's cross-entropy against the targets
             mixed with the uniform distribution, ``(1 - eps) onehot(y) + eps / classes``, as
             ``nn.CrossEntropyLoss(label_smoothing=eps)``: images already classified with a
-            large margin stop pulling the chain, which generalises better. Exact and
-            incremental; needs the incremental kernel. 0 = off.
+            large margin stop pulling the chain. Exact and incremental; needs the incremental
+            kernel. 0 = off.
     """
 
     temperature: float = 1e-3

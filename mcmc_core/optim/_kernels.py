@@ -22,10 +22,12 @@ from mcmc_core.population import EnergySet, Population, StackedMLP
 from mcmc_core.schedules import ChainSchedules
 from mcmc_core.tempering import ParallelTempering
 
-__all__ = ["KERNELS", "ForwardKernel", "IncrementalKernel", "build_population", "make_kernel",
+__all__ = ["INCREMENTAL_TERMS", "KERNELS", "ForwardKernel", "IncrementalKernel", "build_population", "make_kernel",
            "run_scheduled", "set_groups"]
 
 KERNELS = ("auto", "forward", "incremental")
+#: Energy terms only the incremental kernel has (config keys under ``sampler``; 0 = off).
+INCREMENTAL_TERMS = ("margin_weight", "label_smoothing")
 
 
 def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energy: Energy, *,
@@ -53,7 +55,7 @@ def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energ
             return IncrementalKernel(population, models), None
         if kernel == "incremental":
             raise ValueError(f"kernel='incremental' does not apply: {reason}.")
-    used = [name for name in ("margin_weight", "label_smoothing") if (terms or {}).get(name)]
+    used = [name for name in INCREMENTAL_TERMS if (terms or {}).get(name)]
     if used:
         raise ValueError(f"{' and '.join(used)} {'need' if len(used) > 1 else 'needs'} the "
                          f"incremental kernel, which does not run because {reason}.")

@@ -349,6 +349,9 @@ class FusedStep:
     def __init__(self, cache) -> None:  # type: ignore[no-untyped-def]
         _compile()
         self.cache = cache
+        #: The picked sums' integer weights ``(a, b)`` (:meth:`EnergySet.smoothing_weights`).
+        self.weights_ab = np.array(
+            cache.energy_set.smoothing_weights(cache.net.n_classes)[:2], np.float64)
         self._arrays: dict[tuple[int, int, int], dict] = {}
         self._last: dict = {}  # the work arrays of the pending step
         self._last_views: dict[str, object] = {}  # ... and the views it used
@@ -454,8 +457,7 @@ class FusedStep:
         coef, first, new_sums, picked = w["coef"], w["first"], w["sums"], w["picked"]
         margins, new_tops = w["margins"], w["new_tops"]
         tables, shift = cache.tables(), cache.tops is not None
-        weights_ab = np.array(cache.energy_set.smoothing_weights(cache.net.n_classes)[:2],
-                              np.float64)
+        weights_ab = self.weights_ab
         if layer == len(cache.net.weights) - 1:
             src, signs = (v["inputs"], False) if layer == 0 else (v["pre"][layer - 1], True)
             w1, z1, e1 = v["weights"][layer], v["pre"][layer], v["exp"]

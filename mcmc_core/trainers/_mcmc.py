@@ -18,7 +18,7 @@ from mcmc_core.data import DataConfig, DataSplits
 from mcmc_core.energy import Energy, FullEnergy, MinibatchEnergy
 from mcmc_core.functional import chain_flip_ratio
 from mcmc_core.layers import binary_parameters
-from mcmc_core.optim import ChainSampler, SamplerConfig
+from mcmc_core.optim import INCREMENTAL_TERMS, ChainSampler, SamplerConfig
 from mcmc_core.schedules import ChainSchedules, FlipRatioScheduleConfig, TemperatureScheduleConfig
 from mcmc_core.tempering import ParallelTempering, geometric_ladder
 from mcmc_core.trainers._base import BaseTrainer, Callback, Criterion, resolve_data
@@ -149,7 +149,7 @@ class TrainerMCMC(BaseTrainer):
                 margin_weight=sampler.margin_weight, margin=sampler.margin,
                 label_smoothing=sampler.label_smoothing)
         except ValueError as err:  # a term of the incremental kernel where the forward one runs
-            terms = {name: getattr(sampler, name) for name in ("margin_weight", "label_smoothing")
+            terms = {name: getattr(sampler, name) for name in INCREMENTAL_TERMS
                      if getattr(sampler, name)}
             if not terms:
                 raise
