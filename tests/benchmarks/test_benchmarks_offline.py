@@ -25,6 +25,7 @@ MNIST_SCRIPTS = {
     "cpu_threads.py": ["--steps", "20", "--repeats", "1", "--load", "1"],
     "original_vs_full.py": [],
     "margin_energy.py": ["--steps", "200", "--every", "100"],
+    "smooth_hidden.py": ["--steps", "200", "--every", "100", "--split-seeds", "0"],
     "weight_average.py": ["--budget", "1", "--net", "784-10", "--split-seeds", "0"],
     "sweep_throughput.py": ["--nets", "mnist", "--n-trials", "2", "--workers", "1",
                             "--populations", "2", "--overrides", "trainer.epochs=1",
