@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import time_to_accuracy as tta
-from mcmc_core.config import register_configs
 from mcmc_core.data import load_dataset
 from mcmc_core.energy import evaluate
 from mcmc_core.layers import BinaryLayer, sign
@@ -141,22 +139,18 @@ def main() -> None:
                         default=Path(__file__).parent / "results" / "smooth_hidden.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    register_configs()
     data, data_name = tta.data_overrides(args.mnist)
     results = []
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        for seed in args.split_seeds:
-            cfg = OmegaConf.to_object(compose(config_name="train", overrides=[
-                "tracking=none", "model=mlp", *data, *tta.SPLIT, f"dataset.split_seed={seed}",
-                *tta.OURS["784-256-10"]]))
-            for tau in [0.0, *args.taus]:
-                result = {"split_seed": seed, "energy": f"tanh(Z/{tau:g})" if tau else "sign",
-                          "tau": tau, **run(cfg, tau, args)}
-                results.append(result)
-                last = result["last"]
-                print(f"seed {seed} {result['energy']:<10} best test {result['best_test']:.4f}; "
-                      f"at {last['step']} steps test {last['test']:.4f} train "
-                      f"{last['train']:.4f} ({last['cpu_s']} CPU-s)", flush=True)
+    for seed, config in tta.split_configs(data, args.split_seeds, tta.OURS["784-256-10"]):
+        cfg = OmegaConf.to_object(config)
+        for tau in [0.0, *args.taus]:
+            result = {"split_seed": seed, "energy": f"tanh(Z/{tau:g})" if tau else "sign",
+                      "tau": tau, **run(cfg, tau, args)}
+            results.append(result)
+            last = result["last"]
+            print(f"seed {seed} {result['energy']:<10} best test {result['best_test']:.4f}; "
+                  f"at {last['step']} steps test {last['test']:.4f} train "
+                  f"{last['train']:.4f} ({last['cpu_s']} CPU-s)", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "data": data_name, "net": "784-256-10", "settings": tta.OURS["784-256-10"],

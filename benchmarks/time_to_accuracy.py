@@ -23,11 +23,13 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -94,6 +96,18 @@ def data_overrides(mnist: Path) -> tuple[list[str], str]:
     return (["dataset=synthetic", "dataset.synthetic_samples=10000",
              "dataset.synthetic_shape=[1,28,28]", "dataset.synthetic_classes=10"],
             "synthetic 10,000 x 1x28x28")
+
+
+def split_configs(data: list[str], seeds: list[int], overrides: list[str]
+                  ) -> Iterator[tuple[int, DictConfig]]:
+    """Per split seed: ``train``'s config on this script's split of ``data`` (from
+    :func:`data_overrides`) plus ``overrides``; Hydra's config module is held while iterating."""
+    register_configs()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        for seed in seeds:
+            yield seed, compose(config_name="train", overrides=[
+                "tracking=none", "trainer.verbose=false", "model=mlp", *data, *SPLIT,
+                f"dataset.split_seed={seed}", *overrides])
 
 
 def run_trainer(overrides: list[str], budget: float) -> list[tuple[float, float]]:

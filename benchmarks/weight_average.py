@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import time_to_accuracy as tta
-from mcmc_core.config import build_trainer, register_configs
+from mcmc_core.config import build_trainer
 from mcmc_core.energy import evaluate
 from mcmc_core.layers import binary_parameters
 from mcmc_core.trainers import Callback
@@ -76,29 +75,25 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    register_configs()
     data, data_name = tta.data_overrides(args.mnist)
     results = []
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        for seed in args.split_seeds:
-            cfg = compose(config_name="train", overrides=[
-                "tracking=none", "trainer.verbose=false", "model=mlp", *data, *tta.SPLIT,
-                f"dataset.split_seed={seed}", *tta.OURS[args.net], *args.ours,
-                "trainer.epochs=100000", "trainer.steps_per_epoch=2000"])
-            average = SignOfAverage(args.budget or tta.BUDGET[args.net], args.decays)
-            trainer = build_trainer(OmegaConf.to_object(cfg), callbacks=[average])
-            average.start = time.process_time()
-            try:
-                trainer.train()
-            except tta._Budget:
-                pass
-            best = {k: max(r[k] for r in average.rows)
-                    for k in ["test", *map(str, args.decays)]}
-            results.append({"split_seed": seed, "best": best, "rows": average.rows})
-            print(f"seed {seed} {args.net} {' '.join(args.ours) or 'defaults'}: best test "
-                  f"chain {best['test']:.4f}, sign of average "
-                  + ", ".join(f"(decay {d}) {best[str(d)]:.4f}" for d in args.decays),
-                  flush=True)
+    overrides = [*tta.OURS[args.net], *args.ours, "trainer.epochs=100000",
+                 "trainer.steps_per_epoch=2000"]
+    for seed, cfg in tta.split_configs(data, args.split_seeds, overrides):
+        average = SignOfAverage(args.budget or tta.BUDGET[args.net], args.decays)
+        trainer = build_trainer(OmegaConf.to_object(cfg), callbacks=[average])
+        average.start = time.process_time()
+        try:
+            trainer.train()
+        except tta._Budget:
+            pass
+        best = {k: max(r[k] for r in average.rows)
+                for k in ["test", *map(str, args.decays)]}
+        results.append({"split_seed": seed, "best": best, "rows": average.rows})
+        print(f"seed {seed} {args.net} {' '.join(args.ours) or 'defaults'}: best test "
+              f"chain {best['test']:.4f}, sign of average "
+              + ", ".join(f"(decay {d}) {best[str(d)]:.4f}" for d in args.decays),
+              flush=True)
     out = args.json or Path(__file__).parent / "results" / f"weight_average_{args.net}.json"
     out.write_text(json.dumps({"data": data_name, "net": args.net, "ours_extra": args.ours,
                                "decays_per_2000_steps": args.decays, "results": results},
