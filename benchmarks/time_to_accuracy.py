@@ -98,6 +98,12 @@ def data_overrides(mnist: Path) -> tuple[list[str], str]:
             "synthetic 10,000 x 1x28x28")
 
 
+def common_overrides(data: list[str], seed: int) -> list[str]:
+    """What every run of ours and STE shares: no tracking, quiet, the MLP, this split."""
+    return ["tracking=none", "trainer.verbose=false", "model=mlp", *data, *SPLIT,
+            f"dataset.split_seed={seed}"]
+
+
 def split_configs(data: list[str], seeds: list[int], overrides: list[str]
                   ) -> Iterator[tuple[int, DictConfig]]:
     """Per split seed: ``train``'s config on this script's split of ``data`` (from
@@ -105,9 +111,8 @@ def split_configs(data: list[str], seeds: list[int], overrides: list[str]
     register_configs()
     with initialize_config_module(config_module="conf", version_base="1.3"):
         for seed in seeds:
-            yield seed, compose(config_name="train", overrides=[
-                "tracking=none", "trainer.verbose=false", "model=mlp", *data, *SPLIT,
-                f"dataset.split_seed={seed}", *overrides])
+            yield seed, compose(config_name="train",
+                                overrides=[*common_overrides(data, seed), *overrides])
 
 
 def run_trainer(overrides: list[str], budget: float) -> list[tuple[float, float]]:
@@ -219,8 +224,7 @@ def main() -> None:
     rows = []
     with initialize_config_module(config_module="conf", version_base="1.3"):
         for seed in args.split_seeds:
-            common = ["tracking=none", "trainer.verbose=false", "model=mlp", *data, *SPLIT,
-                      f"dataset.split_seed={seed}"]
+            common = common_overrides(data, seed)
             for net in args.nets:
                 for method in args.methods:
                     row = {"split_seed": seed, "net": net, "method": method,
