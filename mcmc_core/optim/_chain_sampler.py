@@ -70,6 +70,9 @@ class ChainSampler(Optimizer):
             has none: ``margin_weight > 0`` needs the incremental one.
         label_smoothing: the incremental kernel's cross-entropy against smoothed targets
             (:class:`~mcmc_core.population.EnergySet`; default: 0, off); it needs that kernel.
+        smooth_hidden: the width of the incremental kernel's smooth hidden activation in the
+            energy (:class:`~mcmc_core.population.ChainCache`; default: 0, ``sign``); it needs
+            that kernel.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class ChainSampler(Optimizer):
         margin_weight: float = 0.0,
         margin: int = 20,
         label_smoothing: float = 0.0,
+        smooth_hidden: float = 0.0,
     ) -> None:
         super().__init__(params, dict(temperature=temperature, flip_ratio=flip_ratio, seed=seed))
         if len(models) != len(self.param_groups):
@@ -105,7 +109,7 @@ class ChainSampler(Optimizer):
             self.param_groups, self.models, energy, kernel=kernel, coupled=coupled,
             graphs=graphs, acceptance=acceptance, proposal=proposal, boltzmann=boltzmann,
             terms={"margin_weight": margin_weight, "margin": margin,
-                   "label_smoothing": label_smoothing})
+                   "label_smoothing": label_smoothing, "smooth_hidden": smooth_hidden})
         #: Why the incremental kernel does not run (None when it does).
         self.kernel_reason = reason
         #: The kernel stepping the chains: ``"forward"`` or ``"incremental"``.

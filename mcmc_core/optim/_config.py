@@ -45,6 +45,12 @@ class SamplerConfig:
             ``nn.CrossEntropyLoss(label_smoothing=eps)``: images already classified with a
             large margin stop pulling the chain. Exact and incremental; needs the incremental
             kernel. 0 = off.
+        smooth_hidden: the width ``tau`` of a smooth hidden activation in the energy: hidden
+            units count as ``tanh(Z / tau)`` of their pre-activation ``Z`` (rounded to 1/64)
+            instead of ``sign(Z)``, so a flip that moves many images' units towards their
+            thresholds costs energy before any sign changes; the net stays binary (``sign``)
+            in its outputs, accuracies and exports. Exact and incremental; needs the
+            incremental kernel. 0 = off (``sign``).
     """
 
     temperature: float = 1e-3
@@ -63,6 +69,7 @@ class SamplerConfig:
     margin_weight: float = 0.0
     margin: int = 20
     label_smoothing: float = 0.0
+    smooth_hidden: float = 0.0
 
     def errors(self, prefix: str = "sampler") -> list[str]:
         """Every violation of this config, one line each (empty when valid)."""
@@ -86,4 +93,6 @@ class SamplerConfig:
         check(errors, self.margin >= 1, f"{prefix}.margin", self.margin, ">= 1")
         check(errors, 0 <= self.label_smoothing < 1, f"{prefix}.label_smoothing",
               self.label_smoothing, "0 <= label_smoothing < 1 (0 = off)")
+        check(errors, self.smooth_hidden >= 0, f"{prefix}.smooth_hidden", self.smooth_hidden,
+              ">= 0 (0 = off: sign)")
         return errors

@@ -27,7 +27,7 @@ __all__ = ["INCREMENTAL_TERMS", "KERNELS", "ForwardKernel", "IncrementalKernel",
 
 KERNELS = ("auto", "forward", "incremental")
 #: Energy terms only the incremental kernel has (config keys under ``sampler``; 0 = off).
-INCREMENTAL_TERMS = ("margin_weight", "label_smoothing")
+INCREMENTAL_TERMS = ("margin_weight", "label_smoothing", "smooth_hidden")
 
 
 def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energy: Energy, *,
@@ -38,7 +38,7 @@ def make_kernel(groups: list[dict[str, Any]], models: Sequence[nn.Module], energ
     does not (None when it does): ``kernel="incremental"`` or ``"auto"`` where it applies
     (:func:`build_population`), else ``"forward"``. ``options`` are both kernels'
     (acceptance, proposal, boltzmann), ``terms`` the incremental one's energy terms
-    (``margin_weight``, ``margin``, ``label_smoothing``).
+    (``margin_weight``, ``margin``, ``label_smoothing``, ``smooth_hidden``).
 
     Raises:
         ValueError: for ``kernel="incremental"`` where it does not apply (or a term that

@@ -1,7 +1,8 @@
 """Per-chain pre-activation caches of a population, updated from the flips alone.
 
 For every chain the cache keeps each layer's integer pre-activations on the whole energy set,
-``Z_l = W_l A_l`` with ``A_l = sign(Z_{l-1})`` and ``A_0`` the shared binarized energy set, stored
+``Z_l = W_l A_l`` with ``A_l = act(Z_{l-1})`` (``sign``, or the energy's smooth activation:
+:class:`HiddenActivation`, integers too) and ``A_0`` the shared binarized energy set, stored
 transposed (``[K, out_l, N]``) so that the rows a flip touches are contiguous; and, unless the
 logits can be large (see :meth:`StackedMLP.needs_shift`), the last layer's ``exp(s Z)`` and the
 per-chain sum of the targets' pre-activations, the two parts of the energy. A candidate is
@@ -40,22 +41,13 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from mcmc_core.population._activation import HiddenActivation
 from mcmc_core.population._energy_set import EnergySet
 from mcmc_core.population._fused import FusedStep, available
 from mcmc_core.population._proposal import LayerFlips
 from mcmc_core.population._weights import StackedMLP
 
-__all__ = ["ChainCache", "Workspace", "sign_", "sign_into"]
-
-
-def sign_(z: Tensor) -> Tensor:
-    """In place: ``sign`` with 0 -> +1 of an integer-valued float tensor."""
-    return z.add_(0.5).sign_()
-
-
-def sign_into(z: Tensor, out: Tensor) -> Tensor:
-    """``sign`` with 0 -> +1 of an integer-valued float tensor, written into ``out``."""
-    return torch.add(z, 0.5, out=out).sign_()
+__all__ = ["ChainCache", "Workspace"]
 
 
 class Workspace:
@@ -100,6 +92,9 @@ class ChainCache:
             a net without a hidden layer has no term (default: 0).
         margin: the pre-activation magnitude (an integer) below which a unit is penalised
             (default: 20).
+        smooth_hidden: the width ``tau`` of the hidden units' smooth activation in the energy,
+            ``round(64 tanh(Z / tau))`` in place of ``sign(Z)`` (:class:`HiddenActivation`);
+            0 = ``sign``, the binary net's own energy (default: 0).
         kernel: ``"fused"``, the compiled kernel of :mod:`._fused` (numba, CPU, MLPs with at
             most one hidden layer, ``proposal="layer"``; other steps take the tensor path),
             ``"torch"``, tensor operations only, or ``"auto"``: fused wherever it applies.
@@ -110,7 +105,7 @@ class ChainCache:
 
     def __init__(self, net: StackedMLP, energy_set: EnergySet,
                  sync_free: bool | None = None, *, margin_weight: float = 0.0,
-                 margin: int = 20, kernel: str = "auto") -> None:
+                 margin: int = 20, smooth_hidden: float = 0.0, kernel: str = "auto") -> None:
         if kernel not in self.KERNELS:
             raise ValueError(f"kernel={kernel!r} is not allowed: expected one of "
                              f"{', '.join(self.KERNELS)}.")
@@ -122,6 +117,13 @@ class ChainCache:
             raise ValueError(f"the net takes {net.widths[0]} inputs, but the energy set has "
                              f"{energy_set.inputs_t.shape[0]} features.")
         self.net, self.energy_set = net, energy_set
+        #: How the energy reads the hidden units (``sign``, or the smooth activation).
+        self.activation = HiddenActivation(smooth_hidden, net.widths, net.device)
+        n = energy_set.inputs_t.shape[1]
+        if self.activation.smooth and 2 * self.activation.levels * n >= 1 << 24:
+            most = (1 << 23) // HiddenActivation.LEVELS
+            raise ValueError(f"smooth_hidden needs fewer than {most} energy samples (exact "
+                             f"float32 sums), but the energy set has {n}.")
         self.sync_free = net.device.type != "cpu" if sync_free is None else bool(sync_free)
         self._ws = Workspace()
         # (layer, rows, old rows, new rows, first entry of each row or None) of the changed rows.
@@ -151,18 +153,17 @@ class ChainCache:
         """Recompute every cache and energy from the weights (a full batched forward)."""
         net, energy_set = self.net, self.energy_set
         #: ``Z_l`` of every chain, ``[K, out_l, N]``.
-        self.pre: list[Tensor] = net.preactivations(energy_set.inputs_t)
+        self.pre: list[Tensor] = net.preactivations(energy_set.inputs_t, self.activation)
         self._shift = net.needs_shift()
         #: Current energy of every chain, float64 ``[K]``.
         self.energies: Tensor
-        bound = net.weights[-1].shape[2]  # |Z_last| <= fan_in
         if self._shift:
             self.exp_last = self.picked = None
-            self.energies = energy_set.energies(self.pre[-1], net)
+            self.energies = energy_set.energies(self.pre[-1], self.scale, self.bound)
         else:
             #: ``exp(s Z_last)`` and ``sum_n Z_last[y_n, n]`` (what the energy is made of).
-            self.exp_last = torch.mul(self.pre[-1], net.scale).exp_()
-            self.picked = energy_set.picked(self.pre[-1], bound)
+            self.exp_last = torch.mul(self.pre[-1], self.scale).exp_()
+            self.picked = energy_set.picked(self.pre[-1], self.bound)
             sums = EnergySet.class_sum(self.exp_last)
             self.energies = self._energy(EnergySet.log_partition_of(sums), self.picked)
         fused = self.kernel != "torch" and not self.sync_free and FusedStep.supports(net)
@@ -198,6 +199,17 @@ class ChainCache:
             self._ws = saved
 
     @property
+    def scale(self) -> float:
+        """The factor from the last integer pre-activations to the logits: the net's
+        ``scale`` over the hidden values' :attr:`HiddenActivation.levels`."""
+        return self.net.scale / self.activation.levels
+
+    @property
+    def bound(self) -> int:
+        """The largest ``|Z_last|``: the last fan-in times the hidden values' levels."""
+        return self.net.weights[-1].shape[2] * self.activation.levels
+
+    @property
     def fused(self) -> bool:
         """Whether steps of one layer run on the fused kernel."""
         return self._fused is not None
@@ -208,7 +220,7 @@ class ChainCache:
         ``shifted[d + 2 bound] = exp(s d)`` for ``-2 bound <= d <= 0``; float32 numpy arrays
         computed by the same tensor operations as :attr:`exp_last` and
         :meth:`EnergySet.shifted_sums`, so the same bits."""
-        s, bound = self.net.scale, self.net.weights[-1].shape[2]
+        s, bound = self.scale, self.bound
         if self._tables is None or self._tables[0] != (s, bound):
             z = torch.arange(-bound, bound + 1, dtype=torch.float32)
             d = torch.arange(-2 * bound, 1, dtype=torch.float32)
@@ -222,8 +234,8 @@ class ChainCache:
         step of the tensor path, which does not keep them)."""
         z = self.pre[-1][part]
         if self._shift:
-            sums, tops = EnergySet.shifted_sums(z, self.net.scale)
-            picked = self.energy_set.picked(z, self.net.weights[-1].shape[2])
+            sums, tops = EnergySet.shifted_sums(z, self.scale)
+            picked = self.energy_set.picked(z, self.bound)
             if self.partition is None or self.tops is None or self.picked is None:
                 self.partition, self.tops, self.picked = sums.contiguous(), tops, picked
             else:
@@ -248,7 +260,7 @@ class ChainCache:
 
     def picked_scale(self) -> float:
         """The factor of the picked sums in the energy (:meth:`EnergySet.picked_scale`)."""
-        return self.energy_set.picked_scale(self.net.scale, self.net.n_classes)
+        return self.energy_set.picked_scale(self.scale, self.net.n_classes)
 
     def margin_sum(self, z0: Tensor) -> Tensor:
         """``sum_{j, n} relu(margin - |z0|)`` per chain of ``z0`` ``[K, out, N]``, float64."""
@@ -316,7 +328,8 @@ class ChainCache:
         k, m = source.shape
         if i == 0:
             return self._gather_rows("src", self.energy_set.inputs_t, source).view(k, m, -1)
-        return sign_(self._gather_rows("src", self.pre[i - 1], source)).view(k, m, -1)
+        rows = self._gather_rows("src", self.pre[i - 1], source)
+        return self.activation(rows, i - 1, out=rows).view(k, m, -1)
 
     def _aggregate(self, rows: Tensor, old_z: Tensor, delta: Tensor, new_z: Tensor
                    ) -> Tensor | None:
@@ -455,8 +468,8 @@ class ChainCache:
                 first = self._aggregate(f.row, old_z, delta, new_z)
                 if first is not None:  # count each changed row once downstream
                     columns.mul_(first.unsqueeze(1))
-                d = sign_into(new_z, ws("d", (k, m, n), z))
-                d.sub_(sign_into(old_z, delta))  # delta is spent
+                d = self.activation(new_z, i, out=ws("d", (k, m, n), z))
+                d.sub_(self.activation(old_z, i, out=delta))  # delta is spent
                 self._rows.append((i, f.row, old_z, new_z, first))
                 up = ("rows", f.row, columns, d)
                 continue
@@ -480,18 +493,19 @@ class ChainCache:
                 z_new.view(-1, n).index_add_(0, local, delta.view(-1, n))
             self._dense.append((i, z_new))
             if not last:
-                d_next = sign_into(z_new, ws("d_dense", z.shape, z))
-                up = ("dense", None, None, d_next.sub_(sign_into(z, ws("d_tmp", z.shape, z))))
+                d_next = self.activation(z_new, i, out=ws("d_dense", z.shape, z))
+                d_old = self.activation(z, i, out=ws("d_tmp", z.shape, z))
+                up = ("dense", None, None, d_next.sub_(d_old))
         if z_new is None:
             self._candidate = self.energies[part].clone()
         elif self._shift:
             self._candidate = self.energy_set.energies(
-                z_new, self.net, scratch=ws("logits", z_new.shape, z_new),
+                z_new, self.scale, self.bound, scratch=ws("logits", z_new.shape, z_new),
                 lse_out=ws("lse", (k, n), z_new),
                 lse64_out=ws("lse64", (k, n), z_new, torch.float64))
         else:
-            picked = self.energy_set.picked(z_new, self.net.weights[-1].shape[2])
-            exp_new = torch.mul(z_new, self.net.scale, out=ws("logits", z_new.shape, z_new))
+            picked = self.energy_set.picked(z_new, self.bound)
+            exp_new = torch.mul(z_new, self.scale, out=ws("logits", z_new.shape, z_new))
             self._dense.append((-1, exp_new.exp_()))
             self._candidate = self._energy(self._log_partition(exp_new), picked)
             self._candidate_picked = picked
@@ -517,8 +531,8 @@ class ChainCache:
         same low-rank update to the accepted chains' ``Z_last`` in place."""
         z = self.pre[-1][self._part]
         buffer = self._lowrank(z, columns, d, self._ws("logits", z.shape, z))
-        picked = self.energy_set.picked(buffer, self.net.weights[-1].shape[2])
-        exp_new = buffer.mul_(self.net.scale).exp_()
+        picked = self.energy_set.picked(buffer, self.bound)
+        exp_new = buffer.mul_(self.scale).exp_()
         self._dense.append((-1, exp_new))
         self._lowrank_update = (columns, d)
         self._candidate_picked = picked
@@ -539,7 +553,7 @@ class ChainCache:
         new_z = ws("new_z", (k, m, n), z)
         first = self._aggregate(f.row, old_z, delta, new_z)
         old_e = self._gather_rows("old_e", exp_last, f.row).view(k, m, n)
-        new_e = torch.mul(new_z, self.net.scale, out=ws("new_e", (k, m, n), z)).exp_()
+        new_e = torch.mul(new_z, self.scale, out=ws("new_e", (k, m, n), z)).exp_()
         # The picked sums change by the targets' cells of the changed rows (integers: exact):
         # per row, its change summed over each class's samples, then the row's own class.
         diff = torch.sub(new_z, old_z, out=delta).view(-1, n)

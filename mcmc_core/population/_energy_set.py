@@ -9,9 +9,8 @@ import torch
 from torch import Tensor
 
 from mcmc_core.data import Split
-from mcmc_core.energy import fixed_subset
+from mcmc_core.energy import fixed_subset, needs_shift
 from mcmc_core.layers import sign
-from mcmc_core.population._weights import StackedMLP
 
 __all__ = ["EnergySet"]
 
@@ -135,26 +134,28 @@ class EnergySet:
         (:meth:`class_sum`, then :meth:`log_partition_of`)."""
         return cls.log_partition_of(cls.class_sum(exp_logits, sums_out), lse_out, lse64_out)
 
-    def energies(self, z_last: Tensor, net: StackedMLP, scratch: Tensor | None = None,
-                 lse_out: Tensor | None = None, lse64_out: Tensor | None = None) -> Tensor:
+    def energies(self, z_last: Tensor, scale: float, bound: int,
+                 scratch: Tensor | None = None, lse_out: Tensor | None = None,
+                 lse64_out: Tensor | None = None) -> Tensor:
         """Mean cross-entropy per chain, float64 ``[K]``, from the last pre-activations
-        ``z_last`` (``[K, classes, N]``, integers) and the last layer's scale ``s``.
+        ``z_last`` (``[K, classes, N]``, integers of size at most ``bound``) and the factor
+        ``s`` (``scale``) that makes them logits.
 
         ``mean_n(log sum_c exp(s Z[c, n])) - s mean_n(Z[y_n, n])`` (:meth:`log_partition` of
-        ``exp(s Z)`` and :meth:`picked`); with large logits (``net.needs_shift()``) each sample's
-        largest pre-activation is subtracted first (:meth:`shifted_sums`). The function of a
-        chain's ``Z`` is the same whatever the batch. Without shift, ``scratch`` holds
+        ``exp(s Z)`` and :meth:`picked`); with large logits (``needs_shift(s * bound)``) each
+        sample's largest pre-activation is subtracted first (:meth:`shifted_sums`). The function
+        of a chain's ``Z`` is the same whatever the batch. Without shift, ``scratch`` holds
         ``exp(s Z)`` afterwards. ``scratch`` (shaped like ``z_last``), ``lse_out`` and
         ``lse64_out`` (``[K, N]``, float32 and float64) are optional work buffers: on CPU,
         fresh large allocations page-fault at every step.
         """
         n = z_last.shape[-1]
-        picked = self.picked(z_last, net.weights[-1].shape[2])  # |Z| <= fan_in
-        factor = self.picked_scale(net.scale, z_last.shape[1])
-        if not net.needs_shift():
-            logits = torch.mul(z_last, net.scale, out=scratch)
+        picked = self.picked(z_last, bound)
+        factor = self.picked_scale(scale, z_last.shape[1])
+        if not needs_shift(scale * bound):
+            logits = torch.mul(z_last, scale, out=scratch)
             return (self.log_partition(logits.exp_(), lse_out, lse64_out) - picked * factor) / n
-        sums, top = self.shifted_sums(z_last, net.scale, scratch)
+        sums, top = self.shifted_sums(z_last, scale, scratch)
         return (self.log_partition_of(sums, lse_out, lse64_out, top) - picked * factor) / n
 
     @classmethod

@@ -7,14 +7,15 @@ built by the same tensor operation (:meth:`ChainCache.tables`), the per-sample s
 classes follow :meth:`EnergySet.class_sum`'s fixed pairwise order, and the logarithms and the
 sum over the samples are left to torch (:meth:`EnergySet.log_partition_of`). Unlike the tensor
 path it only touches what a flip changes: a hidden flip recomputes the last layer on the samples
-whose hidden signs changed (10-20 % of them for a few flips), not on all of them. Large logits
+whose hidden units changed (10-20 % of them for a few flips of ``sign`` units, more with a
+smooth activation), not on all of them. Large logits
 (:meth:`StackedMLP.needs_shift`) are shifted by each sample's largest pre-activation, on the
 integers, as :meth:`EnergySet.shifted_sums` does: no exponentials are cached then, and every
 changed sample's class sum is recomputed from its pre-activations.
 
 Covered: binary MLPs with at most one hidden layer (the last layer, or the hidden layer whose
 next layer is the last), one layer flipped per step (``proposal="layer"``), the hidden-margin
-term. Everything else takes the tensor path.
+term, the smooth hidden activation (a table of integers). Everything else takes the tensor path.
 """
 
 from __future__ import annotations
@@ -86,9 +87,13 @@ def _shift_block(block, c, width, tables, tops):  # type: ignore[no-untyped-def]
         tops[t] = linear[int(tops[t]) + bound]
 
 
-def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, first, coef):
+def _new_rows(k, z, src, src_signs, act, weights, weight, row, source, valid, new_z, first,
+              coef):  # type: ignore[no-untyped-def]
     """Chain ``k``'s flipped rows: ``coef``, ``first`` (an entry is the first of its row) and
-    ``new_z`` (each first entry's row with the changes of all entries of that row)."""
+    ``new_z`` (each first entry's row with the changes of all entries of that row). The rows
+    of ``src`` are the flipped weights' inputs or, with ``src_signs``, pre-activations whose
+    activations are: ``sign`` (``act`` empty) or ``act[Z + bound]`` (a hidden activation
+    table, :class:`~mcmc_core.population.HiddenActivation`)."""
     m, n = row.shape[1], z.shape[1]
     for j in range(m):
         coef[k, j] = -2.0 * weights[weight[k, j]] if valid[k, j] else 0.0
@@ -107,7 +112,11 @@ def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, 
             if row[k, i] != row[k, j] or coef[k, i] == 0.0:
                 continue
             c, a = coef[k, i], src[source[k, i]]
-            if src_signs:
+            if src_signs and act.shape[0]:
+                mid = act.shape[0] // 2  # act[Z + mid]
+                for t in range(n):
+                    out[t] += c * act[int(a[t]) + mid]
+            elif src_signs:
                 for t in range(n):
                     out[t] += np.float32(c if a[t] >= 0 else -c)
             else:
@@ -116,7 +125,7 @@ def _new_rows(k, z, src, src_signs, weights, weight, row, source, valid, new_z, 
 
 
 def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, targets,
-                   margin, weight, row, source, valid,
+                   act, margin, weight, row, source, valid,
                    coef, first, d, any_change, block, starts, moved, step, tops, new_z0,
                    changed, n_changed, new_z1, new_e1, new_sums, new_tops, picked_change,
                    margin_change, weights_ab):  # type: ignore[no-untyped-def]
@@ -126,8 +135,9 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, t
     layer; ``z1``, ``w1``, ``e1``, ``part_sums`` this part's last layer ``[K', C, N]``,
     ``[K', C, H]``, its exponentials and per-sample class sums ``[K', N]`` (with ``shift``, no
     exponentials but the samples' ``s top``, ``part_tops``: :meth:`EnergySet.shifted_sums`);
-    ``tables`` the exponentials and products by ``s`` of integers (:meth:`ChainCache.tables`).
-    The rest are the flips ``[K', M]``, work arrays (``d`` ``[M, N]`` int8, ``any_change``
+    ``tables`` the exponentials and products by ``s`` of integers (:meth:`ChainCache.tables`);
+    ``act`` the hidden units' activation table (empty: ``sign``, see :func:`_new_rows`).
+    The rest are the flips ``[K', M]``, work arrays (``d`` ``[M, N]`` int16, ``any_change``
     ``[N]`` bool, ``block`` ``[C, _TILE]``, ``starts`` ``[N + 1]``, ``moved``/``step``
     ``[M * N]``, ``tops`` ``[_TILE]``) and outputs (the changed samples' columns packed first
     in ``new_z1``/``new_e1``); ``weights_ab`` the picked sums' integer weights ``(a, b)``
@@ -136,15 +146,20 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, t
     n_classes, hidden, n = z1.shape[1], w1.shape[2], z1.shape[2]
     table, bound = tables[0], tables[3]
     for k in range(k_part):
-        _new_rows(k, z0, a, False, w0, weight, row, source, valid, new_z0, first, coef)
+        _new_rows(k, z0, a, False, act, w0, weight, row, source, valid, new_z0, first, coef)
         any_change[:] = False
         hinge = 0
         for j in range(m):
             if not first[k, j]:
                 continue
             new, old, dj = new_z0[k, j], z0[row[k, j]], d[j]
-            for t in range(n):
-                dj[t] = (1 if new[t] >= 0 else -1) - (1 if old[t] >= 0 else -1)
+            if act.shape[0]:
+                mid = act.shape[0] // 2  # act[Z + mid]
+                for t in range(n):
+                    dj[t] = np.int16(act[int(new[t]) + mid] - act[int(old[t]) + mid])
+            else:
+                for t in range(n):
+                    dj[t] = (1 if new[t] >= 0 else -1) - (1 if old[t] >= 0 else -1)
             for t in range(n):
                 any_change[t] |= dj[t] != 0
             if margin > 0:
@@ -228,22 +243,24 @@ def commit_hidden(accepted, z0, w0, z1, e1, part_sums, part_tops, shift, weight,
                 part_tops[k, t] = new_tops[k, t]
 
 
-def propose_last(src, src_signs, z1, e1, w1, n_classes, tables, shift, targets,
+def propose_last(src, src_signs, act, z1, e1, w1, n_classes, tables, shift, targets,
                  weight, row, source, valid,
                  coef, first, block, tops, new_z, new_e, new_sums, new_tops,
                  picked_change, weights_ab):  # type: ignore[no-untyped-def]
     """Flips of the last layer, for the chains of a part: ``src`` holds the flipped weights'
-    inputs (the inputs ``[in, N]``, or the previous layer's ``Z`` ``[K * H, N]`` whose signs
-    are the inputs when ``src_signs``); ``z1``, ``e1`` ``[K * C, N]`` and ``w1`` (flat) the
-    whole last layer and its exponentials (none with ``shift``: then ``new_tops`` gets each
-    sample's ``s top``, :meth:`EnergySet.shifted_sums`); ``block`` ``[C, _TILE]`` and
-    ``tops`` ``[_TILE]`` work arrays; ``weights_ab`` as :func:`propose_hidden`'s."""
+    inputs (the inputs ``[in, N]``, or the previous layer's ``Z`` ``[K * H, N]`` whose
+    activations, ``act`` as :func:`_new_rows`', are the inputs when ``src_signs``); ``z1``,
+    ``e1`` ``[K * C, N]`` and ``w1`` (flat) the whole last layer and its exponentials (none
+    with ``shift``: then ``new_tops`` gets each sample's ``s top``,
+    :meth:`EnergySet.shifted_sums`); ``block`` ``[C, _TILE]`` and ``tops`` ``[_TILE]`` work
+    arrays; ``weights_ab`` as :func:`propose_hidden`'s."""
     k_part, m = row.shape
     n = z1.shape[1]
     table, bound = tables[0], tables[3]
     slot = np.empty(n_classes, dtype=np.int64)
     for k in range(k_part):
-        _new_rows(k, z1, src, src_signs, w1, weight, row, source, valid, new_z, first, coef)
+        _new_rows(k, z1, src, src_signs, act, w1, weight, row, source, valid, new_z, first,
+                  coef)
         slot[:] = -1
         base = (row[k, 0] // n_classes) * n_classes  # this chain's first row of z1
         picked, total = 0.0, 0.0
@@ -352,6 +369,9 @@ class FusedStep:
         #: The picked sums' integer weights ``(a, b)`` (:meth:`EnergySet.smoothing_weights`).
         self.weights_ab = np.array(
             cache.energy_set.smoothing_weights(cache.net.n_classes)[:2], np.float64)
+        #: The hidden units' activation table (:func:`_new_rows`; empty for ``sign``).
+        self.act_table = (cache.activation.tables[0].numpy() if cache.activation.smooth
+                          else np.zeros(0, np.float32))
         self._arrays: dict[tuple[int, int, int], dict] = {}
         self._last: dict = {}  # the work arrays of the pending step
         self._last_views: dict[str, object] = {}  # ... and the views it used
@@ -416,7 +436,7 @@ class FusedStep:
             else:
                 shapes |= {"new_z0": ((k, m, n), np.float32), "changed": ((k, n), np.int64),
                            "n_changed": ((k,), np.int64), "new_z1": ((k, c, n), np.float32),
-                           "new_e1": ((k, c, n), np.float32), "d": ((m, n), np.int8),
+                           "new_e1": ((k, c, n), np.float32), "d": ((m, n), np.int16),
                            "any_change": ((n,), np.bool_), "starts": ((n + 1,), np.int64),
                            "moved": ((m * n,), np.int64), "step": ((m * n,), np.float32)}
             work = self._arrays[key] = {name: np.zeros(shape, dtype)
@@ -457,11 +477,12 @@ class FusedStep:
         coef, first, new_sums, picked = w["coef"], w["first"], w["sums"], w["picked"]
         margins, new_tops = w["margins"], w["new_tops"]
         tables, shift = cache.tables(), cache.tops is not None
+        act = self.act_table
         weights_ab = self.weights_ab
         if layer == len(cache.net.weights) - 1:
             src, signs = (v["inputs"], False) if layer == 0 else (v["pre"][layer - 1], True)
             w1, z1, e1 = v["weights"][layer], v["pre"][layer], v["exp"]
-            propose_last(src, signs, z1, e1, w1, cache.net.n_classes, tables, shift,
+            propose_last(src, signs, act, z1, e1, w1, cache.net.n_classes, tables, shift,
                          v["targets"], weight, row, source, valid, coef, first, w["block"],
                          w["tile_tops"], w["new_z"], w["new_e"], new_sums, new_tops, picked,
                          weights_ab)
@@ -472,7 +493,7 @@ class FusedStep:
             margin = cache.margin if cache.margin_sums is not None else 0
             z0, w0 = v["pre"][0], v["weights"][0]
             propose_hidden(v["inputs"], z0, w0, v["z1"], v["w1"], v["e1"], v["sums"], v["tops"],
-                           tables, shift, v["targets"], margin, weight, row, source, valid,
+                           tables, shift, v["targets"], act, margin, weight, row, source, valid,
                            coef, first, w["d"], w["any_change"], w["block"], w["starts"],
                            w["moved"], w["step"], w["tile_tops"], w["new_z0"], w["changed"],
                            w["n_changed"], w["new_z1"], w["new_e1"], new_sums, new_tops, picked,

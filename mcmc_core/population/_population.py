@@ -112,6 +112,8 @@ class Population:
             hold, and no margin term. Results do not depend on it (default: None).
         margin_weight, margin: the hidden-margin term of every energy (see
             :class:`ChainCache`; default: 0, off, and 20).
+        smooth_hidden: the width ``tau`` of the smooth hidden activation ``tanh(Z / tau)`` in
+            every energy (see :class:`ChainCache`; default: 0, the binary net's ``sign``).
         kernel: ``"auto"``, ``"fused"`` or ``"torch"``: how a step is computed (see
             :class:`ChainCache`). Results do not depend on it (default: ``"auto"``).
 
@@ -127,7 +129,8 @@ class Population:
                  ids: Sequence[Any] | None = None, chunk: int | None = None,
                  schedule: Callable[[int, int], Tensor] | None = None,
                  sync_free: bool | None = None, graphs: bool | None = None,
-                 margin_weight: float = 0.0, margin: int = 20, kernel: str = "auto") -> None:
+                 margin_weight: float = 0.0, margin: int = 20, smooth_hidden: float = 0.0,
+                 kernel: str = "auto") -> None:
         k, device = len(net), net.device
         F.check_rules(acceptance, proposal, boltzmann)
         if len(net.weights) >= MAX_PURPOSE:
@@ -139,14 +142,15 @@ class Population:
             raise ValueError(f"margin_weight must be >= 0 and margin >= 1, but got "
                              f"{margin_weight=}, {margin=}.")
         self.cache = ChainCache(net, energy_set, sync_free, margin_weight=margin_weight,
-                                margin=margin, kernel=kernel)
+                                margin=margin, smooth_hidden=smooth_hidden, kernel=kernel)
         can_graph = device.type == "cuda" and self.cache.sync_free and (
-            chunk is None or chunk >= k) and self.cache.margin_sums is None
+            chunk is None or chunk >= k) and self.cache.margin_sums is None and (
+            not self.cache.activation.smooth)
         if graphs and not can_graph:
             raise ValueError(f"graphs=True needs a CUDA device, sync_free, one chunk of all "
-                             f"chains and no margin term, but got device={device.type!r}, "
-                             f"sync_free={self.cache.sync_free}, {chunk=} for {k} chains, "
-                             f"{margin_weight=}.")
+                             f"chains, no margin term and no smooth hidden activation, but got "
+                             f"device={device.type!r}, sync_free={self.cache.sync_free}, "
+                             f"{chunk=} for {k} chains, {margin_weight=}, {smooth_hidden=}.")
         self.graphs = can_graph if graphs is None else bool(graphs)
         for name, value in zip(HYPERPARAMETERS, (temperature, flip_ratio)):
             setattr(self, f"_{name}", per_chain(value, k, name, device))
@@ -417,6 +421,7 @@ class Population:
                 "boltzmann": self.boltzmann, "layer_seed": self.layer_seed,
                 "margin": self._margin_key(),
                 "label_smoothing": self.energy_set.label_smoothing,
+                "smooth_hidden": self.cache.activation.width,
                 **{name: getattr(self, name).clone() for name in HYPERPARAMETERS}}
 
     def chain_state(self, k: int) -> dict[str, Any]:
@@ -463,9 +468,10 @@ class Population:
         self.n_accepted = state["n_accepted"].to(device).clone()
         self.ids = list(state["ids"])
         self.cache.rebuild()
-        # Saved energies hold the saved run's margin term and smoothing (none in older states).
+        # Saved energies hold the saved run's energy terms (none in older states).
         if state["energies"] is not None and state.get("margin") == self._margin_key() and (
-                state.get("label_smoothing", 0.0) == self.energy_set.label_smoothing):
+                state.get("label_smoothing", 0.0) == self.energy_set.label_smoothing) and (
+                state.get("smooth_hidden", 0.0) == self.cache.activation.width):
             self.cache.energies = state["energies"].to(device, torch.float64).clone()
         self._layout()
 
@@ -490,8 +496,9 @@ class Population:
     @torch.no_grad()
     def full_energies(self) -> Tensor:
         """Energies recomputed by a full forward pass of every chain (ignores the caches)."""
-        pre = self.net.preactivations(self.energy_set.inputs_t)
-        energies = self.energy_set.energies(pre[-1], self.net)
-        if self.cache.margin_sums is not None:
-            energies = energies + self.cache.margin_sum(pre[0]) * self.cache.margin_scale()
+        cache = self.cache
+        pre = self.net.preactivations(self.energy_set.inputs_t, cache.activation)
+        energies = self.energy_set.energies(pre[-1], cache.scale, cache.bound)
+        if cache.margin_sums is not None:
+            energies = energies + cache.margin_sum(pre[0]) * cache.margin_scale()
         return energies

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -137,14 +137,17 @@ class StackedMLP:
 
     # ----------------------------------------------------------------------------- use
     @torch.no_grad()
-    def preactivations(self, a0_t: Tensor) -> list[Tensor]:
+    def preactivations(self, a0_t: Tensor,
+                       activation: Callable[[Tensor, int], Tensor] | None = None) -> list[Tensor]:
         """Every layer's integer pre-activations ``Z_l``, ``[K, out_l, N]``, for the ±1 inputs
-        ``a0_t`` (``[in_0, N]``, transposed). Exact: integer sums of ±1 products."""
+        ``a0_t`` (``[in_0, N]``, transposed). Exact: integer sums of ±1 products. Hidden units
+        are ``sign(Z_l)``, or ``activation(Z_l, l)`` (integers: the energy's
+        :class:`~mcmc_core.population.ChainCache` activation)."""
         pres, act = [], a0_t
         for i, w in enumerate(self.weights):
             pres.append(torch.matmul(w, act))  # [K, out, N]
             if i < len(self.weights) - 1:
-                act = sign(pres[-1])
+                act = sign(pres[-1]) if activation is None else activation(pres[-1], i)
         return pres
 
     def needs_shift(self) -> bool:

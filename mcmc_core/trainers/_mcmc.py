@@ -147,7 +147,7 @@ class TrainerMCMC(BaseTrainer):
                 proposal=sampler.proposal, boltzmann=sampler.boltzmann, coupled=sampler.coupled,
                 kernel="auto" if sampler.incremental else "forward",
                 margin_weight=sampler.margin_weight, margin=sampler.margin,
-                label_smoothing=sampler.label_smoothing)
+                label_smoothing=sampler.label_smoothing, smooth_hidden=sampler.smooth_hidden)
         except ValueError as err:  # a term of the incremental kernel where the forward one runs
             terms = {name: getattr(sampler, name) for name in INCREMENTAL_TERMS
                      if getattr(sampler, name)}

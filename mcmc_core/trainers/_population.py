@@ -216,7 +216,8 @@ class TrainerPopulation(BaseTrainer):
             flip_ratio=schedules.flip_ratios(step),
             seeds=[RunSeeds.of(c.seed).chains[0] for c in cfgs], acceptance=s.acceptance,
             proposal=s.proposal, boltzmann=s.boltzmann, ids=chains,
-            schedule=schedules.temperatures, margin_weight=s.margin_weight, margin=s.margin)
+            schedule=schedules.temperatures, margin_weight=s.margin_weight, margin=s.margin,
+            smooth_hidden=s.smooth_hidden)
         pop.resume_at(step, [self.accepted[k] for k in chains])
         return _Group(pop, chains, schedules)
 

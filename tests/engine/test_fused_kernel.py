@@ -24,6 +24,10 @@ CASES = [
     ([16], {"output_scale": 40.0, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
     ([16], {"label_smoothing": 0.1, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),  # every class's cells
     ([], {"label_smoothing": 0.05, "output_scale": 60.0}),
+    ([16], {"smooth_hidden": 3.0}),  # a smooth hidden activation in the energy
+    ([16], {"smooth_hidden": 2.0, "margin_weight": 0.5, "margin": 3, "label_smoothing": 0.1,
+            "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
+    ([16], {"smooth_hidden": 5.0, "output_scale": 40.0}),  # ... with shifted logits
 ]
 
 
@@ -58,13 +62,12 @@ def _assert_fused_caches_fresh(pop: Population) -> None:
     sums) are those of the pre-activations."""
     cache = pop.cache
     if cache.net.needs_shift():
-        sums, tops = EnergySet.shifted_sums(cache.pre[-1], cache.net.scale)
+        sums, tops = EnergySet.shifted_sums(cache.pre[-1], cache.scale)
         assert cache.tops is not None and torch.equal(cache.tops, tops)
     else:
         sums = EnergySet.class_sum(cache.exp_last)
     assert torch.equal(cache.partition, sums)
-    bound = cache.net.weights[-1].shape[2]
-    assert torch.equal(cache.picked, pop.energy_set.picked(cache.pre[-1], bound))
+    assert torch.equal(cache.picked, pop.energy_set.picked(cache.pre[-1], cache.bound))
 
 
 @pytest.mark.parametrize("hidden, kwargs", CASES)
@@ -79,12 +82,12 @@ def test_fused_steps_equal_the_tensor_path(data: DataSplits, hidden: list[int],
     assert 0 < int(fused.n_accepted.sum()) < 4 * 300  # some moves accepted, some rejected
     _assert_same_state(tensors, fused)
     _assert_fused_caches_fresh(fused)
-    fresh = fused.net.preactivations(fused.energy_set.inputs_t)
+    fresh = fused.net.preactivations(fused.energy_set.inputs_t, fused.cache.activation)
     assert all(torch.equal(x, y) for x, y in zip(fused.cache.pre, fresh, strict=True))
     torch.testing.assert_close(fused.energies, fused.full_energies(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("hidden, kwargs", CASES[:4] + CASES[-2:])
+@pytest.mark.parametrize("hidden, kwargs", CASES[:4] + CASES[-5:])
 def test_fused_propose_and_commit_equal_the_tensor_path(data: DataSplits, hidden: list[int],
                                                         kwargs: dict[str, Any]) -> None:
     """The cache's own API (what tempering and tests call): candidates from the same flips,

@@ -37,13 +37,13 @@ def _weights(pop: Population) -> list[torch.Tensor]:
 
 
 def _assert_caches_fresh(pop: Population) -> None:
-    fresh = pop.net.preactivations(pop.energy_set.inputs_t)
-    for cached, full in zip(pop.cache.pre, fresh, strict=True):
+    cache = pop.cache
+    fresh = pop.net.preactivations(pop.energy_set.inputs_t, cache.activation)
+    for cached, full in zip(cache.pre, fresh, strict=True):
         assert torch.equal(cached, full)  # integers: exactly
-    if pop.cache.exp_last is not None:
-        assert torch.equal(pop.cache.exp_last, torch.mul(fresh[-1], pop.net.scale).exp_())
-        bound = pop.net.weights[-1].shape[2]
-        assert torch.equal(pop.cache.picked, pop.energy_set.picked(fresh[-1], bound))
+    if cache.exp_last is not None:
+        assert torch.equal(cache.exp_last, torch.mul(fresh[-1], cache.scale).exp_())
+        assert torch.equal(cache.picked, pop.energy_set.picked(fresh[-1], cache.bound))
     if pop.cache.margin_sums is not None:
         assert torch.equal(pop.cache.margin_sums, pop.cache.margin_sum(fresh[0]))
     torch.testing.assert_close(pop.energies, pop.full_energies(), rtol=1e-12, atol=1e-12)
@@ -73,6 +73,12 @@ CACHE_CASES = [
     ([8], {"label_smoothing": 0.1, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
     ([8, 6], {"label_smoothing": 0.2, "proposal": "all", "flip_ratio": 0.1}),
     ([8], {"label_smoothing": 0.1, "output_scale": 40.0}),
+    # A smooth hidden activation in the energy: rows, low-rank, dense and shifted paths.
+    ([8], {"smooth_hidden": 3.0, "flip_ratio": [0.02, 0.2, 0.5, 0.05]}),
+    ([8, 6], {"smooth_hidden": 4.0, "flip_ratio": 0.1}),
+    ([8, 6], {"smooth_hidden": 2.0, "margin_weight": 0.5, "margin": 3, "proposal": "all",
+              "flip_ratio": 0.1}),
+    ([8], {"smooth_hidden": 3.0, "label_smoothing": 0.1, "output_scale": 40.0}),
 ]
 
 
@@ -395,6 +401,55 @@ def test_the_margin_term_follows_exchanges_keeps_and_a_state_dict(synthetic: Dat
     _assert_caches_fresh(resumed)
     with pytest.raises(ValueError, match="margin_weight must be >= 0"):
         _population(synthetic, [8], margin_weight=-1.0)
+
+
+def test_the_smooth_activation_follows_exchanges_keeps_and_a_state_dict(
+        synthetic: DataSplits) -> None:
+    pop = _population(synthetic, [8], k=3, smooth_hidden=3.0, flip_ratio=0.1)
+    plain = _population(synthetic, [8], k=3, flip_ratio=0.1)
+    assert not torch.equal(pop.energies, plain.energies)  # the same weights, another energy
+    for _ in range(5):
+        pop.run(20)
+        pop.exchange(0, 2)
+    _assert_caches_fresh(pop)
+    saved = pop.state_dict()
+    assert saved["smooth_hidden"] == 3.0
+    pop.run(30)
+    resumed = _population(synthetic, [8], k=3, smooth_hidden=3.0, flip_ratio=0.1)
+    resumed.load_state_dict(saved)
+    assert torch.equal(resumed.energies, saved["energies"])
+    resumed.run(30)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.net.weights, pop.net.weights))
+    assert torch.equal(resumed.energies, pop.energies)
+    # A state of the sign energy: its energies are recomputed with the smooth activation.
+    resumed.load_state_dict(plain.state_dict())
+    assert not torch.equal(resumed.energies, plain.energies)
+    _assert_caches_fresh(resumed)
+    with pytest.raises(ValueError, match="width must be >= 0"):
+        _population(synthetic, [8], smooth_hidden=-1.0)
+
+
+def test_a_vanishing_width_is_the_sign_energy() -> None:
+    """``round(64 tanh(Z / tau))`` is ``64 sign(Z)`` for a tiny ``tau`` and ``Z != 0`` (an odd
+    fan-in), and the logits' factor is ``scale / 64``: the binary net's energy, bit for bit."""
+    data = load_dataset(DataConfig(name="synthetic", synthetic_shape=[1, 5, 5]))
+    smooth = _population(data, [7], smooth_hidden=1e-9, label_smoothing=0.1)
+    plain = _population(data, [7], label_smoothing=0.1)
+    assert smooth.cache.activation.levels == 64 and plain.cache.activation.levels == 1
+    assert torch.equal(smooth.energies, plain.energies)
+    table = smooth.cache.activation.tables[0]
+    assert table[25 + 1:].eq(64).all() and table[:25].eq(-64).all() and table[25] == 0
+
+
+def test_the_smooth_table_is_a_rounded_tanh() -> None:
+    from mcmc_core.population._activation import HiddenActivation
+
+    act = HiddenActivation(4.0, [9, 5, 3, 2])
+    z0 = torch.arange(-9, 10, dtype=torch.float32)
+    assert torch.equal(act(z0, 0), torch.round(64 * torch.tanh(z0.double() / 4)).float())
+    z1 = torch.arange(-5 * 64, 5 * 64 + 1, dtype=torch.float32)  # in units of 64
+    assert torch.equal(act(z1, 1), torch.round(64 * torch.tanh(z1.double() / 256)).float())
+    assert torch.equal(HiddenActivation(0.0, [9, 5, 2])(z0, 0), torch.where(z0 >= 0, 1.0, -1.0))
 
 
 @pytest.mark.parametrize("eps", [0.05, 0.3])

@@ -408,6 +408,9 @@ RESUME_CASES = {
     "margin-tempering-2": dict(
         sampler=SamplerConfig(temperature=5e-3, flip_ratio=0.05, n_replicas=2, swap_interval=3,
                               margin_weight=0.05, margin=3)),
+    "smooth-hidden-margin-smoothing": dict(
+        sampler=SamplerConfig(temperature=5e-3, flip_ratio=0.05, smooth_hidden=3.0,
+                              margin_weight=0.05, margin=3, label_smoothing=0.1)),
     "per-step-flip-decay": dict(
         sampler=SamplerConfig(temperature=0.01, flip_ratio=0.2),
         flip_schedule=FlipRatioScheduleConfig(name="exponential", cooling_rate=0.97)),
@@ -609,10 +612,12 @@ def test_devices(make_model: Callable[..., nn.Module], synthetic: DataSplits) ->
             TrainerMCMC(make_model(), data=synthetic, device="cuda")
 
 
-# The incremental kernel's energy terms: the hidden margin and label smoothing.
+# The incremental kernel's energy terms: the hidden margin, label smoothing, the smooth hidden
+# activation.
 @pytest.mark.parametrize(("term", "on", "bad"), [
     ("margin_weight", {"margin_weight": 5.0, "margin": 5}, 0.5),
-    ("label_smoothing", {"label_smoothing": 0.3}, 0.1)])
+    ("label_smoothing", {"label_smoothing": 0.3}, 0.1),
+    ("smooth_hidden", {"smooth_hidden": 2.0}, 4.0)])
 def test_an_energy_term_changes_the_chain_and_needs_the_incremental_kernel(
         make_model: Callable[..., nn.Module], synthetic: DataSplits, term: str,
         on: dict[str, float], bad: float) -> None:
@@ -638,3 +643,5 @@ def test_an_energy_term_changes_the_chain_and_needs_the_incremental_kernel(
 def test_label_smoothing_is_checked_where_the_config_enters() -> None:
     assert SamplerConfig(label_smoothing=1.0).errors() == [
         "sampler.label_smoothing=1.0 is not allowed: expected 0 <= label_smoothing < 1 (0 = off)"]
+    assert SamplerConfig(smooth_hidden=-2.0).errors() == [
+        "sampler.smooth_hidden=-2.0 is not allowed: expected >= 0 (0 = off: sign)"]

@@ -55,15 +55,18 @@ def weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [w.detach().cpu() for w in model.state_dict().values()]
 
 
-# With the hidden-margin term too, and with start weights from the data.
-@pytest.mark.parametrize(("margin_weight", "init", "smoothing"), [
-    (0.0, "random", 0.0), (0.2, "random", 0.0), (0.0, "data", 0.0), (0.0, "random", 0.1)])
+# With the energy terms too (hidden margin, label smoothing, smooth hidden activation), and
+# with start weights from the data.
+@pytest.mark.parametrize(("margin_weight", "init", "smoothing", "smooth_hidden"), [
+    (0.0, "random", 0.0, 0.0), (0.2, "random", 0.0, 0.0), (0.0, "data", 0.0, 0.0),
+    (0.0, "random", 0.1, 0.0), (0.0, "random", 0.0, 3.0)])
 def test_each_chain_is_its_lone_trainers_chain(synthetic: DataSplits, margin_weight: float,
-                                               init: str, smoothing: float) -> None:
+                                               init: str, smoothing: float,
+                                               smooth_hidden: float) -> None:
     cfgs = configs()
     for c in cfgs:
         c.sampler = replace(c.sampler, margin_weight=margin_weight, margin=3,
-                            label_smoothing=smoothing)
+                            label_smoothing=smoothing, smooth_hidden=smooth_hidden)
         c.model.init = init
     population = TrainerPopulation(cfgs, synthetic)
     population.train()
