@@ -12,7 +12,7 @@ every chain; padding entries change nothing):
 * flipping ``W_l[r, c]`` adds ``-2 w_old A_l[c, :]`` to row ``r`` of ``Z_l``. In the first changed
   layer only the touched rows are gathered and updated (entries of one chain that hit the same
   row all get the row's total change);
-* the next layer's input signs changed on those rows only, so its update is
+* the next layer's inputs changed on those rows only, so its update is
   ``W[:, rows] (A_new - A_old)[rows]``: one batched low-rank product (an outer product for one
   flip). Layers further down are updated densely, ``W (A_new - A_old)``;
 * when only last-layer weights flip, the touched rows of ``Z_last`` and ``exp(s Z_last)`` are
@@ -433,7 +433,7 @@ class ChainCache:
         # How the current layer's input changed: None; ("rows", units, columns, d), d of the
         # units at global rows `units` [K, U] of the previous layer, [K, U, N], and the next
         # weights' columns of those units [K, out, U]; or ("dense", None, None, d [K, in, N]).
-        # d = A_new - A_old, in {0, +-2}.
+        # d = A_new - A_old: in {0, +-2} for signs, integers up to 2 * LEVELS for smooth units.
         up: tuple[str, Tensor | None, Tensor | None, Tensor] | None = None
         first: Tensor | None = None  # [K, U]: the first entry of each changed unit in `up`
         z_new: Tensor | None = None

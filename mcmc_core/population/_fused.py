@@ -34,7 +34,8 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-_KERNELS = ("_tree_sum_rows", "_shift_block", "_new_rows", "propose_hidden", "commit_hidden",
+_KERNELS = ("_tree_sum_rows", "_shift_block", "_new_rows", "_new_last_sparse", "_new_last_dense",
+            "propose_hidden", "commit_hidden",
             "propose_last", "commit_last", "accept")
 _compiled = False
 
@@ -124,6 +125,68 @@ def _new_rows(k, z, src, src_signs, act, weights, weight, row, source, valid, ne
                     out[t] += c * a[t]
 
 
+def _new_last_sparse(k, z1, w1, row, first, d, any_change, changed, starts, moved, step,
+                     new_z1):  # type: ignore[no-untyped-def]
+    """Chain ``k``'s last pre-activations on the samples whose hidden units changed
+    (``any_change``; their indices packed into ``changed[k]``, the new values into
+    ``new_z1[k]``), from per sample the units that moved and how (``d``): few units per sample,
+    as flips of ``sign`` units move them. Returns the count of changed samples."""
+    m, n = d.shape
+    n_classes, hidden = z1.shape[1], w1.shape[2]
+    count, p = 0, 0
+    for t in range(n):
+        if not any_change[t]:
+            continue
+        changed[k, count] = t
+        starts[count] = p
+        for j in range(m):
+            if first[k, j] and d[j, t] != 0:
+                moved[p] = row[k, j] % hidden
+                step[p] = d[j, t]
+                p += 1
+        count += 1
+    starts[count] = p
+    cols = changed[k]
+    for c in range(n_classes):
+        zc, wc, nz = z1[k, c], w1[k, c], new_z1[k, c]
+        for i in range(count):
+            z = zc[cols[i]]
+            for q in range(starts[i], starts[i + 1]):
+                z += wc[moved[q]] * step[q]
+            nz[i] = z
+    return count
+
+
+def _new_last_dense(k, z1, w1, row, first, d, any_change, changed, packed,
+                    new_z1):  # type: ignore[no-untyped-def]
+    """:func:`_new_last_sparse` where most changed samples moved on every flipped unit (a
+    smooth activation): per unit, one vectorised pass over the changed samples (``packed``
+    ``[M * N]`` holds each unit's moves on them)."""
+    m, n = d.shape
+    n_classes, hidden = z1.shape[1], w1.shape[2]
+    count = 0
+    for t in range(n):
+        if any_change[t]:
+            changed[k, count] = t
+            count += 1
+    cols = changed[k]
+    for j in range(m):
+        if first[k, j]:
+            dj = d[j]
+            for i in range(count):
+                packed[j * n + i] = dj[cols[i]]
+    for c in range(n_classes):
+        zc, wc, nz = z1[k, c], w1[k, c], new_z1[k, c]
+        for i in range(count):
+            nz[i] = zc[cols[i]]
+        for j in range(m):
+            if first[k, j]:
+                wj, base = wc[row[k, j] % hidden], j * n
+                for i in range(count):
+                    nz[i] += wj * packed[base + i]
+    return count
+
+
 def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, targets,
                    act, margin, weight, row, source, valid,
                    coef, first, d, any_change, block, starts, moved, step, tops, new_z0,
@@ -170,31 +233,20 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, t
         new_sums[k, :] = part_sums[k, :]
         if shift:
             new_tops[k, :] = part_tops[k, :]
-        # The changed samples, and per sample the units that moved (how: +-2), packed.
-        count, p = 0, 0
-        for t in range(n):
-            if not any_change[t]:
-                continue
-            changed[k, count] = t
-            starts[count] = p
-            for j in range(m):
-                if first[k, j] and d[j, t] != 0:
-                    moved[p] = row[k, j] % hidden
-                    step[p] = d[j, t]
-                    p += 1
-            count += 1
-        starts[count] = p
+        # The changed samples' new last pre-activations (integers: exact in any order).
+        if act.shape[0]:
+            count = _new_last_dense(k, z1, w1, row, first, d, any_change, changed, step,
+                                    new_z1)
+        else:
+            count = _new_last_sparse(k, z1, w1, row, first, d, any_change, changed, starts,
+                                     moved, step, new_z1)
         n_changed[k] = count
         cols = changed[k]
-        for c in range(n_classes):  # the changed samples' new last pre-activations
-            zc, wc, nz, ne = z1[k, c], w1[k, c], new_z1[k, c], new_e1[k, c]
-            for i in range(count):
-                z = zc[cols[i]]
-                for q in range(starts[i], starts[i + 1]):
-                    z += wc[moved[q]] * step[q]
-                nz[i] = z
-                if not shift:
-                    ne[i] = table[int(z) + bound]
+        if not shift:
+            for c in range(n_classes):
+                nz, ne = new_z1[k, c], new_e1[k, c]
+                for i in range(count):
+                    ne[i] = table[int(nz[i]) + bound]
         for i0 in range(0, count, _TILE):  # their class sums
             width = min(_TILE, count - i0)
             source_block = new_z1 if shift else new_e1
