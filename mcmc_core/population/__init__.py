@@ -15,7 +15,8 @@ energy's incremental kernel), :mod:`._fused` (the same step compiled with numba 
 :mod:`._weights` (stacked weights, export), :mod:`._random`
 (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of steps at a time),
 :mod:`._graphs` (steps replayed as CUDA graphs), :mod:`._energy_set` (:class:`EnergySet`, the
-fixed target as the batched kernel sees it). The loss itself is :mod:`mcmc_core.energy`'s.
+fixed target as the batched kernel sees it), :mod:`._activation` (:class:`HiddenActivation`, how
+the energy reads hidden units: ``sign`` or a smooth ``tanh`` in integers). The loss itself is :mod:`mcmc_core.energy`'s.
 
 Example:
     >>> from mcmc_core.data import DataConfig, load_dataset
@@ -28,6 +29,7 @@ Example:
 """
 
 from mcmc_core.energy import cross_entropy_t
+from mcmc_core.population._activation import HiddenActivation
 from mcmc_core.population._cache import ChainCache
 from mcmc_core.population._energy_set import EnergySet
 from mcmc_core.population._proposal import (
@@ -47,6 +49,7 @@ __all__ = [
     "ChainCache",
     "ChainRandom",
     "EnergySet",
+    "HiddenActivation",
     "LayerFlips",
     "ProposalBlock",
     "Population",

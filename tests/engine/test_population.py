@@ -15,6 +15,7 @@ from mcmc_core.energy import FullEnergy, evaluate
 from mcmc_core.layers import binary_parameters
 from mcmc_core.population import (
     EnergySet,
+    HiddenActivation,
     Population,
     StackedMLP,
     acceptance_probability_t,
@@ -442,8 +443,6 @@ def test_a_vanishing_width_is_the_sign_energy() -> None:
 
 
 def test_the_smooth_table_is_a_rounded_tanh() -> None:
-    from mcmc_core.population._activation import HiddenActivation
-
     act = HiddenActivation(4.0, [9, 5, 3, 2])
     z0 = torch.arange(-9, 10, dtype=torch.float32)
     assert torch.equal(act(z0, 0), torch.round(64 * torch.tanh(z0.double() / 4)).float())

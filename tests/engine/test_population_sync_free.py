@@ -34,6 +34,7 @@ CASES = [
     ([8, 6], {"proposal": "all", "flip_ratio": [0.02, 0.1, 0.3, 0.05]}),
     ([8], {"output_scale": 40.0}),  # large logits: the max-shifted loss, no cached exponentials
     ([8], {"acceptance": "barker", "temperature": [0.0, 1e-3, 1e-2, 1.0]}),
+    ([8, 6], {"smooth_hidden": 3.0, "flip_ratio": [0.02, 0.1, 0.3, 0.05]}),  # table lookups
 ]
 
 
@@ -78,11 +79,11 @@ def _steps_left_in_block(pop: Population) -> int:
 
 
 def _assert_caches_fresh(pop: Population) -> None:
-    fresh = pop.net.preactivations(pop.energy_set.inputs_t)
+    fresh = pop.net.preactivations(pop.energy_set.inputs_t, pop.cache.activation)
     for cached, full in zip(pop.cache.pre, fresh, strict=True):
         assert torch.equal(cached, full)
     if pop.cache.exp_last is not None:
-        assert torch.equal(pop.cache.exp_last, torch.mul(fresh[-1], pop.net.scale).exp_())
+        assert torch.equal(pop.cache.exp_last, torch.mul(fresh[-1], pop.cache.scale).exp_())
     torch.testing.assert_close(pop.energies, pop.full_energies(), rtol=1e-12, atol=1e-12)
 
 
