@@ -16,7 +16,8 @@ energy's incremental kernel), :mod:`._fused` (the same step compiled with numba 
 (per-chain streams), :mod:`._proposal` (flips and acceptance, a block of steps at a time),
 :mod:`._graphs` (steps replayed as CUDA graphs), :mod:`._energy_set` (:class:`EnergySet`, the
 fixed target as the batched kernel sees it), :mod:`._activation` (:class:`HiddenActivation`, how
-the energy reads hidden units: ``sign`` or a smooth ``tanh`` in integers). The loss itself is :mod:`mcmc_core.energy`'s.
+the energy reads hidden units: ``sign`` or a smooth ``tanh`` in integers). The loss itself is
+:mod:`mcmc_core.energy`'s.
 
 Example:
     >>> from mcmc_core.data import DataConfig, load_dataset

@@ -8,10 +8,10 @@ classes follow :meth:`EnergySet.class_sum`'s fixed pairwise order, and the logar
 sum over the samples are left to torch (:meth:`EnergySet.log_partition_of`). Unlike the tensor
 path it only touches what a flip changes: a hidden flip recomputes the last layer on the samples
 whose hidden units changed (10-20 % of them for a few flips of ``sign`` units, more with a
-smooth activation), not on all of them. Large logits
-(:meth:`StackedMLP.needs_shift`) are shifted by each sample's largest pre-activation, on the
-integers, as :meth:`EnergySet.shifted_sums` does: no exponentials are cached then, and every
-changed sample's class sum is recomputed from its pre-activations.
+smooth activation), not on all of them. Large logits (:meth:`StackedMLP.needs_shift`) are
+shifted by each sample's largest pre-activation, on the integers, as
+:meth:`EnergySet.shifted_sums` does: no exponentials are cached then, and every changed sample's
+class sum is recomputed from its pre-activations.
 
 Covered: binary MLPs with at most one hidden layer (the last layer, or the hidden layer whose
 next layer is the last), one layer flipped per step (``proposal="layer"``), the hidden-margin
@@ -206,7 +206,7 @@ def propose_hidden(a, z0, w0, z1, w1, e1, part_sums, part_tops, tables, shift, t
     in ``new_z1``/``new_e1``); ``weights_ab`` the picked sums' integer weights ``(a, b)``
     (:meth:`EnergySet.smoothing_weights`)."""
     k_part, m = row.shape
-    n_classes, hidden, n = z1.shape[1], w1.shape[2], z1.shape[2]
+    n_classes, n = z1.shape[1], z1.shape[2]
     table, bound = tables[0], tables[3]
     for k in range(k_part):
         _new_rows(k, z0, a, False, act, w0, weight, row, source, valid, new_z0, first, coef)
