@@ -49,8 +49,8 @@ class SamplerConfig:
             units count as ``tanh(Z / tau)`` of their pre-activation ``Z`` (rounded to 1/64)
             instead of ``sign(Z)``, so a flip that moves many images' units towards their
             thresholds costs energy before any sign changes; the net stays binary (``sign``)
-            in its outputs, accuracies and exports. Exact and incremental; needs the
-            incremental kernel. 0 = off (``sign``).
+            in its outputs, accuracies and exports; a net without a hidden layer is unchanged.
+            Exact and incremental; needs the incremental kernel. 0 = off (``sign``).
     """
 
     temperature: float = 1e-3

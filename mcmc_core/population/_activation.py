@@ -30,7 +30,8 @@ class HiddenActivation:
     The values are integers in ``[-LEVELS, LEVELS]`` read from a table per hidden layer, so the
     next layer's pre-activations are exact integer sums as with signs; the logits are the last
     ``Z`` times ``scale / levels`` (:attr:`levels` is 1 for ``sign``): a net whose hidden units
-    all saturate has the binary net's logits.
+    all saturate has the binary net's logits. A net without a hidden layer has nothing to
+    smooth: its energy is the same for every ``width``.
 
     Args:
         width: ``tau`` (>= 0; 0 = ``sign``).
@@ -46,18 +47,18 @@ class HiddenActivation:
             raise ValueError(f"the hidden activation's width must be >= 0 (0 = sign), but got "
                              f"{width}.")
         self.width = float(width)
-        #: The largest hidden value: ``LEVELS``, or 1 for ``sign``.
-        self.levels = self.LEVELS if self.width else 1
         self.widths = [int(w) for w in widths]
+        n_hidden = len(self.widths) - 2
+        #: The largest hidden value: ``LEVELS``, or 1 for ``sign`` (or no hidden layer).
+        self.levels = self.LEVELS if self.width and n_hidden > 0 else 1
         #: Per hidden layer, its value at every pre-activation ``Z`` as ``table[Z + bound]``
-        #: (float32; empty for ``sign``).
-        self.tables = [self._table(i, device) for i in range(len(self.widths) - 2)
-                       if self.width]
+        #: (float32; none for ``sign``).
+        self.tables = [self._table(i, device) for i in range(n_hidden)] if self.smooth else []
 
     @property
     def smooth(self) -> bool:
-        """Whether it is the smooth ``tanh`` (not ``sign``)."""
-        return self.width > 0
+        """Whether hidden units are read through the smooth ``tanh`` (not ``sign``)."""
+        return self.levels > 1
 
     def bound(self, layer: int) -> int:
         """The largest ``|Z|`` of ``layer`` (its fan-in times its inputs' level)."""

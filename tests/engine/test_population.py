@@ -440,6 +440,12 @@ def test_a_vanishing_width_is_the_sign_energy() -> None:
     assert torch.equal(smooth.energies, plain.energies)
     table = smooth.cache.activation.tables[0]
     assert table[25 + 1:].eq(64).all() and table[:25].eq(-64).all() and table[25] == 0
+    # Without a hidden layer there is nothing to smooth: the same energy for every width.
+    alone, plain = _population(data, [], smooth_hidden=3.0), _population(data, [])
+    assert not alone.cache.activation.smooth and torch.equal(alone.energies, plain.energies)
+    alone.run(50)
+    plain.run(50)
+    assert torch.equal(alone.energies, plain.energies)
 
 
 def test_the_smooth_table_is_a_rounded_tanh() -> None:
